@@ -1,0 +1,52 @@
+-- name: get_bag :one
+-- One bag by its QR, with its parent's QR and its bill number.
+SELECT b.id, b.qr_id, b.type, b.status, b.dispatch_area, b.parent_id, p.qr_id AS parent_qr,
+       b.bill_id, bl.bill_no, b.capacity, b.child_count, b.weight_kg, b.created_by,
+       b.created_at, b.updated_at
+FROM bag b
+LEFT JOIN bag p ON p.id = b.parent_id
+LEFT JOIN bill bl ON bl.id = b.bill_id
+WHERE b.qr_id = %(qr_id)s;
+
+-- name: get_bag_by_id :one
+-- One bag by id.
+SELECT b.id, b.qr_id, b.type, b.status, b.dispatch_area, b.parent_id, p.qr_id AS parent_qr,
+       b.bill_id, bl.bill_no, b.capacity, b.child_count, b.weight_kg, b.created_by,
+       b.created_at, b.updated_at
+FROM bag b
+LEFT JOIN bag p ON p.id = b.parent_id
+LEFT JOIN bill bl ON bl.id = b.bill_id
+WHERE b.id = %(id)s;
+
+-- name: get_bag_family :many
+-- A bag (rel 'self'), its parent ('parent') and its children ('child'), in one round trip.
+WITH self AS (
+    SELECT id, parent_id, type FROM bag WHERE qr_id = %(qr_id)s
+), family AS (
+    SELECT 'self' AS rel, s.id FROM self s
+    UNION ALL
+    SELECT 'parent', s.parent_id FROM self s WHERE s.parent_id IS NOT NULL
+    UNION ALL
+    SELECT 'child', c.id FROM self s JOIN bag c ON c.parent_id = s.id WHERE s.type = 'parent'
+)
+SELECT f.rel, b.id, b.qr_id, b.type, b.status, b.dispatch_area, b.parent_id, p.qr_id AS parent_qr,
+       b.bill_id, bl.bill_no, b.capacity, b.child_count, b.weight_kg, b.created_by,
+       b.created_at, b.updated_at
+FROM family f
+JOIN bag b ON b.id = f.id
+LEFT JOIN bag p ON p.id = b.parent_id
+LEFT JOIN bill bl ON bl.id = b.bill_id
+ORDER BY f.rel DESC, b.qr_id;
+
+-- name: register_bag :one
+-- Register a bag by hand; the type must fit the QR (parent formats).
+SELECT id FROM tt_register_bag(%(qr_id)s, %(type)s, %(dispatch_area)s, %(user_id)s, %(idempotency_key)s);
+
+-- name: delete_bag :scalar
+-- Delete a bag under its rules (not on a bill, no children); a linked child leaves its parent.
+SELECT tt_delete_bag(%(qr_id)s, %(user_id)s, %(restrict_area)s, %(idempotency_key)s);
+
+-- name: bag_counts_by_parent :one
+-- The real number and weight of a parent's children (to check the counters).
+SELECT count(*)::int AS child_count, coalesce(sum(weight_kg), 0) AS weight_kg
+FROM bag WHERE parent_id = %(parent_id)s;

@@ -1,0 +1,20 @@
+-- name: open_parent :one
+-- Open a parent for scanning, creating it if its QR is new.
+SELECT created, bag_id FROM tt_open_parent(%(qr_id)s, %(user_id)s, %(dispatch_area)s,
+                                           %(restrict_area)s, %(idempotency_key)s);
+
+-- name: link_child :one
+-- Link a child into a parent; the link that fills the parent completes it.
+SELECT result, child_count, capacity, parent_status, weight_kg
+FROM tt_link_child(%(parent_qr)s, %(child_qr)s, %(user_id)s, %(restrict_area)s, %(idempotency_key)s);
+
+-- name: link_children :many
+-- Link many children into one parent: a result per child (ord is the input position, 1-based).
+SELECT ord, child_qr, result, error_code, message, child_count, capacity, parent_status
+FROM tt_link_children(%(parent_qr)s, %(child_qrs)s, %(user_id)s, %(restrict_area)s, %(idempotency_key)s)
+ORDER BY ord;
+
+-- name: unlink_child :one
+-- Take a child out of its parent; the child stays and the parent reopens.
+SELECT parent_qr, child_count, capacity, parent_status
+FROM tt_unlink_child(%(child_qr)s, %(user_id)s, %(restrict_area)s, %(idempotency_key)s);

@@ -1,0 +1,26 @@
+"""tracetrack_db: the TraceTrack data library.
+
+Hand-written SQL on PostgreSQL (psycopg 3 + psycopg_pool): migrations, named
+queries and typed domain operations. Usable without any HTTP layer::
+
+    from tracetrack_db import Database, scans
+    with Database("postgresql://...") as db:
+        scans.open_parent(db, "SB00001", dispatch_area="lucknow")
+        scans.link_child(db, "SB00001", "CHILD-0001")
+"""
+
+from . import areas, bags, bills, errors, events, idempotency, migrations, scans, users
+from .database import Database
+from .errors import TraceTrackError
+from .models import (AddParentResult, Area, Bag, BagDetail, BatchItem, BatchResult, Bill, BillDetail,
+                     Event, LinkResult, OpenParentResult, Page, ParentFormat, UnlinkResult, User)
+from .qr import normalize_qr
+from .runtime import open_database
+from .settings import Settings
+
+__all__ = [
+    "Database", "Settings", "TraceTrackError", "open_database", "normalize_qr",
+    "areas", "bags", "bills", "errors", "events", "idempotency", "migrations", "scans", "users",
+    "AddParentResult", "Area", "Bag", "BagDetail", "BatchItem", "BatchResult", "Bill", "BillDetail",
+    "Event", "LinkResult", "OpenParentResult", "Page", "ParentFormat", "UnlinkResult", "User",
+]

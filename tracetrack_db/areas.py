@@ -1,0 +1,34 @@
+"""Dispatch areas and parent QR formats: reference data kept in tables."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+from . import errors
+from .database import Database
+from .models import Area, ParentFormat
+
+
+def list_areas(db: Database) -> list[Area]:
+    return db.many("list_areas", row=Area, read=True)
+
+
+def create_area(db: Database, name: str, label: str | None = None) -> Area:
+    """Add a dispatch area (lowercase name). Raises AreaExists."""
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]{1,49}", name):
+        raise errors.ValidationError("an area name is 2-50 characters of a-z 0-9 _", field="name")
+    return db.one("create_area", {"name": name, "label": label or name.replace("_", " ").title()}, row=Area)
+
+
+def list_parent_formats(db: Database) -> list[ParentFormat]:
+    return db.many("list_parent_formats", row=ParentFormat, read=True)
+
+
+def create_parent_format(db: Database, name: str, pattern: str, capacity: int = 30,
+                         expected_weight_kg: Decimal | float = 30) -> ParentFormat:
+    """Add a parent format; `pattern` is an anchored POSIX regular expression."""
+    if not pattern.startswith("^") or not pattern.endswith("$"):
+        raise errors.ValidationError("pattern must be anchored with ^ and $", field="pattern")
+    return db.one("create_parent_format", {"name": name, "pattern": pattern, "capacity": capacity,
+                                           "expected_weight_kg": expected_weight_kg}, row=ParentFormat)

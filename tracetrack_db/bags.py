@@ -1,0 +1,130 @@
+"""Bags: register, look up with family and bill, list, delete."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from psycopg import sql
+
+from . import errors
+from psycopg import Connection
+
+from .bills import get_bill_by_id
+from .cursor import decode_cursor, encode_cursor
+from .database import Database
+from .models import Bag, BagDetail, Page
+from .qr import normalize_qr
+
+TYPES = ("parent", "child")
+STATUSES = ("pending", "in_progress", "completed")
+
+
+def register_bag(db: Database, qr_id: str, type: str, dispatch_area: str | None, *,
+                 user_id: int | None = None, idempotency_key: str | None = None,
+                 conn: Connection | None = None) -> Bag:
+    """Register a bag by hand. Raises QrTaken, NotAParent, NotAChild, UnknownArea."""
+    if type not in TYPES:
+        raise errors.ValidationError("type must be parent or child", field="type")
+    qr = normalize_qr(qr_id)
+    with db.connection(conn=conn) as conn:
+        bag_id = db.scalar("register_bag", {
+            "qr_id": qr, "type": type, "dispatch_area": dispatch_area,
+            "user_id": user_id, "idempotency_key": idempotency_key}, conn=conn)
+        return db.one("get_bag_by_id", {"id": bag_id}, row=Bag, conn=conn)
+
+
+def get_bag(db: Database, qr_id: str) -> Bag:
+    bag = db.one("get_bag", {"qr_id": normalize_qr(qr_id)}, row=Bag, read=True)
+    if bag is None:
+        raise errors.BagNotFound(f"bag {qr_id} not found")
+    return bag
+
+
+def get_bag_detail(db: Database, qr_id: str) -> BagDetail:
+    """A bag with its parent or children and its bill (the parent's bill for a child)."""
+    qr = normalize_qr(qr_id)
+    with db.connection(read=True) as conn:
+        rows = db.many("get_bag_family", {"qr_id": qr}, row=dict, conn=conn)
+        if not rows:
+            raise errors.BagNotFound(f"bag {qr} not found")
+        by_rel: dict[str, list[Bag]] = {"self": [], "parent": [], "child": []}
+        for r in rows:
+            by_rel[r.pop("rel")].append(Bag(**r))
+        bag = by_rel["self"][0]
+        parent = by_rel["parent"][0] if by_rel["parent"] else None
+        bill_id = bag.bill_id or (parent.bill_id if parent else None)
+        bill = get_bill_by_id(db, bill_id, conn=conn) if bill_id else None
+    return BagDetail(bag=bag, parent=parent, children=by_rel["child"], bill=bill)
+
+
+def delete_bag(db: Database, qr_id: str, *, user_id: int | None = None,
+               restrict_area: str | None = None, idempotency_key: str | None = None,
+               conn: Connection | None = None) -> None:
+    """Delete a bag. Raises BagOnBill, BagHasChildren, BagNotFound, WrongArea."""
+    db.scalar("delete_bag", {"qr_id": normalize_qr(qr_id), "user_id": user_id,
+                             "restrict_area": restrict_area, "idempotency_key": idempotency_key}, conn=conn)
+
+
+_BAG_COLUMNS = sql.SQL(
+    "b.id, b.qr_id, b.type, b.status, b.dispatch_area, b.parent_id, p.qr_id AS parent_qr, "
+    "b.bill_id, bl.bill_no, b.capacity, b.child_count, b.weight_kg, b.created_by, "
+    "b.created_at, b.updated_at")
+
+
+def bag_filters(*, type: str | None = None, status: str | None = None,
+                dispatch_area: str | None = None, q: str | None = None,
+                linked: bool | None = None, billed: bool | None = None,
+                created_after: datetime | None = None,
+                created_before: datetime | None = None) -> tuple[list[sql.Composable], dict]:
+    """WHERE fragments and bound parameters for the bag filters (list and export)."""
+    where: list[sql.Composable] = []
+    params: dict = {}
+    if type is not None:
+        if type not in TYPES:
+            raise errors.ValidationError("type must be parent or child", field="type")
+        where.append(sql.SQL("b.type = %(type)s"))
+        params["type"] = type
+    if status is not None:
+        if status not in STATUSES:
+            raise errors.ValidationError(f"status must be one of {', '.join(STATUSES)}", field="status")
+        where.append(sql.SQL("b.status = %(status)s"))
+        params["status"] = status
+    if dispatch_area is not None:
+        where.append(sql.SQL("b.dispatch_area = %(dispatch_area)s"))
+        params["dispatch_area"] = dispatch_area
+    if q:
+        prefix = "".join(ch for ch in q.upper() if ch.isalnum() or ch in "-_/")
+        # `_` is a LIKE wildcard; escape it (and the escape character).
+        where.append(sql.SQL("b.qr_id LIKE %(q)s"))
+        params["q"] = prefix.replace("\\", "\\\\").replace("_", "\\_") + "%"
+    if linked is not None:
+        where.append(sql.SQL("b.type = 'child' AND b.parent_id IS {} NULL").format(
+            sql.SQL("NOT") if linked else sql.SQL("")))
+    if billed is not None:
+        where.append(sql.SQL("b.type = 'parent' AND b.bill_id IS {} NULL").format(
+            sql.SQL("NOT") if billed else sql.SQL("")))
+    if created_after is not None:
+        where.append(sql.SQL("b.created_at >= %(created_after)s"))
+        params["created_after"] = created_after
+    if created_before is not None:
+        where.append(sql.SQL("b.created_at < %(created_before)s"))
+        params["created_before"] = created_before
+    return where, params
+
+
+def list_bags(db: Database, *, limit: int = 50, cursor: str | None = None, **filters) -> Page[Bag]:
+    """Bags newest first, keyset-paginated, with the filters of `bag_filters`."""
+    where, params = bag_filters(**filters)
+    if cursor:
+        where.append(sql.SQL("b.id < %(before_id)s"))
+        params["before_id"] = decode_cursor(cursor)
+    params["limit"] = limit + 1
+    query = sql.SQL(
+        "SELECT {cols} FROM bag b LEFT JOIN bag p ON p.id = b.parent_id "
+        "LEFT JOIN bill bl ON bl.id = b.bill_id {where} ORDER BY b.id DESC LIMIT %(limit)s"
+    ).format(cols=_BAG_COLUMNS,
+             where=sql.SQL("WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL(""))
+    rows = db.run_sql(query, params, row=Bag)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(rows, encode_cursor(rows[-1].id) if more else None)

@@ -1,0 +1,45 @@
+"""The embedded PostgreSQL used when DATABASE_URL is unset (pgserver)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedPostgres:
+    """A real PostgreSQL from the `pgserver` wheel, data under `data_dir/pgdata`.
+
+    The data directory persists between runs. The server is stopped when the
+    last process holding it calls `stop()` or exits.
+    """
+
+    def __init__(self, data_dir: Path):
+        self.pgdata = Path(data_dir) / "pgdata"
+        self._server = None
+
+    def start(self) -> str:
+        """Start (or join) the server and return a connection URI."""
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (root, CI); /tmp is fine.
+            warnings.simplefilter("ignore")
+            import pgserver
+
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        self._server = pgserver.get_server(self.pgdata, cleanup_mode="stop")
+        uri = self._server.get_uri()
+        log.info("embedded PostgreSQL at %s", self.pgdata)
+        return uri
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

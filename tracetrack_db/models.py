@@ -1,0 +1,170 @@
+"""Row types: frozen dataclasses whose fields match the query columns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    username: str
+    role: str
+    dispatch_area: str | None
+    is_active: bool
+    locked_until: datetime | None
+    last_login_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Area:
+    name: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParentFormat:
+    name: str
+    pattern: str
+    capacity: int
+    expected_weight_kg: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Bag:
+    id: int
+    qr_id: str
+    type: str
+    status: str
+    dispatch_area: str
+    parent_id: int | None
+    parent_qr: str | None
+    bill_id: int | None
+    bill_no: str | None
+    capacity: int | None
+    child_count: int
+    weight_kg: Decimal
+    created_by: int | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Bill:
+    id: int
+    bill_no: str
+    capacity: int
+    description: str
+    destination: str
+    vehicle_number: str
+    status: str
+    linked_parent_count: int
+    total_child_count: int
+    total_weight_kg: Decimal
+    expected_weight_kg: Decimal
+    created_by: int | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class BagDetail:
+    """A bag with its parent (for a child), its children (for a parent) and its bill."""
+
+    bag: Bag
+    parent: Bag | None
+    children: list[Bag]
+    bill: Bill | None
+
+
+@dataclass(frozen=True, slots=True)
+class BillDetail:
+    bill: Bill
+    parents: list[Bag]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: int
+    occurred_at: datetime
+    kind: str
+    user_id: int | None
+    username: str | None
+    bag_id: int | None
+    qr_id: str | None
+    parent_id: int | None
+    parent_qr: str | None
+    bill_id: int | None
+    bill_no: str | None
+    dispatch_area: str | None
+    idempotency_key: str | None
+    details: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenParentResult:
+    bag: Bag
+    created: bool
+
+    @property
+    def child_count(self) -> int:
+        return self.bag.child_count
+
+    @property
+    def capacity(self) -> int:
+        return self.bag.capacity or 0
+
+
+@dataclass(frozen=True, slots=True)
+class LinkResult:
+    result: str  # linked | already_linked
+    child_count: int
+    capacity: int
+    parent_status: str
+    weight_kg: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    child_qr: str
+    result: str  # linked | already_linked | error
+    error_code: str | None
+    message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    parent_qr: str
+    items: list[BatchItem]
+    child_count: int
+    capacity: int
+    parent_status: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnlinkResult:
+    child_qr: str
+    parent_qr: str
+    child_count: int
+    capacity: int
+    parent_status: str
+
+
+@dataclass(frozen=True, slots=True)
+class AddParentResult:
+    result: str  # added | already_added
+    bill: Bill
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None = field(default=None)

@@ -1,0 +1,81 @@
+"""Scans: open a parent, link children (one or a batch), unlink.
+
+Each call is one round trip to a server-side function that takes its row
+locks in the fixed order parent, then children (see 0002_operations.sql).
+"""
+
+from __future__ import annotations
+
+from psycopg import Connection
+
+from .database import Database
+from .errors import ValidationError
+from .models import Bag, BatchItem, BatchResult, LinkResult, OpenParentResult, UnlinkResult
+from .qr import normalize_qr
+
+MAX_BATCH = 500
+
+
+def open_parent(db: Database, qr_id: str, *, user_id: int | None = None,
+                dispatch_area: str | None = None, restrict_area: str | None = None,
+                idempotency_key: str | None = None,
+                conn: Connection | None = None) -> OpenParentResult:
+    """Open a parent for scanning, creating it when new (in `dispatch_area`,
+    else in `restrict_area`). Raises NotAParent, WrongArea, DispatchAreaRequired."""
+    qr = normalize_qr(qr_id)
+    with db.connection(conn=conn) as conn:
+        opened = db.one("open_parent", {
+            "qr_id": qr, "user_id": user_id, "dispatch_area": dispatch_area,
+            "restrict_area": restrict_area, "idempotency_key": idempotency_key}, row=dict, conn=conn)
+        bag = db.one("get_bag_by_id", {"id": opened["bag_id"]}, row=Bag, conn=conn)
+    return OpenParentResult(bag=bag, created=opened["created"])
+
+
+def link_child(db: Database, parent_qr: str, child_qr: str, *, user_id: int | None = None,
+               restrict_area: str | None = None, idempotency_key: str | None = None,
+                conn: Connection | None = None) -> LinkResult:
+    """Link a child into a parent (creating the child when new).
+
+    Returns result linked or already_linked. Raises ParentFull,
+    ChildInOtherParent, NotAParent, NotAChild, ParentOnBill, WrongArea, BagNotFound.
+    """
+    return db.one("link_child", {
+        "parent_qr": normalize_qr(parent_qr, "parent_qr"), "child_qr": normalize_qr(child_qr, "child_qr"),
+        "user_id": user_id, "restrict_area": restrict_area, "idempotency_key": idempotency_key,
+    }, row=LinkResult, conn=conn)
+
+
+def link_children(db: Database, parent_qr: str, child_qrs: list[str], *, user_id: int | None = None,
+                  restrict_area: str | None = None, idempotency_key: str | None = None,
+                conn: Connection | None = None) -> BatchResult:
+    """Link many children in one transaction: a result per child, in input order.
+
+    A child that fails (full, in another parent, not a child, wrong area) gets
+    result "error" with its code; the others are linked. A problem with the
+    parent itself raises as in `link_child`.
+    """
+    parent = normalize_qr(parent_qr, "parent_qr")
+    if not child_qrs:
+        raise ValidationError("child_qrs must not be empty", field="child_qrs")
+    if len(child_qrs) > MAX_BATCH:
+        raise ValidationError(f"at most {MAX_BATCH} children per batch", field="child_qrs")
+    children = [normalize_qr(c, "child_qrs") for c in child_qrs]
+    rows = db.many("link_children", {
+        "parent_qr": parent, "child_qrs": children, "user_id": user_id,
+        "restrict_area": restrict_area, "idempotency_key": idempotency_key}, row=dict, conn=conn)
+    last = rows[-1]
+    return BatchResult(
+        parent_qr=parent,
+        items=[BatchItem(r["child_qr"], r["result"], r["error_code"], r["message"]) for r in rows],
+        child_count=last["child_count"], capacity=last["capacity"], parent_status=last["parent_status"])
+
+
+def unlink_child(db: Database, child_qr: str, *, user_id: int | None = None,
+                 restrict_area: str | None = None, idempotency_key: str | None = None,
+                conn: Connection | None = None) -> UnlinkResult:
+    """Take a child out of its parent; the child bag stays and the parent reopens.
+    Raises ChildNotLinked, ParentOnBill, NotAChild, BagNotFound, WrongArea."""
+    qr = normalize_qr(child_qr, "child_qr")
+    row = db.one("unlink_child", {"child_qr": qr, "user_id": user_id, "restrict_area": restrict_area,
+                                  "idempotency_key": idempotency_key}, row=dict, conn=conn)
+    return UnlinkResult(child_qr=qr, **row)
