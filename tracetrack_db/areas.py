@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
+from psycopg import Connection
+
 from . import errors
 from .database import Database
 from .models import Area, ParentFormat
@@ -14,11 +16,13 @@ def list_areas(db: Database) -> list[Area]:
     return db.many("list_areas", row=Area, read=True)
 
 
-def create_area(db: Database, name: str, label: str | None = None) -> Area:
+def create_area(db: Database, name: str, label: str | None = None, *,
+                conn: Connection | None = None) -> Area:
     """Add a dispatch area (lowercase name). Raises AreaExists."""
     if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]{1,49}", name):
         raise errors.ValidationError("an area name is 2-50 characters of a-z 0-9 _", field="name")
-    return db.one("create_area", {"name": name, "label": label or name.replace("_", " ").title()}, row=Area)
+    return db.one("create_area", {"name": name, "label": label or name.replace("_", " ").title()},
+                  row=Area, conn=conn)
 
 
 def list_parent_formats(db: Database) -> list[ParentFormat]:

@@ -20,5 +20,7 @@ def sql_root() -> Traversable:
 def sql_files(folder: str) -> list[tuple[str, str]]:
     """(name, text) of every .sql file in `folder`, sorted by name."""
     directory = sql_root() / folder
+    if not directory.is_dir():
+        return []
     files = [f for f in directory.iterdir() if f.name.endswith(".sql")]
     return [(f.name, f.read_text(encoding="utf-8")) for f in sorted(files, key=lambda f: f.name)]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from psycopg import Connection
+
 from . import errors
 from .cursor import decode_cursor, encode_cursor
 from .database import Database
@@ -23,13 +25,13 @@ def _check_role(role: str, dispatch_area: str | None) -> None:
 
 
 def create_user(db: Database, username: str, password: str, role: str,
-                dispatch_area: str | None = None) -> User:
+                dispatch_area: str | None = None, *, conn: Connection | None = None) -> User:
     """Create a user; dispatchers need a dispatch area. Raises UsernameTaken."""
     _check_role(role, dispatch_area)
     return db.one("create_user", {
         "username": username, "password_hash": hash_password(password),
         "role": role, "dispatch_area": dispatch_area,
-    }, row=User)
+    }, row=User, conn=conn)
 
 
 def get_user(db: Database, user_id: int) -> User:
@@ -77,9 +79,12 @@ class UserChanges:
     password: str | None = None
 
 
-def update_user(db: Database, user_id: int, changes: UserChanges) -> User:
+def update_user(db: Database, user_id: int, changes: UserChanges, *,
+                conn: Connection | None = None) -> User:
     """Apply changes; the last active admin cannot be demoted or deactivated (LastAdmin)."""
-    current = get_user(db, user_id)
+    current = db.one("get_user", {"id": user_id}, row=User, conn=conn)
+    if current is None:
+        raise errors.UserNotFound(f"user {user_id} not found")
     role = changes.role or current.role
     area = None if changes.clear_area else (changes.dispatch_area or current.dispatch_area)
     _check_role(role, area)
@@ -89,7 +94,7 @@ def update_user(db: Database, user_id: int, changes: UserChanges) -> User:
         "id": user_id, "role": changes.role, "dispatch_area": changes.dispatch_area,
         "clear_area": changes.clear_area, "is_active": changes.is_active,
         "password_hash": hash_password(changes.password) if changes.password is not None else None,
-    }, row=User)
+    }, row=User, conn=conn)
     if user is None:
         raise errors.UserNotFound(f"user {user_id} not found")
     return user

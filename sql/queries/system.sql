@@ -1,0 +1,3 @@
+-- name: ping :scalar
+-- Liveness of the database (GET /health).
+SELECT 1;

@@ -1,0 +1,94 @@
+"""The `tracetrack` command, run as a real process, on both database paths."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import psycopg
+import pytest
+
+from .conftest import with_dbname
+
+ENTRY = [sys.executable, "-c", "from tracetrack_api.cli import main; main()"]
+
+
+def run(args, env_extra, input_text=None, timeout=120):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DATABASE_URL", "TRACETRACK_ADMIN_USERNAME", "TRACETRACK_ADMIN_PASSWORD",
+                        "TRACETRACK_PASSWORD")}
+    env.update(env_extra)
+    return subprocess.run(ENTRY + args, env=env, capture_output=True, text=True, timeout=timeout,
+                          input=input_text, cwd=Path(__file__).parent.parent)
+
+
+def postgres_running_on(pgdata: Path) -> bool:
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        if proc.info["name"] == "postgres" and any(str(pgdata) in part for part in proc.info["cmdline"] or []):
+            return True
+    return False
+
+
+def test_migrate_on_embedded_postgres_persists_and_stops(tmp_path):
+    env = {"TRACETRACK_DATA_DIR": str(tmp_path)}
+    first = run(["db", "migrate"], env)
+    assert first.returncode == 0, first.stderr
+    assert "migrated embedded PostgreSQL: 0001_schema.sql" in first.stdout
+    assert (tmp_path / "pgdata" / "PG_VERSION").exists()
+    assert not postgres_running_on(tmp_path / "pgdata")  # stopped cleanly on exit
+    second = run(["db", "migrate"], {**env, "TRACETRACK_ADMIN_USERNAME": "boss",
+                                     "TRACETRACK_ADMIN_PASSWORD": "boss-password"})
+    assert second.returncode == 0, second.stderr
+    assert "nothing to apply" in second.stdout  # the data directory was reused
+    assert "created admin user 'boss'" in second.stdout
+    status = run(["db", "status"], env)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.rstrip().endswith("applied, 0 pending")
+
+
+def test_migrate_with_database_url_and_admin_bootstrap(db_url):
+    env = {"DATABASE_URL": db_url, "TRACETRACK_ADMIN_USERNAME": "chief",
+           "TRACETRACK_ADMIN_PASSWORD": "chief-password"}
+    result = run(["db", "migrate"], env)
+    assert result.returncode == 0, result.stderr
+    assert "created admin user 'chief'" in result.stdout
+    again = run(["db", "migrate"], env)
+    assert "created admin" not in again.stdout
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT role FROM app_user WHERE username = 'chief'").fetchall() == [("admin",)]
+
+
+def test_bad_database_url_fails_with_the_host_named_and_no_traceback():
+    result = run(["db", "migrate"], {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nowhere"})
+    assert result.returncode == 1
+    assert "cannot connect to PostgreSQL at 127.0.0.1:1/nowhere" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_users_create_reads_the_password_from_the_environment_only(db_url):
+    env = {"DATABASE_URL": db_url, "TRACETRACK_PASSWORD": "s3cret-pass"}
+    made = run(["users", "create", "--username", "ops", "--role", "dispatcher", "--area", "jaipur"], env)
+    assert made.returncode == 0, made.stderr
+    assert "created dispatcher 'ops'" in made.stdout
+    dup = run(["users", "create", "--username", "OPS", "--role", "admin"], env)
+    assert dup.returncode == 1 and "username_taken" in dup.stderr
+    no_password = run(["users", "create", "--username", "x1y", "--role", "admin"], {"DATABASE_URL": db_url})
+    assert no_password.returncode == 1 and "TRACETRACK_PASSWORD" in no_password.stderr
+    assert "--password" not in run(["users", "create", "--help"], {}).stdout
+    from tracetrack_db import Database, users
+
+    with Database(db_url) as db:
+        assert users.authenticate(db, "ops", "s3cret-pass").dispatch_area == "jaipur"
+
+
+def test_status_reports_a_changed_migration(db_url):
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE schema_migrations SET checksum = 'x' WHERE version = 1")
+    result = run(["db", "status"], {"DATABASE_URL": db_url})
+    assert result.returncode == 1
+    assert "changed" in result.stdout
+    refused = run(["db", "migrate"], {"DATABASE_URL": db_url})
+    assert refused.returncode == 1 and "0001_schema (changed)" in refused.stderr

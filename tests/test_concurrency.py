@@ -1,0 +1,185 @@
+"""Invariants under real concurrency: real threads, real connections."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tracetrack_db import Database, bills, errors, scans
+
+from .factories import child_qr, full_parent, parent_qr
+
+THREADS = 16
+
+
+def run_together(n: int, work):
+    """Run work(i) in n threads released at the same instant; results or exceptions."""
+    barrier = threading.Barrier(n)
+
+    def go(i):
+        barrier.wait()
+        try:
+            return work(i)
+        except errors.TraceTrackError as exc:
+            return exc
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(go, range(n)))
+
+
+def outcome(result) -> str:
+    if isinstance(result, errors.TraceTrackError):
+        return result.code
+    return getattr(result, "result", "ok")
+
+
+def check_counters(sql_conn) -> None:
+    """Every counter equals the real count, and nothing exceeds its capacity."""
+    bad_parents = sql_conn.execute("""
+        SELECT p.qr_id, p.child_count, count(c.id), p.weight_kg, coalesce(sum(c.weight_kg), 0)
+        FROM bag p LEFT JOIN bag c ON c.parent_id = p.id
+        WHERE p.type = 'parent'
+        GROUP BY p.id
+        HAVING p.child_count <> count(c.id) OR p.weight_kg <> coalesce(sum(c.weight_kg), 0)
+            OR p.child_count > p.capacity
+            OR (p.status = 'completed') <> (p.child_count = p.capacity)""").fetchall()
+    assert bad_parents == []
+    bad_bills = sql_conn.execute("""
+        SELECT bl.bill_no FROM bill bl LEFT JOIN bag p ON p.bill_id = bl.id
+        GROUP BY bl.id
+        HAVING bl.linked_parent_count <> count(p.id)
+            OR bl.total_child_count <> coalesce(sum(p.child_count), 0)
+            OR bl.total_weight_kg <> coalesce(sum(p.weight_kg), 0)
+            OR bl.linked_parent_count > bl.capacity""").fetchall()
+    assert bad_bills == []
+
+
+def test_many_scanners_fill_one_parent_never_above_capacity(db: Database, sql_conn):
+    scans.open_parent(db, parent_qr(1), dispatch_area="lucknow")
+    per_thread = 4  # 64 children race for 30 places
+
+    def work(i):
+        return [outcome_of(lambda c=c: scans.link_child(db, parent_qr(1), child_qr(i * per_thread + c)))
+                for c in range(per_thread)]
+
+    def outcome_of(call):
+        try:
+            return outcome(call())
+        except errors.TraceTrackError as exc:
+            return exc.code
+
+    results = Counter(r for rs in run_together(THREADS, work) for r in rs)
+    assert results == {"linked": 30, "parent_full": THREADS * per_thread - 30}
+    row = sql_conn.execute(
+        "SELECT child_count, status, weight_kg FROM bag WHERE qr_id = %s", (parent_qr(1),)).fetchone()
+    assert row[0] == 30 and row[1] == "completed" and row[2] == 30
+    check_counters(sql_conn)
+
+
+def test_one_child_scanned_into_many_parents_at_once_exactly_one_wins(db: Database, sql_conn):
+    for round_ in range(5):
+        parents = [parent_qr(round_ * 100 + i) for i in range(THREADS)]
+        for p in parents:
+            scans.open_parent(db, p, dispatch_area="lucknow")
+        child = child_qr(round_)
+        results = Counter(outcome(r) for r in run_together(
+            THREADS, lambda i: scans.link_child(db, parents[i], child)))
+        assert results == {"linked": 1, "child_in_other_parent": THREADS - 1}
+        holders = sql_conn.execute(
+            "SELECT count(*) FROM bag WHERE qr_id = %s AND parent_id IS NOT NULL", (child,)).fetchone()[0]
+        assert holders == 1
+    check_counters(sql_conn)
+
+
+def test_one_parent_added_to_many_bills_at_once_exactly_one_wins(db: Database, sql_conn):
+    parent = full_parent(db, 1)
+    for i in range(THREADS):
+        bills.create_bill(db, f"RACE-{i}", 5)
+    results = Counter(outcome(r) for r in run_together(
+        THREADS, lambda i: bills.add_parent(db, f"RACE-{i}", parent)))
+    assert results == {"added": 1, "parent_on_other_bill": THREADS - 1}
+    on_bills = sql_conn.execute("SELECT sum(linked_parent_count) FROM bill").fetchone()[0]
+    assert on_bills == 1
+    check_counters(sql_conn)
+
+
+def test_bill_never_exceeds_its_capacity(db: Database, sql_conn):
+    parents = [full_parent(db, i, children=2) for i in range(THREADS)]
+    bills.create_bill(db, "SMALL", 5)
+    results = Counter(outcome(r) for r in run_together(
+        THREADS, lambda i: bills.add_parent(db, "SMALL", parents[i])))
+    assert results == {"added": 5, "bill_full": THREADS - 5}
+    check_counters(sql_conn)
+
+
+def test_same_new_children_in_concurrent_batches_in_opposite_orders(db: Database, sql_conn):
+    """Two batches inserting the same new children in opposite orders: no
+    deadlock (children are taken in QR order) and each child lands once."""
+    parents = [parent_qr(i) for i in range(THREADS)]
+    for p in parents:
+        scans.open_parent(db, p, dispatch_area="lucknow")
+    children = [child_qr(i) for i in range(20)]
+
+    def work(i):
+        order = children if i % 2 else list(reversed(children))
+        return scans.link_children(db, parents[i], order)
+
+    batches = run_together(THREADS, work)
+    assert not [b for b in batches if isinstance(b, Exception)]
+    linked = Counter(item.child_qr for b in batches for item in b.items if item.result == "linked")
+    assert linked == Counter({c: 1 for c in children})
+    check_counters(sql_conn)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_mixed_operations_never_deadlock_and_keep_counters_exact(db: Database, sql_conn, seed):
+    parents = [parent_qr(i) for i in range(6)]
+    for p in parents:
+        scans.open_parent(db, p, dispatch_area="lucknow")
+    children = [child_qr(i) for i in range(60)]
+    bill_nos = ["MIX-1", "MIX-2"]
+    for b in bill_nos:
+        bills.create_bill(db, b, 3)
+    unexpected: list[BaseException] = []
+
+    def work(i):
+        rnd = random.Random(seed * 1000 + i)
+        counts = Counter()
+        for _ in range(40):
+            op = rnd.random()
+            try:
+                if op < 0.35:
+                    scans.link_child(db, rnd.choice(parents), rnd.choice(children))
+                elif op < 0.5:
+                    scans.link_children(db, rnd.choice(parents), rnd.sample(children, 5))
+                elif op < 0.7:
+                    scans.unlink_child(db, rnd.choice(children))
+                elif op < 0.8:
+                    bills.add_parent(db, rnd.choice(bill_nos), rnd.choice(parents))
+                elif op < 0.9:
+                    bills.remove_parent(db, rnd.choice(bill_nos), rnd.choice(parents))
+                elif op < 0.95:
+                    bills.complete_bill(db, rnd.choice(bill_nos))
+                else:
+                    bills.reopen_bill(db, rnd.choice(bill_nos))
+                counts["ok"] += 1
+            except errors.TraceTrackError as exc:
+                assert exc.status in (403, 404, 409, 422), exc
+                counts[exc.code] += 1
+            except BaseException as exc:  # a deadlock or any other database error
+                unexpected.append(exc)
+        return counts
+
+    totals = sum(run_together(THREADS, work), Counter())
+    assert unexpected == []
+    assert totals["ok"] > 0
+    check_counters(sql_conn)
+    events_per_link = sql_conn.execute("""
+        SELECT count(*) FILTER (WHERE kind = 'link') - count(*) FILTER (WHERE kind = 'unlink')
+        FROM event""").fetchone()[0]
+    linked_now = sql_conn.execute("SELECT count(*) FROM bag WHERE parent_id IS NOT NULL").fetchone()[0]
+    assert events_per_link == linked_now

@@ -1,0 +1,214 @@
+"""QR normalisation: the pure function, and the same rules applied by the
+operations (scan, register, lookup), plus the parent-format rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from tracetrack_db import areas, bags, errors, normalize_qr, scans
+from tracetrack_db.qr import normalize_qr as qr_module_normalize
+
+
+# --- the pure function ------------------------------------------------------
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("SB00001", "SB00001"),
+    ("sb00001", "SB00001"),
+    ("  SB00001  ", "SB00001"),
+    ("SB 000 01", "SB00001"),
+    ("\tSB00001\n", "SB00001"),
+    ("SB00001\r\n", "SB00001"),
+    ("\u200bSB00001", "SB00001"),          # zero-width space
+    ("SB\u200b00001", "SB00001"),
+    ("\ufeffSB00001", "SB00001"),          # BOM / zero-width no-break space
+    ("SB00001\u200d\u200c", "SB00001"),    # zero-width joiner / non-joiner
+    ("\u00a0SB00001\u2003", "SB00001"),    # no-break space, em space
+    ("SB00001\u2028", "SB00001"),          # line separator
+    ("m444-00001", "M444-00001"),
+    ("child_a/b-1", "CHILD_A/B-1"),
+    ("abcd", "ABCD"),                      # 4 characters: the minimum
+    ("x" * 100, "X" * 100),               # 100 characters: the maximum
+    (" a b c d ", "ABCD"),
+])
+def test_normalize_accepts_and_cleans(raw, expected):
+    assert normalize_qr(raw) == expected
+
+
+@pytest.mark.parametrize("raw", [
+    "",
+    "   ",
+    "abc",                 # too short
+    "AB\u200bC",           # 3 characters once the zero-width one is gone
+    " a b c ",             # 3 after stripping spaces
+    "x" * 101,             # too long
+    "SB00001!",
+    "SB.00001",
+    "SB00001%",
+    "SB\\0001",
+    "ÉCOLE1",              # non-ASCII letter
+    "ＳＢ００００１",        # full-width characters
+    "e\u0301tui",          # combining accent
+])
+def test_normalize_rejects_bad_qr(raw):
+    with pytest.raises(errors.InvalidQr) as info:
+        normalize_qr(raw)
+    assert info.value.code == "invalid_qr"
+    assert info.value.status == 400
+    assert info.value.field == "qr_id"
+
+
+@pytest.mark.parametrize("raw", [None, 12345678, b"SB00001", ["SB00001"]])
+def test_normalize_rejects_non_strings(raw):
+    with pytest.raises(errors.InvalidQr):
+        normalize_qr(raw)
+
+
+def test_normalize_reports_the_given_field():
+    with pytest.raises(errors.InvalidQr) as info:
+        normalize_qr("no", field="child_qr")
+    assert info.value.field == "child_qr"
+
+
+def test_normalize_is_idempotent():
+    once = normalize_qr(" \u200bsb00042\n")
+    assert normalize_qr(once) == once == "SB00042"
+    assert qr_module_normalize is normalize_qr
+
+
+def test_invalid_qr_is_a_validation_error():
+    assert issubclass(errors.InvalidQr, errors.ValidationError)
+
+
+# --- through the operations -------------------------------------------------
+
+def test_open_parent_normalises_the_qr(db):
+    opened = scans.open_parent(db, "\ufeff sb\u200b00001\t\n", dispatch_area="lucknow")
+    assert opened.created is True
+    assert opened.bag.qr_id == "SB00001"
+    again = scans.open_parent(db, "SB00001")
+    assert again.created is False
+    assert again.bag.id == opened.bag.id
+
+
+def test_link_and_lookup_normalise_both_qrs(db):
+    scans.open_parent(db, "SB00001", dispatch_area="lucknow")
+    res = scans.link_child(db, " sb00001 ", "\u200bchild-0001\n")
+    assert res.result == "linked"
+    child = bags.get_bag(db, "CHILD-0001")
+    assert child.qr_id == "CHILD-0001"
+    assert child.parent_qr == "SB00001"
+    # the same child, spelt differently, is recognised as already linked
+    assert scans.link_child(db, "SB00001", "Child-0001").result == "already_linked"
+    assert bags.get_bag(db, "\ufeffchild-0001 ").id == child.id
+    assert bags.get_bag(db, "SB00001").child_count == 1
+
+
+def test_register_bag_normalises_and_then_detects_the_duplicate(db):
+    bag = bags.register_bag(db, "  bag-0001 ", "child", "lucknow")
+    assert bag.qr_id == "BAG-0001"
+    with pytest.raises(errors.QrTaken):
+        bags.register_bag(db, "bag\u200b-0001", "child", "lucknow")
+
+
+@pytest.mark.parametrize("call", [
+    lambda db: scans.open_parent(db, "SB0!", dispatch_area="lucknow"),
+    lambda db: scans.link_child(db, "SB00001", "c"),
+    lambda db: scans.link_child(db, "S", "CHILD-0001"),
+    lambda db: scans.link_children(db, "SB00001", ["CHILD-0001", "bad qr!"]),
+    lambda db: scans.unlink_child(db, "x" * 101),
+    lambda db: bags.register_bag(db, "ab", "child", "lucknow"),
+    lambda db: bags.get_bag(db, "a"),
+    lambda db: bags.delete_bag(db, "a#b#c"),
+])
+def test_operations_reject_invalid_qr_before_writing(db, sql_conn, call):
+    scans.open_parent(db, "SB00001", dispatch_area="lucknow")
+    before = sql_conn.execute("SELECT (SELECT count(*) FROM bag), (SELECT count(*) FROM event)").fetchone()
+    with pytest.raises(errors.InvalidQr):
+        call(db)
+    after = sql_conn.execute("SELECT (SELECT count(*) FROM bag), (SELECT count(*) FROM event)").fetchone()
+    assert after == before
+
+
+def test_invalid_child_in_a_batch_names_the_field(db):
+    scans.open_parent(db, "SB00001", dispatch_area="lucknow")
+    with pytest.raises(errors.InvalidQr) as info:
+        scans.link_children(db, "SB00001", ["CHILD-0001", "??"])
+    assert info.value.field == "child_qrs"
+    with pytest.raises(errors.InvalidQr) as info:
+        scans.link_child(db, "SB00001", "no")
+    assert info.value.field == "child_qr"
+    with pytest.raises(errors.InvalidQr) as info:
+        scans.link_child(db, "no", "CHILD-0001")
+    assert info.value.field == "parent_qr"
+
+
+# --- parent formats ---------------------------------------------------------
+
+def test_default_parent_formats(db):
+    formats = {f.name: f for f in areas.list_parent_formats(db)}
+    assert set(formats) == {"SB", "M444"}
+    assert all(f.capacity == 30 and f.expected_weight_kg == 30 for f in formats.values())
+
+
+@pytest.mark.parametrize("qr", ["SB00001", "M444-12345", "sb99999", "m444-00000"])
+def test_parent_format_qrs_open_as_parents(db, qr):
+    opened = scans.open_parent(db, qr, dispatch_area="lucknow")
+    assert opened.bag.type == "parent"
+    assert opened.capacity == 30
+
+
+@pytest.mark.parametrize("qr", ["SB0001", "SB000001", "SBX0001", "XSB00001", "M444-1234", "M44400001",
+                                "CHILD-0001"])
+def test_other_qrs_are_not_parents(db, qr):
+    with pytest.raises(errors.NotAParent) as info:
+        scans.open_parent(db, qr, dispatch_area="lucknow")
+    assert info.value.status == 422
+    with pytest.raises(errors.NotAParent):
+        bags.register_bag(db, qr, "parent", "lucknow")
+    assert bags.register_bag(db, qr, "child", "lucknow").type == "child"
+
+
+def test_a_new_format_sets_capacity_and_expected_weight(db):
+    fmt = areas.create_parent_format(db, "tiny", "^TINY[0-9]{3}$", capacity=2, expected_weight_kg=2.5)
+    assert (fmt.name, fmt.capacity) == ("tiny", 2)
+    opened = scans.open_parent(db, "tiny001", dispatch_area="indore")
+    assert opened.capacity == 2
+    scans.link_child(db, "TINY001", "T-CHILD-1")
+    res = scans.link_child(db, "TINY001", "T-CHILD-2")
+    assert (res.child_count, res.capacity, res.parent_status) == (2, 2, "completed")
+    with pytest.raises(errors.ParentFull):
+        scans.link_child(db, "TINY001", "T-CHILD-3")
+
+
+def test_a_known_child_never_becomes_a_parent_even_if_a_format_matches_later(db):
+    bags.register_bag(db, "LATE12345", "child", "lucknow")
+    areas.create_parent_format(db, "late", "^LATE[0-9]{5}$")
+    with pytest.raises(errors.NotAParent):
+        scans.open_parent(db, "LATE12345", dispatch_area="lucknow")
+    assert bags.get_bag(db, "LATE12345").type == "child"
+    # a new QR of that format is a parent now
+    assert scans.open_parent(db, "LATE00001", dispatch_area="lucknow").bag.type == "parent"
+
+
+def test_parent_format_validation(db):
+    with pytest.raises(errors.ValidationError) as info:
+        areas.create_parent_format(db, "loose", "XY[0-9]+")
+    assert info.value.field == "pattern"
+    with pytest.raises(errors.ValidationError) as info:
+        areas.create_parent_format(db, "zero", "^Z[0-9]{3}$", capacity=0)
+    assert info.value.field == "capacity"
+    with pytest.raises(errors.ValidationError):
+        areas.create_parent_format(db, "huge", "^H[0-9]{3}$", capacity=1001)
+    with pytest.raises(errors.Conflict) as info:
+        areas.create_parent_format(db, "SB", "^SBX[0-9]{5}$")
+    assert info.value.field == "name"
+    assert len(areas.list_parent_formats(db)) == 2
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: create_parent_format stores a malformed regular expression; "
+                   "afterwards every tt_parent_format() call fails, so no new bag can be scanned")
+def test_malformed_parent_pattern_is_refused_and_does_not_break_scanning(db):
+    with pytest.raises(errors.ValidationError):
+        areas.create_parent_format(db, "broken", "^BR[0-9$")
+    # whatever happened above, scanning a new parent must still work
+    assert scans.open_parent(db, "SB00001", dispatch_area="lucknow").created is True

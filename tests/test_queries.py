@@ -1,0 +1,81 @@
+"""The named-query loader: parsing, validation, and the shipped files."""
+
+from __future__ import annotations
+
+import pytest
+
+from tracetrack_db import Database
+from tracetrack_db.queries import Queries, QueryFileError, load, parse
+
+
+def test_parse_headers_docs_kinds_and_params():
+    text = """
+-- name: get_thing :one
+-- Fetch a thing
+-- by its id.
+SELECT a, b FROM thing WHERE id = %(id)s AND x = %(x)s;
+
+-- name: drop_things :execrows
+DELETE FROM thing;
+"""
+    queries = parse(text, "things.sql")
+    assert list(queries) == ["get_thing", "drop_things"]
+    q = queries["get_thing"]
+    assert q.kind == "one"
+    assert q.doc == "Fetch a thing by its id."
+    assert q.sql == "SELECT a, b FROM thing WHERE id = %(id)s AND x = %(x)s"
+    assert q.params == {"id", "x"}
+    assert q.source == "things.sql:2"
+    assert queries["drop_things"].kind == "execrows"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("-- name: a :one\nSELECT 1;\n-- name: a :many\nSELECT 2;", "duplicate query name 'a'"),
+    ("-- name: a :fetch\nSELECT 1;", "needs a kind"),
+    ("-- name: a\nSELECT 1;", "needs a kind"),
+    ("-- name: Bad-Name :one\nSELECT 1;", "bad query name"),
+    ("SELECT 1;\n-- name: a :one\nSELECT 1;", "SQL before the first"),
+    ("-- name: a :one\n-- only a comment\n", "has no SQL"),
+])
+def test_malformed_files_fail_loudly(text, message):
+    with pytest.raises(QueryFileError, match=message):
+        parse(text, "bad.sql")
+
+
+def test_duplicate_names_across_files_fail():
+    with pytest.raises(QueryFileError, match="duplicate query name 'a'.*first at one.sql:1"):
+        Queries.from_files([("one.sql", "-- name: a :one\nSELECT 1"), ("two.sql", "-- name: a :one\nSELECT 2")])
+
+
+def test_unknown_name_fails_loudly():
+    with pytest.raises(KeyError, match="unknown query 'no_such_query'"):
+        load()["no_such_query"]
+
+
+def test_shipped_queries_load_once_with_kinds():
+    queries = load()
+    assert load() is queries
+    assert len(queries) >= 30
+    for q in queries:
+        assert q.kind in ("one", "many", "exec", "execrows", "scalar")
+        assert q.doc, f"{q.name} ({q.source}) has no documentation comment"
+
+
+def test_verb_must_match_kind_and_params_must_be_given(db: Database):
+    with pytest.raises(TypeError, match="is :one, not :many"):
+        db.many("get_bag", {"qr_id": "SB00001"})
+    with pytest.raises(TypeError, match=r"needs parameters \['qr_id'\]"):
+        db.one("get_bag", {})
+
+
+def test_every_shipped_query_prepares_on_the_real_schema(db: Database):
+    """Each query parses and plans against the migrated schema (PREPARE checks
+    names, types and parameters without running anything)."""
+    import re
+
+    with db.connection() as conn:
+        for q in load():
+            names = sorted(q.params)
+            positional = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m[1]) + 1}", q.sql)
+            conn.execute(f"PREPARE tt_check_{q.name} AS {positional}".replace("%%", "%"))
+            conn.execute(f"DEALLOCATE tt_check_{q.name}")

@@ -1,0 +1,64 @@
+"""The one place domain errors become HTTP answers."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import falcon
+
+from tracetrack_db.errors import TraceTrackError
+
+from .http import dumps
+
+log = logging.getLogger("tracetrack_api")
+
+_STATUS = {code: falcon.code_to_http_status(code) for code in
+           (400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 500, 503)}
+
+
+def _error(resp: falcon.Response, status: int, code: str, message: str, field: str | None = None,
+           extra: dict | None = None) -> None:
+    body = {"code": code, "message": message}
+    if field:
+        body["field"] = field
+    if extra:
+        body.update(extra)
+    resp.status = _STATUS.get(status) or falcon.code_to_http_status(status)
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = dumps({"error": body})
+
+
+def domain_error(req, resp, exc: TraceTrackError, params) -> None:
+    _error(resp, exc.status, exc.code, exc.message, exc.field)
+    if exc.status == 503:
+        resp.set_header("Retry-After", "2")
+    elif exc.status == 401:
+        resp.set_header("WWW-Authenticate", "Bearer")
+
+
+def http_error(req, resp, exc: falcon.HTTPError, params) -> None:
+    status = exc.status_code
+    code = {404: "not_found", 405: "method_not_allowed", 415: "unsupported_media_type",
+            400: "bad_request"}.get(status, "http_error")
+    _error(resp, status, code, exc.description or exc.title or code.replace("_", " "))
+    for name, value in (exc.headers or {}).items():
+        resp.set_header(name, value)
+
+
+def unexpected_error(req, resp, exc: Exception, params) -> None:
+    """A bug: log it with its traceback and answer a JSON 500 with a request id."""
+    if isinstance(exc, falcon.HTTPError):
+        return http_error(req, resp, exc, params)
+    request_id = req.get_header("X-Request-Id") or uuid.uuid4().hex
+    log.exception("unhandled error [request %s] %s %s", request_id, req.method, req.path)
+    _error(resp, 500, "internal_error", "an unexpected error happened; it has been logged",
+           extra={"request_id": request_id})
+    resp.set_header("X-Request-Id", request_id)
+
+
+def install(app: falcon.App) -> None:
+    # Falcon picks the most specific handler by the exception's MRO.
+    app.add_error_handler(Exception, unexpected_error)
+    app.add_error_handler(falcon.HTTPError, http_error)
+    app.add_error_handler(TraceTrackError, domain_error)

@@ -1,0 +1,1 @@
+"""HTTP resources: small noun classes given their dependencies in __init__."""
