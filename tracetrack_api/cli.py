@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+from pathlib import Path
+
 import click
 
-from tracetrack_db.cli import db_group, users_group
+from tracetrack_db import Database
+from tracetrack_db.cli import db_group, fail, progress_printer, users_group
+from tracetrack_db.runtime import database_url, migrate_and_bootstrap
 
 
 @click.group()
@@ -16,3 +22,58 @@ def main() -> None:
 
 main.add_command(db_group)
 main.add_command(users_group)
+
+
+def local_secret(data_dir: Path) -> str:
+    """A token secret kept in the data directory, for a laptop with nothing configured."""
+    path = data_dir / "secret_key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--no-demo", is_flag=True, help="Do not create demo users and data on a first run.")
+@click.option("--workers", type=int, help="Worker processes (default: one per CPU).")
+@click.option("--threads", type=int, help="Threads per worker (default: 6).")
+def serve(host: str, port: int, no_demo: bool, workers: int | None, threads: int | None) -> None:
+    """Migrate, then serve the API with granian."""
+    from .config import ApiSettings
+    from .demo import DEMO_PASSWORD, DEMO_USERS, create_demo
+    from .server import run_granian
+    from .sizing import default_sizing
+
+    settings = ApiSettings.from_env()
+    with database_url(settings.db) as url:
+        report = migrate_and_bootstrap(settings.db, url, progress=progress_printer())
+        with Database(url, min_size=1, max_size=1) as db:
+            max_connections = db.scalar("max_connections")
+            demo = not no_demo and create_demo(db)
+        sizing = default_sizing(max_connections, workers=workers, threads=threads)
+        if sizing.connections > max_connections - 5:
+            fail(f"{sizing.workers} workers x {sizing.pool_size} connections exceed the server's "
+                 f"max_connections ({max_connections})")
+        secret = settings.secret_key or local_secret(settings.db.data_dir)
+        where = "embedded PostgreSQL" if not settings.db.database_url else "DATABASE_URL"
+        click.echo(f"TraceTrack on http://{host}:{port}  ({where}; {sizing.workers} workers x "
+                   f"{sizing.threads} threads, pool {sizing.pool_size} each)")
+        if report.admin_created:
+            click.echo(f"created admin {report.admin_created!r}")
+        if demo:
+            click.echo("demo data created. Log in with one of:")
+            for username, role, _area in DEMO_USERS:
+                click.echo(f"  {username} / {DEMO_PASSWORD}   ({role})")
+            click.echo(f"  curl -s -X POST http://{host}:{port}/api/auth/login "
+                       f"-H 'Content-Type: application/json' "
+                       f"-d '{{\"username\": \"admin\", \"password\": \"{DEMO_PASSWORD}\"}}'")
+        env = {"DATABASE_URL": url, "TRACETRACK_POOL_MAX_SIZE": str(sizing.pool_size),
+               "TRACETRACK_POOL_MIN_SIZE": str(min(2, sizing.pool_size)), "TRACETRACK_SECRET_KEY": secret}
+        run_granian(host, port, sizing, env)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,30 @@
+"""Worker, thread and pool sizes from the CPU count and the server's limits."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Sizing:
+    workers: int
+    threads: int
+    pool_size: int
+
+    @property
+    def connections(self) -> int:
+        return self.workers * self.pool_size
+
+
+def default_sizing(max_connections: int, cpus: int | None = None, workers: int | None = None,
+                   threads: int | None = None, reserved: int = 10) -> Sizing:
+    """One worker per CPU, 6 blocking threads each (measured best 4-8 on granian),
+    a pool as large as the thread count, and workers x pool kept below the
+    server's max_connections minus `reserved` (admin, refresher, migrations)."""
+    cpus = cpus or os.cpu_count() or 1
+    workers = workers or cpus
+    threads = threads or 6
+    budget = max(max_connections - reserved, workers)
+    pool = max(1, min(threads, budget // workers))
+    return Sizing(workers=workers, threads=threads, pool_size=pool)

@@ -1,0 +1,27 @@
+"""WSGI entry points.
+
+`create()` is a factory (granian --factory, gunicorn "tracetrack_api.wsgi:create()"):
+each worker process opens its own pool at start-up, never at import time.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+
+import falcon
+
+from tracetrack_db import Database
+
+from .app import create_app
+from .config import ApiSettings
+
+
+def create() -> falcon.App:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = ApiSettings.from_env()
+    if not settings.db.database_url:
+        raise SystemExit("DATABASE_URL is not set (`tracetrack serve` sets it for its workers)")
+    db = Database.from_settings(settings.db).open()
+    atexit.register(db.close)
+    return create_app(db, settings)
