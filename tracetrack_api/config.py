@@ -22,7 +22,8 @@ class ApiSettings:
     user_refresh_seconds: int = 15
     max_body_bytes: int = 64 * 1024
     login_attempts_per_minute: int = 10
-    expose_errors: bool = False
+    # seconds between materialized-view refreshes (0: no refresher in this process)
+    refresh_interval: float = 30.0
 
     @classmethod
     def from_env(cls) -> ApiSettings:
@@ -35,4 +36,5 @@ class ApiSettings:
             user_refresh_seconds=_int("TRACETRACK_USER_REFRESH", 15),
             max_body_bytes=_int("TRACETRACK_MAX_BODY", 64 * 1024),
             login_attempts_per_minute=_int("TRACETRACK_LOGIN_RATE", 10),
+            refresh_interval=float(os.environ.get("TRACETRACK_REFRESH_INTERVAL") or 30),
         )

@@ -12,7 +12,7 @@ from tracetrack_db import models
 
 from .http import Body
 from .openapi import page_of, ref
-from .resources import accounts, bags, bills, scans, system
+from .resources import accounts, bags, bills, reports, scans, system
 from .resources.base import Resource
 
 ANY = ("admin", "biller", "dispatcher")
@@ -29,6 +29,7 @@ class Op:
     body: Body | None = None
     query: list[tuple[str, dict]] = field(default_factory=list)
     errors: tuple[int, ...] = ()
+    media: str = "application/json"
 
     def openapi(self, path: str) -> dict[str, Any]:
         params = [{"name": name, "in": "path", "required": True,
@@ -38,7 +39,7 @@ class Op:
                    for name, schema in self.query]
         responses: dict[str, Any] = {
             str(code): {"description": "OK" if code < 300 else "done",
-                        "content": {"application/json": {"schema": self.response}}}
+                        "content": {self.media: {"schema": self.response}}}
             for code in self.status}
         codes = set(self.errors) | {400, 413} if self.body else set(self.errors)
         if self.roles is not None:
@@ -84,6 +85,13 @@ HISTORY = {"type": "object", "required": ["qr_id", "items"],
            "properties": {"qr_id": {"type": "string"}, "items": {"type": "array", "items": ref(models.Event)}}}
 REMOVED = {"type": "object", "required": ["result", "bill"],
            "properties": {"result": {"type": "string"}, "bill": ref(models.Bill)}}
+CSV = {"type": "string"}
+DASHBOARD = {"type": "object", "required": ["as_of", "bags", "bills", "scans", "users", "recent_scans"],
+             "properties": {"as_of": {"type": ["string", "null"], "format": "date-time"},
+                            "dispatch_area": {"type": ["string", "null"]},
+                            "bags": OBJ, "bills": OBJ, "scans": OBJ,
+                            "users": {"type": "array"}, "recent_scans": {"type": "array"},
+                            "generated_at": {"type": "number"}}}
 HEALTH = {"type": "object", "required": ["status", "checks", "pool"],
           "properties": {"status": {"type": "string"}, "checks": OBJ, "pool": OBJ}}
 
@@ -152,4 +160,14 @@ def table() -> list[tuple[str, type[Resource], dict[str, Op]]]:
             "Complete a full bill", bills.BILLERS, ref(models.Bill), errors=(400, 404, 409))}),
         ("/api/bills/{bill_no}/reopen", bills.BillReopen, {"post": Op(
             "Reopen a completed bill", bills.BILLERS, ref(models.Bill), errors=(400, 404, 409))}),
+        ("/api/dashboard/analytics", reports.Dashboard, {"get": Op(
+            "Totals, bills, scans per hour, activity, recent scans (from views; see as_of)", ANY, DASHBOARD,
+            query=[("dispatch_area", {"type": "string"})], errors=(400,))}),
+        ("/api/exports/bags.csv", reports.BagsExport, {"get": Op(
+            "Every matching bag as CSV (streamed)", ("admin", "biller"), CSV, query=BAG_FILTERS,
+            errors=(400,), media="text/csv")}),
+        ("/api/exports/bills.csv", reports.BillsExport, {"get": Op(
+            "Every matching bill as CSV (streamed)", ("admin", "biller"), CSV,
+            query=[("status", {"type": "string", "enum": list(bill_ops.STATUSES)}),
+                   ("q", {"type": "string", "maxLength": 64})], errors=(400,), media="text/csv")}),
     ]

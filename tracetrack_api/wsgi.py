@@ -12,6 +12,7 @@ import logging
 import falcon
 
 from tracetrack_db import Database
+from tracetrack_db.views import Refresher
 
 from .app import create_app
 from .config import ApiSettings
@@ -24,4 +25,10 @@ def create() -> falcon.App:
         raise SystemExit("DATABASE_URL is not set (`tracetrack serve` sets it for its workers)")
     db = Database.from_settings(settings.db).open()
     atexit.register(db.close)
+    if settings.refresh_interval > 0:
+        # its own single connection: a refresh never takes one from a request
+        refresh_db = Database.from_settings(settings.db, min_size=1, max_size=1, read_conninfo=None).open()
+        refresher = Refresher(refresh_db, settings.refresh_interval).start()
+        atexit.register(refresh_db.close)
+        atexit.register(refresher.stop)
     return create_app(db, settings)

@@ -91,6 +91,88 @@ def status_command() -> None:
         raise SystemExit(1)
 
 
+def _open(settings: Settings):
+    """An open Database (and the embedded server when needed) for a command."""
+    from contextlib import ExitStack
+
+    stack = ExitStack()
+    url = stack.enter_context(database_url(settings))
+    db = stack.enter_context(Database(url, min_size=1, max_size=2, timeout=30))
+    return stack, db
+
+
+def _table(rows: list[dict], columns: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
+    Console(width=200 if not sys.stdout.isatty() else None).print(table)
+
+
+@db_group.command("refresh-views")
+def refresh_views_command() -> None:
+    """Refresh the dashboard's materialized views (CONCURRENTLY) now."""
+    from . import views
+
+    stack, db = _open(Settings.from_env())
+    with stack:
+        timings = views.refresh_views(db)
+    if timings is None:
+        fail("another refresher holds the lock; try again in a moment")
+    for view, ms in timings.items():
+        click.echo(f"{view:<20} {ms:8.1f} ms")
+
+
+@db_group.command("analyze")
+def analyze_command() -> None:
+    """ANALYZE every TraceTrack table (planner statistics)."""
+    from . import maintenance
+
+    stack, db = _open(Settings.from_env())
+    with stack:
+        click.echo("analyzed " + ", ".join(maintenance.analyze(db)))
+
+
+@db_group.command("index-usage")
+def index_usage_command() -> None:
+    """Scans and size per index; unused non-unique indexes are listed first."""
+    from . import maintenance
+
+    stack, db = _open(Settings.from_env())
+    with stack:
+        rows = maintenance.index_usage(db)
+    for row in rows:
+        row["unused"] = "UNUSED" if row["scans"] == 0 and not row["is_unique"] else ""
+    _table(rows, ["table_name", "index_name", "scans", "bytes", "is_unique", "unused"])
+
+
+@db_group.command("table-stats")
+def table_stats_command() -> None:
+    """Rows, dead tuples, size, last vacuum and analyze per table."""
+    from . import maintenance
+
+    stack, db = _open(Settings.from_env())
+    with stack:
+        rows = maintenance.table_stats(db)
+    _table(rows, ["table_name", "live_rows", "dead_rows", "bytes", "last_vacuum", "last_analyze"])
+
+
+@db_group.command("explain")
+@click.argument("query_name")
+@click.option("--analyze", is_flag=True, help="Run it (in a rolled-back transaction) for real timings.")
+def explain_command(query_name: str, analyze: bool) -> None:
+    """Show the plan of a named query with sample parameters."""
+    from . import maintenance
+
+    stack, db = _open(Settings.from_env())
+    with stack:
+        if query_name not in db.queries:
+            fail(f"unknown query {query_name!r}; known: {', '.join(q.name for q in db.queries)}")
+        click.echo(maintenance.explain(db, query_name, analyze=analyze))
+
+
 @click.group("users")
 def users_group() -> None:
     """Manage users."""

@@ -1,0 +1,58 @@
+-- Materialized views behind GET /api/dashboard/analytics. Re-run by every
+-- `tracetrack db migrate`; refreshed CONCURRENTLY (each has a unique index)
+-- by `tracetrack db refresh-views` and the service's refresher.
+
+DROP MATERIALIZED VIEW IF EXISTS mv_bag_totals;
+CREATE MATERIALIZED VIEW mv_bag_totals AS
+SELECT dispatch_area, type, status, (parent_id IS NOT NULL) AS linked, count(*)::bigint AS bags,
+       coalesce(sum(weight_kg) FILTER (WHERE type = 'parent'), 0) AS parent_weight_kg
+FROM bag
+GROUP BY dispatch_area, type, status, (parent_id IS NOT NULL);
+CREATE UNIQUE INDEX mv_bag_totals_key ON mv_bag_totals (dispatch_area, type, status, linked);
+
+DROP MATERIALIZED VIEW IF EXISTS mv_bill_totals;
+CREATE MATERIALIZED VIEW mv_bill_totals AS
+SELECT status, count(*)::bigint AS bills, coalesce(sum(linked_parent_count), 0)::bigint AS parents,
+       coalesce(sum(total_weight_kg), 0) AS weight_kg
+FROM bill
+GROUP BY status;
+CREATE UNIQUE INDEX mv_bill_totals_key ON mv_bill_totals (status);
+
+-- Scans per hour over the last 8 days (the BRIN index keeps this a short scan).
+DROP MATERIALIZED VIEW IF EXISTS mv_hourly_scans;
+CREATE MATERIALIZED VIEW mv_hourly_scans AS
+SELECT date_trunc('hour', occurred_at) AS hour, coalesce(dispatch_area, '') AS dispatch_area, kind,
+       count(*)::bigint AS events
+FROM event
+WHERE occurred_at >= now() - interval '8 days'
+GROUP BY 1, 2, 3;
+CREATE UNIQUE INDEX mv_hourly_scans_key ON mv_hourly_scans (hour, dispatch_area, kind);
+
+-- Activity per user over the last 7 days.
+DROP MATERIALIZED VIEW IF EXISTS mv_user_activity;
+CREATE MATERIALIZED VIEW mv_user_activity AS
+SELECT e.user_id, u.username, u.role, coalesce(u.dispatch_area, '') AS dispatch_area,
+       count(*)::bigint AS events_7d,
+       count(*) FILTER (WHERE e.occurred_at >= now() - interval '24 hours')::bigint AS events_24h,
+       count(*) FILTER (WHERE e.kind = 'link')::bigint AS links_7d,
+       max(e.occurred_at) AS last_event_at
+FROM event e JOIN app_user u ON u.id = e.user_id
+WHERE e.occurred_at >= now() - interval '7 days'
+GROUP BY e.user_id, u.username, u.role, u.dispatch_area;
+CREATE UNIQUE INDEX mv_user_activity_key ON mv_user_activity (user_id);
+
+-- The most recent scans (the tail of the event table, by id).
+DROP MATERIALIZED VIEW IF EXISTS mv_recent_scans;
+CREATE MATERIALIZED VIEW mv_recent_scans AS
+SELECT e.id, e.occurred_at, e.kind, e.user_id, u.username, e.qr_id, e.parent_qr, e.bill_no,
+       coalesce(e.dispatch_area, '') AS dispatch_area
+FROM (SELECT id, occurred_at, kind, user_id, qr_id, parent_qr, bill_no, dispatch_area
+      FROM event WHERE kind IN ('parent_scan', 'link', 'unlink')
+      ORDER BY id DESC LIMIT 500) e
+LEFT JOIN app_user u ON u.id = e.user_id;
+CREATE UNIQUE INDEX mv_recent_scans_key ON mv_recent_scans (id);
+
+INSERT INTO view_refresh (view_name, refreshed_at, duration_ms)
+SELECT v, now(), 0 FROM unnest(ARRAY['mv_bag_totals', 'mv_bill_totals', 'mv_hourly_scans',
+                                     'mv_user_activity', 'mv_recent_scans']) AS v
+ON CONFLICT (view_name) DO UPDATE SET refreshed_at = excluded.refreshed_at, duration_ms = 0;

@@ -1,0 +1,118 @@
+"""Materialized views: refresh (one refresher at a time) and the dashboard read."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from psycopg import sql
+
+from .database import Database
+
+log = logging.getLogger(__name__)
+
+VIEWS = ("mv_bag_totals", "mv_bill_totals", "mv_hourly_scans", "mv_user_activity", "mv_recent_scans")
+
+
+def refresh_views(db: Database, *, min_interval: float = 0.0) -> dict[str, float] | None:
+    """Refresh every view CONCURRENTLY (readers never wait).
+
+    Returns {view: milliseconds}; {} when the views are fresher than
+    `min_interval` seconds; None when another process holds the refresher lock.
+    """
+    with db.connection() as conn:
+        if not db.scalar("try_refresh_lock", conn=conn):
+            return None
+        try:
+            if min_interval > 0:
+                age = db.scalar("oldest_view_refresh", conn=conn)
+                if age is not None and age < min_interval * 0.9:
+                    return {}
+            timings: dict[str, float] = {}
+            for view in VIEWS:
+                start = time.perf_counter()
+                conn.execute(sql.SQL("REFRESH MATERIALIZED VIEW CONCURRENTLY {}").format(sql.Identifier(view)))
+                timings[view] = (time.perf_counter() - start) * 1000
+                db.execute("record_view_refresh", {"view_name": view, "duration_ms": timings[view]}, conn=conn)
+            return timings
+        finally:
+            db.scalar("release_refresh_lock", conn=conn)
+
+
+def refresh_times(db: Database) -> dict[str, datetime]:
+    return {r["view_name"]: r["refreshed_at"] for r in db.many("view_refresh_times", row=dict, read=True)}
+
+
+class Refresher:
+    """A daemon thread refreshing the views every `interval` seconds.
+
+    Every worker of every server may run one: the advisory lock lets one
+    refresh at a time and the age check skips views someone just refreshed.
+    """
+
+    def __init__(self, db: Database, interval: float = 30.0):
+        self.db = db
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tracetrack-refresher", daemon=True)
+        self.last_result: dict[str, float] | None = None
+
+    def start(self) -> Refresher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.last_result = refresh_views(self.db, min_interval=self.interval)
+            except Exception:  # noqa: BLE001 - a failed refresh must never kill the thread
+                log.exception("view refresh failed; retrying in %s s", self.interval)
+
+
+def analytics(db: Database, area: str | None = None, recent: int = 20) -> dict[str, Any]:
+    """The dashboard, from the materialized views only (never bag or event)."""
+    with db.connection(read=True) as conn:
+        totals = db.many("dashboard_bag_totals", {"area": area}, row=dict, conn=conn)
+        bills = db.many("dashboard_bill_totals", row=dict, conn=conn)
+        hourly = db.many("dashboard_hourly", {"area": area}, row=dict, conn=conn)
+        activity = db.many("dashboard_user_activity", {"area": area}, row=dict, conn=conn)
+        scans = db.many("dashboard_recent_scans", {"area": area, "limit": recent}, row=dict, conn=conn)
+        refreshed = db.many("view_refresh_times", row=dict, conn=conn)
+    by_type: dict[str, int] = {}
+    by_status: dict[str, dict[str, int]] = {"parent": {}, "child": {}}
+    by_area: dict[str, dict[str, int]] = {}
+    unlinked = 0
+    for r in totals:
+        by_type[r["type"]] = by_type.get(r["type"], 0) + r["bags"]
+        by_status[r["type"]][r["status"]] = by_status[r["type"]].get(r["status"], 0) + r["bags"]
+        area_row = by_area.setdefault(r["dispatch_area"], {"parent": 0, "child": 0})
+        area_row[r["type"]] += r["bags"]
+        if r["type"] == "child" and not r["linked"]:
+            unlinked += r["bags"]
+    now = datetime.now(UTC)
+    this_hour = now.replace(minute=0, second=0, microsecond=0)
+    counts = {r["hour"]: r["events"] for r in hourly}
+    buckets = [{"hour": this_hour - timedelta(hours=h), "scans": counts.get(this_hour - timedelta(hours=h), 0)}
+               for h in range(23, -1, -1)]
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    as_of = min((r["refreshed_at"] for r in refreshed), default=None)
+    return {
+        "as_of": as_of,
+        "dispatch_area": area,
+        "bags": {"total": sum(by_type.values()), "by_type": by_type, "by_status": by_status,
+                 "by_area": by_area, "unlinked_children": unlinked},
+        "bills": {"by_status": {r["status"]: r["bills"] for r in bills},
+                  "parents_billed": sum(r["parents"] for r in bills)},
+        "scans": {"today": sum(b["scans"] for b in buckets if b["hour"] >= today),
+                  "last_hour": buckets[-1]["scans"],  # the current clock hour
+                  "hourly": buckets},
+        "users": activity,
+        "recent_scans": scans,
+    }
