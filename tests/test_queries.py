@@ -79,3 +79,21 @@ def test_every_shipped_query_prepares_on_the_real_schema(db: Database):
             positional = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m[1]) + 1}", q.sql)
             conn.execute(f"PREPARE tt_check_{q.name} AS {positional}".replace("%%", "%"))
             conn.execute(f"DEALLOCATE tt_check_{q.name}")
+
+
+def test_every_call_site_uses_the_verb_of_the_declared_kind():
+    """db.one/many/scalar/execute("name") in the code must match the query's
+    declared kind and name an existing query (a mismatch is a 500 at run time)."""
+    import re
+    from pathlib import Path
+
+    verbs = {"one": ("one",), "many": ("many",), "scalar": ("scalar",), "execute": ("exec", "execrows")}
+    queries = load()
+    root = Path(__file__).resolve().parent.parent
+    calls = 0
+    for source in [*root.glob("tracetrack_db/*.py"), *root.glob("tracetrack_api/**/*.py")]:
+        for verb, name in re.findall(r'db\.(one|many|scalar|execute)\(\s*"(\w+)"', source.read_text()):
+            calls += 1
+            assert name in queries, f"{source.name}: unknown query {name}"
+            assert queries[name].kind in verbs[verb], f"{source.name}: db.{verb}({name!r}) but it is :{queries[name].kind}"
+    assert calls > 30

@@ -89,6 +89,8 @@ class Body:
                     raise ValidationError(f"{name} may hold at most {spec.max_items} items", field=name)
                 if not value:
                     raise ValidationError(f"{name} must not be empty", field=name)
+            if "\x00" in (value if isinstance(value, str) else "".join(value) if spec.type == "string_list" else ""):
+                raise ValidationError(f"{name} must not contain NUL characters", field=name)
             if spec.max_length is not None and isinstance(value, str) and len(value) > spec.max_length:
                 raise ValidationError(f"{name} may have at most {spec.max_length} characters", field=name)
             if spec.enum is not None and value not in spec.enum:
@@ -169,6 +171,8 @@ def param_str(req: falcon.Request, name: str, *, enum: tuple[str, ...] | None = 
         return None
     if len(value) > max_length:
         raise ValidationError(f"{name} is too long", field=name)
+    if "\x00" in value:
+        raise ValidationError(f"{name} must not contain NUL characters", field=name)
     if enum is not None and value not in enum:
         raise ValidationError(f"{name} must be one of {', '.join(enum)}", field=name)
     return value

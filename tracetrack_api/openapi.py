@@ -4,6 +4,7 @@ specs and the library's row dataclasses, so it cannot drift from the code."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from datetime import datetime
@@ -66,7 +67,7 @@ def build(routes: list, title: str = "TraceTrack API", version: str = "0.1.0") -
         item: dict[str, Any] = {}
         for method, op in ops.items():
             item[method] = op.openapi(path)
-        paths[path] = item
+        paths[re.sub(r"\{(\w+):\w+\}", r"{\1}", path)] = item
     schemas = {cls.__name__: component(cls) for cls in COMPONENTS}
     schemas["Error"] = ERROR
     return {

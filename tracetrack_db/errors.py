@@ -232,6 +232,8 @@ def translate(exc: psycopg.Error) -> TraceTrackError | None:
         return cls(message, field=field)
     if isinstance(exc, pg.InvalidRegularExpression):
         return ValidationError(f"invalid pattern: {diag.message_primary}", field="pattern")
+    if isinstance(exc, psycopg.DataError):  # NUL bytes, out-of-range numbers, bad encodings
+        return ValidationError(f"invalid value: {diag.message_primary or exc}")
     if isinstance(exc, psycopg.OperationalError) and not isinstance(exc, pg.QueryCanceled | pg.LockNotAvailable):
         return DatabaseUnavailable(f"database unavailable: {exc}".strip())
     return None

@@ -38,7 +38,7 @@ LEFT JOIN bag p ON p.id = b.parent_id
 LEFT JOIN bill bl ON bl.id = b.bill_id
 ORDER BY f.rel DESC, b.qr_id;
 
--- name: register_bag :one
+-- name: register_bag :scalar
 -- Register a bag by hand; the type must fit the QR (parent formats).
 SELECT id FROM tt_register_bag(%(qr_id)s, %(type)s, %(dispatch_area)s, %(user_id)s, %(idempotency_key)s);
 

@@ -19,7 +19,7 @@ FROM app_user WHERE lower(username) = lower(%(username)s);
 SELECT id, password_hash, is_active, failed_logins, locked_until, locked_until > now() AS locked
 FROM app_user WHERE lower(username) = lower(%(username)s);
 
--- name: login_failed :one
+-- name: login_failed :scalar
 -- Count a failed login; the Nth failure in a row locks the account.
 UPDATE app_user
 SET failed_logins = CASE WHEN failed_logins + 1 >= %(max_failures)s THEN 0 ELSE failed_logins + 1 END,
