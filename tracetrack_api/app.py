@@ -11,6 +11,7 @@ from . import errors, openapi, routes
 from .auth import AuthMiddleware, UserDirectory
 from .cache import LocalCache, RedisCache, make_cache
 from .config import ApiSettings
+from .metrics import Metrics, MetricsMiddleware
 from .resources.base import Services
 from .tokens import TokenSigner
 
@@ -36,7 +37,7 @@ def create_app(db: Database, settings: ApiSettings | None = None,
         db=db, settings=settings, cache=cache or make_cache(settings.db.redis_url),
         signer=TokenSigner(settings.secret_key, settings.token_ttl_seconds),
         directory=UserDirectory(db, settings.user_refresh_seconds))
-    app = falcon.App(middleware=[AuthMiddleware(services.signer, services.directory)],
+    app = falcon.App(middleware=[MetricsMiddleware(db), AuthMiddleware(services.signer, services.directory)],
                      cors_enable=False)
     json = falcon.media.JSONHandler(dumps=lambda o: orjson.dumps(o).decode(), loads=orjson.loads)
     app.req_options.media_handlers[falcon.MEDIA_JSON] = json
@@ -46,6 +47,7 @@ def create_app(db: Database, settings: ApiSettings | None = None,
     for path, resource_cls, _ops in table:
         app.add_route(path, resource_cls(services))
     app.add_route("/openapi.json", OpenApiDocument(openapi.build(table)))
+    app.add_route("/metrics", Metrics(db))
     errors.install(app)
     return app
 

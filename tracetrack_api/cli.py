@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from pathlib import Path
 
 import click
@@ -70,7 +71,11 @@ def serve(host: str, port: int, no_demo: bool, workers: int | None, threads: int
             click.echo(f"  curl -s -X POST http://{host}:{port}/api/auth/login "
                        f"-H 'Content-Type: application/json' "
                        f"-d '{{\"username\": \"admin\", \"password\": \"{DEMO_PASSWORD}\"}}'")
-        env = {"DATABASE_URL": url, "TRACETRACK_POOL_MAX_SIZE": str(sizing.pool_size),
+        metrics_dir = settings.db.data_dir / "metrics" / str(port)
+        if metrics_dir.exists():
+            shutil.rmtree(metrics_dir)
+        metrics_dir.mkdir(parents=True)
+        env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "DATABASE_URL": url, "TRACETRACK_POOL_MAX_SIZE": str(sizing.pool_size),
                "TRACETRACK_POOL_MIN_SIZE": str(min(2, sizing.pool_size)), "TRACETRACK_SECRET_KEY": secret}
         run_granian(host, port, sizing, env)
 

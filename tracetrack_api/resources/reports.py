@@ -10,6 +10,7 @@ import falcon
 from tracetrack_db import exports, views
 
 from ..auth import require
+from ..metrics import CACHE
 from ..http import dumps, param_str
 from .bags import area_filter, bag_list_filters
 from .base import Resource
@@ -21,22 +22,19 @@ class Dashboard(Resource):
     """Answers from the views; the ready JSON bytes are cached for a few
     seconds per area. The answer states `as_of` (the views' refresh time)."""
 
-    hits = 0
-    misses = 0
-
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         user = req.context.user
         area = area_filter(req, user)
         key = f"dashboard:{area or '*'}"
         data = self.s.cache.get(key)
         if data is None:
-            Dashboard.misses += 1
+            CACHE.labels("miss").inc()
             answer = views.analytics(self.db, area)
             answer["generated_at"] = time.time()
             data = dumps(answer)
             self.s.cache.set(key, data, DASHBOARD_TTL)
         else:
-            Dashboard.hits += 1
+            CACHE.labels("hit").inc()
         resp.content_type = falcon.MEDIA_JSON
         resp.data = data
 

@@ -1,0 +1,194 @@
+"""HTTP benchmark: GET /api/bags/{qr} and POST /api/scans/child with wrk at
+several connection counts, beside a bare psycopg loop running the same query
+with no HTTP, measured in the same run.
+
+    tracetrack db seed --bags 600000            # DATABASE_URL set
+    python bench/http_bench.py --connections 64,256 --duration 20
+
+Writes bench/results/http-<timestamp>.json and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import psycopg
+
+HERE = Path(__file__).resolve().parent
+ADMIN, PASSWORD = "bench-admin", "bench-password"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prepare(url: str, parents: int) -> list[str]:
+    """A bench admin, `parents` empty BW parents for the write test, and a QR sample."""
+    from tracetrack_db import Database, users
+
+    with Database(url) as db:
+        users.ensure_admin(db, ADMIN, PASSWORD)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("""INSERT INTO parent_format (name, pattern, capacity, expected_weight_kg)
+                        VALUES ('BENCH', '^BW[0-9]{6}$', 30, 30) ON CONFLICT (name) DO NOTHING""")
+        conn.execute("""INSERT INTO bag (qr_id, type, dispatch_area, capacity, expected_weight_kg)
+                        SELECT 'BW' || lpad(n::text, 6, '0'), 'parent', 'lucknow', 30, 30
+                        FROM generate_series(0, %s - 1) n ON CONFLICT (qr_id) DO NOTHING""", (parents,))
+        total = conn.execute("SELECT max(id) FROM bag").fetchone()[0]
+        rnd = random.Random(7)
+        ids = [rnd.randint(1, total) for _ in range(20000)]
+        rows = conn.execute("SELECT qr_id FROM bag WHERE id = ANY(%s) AND qr_id NOT LIKE 'BW%%'", (ids,)).fetchall()
+        conn.execute("ANALYZE bag")
+    return [r[0] for r in rows]
+
+
+def wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except Exception:  # noqa: BLE001 - not up yet
+            time.sleep(0.3)
+    raise SystemExit(f"server at {url} did not start")
+
+
+def login(base: str) -> str:
+    req = urllib.request.Request(base + "/api/auth/login", method="POST",
+                                 data=json.dumps({"username": ADMIN, "password": PASSWORD}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    return json.loads(urllib.request.urlopen(req).read())["token"]
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def parse_wrk(out: str) -> dict:
+    def ms(text: str) -> float:
+        value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+        return float(value) * _UNITS[unit]
+
+    pct = dict(re.findall(r"^\s+(50|75|90|99)(?:\.\d+)?%\s+(\S+)", out, re.M))
+    extra = json.loads(re.search(r"^JSON (.*)$", out, re.M).group(1))
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "p50_ms": ms(pct["50"]), "p90_ms": ms(pct["90"]), "p99_ms": ms(pct["99"]), **extra}
+
+
+def run_wrk(script: str, base: str, path: str, conns: int, duration: int, env: dict) -> dict:
+    cmd = ["wrk", "-t2", f"-c{conns}", f"-d{duration}s", "--latency", "--timeout", "10s",
+           "-s", str(HERE / "wrk" / script), base + path]
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env}, check=True).stdout
+    return {"command": " ".join(cmd[:-1] + [path]), **parse_wrk(out)}
+
+
+def _bare_worker(url: str, qrs: list[str], seconds: float, sql: str, queue) -> None:
+    lat = []
+    with psycopg.connect(url, autocommit=True, prepare_threshold=0) as conn:
+        rnd = random.Random(os.getpid())
+        end = time.perf_counter() + seconds
+        while (now := time.perf_counter()) < end:
+            conn.execute(sql, {"qr_id": rnd.choice(qrs)}).fetchall()
+            lat.append(time.perf_counter() - now)
+    queue.put(lat)
+
+
+def bare_loop(url: str, qrs: list[str], seconds: float, processes: int) -> dict:
+    """The endpoint's own query (get_bag_family), on one connection per process."""
+    from tracetrack_db.queries import load
+
+    sql = load()["get_bag_family"].sql
+    queue = multiprocessing.Queue()
+    procs = [multiprocessing.Process(target=_bare_worker, args=(url, qrs, seconds, sql, queue))
+             for _ in range(processes)]
+    for p in procs:
+        p.start()
+    lat = sorted(x for _ in procs for x in queue.get())
+    for p in procs:
+        p.join()
+    return {"command": f"bare psycopg loop, {processes} processes, query get_bag_family",
+            "rps": len(lat) / seconds, "p50_ms": lat[len(lat) // 2] * 1000,
+            "p99_ms": lat[int(len(lat) * 0.99)] * 1000, "requests": len(lat)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
+    ap.add_argument("--connections", default="64,256")
+    ap.add_argument("--duration", type=int, default=20)
+    ap.add_argument("--workers", type=int)
+    ap.add_argument("--threads", type=int)
+    ap.add_argument("--bare-processes", type=int, default=2)
+    ap.add_argument("--out", default=str(HERE / "results"))
+    args = ap.parse_args()
+    if not args.database_url:
+        raise SystemExit("set DATABASE_URL (or --database-url) to a seeded database")
+    conns = [int(c) for c in args.connections.split(",")]
+    per_thread = 20000
+    qrs = prepare(args.database_url, per_thread * 2 * len(conns))
+    with psycopg.connect(args.database_url) as conn:
+        bags = conn.execute("SELECT count(*) FROM bag").fetchone()[0]
+        events = conn.execute("SELECT count(*) FROM event").fetchone()[0]
+    qr_file = Path(tempfile.mkstemp(suffix=".txt")[1])
+    qr_file.write_text("\n".join(qrs) + "\n")
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    serve = [sys.executable, "-c", "from tracetrack_api.cli import main; main()", "serve", "--no-demo",
+             "--port", str(port)]
+    if args.workers:
+        serve += ["--workers", str(args.workers)]
+    if args.threads:
+        serve += ["--threads", str(args.threads)]
+    env = {**os.environ, "DATABASE_URL": args.database_url, "TRACETRACK_LOGIN_RATE": "100000",
+           "TRACETRACK_SECRET_KEY": os.environ.get("TRACETRACK_SECRET_KEY", "bench-secret-0123456789abcdef")}
+    server = subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              start_new_session=True)
+    results: dict = {"bags": bags, "events": events, "machine": f"{os.cpu_count()} cores", "runs": []}
+    try:
+        wait_http(base + "/health")
+        token = login(base)
+        run_env = {"TT_TOKEN": token, "QR_FILE": str(qr_file), "PARENTS_PER_THREAD": str(per_thread)}
+        run_wrk("get_bag.lua", base, "/api/bags/X", 16, 3, run_env)  # warm-up: prepare statements
+        for i, c in enumerate(conns):
+            get = run_wrk("get_bag.lua", base, "/api/bags/{qr}", c, args.duration, run_env)
+            post = run_wrk("post_child.lua", base, "/api/scans/child", c, args.duration,
+                           {**run_env, "RUN_ID": f"{int(time.time())}{i}",
+                            "PARENT_OFFSET": str(i * 2 * per_thread)})
+            results["runs"] += [{"endpoint": "GET /api/bags/{qr}", "connections": c, **get},
+                                {"endpoint": "POST /api/scans/child", "connections": c, **post}]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(20)
+    bare = bare_loop(args.database_url, qrs, args.duration, args.bare_processes)
+    results["bare"] = bare
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"http-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(results, indent=2))
+    print(f"{bags:,} bags, {events:,} events; results in {path}\n")
+    print("| endpoint | connections | req/s | p50 ms | p99 ms | non-2xx | vs bare loop |")
+    print("|---|---|---|---|---|---|---|")
+    for r in results["runs"]:
+        print(f"| {r['endpoint']} | {r['connections']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
+              f"| {r['non2xx']} | {r['rps'] / bare['rps']:.0%} |")
+    print(f"| bare psycopg loop ({args.bare_processes} processes) | - | {bare['rps']:,.0f} | {bare['p50_ms']:.2f} "
+          f"| {bare['p99_ms']:.2f} | - | 100% |")
+
+
+if __name__ == "__main__":
+    main()
