@@ -10,7 +10,7 @@ from . import errors
 from psycopg import Connection
 
 from .bills import get_bill_by_id
-from .cursor import decode_cursor, encode_cursor
+from .cursor import check_limit, decode_cursor, paginate
 from .database import Database
 from .models import Bag, BagDetail, Page
 from .qr import normalize_qr
@@ -118,13 +118,11 @@ def list_bags(db: Database, *, limit: int = 50, cursor: str | None = None, **fil
     if cursor:
         where.append(sql.SQL("b.id < %(before_id)s"))
         params["before_id"] = decode_cursor(cursor)
-    params["limit"] = limit + 1
+    params["limit"] = check_limit(limit) + 1
     query = sql.SQL(
         "SELECT {cols} FROM bag b LEFT JOIN bag p ON p.id = b.parent_id "
         "LEFT JOIN bill bl ON bl.id = b.bill_id {where} ORDER BY b.id DESC LIMIT %(limit)s"
     ).format(cols=_BAG_COLUMNS,
              where=sql.SQL("WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL(""))
     rows = db.run_sql(query, params, row=Bag)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(rows, encode_cursor(rows[-1].id) if more else None)
+    return paginate(rows, limit)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from psycopg import Connection, sql
 
 from . import errors
-from .cursor import decode_cursor, encode_cursor
+from .cursor import check_limit, decode_cursor, paginate
 from .database import Database
 from .models import AddParentResult, Bag, Bill, BillDetail, Page
 from .qr import normalize_qr
@@ -65,7 +65,7 @@ def list_bills(db: Database, *, status: str | None = None, q: str | None = None,
                limit: int = 50, cursor: str | None = None) -> Page[Bill]:
     """Bills newest first, keyset-paginated; `q` is a bill number prefix."""
     where: list[sql.Composable] = []
-    params: dict = {"limit": limit + 1}
+    params: dict = {"limit": check_limit(limit) + 1}
     if status is not None:
         if status not in STATUSES:
             raise errors.ValidationError(f"status must be one of {', '.join(STATUSES)}", field="status")
@@ -81,9 +81,7 @@ def list_bills(db: Database, *, status: str | None = None, q: str | None = None,
         cols=_BILL_COLUMNS,
         where=sql.SQL("WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL(""))
     rows = db.run_sql(query, params, row=Bill)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(rows, encode_cursor(rows[-1].id) if more else None)
+    return paginate(rows, limit)
 
 
 @dataclass(frozen=True)

@@ -225,8 +225,9 @@ def translate(exc: psycopg.Error) -> TraceTrackError | None:
     diag = exc.diag
     state = diag.sqlstate or ""
     if state.startswith("TT"):
-        cls = BY_CODE.get(diag.message_hint or "", Conflict)
-        return cls(diag.message_primary)
+        fallback = {"TT400": ValidationError, "TT403": Forbidden, "TT404": NotFound,
+                    "TT422": WrongBagType}.get(state, Conflict)
+        return BY_CODE.get(diag.message_hint or "", fallback)(diag.message_primary)
     if isinstance(exc, pg.IntegrityError) and diag.constraint_name in _CONSTRAINTS:
         cls, field, message = _CONSTRAINTS[diag.constraint_name]
         return cls(message, field=field)

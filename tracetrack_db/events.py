@@ -7,7 +7,7 @@ from datetime import datetime
 from psycopg import sql
 
 from . import errors
-from .cursor import decode_cursor, encode_cursor
+from .cursor import check_limit, decode_cursor, paginate
 from .database import Database
 from .models import Event, Page
 from .qr import normalize_qr
@@ -33,13 +33,15 @@ def recent_events(db: Database, *, user_id: int | None = None, qr_id: str | None
                   limit: int = 50, cursor: str | None = None) -> Page[Event]:
     """Events newest first, keyset by id; filter by user, bag QR (as bag or parent), time, area."""
     where: list[sql.Composable] = []
-    params: dict = {"limit": limit + 1}
+    params: dict = {"limit": check_limit(limit) + 1}
     if user_id is not None:
         where.append(sql.SQL("e.user_id = %(user_id)s"))
         params["user_id"] = user_id
     if qr_id is not None:
         qr = normalize_qr(qr_id, "bag")
-        where.append(sql.SQL("e.bag_id = (SELECT id FROM bag WHERE qr_id = %(qr)s)"))
+        # the bag's own events, and for a parent those of its links and bills
+        where.append(sql.SQL("(e.bag_id = (SELECT id FROM bag WHERE qr_id = %(qr)s) "
+                             "OR e.parent_id = (SELECT id FROM bag WHERE qr_id = %(qr)s))"))
         params["qr"] = qr
     if since is not None:
         where.append(sql.SQL("e.occurred_at >= %(since)s"))
@@ -59,6 +61,4 @@ def recent_events(db: Database, *, user_id: int | None = None, qr_id: str | None
     ).format(cols=_EVENT_COLUMNS,
              where=sql.SQL("WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL(""))
     rows = db.run_sql(query, params, row=Event)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(rows, encode_cursor(rows[-1].id) if more else None)
+    return paginate(rows, limit)

@@ -63,7 +63,9 @@ def link_children(db: Database, parent_qr: str, child_qrs: list[str], *, user_id
     rows = db.many("link_children", {
         "parent_qr": parent, "child_qrs": children, "user_id": user_id,
         "restrict_area": restrict_area, "idempotency_key": idempotency_key}, row=dict, conn=conn)
-    last = rows[-1]
+    # rows come back in input order; the parent's final state is the row
+    # with the highest count (a batch only ever adds children)
+    last = max(rows, key=lambda r: r["child_count"])
     return BatchResult(
         parent_qr=parent,
         items=[BatchItem(r["child_qr"], r["result"], r["error_code"], r["message"]) for r in rows],

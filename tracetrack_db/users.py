@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from psycopg import Connection
 
 from . import errors
-from .cursor import decode_cursor, encode_cursor
+from .cursor import check_limit, decode_cursor, paginate
 from .database import Database
 from .models import Page, User
 from .passwords import check_strength, dummy_hash, hash_password, needs_rehash, verify_password
@@ -102,10 +102,8 @@ def update_user(db: Database, user_id: int, changes: UserChanges, *,
 
 def list_users(db: Database, limit: int = 50, cursor: str | None = None) -> Page[User]:
     after = decode_cursor(cursor) if cursor else 0
-    rows = db.many("list_users", {"after_id": after, "limit": limit + 1}, row=User, read=True)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(rows, encode_cursor(rows[-1].id) if more else None)
+    rows = db.many("list_users", {"after_id": after, "limit": check_limit(limit) + 1}, row=User, read=True)
+    return paginate(rows, limit)
 
 
 def ensure_admin(db: Database, username: str, password: str) -> User | None:

@@ -19,7 +19,8 @@ INSERT INTO dispatch_area (name, label) VALUES
 CREATE TABLE parent_format (
     id                  integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     name                text NOT NULL UNIQUE,
-    pattern             text NOT NULL CHECK (pattern LIKE '^%$'),
+    -- anchored, and a valid regular expression (an invalid one fails here, not at every scan)
+    pattern             text NOT NULL CHECK (pattern LIKE '^%$' AND ('' ~ pattern) IS NOT NULL),
     capacity            integer NOT NULL DEFAULT 30 CHECK (capacity BETWEEN 1 AND 1000),
     expected_weight_kg  numeric(12, 3) NOT NULL DEFAULT 30 CHECK (expected_weight_kg >= 0),
     created_at          timestamptz NOT NULL DEFAULT now()

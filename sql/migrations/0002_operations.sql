@@ -207,7 +207,9 @@ BEGIN
 END $$;
 
 -- Link many children into one parent: a result per child, in input order.
--- Children are processed in QR order so concurrent batches cannot deadlock.
+-- When they do not all fit, the first scanned win: places are handed out in
+-- input order before anything is locked. Rows are then locked and linked in
+-- QR order, so concurrent batches cannot deadlock.
 CREATE FUNCTION tt_link_children(p_parent_qr text, p_child_qrs text[], p_user bigint,
                                  p_restrict_area text, p_key text)
 RETURNS TABLE (ord integer, child_qr text, result text, error_code text, message text,
@@ -217,21 +219,45 @@ LANGUAGE plpgsql AS $$
 DECLARE
     p bag;
     item record;
+    places integer;
+    refused integer[] := '{}';
     v_result text;
     v_code text;
     v_message text;
 BEGIN
     p := tt_lock_parent(p_parent_qr, p_restrict_area);
+    places := p.capacity - p.child_count;
+    FOR item IN
+        SELECT u.n, (b.id IS NULL OR (b.type = 'child' AND b.parent_id IS NULL)) AS wants_place,
+               row_number() OVER (PARTITION BY u.qr ORDER BY u.n) AS occurrence
+        FROM unnest(p_child_qrs) WITH ORDINALITY AS u(qr, n)
+        LEFT JOIN bag b ON b.qr_id = u.qr
+        ORDER BY u.n
+    LOOP
+        IF item.wants_place AND item.occurrence = 1 THEN
+            IF places > 0 THEN
+                places := places - 1;
+            ELSE
+                refused := refused || item.n::integer;
+            END IF;
+        END IF;
+    END LOOP;
     FOR item IN SELECT u.qr, u.n FROM unnest(p_child_qrs) WITH ORDINALITY AS u(qr, n) ORDER BY u.qr, u.n
     LOOP
         v_code := NULL;
         v_message := NULL;
-        BEGIN
-            v_result := tt_link_locked(p.id, item.qr, p_user, p_restrict_area, p_key);
-        EXCEPTION WHEN SQLSTATE 'TT403' OR SQLSTATE 'TT409' OR SQLSTATE 'TT422' THEN
-            GET STACKED DIAGNOSTICS v_code = PG_EXCEPTION_HINT, v_message = MESSAGE_TEXT;
+        IF item.n = ANY (refused) THEN
             v_result := 'error';
-        END;
+            v_code := 'parent_full';
+            v_message := format('%s is full (%s)', p.qr_id, p.capacity);
+        ELSE
+            BEGIN
+                v_result := tt_link_locked(p.id, item.qr, p_user, p_restrict_area, p_key);
+            EXCEPTION WHEN SQLSTATE 'TT403' OR SQLSTATE 'TT409' OR SQLSTATE 'TT422' THEN
+                GET STACKED DIAGNOSTICS v_code = PG_EXCEPTION_HINT, v_message = MESSAGE_TEXT;
+                v_result := 'error';
+            END;
+        END IF;
         RETURN QUERY SELECT item.n::integer, item.qr, v_result, v_code, v_message,
                             b.child_count, b.capacity, b.status FROM bag b WHERE b.id = p.id;
     END LOOP;
