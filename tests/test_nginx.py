@@ -1,0 +1,123 @@
+"""deploy/nginx/tracetrack.conf in a real nginx in front of the real server."""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import service_missing
+from .test_server import free_port, running_server
+
+pytestmark = pytest.mark.server
+CONF = Path(__file__).resolve().parent.parent / "deploy" / "nginx" / "tracetrack.conf"
+
+
+@pytest.fixture
+def nginx_in_front(db_url, tmp_path):
+    binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if binary is None:
+        service_missing("nginx is not installed (apt-get install nginx)")
+    with running_server(db_url, env_extra={"TRACETRACK_REFRESH_INTERVAL": "0"}) as (base, _proc):
+        api_port = int(base.rsplit(":", 1)[1])
+        port = free_port()
+        site = CONF.read_text().replace("server 127.0.0.1:5000;", f"server 127.0.0.1:{api_port};")
+        site = site.replace("listen 8080;", f"listen 127.0.0.1:{port};")
+        assert f"127.0.0.1:{api_port}" in site and f"127.0.0.1:{port}" in site
+        (tmp_path / "site.conf").write_text(site)
+        tmp_path.chmod(0o777)
+        user = "user root;" if os.geteuid() == 0 else ""
+        (tmp_path / "nginx.conf").write_text(f"""
+{user}
+daemon off;
+worker_processes 1;
+pid {tmp_path}/nginx.pid;
+error_log {tmp_path}/error.log warn;
+events {{ worker_connections 512; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp_path}/body;
+    proxy_temp_path {tmp_path}/proxy;
+    fastcgi_temp_path {tmp_path}/fastcgi;
+    uwsgi_temp_path {tmp_path}/uwsgi;
+    scgi_temp_path {tmp_path}/scgi;
+    include {tmp_path}/site.conf;
+}}
+""")
+        check = subprocess.run([binary, "-t", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
+                               capture_output=True, text=True)
+        assert check.returncode == 0, check.stderr
+        proc = subprocess.Popen([binary, "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                    conn.request("GET", "/health")
+                    if conn.getresponse().status == 200:
+                        break
+                except OSError:
+                    pass
+                assert proc.poll() is None, proc.stderr.read()
+                assert time.monotonic() < deadline, "nginx did not come up"
+                time.sleep(0.1)
+            yield port
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def request(port: int, method: str, path: str, headers: dict | None = None, body: bytes | None = None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request(method, path, body=body, headers=headers or {})
+    resp = conn.getresponse()
+    return resp.status, dict((k.lower(), v) for k, v in resp.getheaders()), resp.read()
+
+
+def test_proxies_the_api(nginx_in_front):
+    port = nginx_in_front
+    status, _, body = request(port, "POST", "/api/auth/login", {"Content-Type": "application/json"},
+                              json.dumps({"username": "admin", "password": "tracetrack"}).encode())
+    assert status == 200
+    token = json.loads(body)["token"]
+    status, _, body = request(port, "GET", "/api/bags/SB00001", {"Authorization": f"Bearer {token}"})
+    assert status == 200 and json.loads(body)["bag"]["qr_id"] == "SB00001"
+    status, _, body = request(port, "GET", "/api/bags/SB00001")
+    assert status == 401 and json.loads(body)["error"]["code"] == "unauthenticated"
+
+
+def test_gzip_for_json(nginx_in_front):
+    status, headers, body = request(nginx_in_front, "GET", "/openapi.json", {"Accept-Encoding": "gzip"})
+    assert status == 200 and headers.get("content-encoding") == "gzip"
+    assert json.loads(gzip.decompress(body))["openapi"].startswith("3.1")
+    status, headers, body = request(nginx_in_front, "GET", "/openapi.json")
+    assert "content-encoding" not in headers and json.loads(body)["openapi"].startswith("3.1")
+
+
+def test_body_size_limit(nginx_in_front):
+    status, _, _ = request(nginx_in_front, "POST", "/api/auth/login", {"Content-Type": "application/json"},
+                           b"x" * (70 * 1024))
+    assert status == 413
+
+
+def test_per_client_rate_limit_answers_429(nginx_in_front):
+    conn = http.client.HTTPConnection("127.0.0.1", nginx_in_front, timeout=10)
+    statuses = []
+    for _ in range(400):  # far above 50/s + a burst of 100, sent as fast as possible
+        conn.request("GET", "/openapi.json")
+        resp = conn.getresponse()
+        body = resp.read()
+        statuses.append(resp.status)
+        if resp.status == 429:
+            assert json.loads(body)["error"]["code"] == "rate_limited"
+            assert resp.getheader("Retry-After") == "1"
+    assert statuses.count(429) > 0 and statuses.count(200) >= 100
+    assert set(statuses) <= {200, 429}
