@@ -45,7 +45,8 @@ def create_app(db: Database, settings: ApiSettings | None = None,
     app.req_options.strip_url_path_trailing_slash = True
     table = routes.table()
     for path, resource_cls, _ops in table:
-        app.add_route(path, resource_cls(services))
+        if resource_cls is not None:
+            app.add_route(path, resource_cls(services))
     app.add_route("/openapi.json", OpenApiDocument(openapi.build(table)))
     app.add_route("/metrics", Metrics(db))
     errors.install(app)

@@ -80,5 +80,25 @@ def serve(host: str, port: int, no_demo: bool, workers: int | None, threads: int
         run_granian(host, port, sizing, env)
 
 
+@main.command()
+@click.option("--host", default="http://127.0.0.1:5000", show_default=True, help="The running server.")
+@click.option("--users", default=100, show_default=True, help="Concurrent simulated users.")
+@click.option("--duration", default="60s", show_default=True, help="How long (locust syntax: 30s, 2m).")
+@click.option("--admin-user", default="admin", show_default=True, envvar="TRACETRACK_ADMIN_USERNAME")
+@click.option("--admin-password", default="tracetrack", show_default=True, envvar="TRACETRACK_ADMIN_PASSWORD")
+@click.option("--p95-ms", default=300.0, show_default=True, help="Target: p95 latency below this.")
+@click.option("--min-success", default=0.99, show_default=True, help="Target: success rate at least this.")
+@click.option("--out", default="bench/results", show_default=True, type=click.Path(path_type=Path))
+def loadtest(host: str, users: int, duration: str, admin_user: str, admin_password: str, p95_ms: float,
+             min_success: float, out: Path) -> None:
+    """Run the locust load test headless and print a PASS/FAIL report
+    (dispatchers 60%, billers 30%, admins 10%). Needs `pip install "tracetrack[bench]"`."""
+    from .loadtest import run
+
+    report = run(host, users, duration, admin_user, admin_password, out, p95_ms, min_success)
+    click.echo(report.text())
+    raise SystemExit(0 if report.passed else 1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -64,6 +64,8 @@ ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
 def build(routes: list, title: str = "TraceTrack API", version: str = "0.1.0") -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for path, _resource, ops in routes:
+        if not ops:  # a routing-only entry; its operations are documented separately
+            continue
         item: dict[str, Any] = {}
         for method, op in ops.items():
             item[method] = op.openapi(path)

@@ -96,7 +96,8 @@ HEALTH = {"type": "object", "required": ["status", "checks", "pool"],
           "properties": {"status": {"type": "string"}, "checks": OBJ, "pool": OBJ}}
 
 
-def table() -> list[tuple[str, type[Resource], dict[str, Op]]]:
+def table() -> list[tuple[str, type[Resource] | None, dict[str, Op]]]:
+    """(path, resource or None when another route serves it, operations)."""
     return [
         ("/health", system.Health, {"get": Op("Liveness with database and cache checks", None, HEALTH,
                                               status=(200,))}),
@@ -118,11 +119,12 @@ def table() -> list[tuple[str, type[Resource], dict[str, Op]]]:
                       errors=(400,)),
             "post": Op("Register a bag", ANY, ref(models.Bag), status=(201,), body=bags.NEW_BAG,
                        errors=(409, 422))}),
-        ("/api/bags/{qr}", bags.BagItem, {
+        # one route takes QRs containing "/" (sent as %2F) and the /history suffix
+        ("/api/bags/{qr:path}", bags.BagItem, {
             "get": Op("A bag with its parent or children and bill", ANY, ref(models.BagDetail),
                       errors=(400, 404)),
             "delete": Op("Delete a bag", ("admin", "biller"), DELETED, errors=(400, 404, 409))}),
-        ("/api/bags/{qr}/history", bags.BagHistory, {"get": Op(
+        ("/api/bags/{qr}/history", None, {"get": Op(
             "Genealogy: the bag's, its children's and its bill's events", ANY, HISTORY, errors=(400, 404))}),
         ("/api/scans/parent", scans.ScanParent, {"post": Op(
             "Open (or create) a parent", scans.SCANNERS, OPEN_PARENT_ANSWER, status=(200, 201),
@@ -146,19 +148,21 @@ def table() -> list[tuple[str, type[Resource], dict[str, Op]]]:
                                            ("q", {"type": "string", "maxLength": 64})], errors=(400,)),
             "post": Op("Create a bill", bills.BILLERS, ref(models.Bill), status=(201,), body=bills.NEW_BILL,
                        errors=(409,))}),
-        ("/api/bills/{bill_no}", bills.BillItem, {
+        # one route serves every bill item path below (bill numbers may contain "/")
+        ("/api/bills/{path:path}", bills.BillPaths, {}),
+        ("/api/bills/{bill_no}", None, {
             "get": Op("A bill with its parents", bills.BILLERS, ref(models.BillDetail), errors=(400, 404)),
             "patch": Op("Edit a bill", bills.BILLERS, ref(models.Bill), body=bills.BILL_CHANGES,
                         errors=(404, 409)),
             "delete": Op("Delete a bill", ("admin",), DELETED, errors=(400, 404))}),
-        ("/api/bills/{bill_no}/parents", bills.BillParents, {"post": Op(
+        ("/api/bills/{bill_no}/parents", None, {"post": Op(
             "Put a parent on a bill", bills.BILLERS, ref(models.AddParentResult), body=bills.ADD_PARENT,
             errors=(404, 409, 422))}),
-        ("/api/bills/{bill_no}/parents/{parent_qr}", bills.BillParentItem, {"delete": Op(
+        ("/api/bills/{bill_no}/parents/{parent_qr}", None, {"delete": Op(
             "Take a parent off a bill", bills.BILLERS, REMOVED, errors=(400, 404, 409))}),
-        ("/api/bills/{bill_no}/complete", bills.BillComplete, {"post": Op(
+        ("/api/bills/{bill_no}/complete", None, {"post": Op(
             "Complete a full bill", bills.BILLERS, ref(models.Bill), errors=(400, 404, 409))}),
-        ("/api/bills/{bill_no}/reopen", bills.BillReopen, {"post": Op(
+        ("/api/bills/{bill_no}/reopen", None, {"post": Op(
             "Reopen a completed bill", bills.BILLERS, ref(models.Bill), errors=(400, 404, 409))}),
         ("/api/dashboard/analytics", reports.Dashboard, {"get": Op(
             "Totals, bills, scans per hour, activity, recent scans (from views; see as_of)", ANY, DASHBOARD,

@@ -44,6 +44,10 @@ class DispatchAreaRequired(ValidationError):
     code = "dispatch_area_required"
 
 
+class TooManyChildren(ValidationError):
+    code = "too_many_children"
+
+
 class WeakPassword(ValidationError):
     code = "weak_password"
 
@@ -220,6 +224,11 @@ _CONSTRAINTS: dict[str, tuple[type[TraceTrackError], str, str]] = {
 }
 
 
+_FIELD_BY_CODE = {"unknown_area": "dispatch_area", "dispatch_area_required": "dispatch_area",
+                  "validation_error": None, "qr_taken": "qr_id",
+                  "too_many_children": "child_qrs"}
+
+
 def translate(exc: psycopg.Error) -> TraceTrackError | None:
     """The domain error a psycopg error stands for, or None if it is a bug."""
     diag = exc.diag
@@ -227,7 +236,8 @@ def translate(exc: psycopg.Error) -> TraceTrackError | None:
     if state.startswith("TT"):
         fallback = {"TT400": ValidationError, "TT403": Forbidden, "TT404": NotFound,
                     "TT422": WrongBagType}.get(state, Conflict)
-        return BY_CODE.get(diag.message_hint or "", fallback)(diag.message_primary)
+        code = diag.message_hint or ""
+        return BY_CODE.get(code, fallback)(diag.message_primary, field=_FIELD_BY_CODE.get(code))
     if isinstance(exc, pg.IntegrityError) and diag.constraint_name in _CONSTRAINTS:
         cls, field, message = _CONSTRAINTS[diag.constraint_name]
         return cls(message, field=field)

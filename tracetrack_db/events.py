@@ -19,7 +19,8 @@ _EVENT_COLUMNS = sql.SQL(
 
 
 def bag_history(db: Database, qr_id: str, *, limit: int = HISTORY_LIMIT) -> list[Event]:
-    """Every event of the bag, of its children and of its bill, oldest first."""
+    """Every event of the bag, of its children and of its bill, oldest first
+    (also for a deleted bag)."""
     qr = normalize_qr(qr_id)
     events = db.many("bag_history", {"qr_id": qr, "limit": limit}, row=Event, read=True)
     if not events and db.one("get_bag", {"qr_id": qr}, read=True) is None:

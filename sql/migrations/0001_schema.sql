@@ -158,6 +158,7 @@ CREATE INDEX event_bag_id_idx ON event (bag_id, id) WHERE bag_id IS NOT NULL;
 CREATE INDEX event_parent_id_idx ON event (parent_id, id) WHERE parent_id IS NOT NULL;
 CREATE INDEX event_bill_id_idx ON event (bill_id, id) WHERE bill_id IS NOT NULL;
 CREATE INDEX event_user_id_idx ON event (user_id, id);
+CREATE INDEX event_deleted_qr_idx ON event (qr_id) WHERE kind = 'bag_deleted';
 CREATE INDEX event_occurred_at_brin ON event USING brin (occurred_at);
 
 CREATE FUNCTION tt_event_append_only() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -226,6 +226,10 @@ DECLARE
     v_message text;
 BEGIN
     p := tt_lock_parent(p_parent_qr, p_restrict_area);
+    IF cardinality(p_child_qrs) > p.capacity THEN
+        PERFORM tt_fail('TT400', 'too_many_children',
+                        format('%s holds at most %s children: send at most that many', p.qr_id, p.capacity));
+    END IF;
     places := p.capacity - p.child_count;
     FOR item IN
         SELECT u.n, (b.id IS NULL OR (b.type = 'child' AND b.parent_id IS NULL)) AS wants_place,
@@ -507,12 +511,17 @@ CREATE FUNCTION tt_bill_delete(p_bill_no text, p_user bigint, p_key text)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     bl bill;
+    p bag;
     n integer;
 BEGIN
     bl := tt_lock_bill(p_bill_no);
-    PERFORM 1 FROM bag WHERE bill_id = bl.id ORDER BY id FOR UPDATE;
-    UPDATE bag SET bill_id = NULL, updated_at = now() WHERE bill_id = bl.id;
-    GET DIAGNOSTICS n = ROW_COUNT;
+    n := 0;
+    FOR p IN SELECT * FROM bag WHERE bill_id = bl.id ORDER BY id FOR UPDATE LOOP
+        UPDATE bag SET bill_id = NULL, updated_at = now() WHERE id = p.id;
+        -- each released parent's own history says how it left the bill
+        PERFORM tt_event('bill_remove', p_user, NULL, p, bl, p_key, '{"bill_deleted": true}');
+        n := n + 1;
+    END LOOP;
     DELETE FROM bill WHERE id = bl.id;
     PERFORM tt_event('bill_deleted', p_user, NULL, NULL, bl, p_key,
                      jsonb_build_object('parents_released', n, 'status', bl.status));

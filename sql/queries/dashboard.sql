@@ -12,7 +12,7 @@ SELECT status, bills, parents, weight_kg FROM mv_bill_totals ORDER BY status;
 -- Scan events per hour over the last 24 hours (parent scans, links, unlinks).
 SELECT hour, sum(events)::bigint AS events
 FROM mv_hourly_scans
-WHERE hour >= date_trunc('hour', now()) - interval '23 hours'
+WHERE hour >= date_trunc('hour', now(), 'UTC') - interval '23 hours'
   AND kind IN ('parent_scan', 'link', 'unlink')
   AND (%(area)s::text IS NULL OR dispatch_area = %(area)s)
 GROUP BY hour ORDER BY hour;

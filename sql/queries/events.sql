@@ -1,10 +1,16 @@
 -- name: bag_history :many
 -- The full genealogy of a bag in one query: its own events, its children's
--- (current children and any that were linked to it), and its bill's.
-WITH target AS (
+-- (current children and any that were linked to it), and its bill's; also
+-- for a bag that has been deleted.
+WITH live AS (
     SELECT b.id, coalesce(b.bill_id, p.bill_id) AS bill_id
     FROM bag b LEFT JOIN bag p ON p.id = b.parent_id
     WHERE b.qr_id = %(qr_id)s
+), target AS (
+    SELECT id, bill_id FROM live
+    UNION ALL  -- a deleted bag: its history stays readable through its bag_deleted event
+    SELECT e.bag_id, NULL::bigint FROM event e
+    WHERE e.kind = 'bag_deleted' AND e.qr_id = %(qr_id)s AND NOT EXISTS (SELECT 1 FROM live)
 ), ids AS (
     SELECT e.id FROM event e, target t WHERE e.bag_id = t.id
     UNION

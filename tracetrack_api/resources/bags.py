@@ -57,13 +57,21 @@ class Bags(Resource):
 
 
 class BagItem(Resource):
+    """GET/DELETE /api/bags/{qr} and GET /api/bags/{qr}/history. The route uses
+    Falcon's path converter so that a QR containing "/" (sent as %2F, which
+    the server decodes) still reaches its bag."""
+
     def on_get(self, req: falcon.Request, resp: falcon.Response, qr: str) -> None:
+        if qr.endswith("/history"):
+            return self.history(req, resp, qr[: -len("/history")])
         detail = bags.get_bag_detail(self.db, qr)
         check_area(req.context.user, detail.bag.dispatch_area)
         resp.content_type = falcon.MEDIA_JSON
         resp.data = dumps(detail)
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, qr: str) -> None:
+        if qr.endswith("/history"):
+            raise falcon.HTTPMethodNotAllowed(["GET"])
         user = require(req, "admin", "biller")
         qr_id = normalize_qr(qr)
 
@@ -74,8 +82,7 @@ class BagItem(Resource):
         self.write(req, resp, op)
 
 
-class BagHistory(Resource):
-    def on_get(self, req: falcon.Request, resp: falcon.Response, qr: str) -> None:
+    def history(self, req: falcon.Request, resp: falcon.Response, qr: str) -> None:
         user = req.context.user
         if user.restrict_area is not None:
             check_area(user, bags.get_bag(self.db, qr).dispatch_area)

@@ -1,0 +1,335 @@
+"""HTTP: login, tokens, the caller, the role rules of every route, the user
+cache behind the token check, and the JSON answer to a bug (500)."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+import types
+from datetime import datetime
+
+import orjson
+
+from tracetrack_api import auth as auth_module
+from tracetrack_api import routes
+from tracetrack_api.resources import accounts as accounts_module
+from tracetrack_api.tokens import TokenSigner
+from tracetrack_db import users
+
+from .api_helpers import *  # noqa: F403
+from .api_helpers import Api, api_settings
+
+SAMPLE_PARAMS = {"{user_id:int}": "1", "{user_id}": "1", "{qr}": "SB00001", "{bill_no}": "B-1",
+                 "{parent_qr}": "SB00001"}
+ALL_ROLES = {"admin", "biller", "dispatcher"}
+
+
+def concrete(path: str) -> str:
+    for template, value in SAMPLE_PARAMS.items():
+        path = path.replace(template, value)
+    return path
+
+
+def operations() -> dict[tuple[str, str], set[str] | None]:
+    """(METHOD, route template) -> the roles allowed (None: no token needed)."""
+    return {(method.upper(), path.replace(":path", "")): (None if op.roles is None else set(op.roles))
+            for path, _cls, ops in routes.table() for method, op in ops.items()}
+
+
+# login ------------------------------------------------------------------------
+def test_login_answers_a_token_its_expiry_and_the_user_and_me_is_the_caller(api):
+    users.create_user(api.db, "Alice", PASSWORD, "dispatcher", "indore")
+    before = time.time()
+    result = api.login("aLICE")  # usernames are case-insensitive
+    assert result.status_code == 200, result.text
+    body = result.json
+    assert set(body) == {"token", "expires_at", "user"}
+    assert set(body["user"]) == USER_KEYS  # never the password hash
+    assert (body["user"]["username"], body["user"]["role"], body["user"]["dispatch_area"]) == (
+        "Alice", "dispatcher", "indore")
+    assert body["user"]["last_login_at"] is not None and body["user"]["is_active"] is True
+    expires = datetime.fromisoformat(body["expires_at"]).timestamp()
+    ttl = api.settings.token_ttl_seconds
+    assert before + ttl - 2 <= expires <= time.time() + ttl + 2
+    me = api.get("/api/me", body["token"])
+    assert me.status_code == 200, me.text
+    assert set(me.json) == USER_KEYS
+    assert (me.json["id"], me.json["username"]) == (body["user"]["id"], "Alice")
+    for caller in (api.admin(), api.biller()):
+        me = api.get("/api/me", caller)
+        assert me.status_code == 200, me.text
+        assert (me.json["id"], me.json["role"], me.json["dispatch_area"]) == (caller.id, caller.role, None)
+
+
+def test_bad_credentials_are_401_invalid_credentials(api, sql_conn):
+    admin = api.admin()
+    unknown = assert_error(api.login("nobody", "password123"), 401, "invalid_credentials")
+    wrong = assert_error(api.login(admin.username, "wrong-password"), 401, "invalid_credentials")
+    assert unknown["message"] == wrong["message"]  # never tells which usernames exist
+    assert api.login(admin.username).status_code == 200  # one failure does not lock
+    # a deactivated account cannot log in, even with its password
+    users.create_user(api.db, "gone", PASSWORD, "biller")
+    sql_conn.execute("UPDATE app_user SET is_active = false WHERE username = 'gone'")
+    assert_error(api.login("gone", PASSWORD), 401, "invalid_credentials")
+    # the body is checked first
+    assert_error(api.post("/api/auth/login", json={"username": "x"}), 400, "validation_error", "password")
+    assert_error(api.post("/api/auth/login", json={"password": "x"}), 400, "validation_error", "username")
+    assert_error(api.post("/api/auth/login", json={"username": "u" * 65, "password": "password123"}),
+                 400, "validation_error", "username")
+    assert_error(api.post("/api/auth/login", json={"username": 5, "password": "password123"}),
+                 400, "validation_error", "username")
+
+
+def test_five_failed_logins_lock_the_account(api, sql_conn):
+    admin = api.admin()
+    for _ in range(4):
+        assert_error(api.login(admin.username, "wrong-password"), 401, "invalid_credentials")
+    assert_error(api.login(admin.username, "wrong-password"), 401, "account_locked")
+    # locked: even the right password is refused now, for 15 minutes
+    locked = assert_error(api.login(admin.username, PASSWORD), 401, "account_locked")
+    assert "locked" in locked["message"]
+    remaining = sql_value(sql_conn, "SELECT extract(epoch FROM locked_until - now()) FROM app_user WHERE id = %s",
+                          (admin.id,))
+    assert 14 * 60 < remaining <= 15 * 60
+    # a token issued before the lock keeps working (the lock stops new logins)
+    assert api.get("/api/me", admin).status_code == 200
+    # when the lock has passed, the right password works again
+    sql_conn.execute("UPDATE app_user SET locked_until = now() - interval '1 second' WHERE id = %s", (admin.id,))
+    assert api.login(admin.username).status_code == 200
+
+
+def test_login_is_rate_limited_per_username(db, monkeypatch):
+    api = make_api(db, login_attempts_per_minute=3)
+    clock = [1_700_000_000.0]  # a fixed wall clock: the test never straddles a minute
+    monkeypatch.setattr(accounts_module, "time", types.SimpleNamespace(time=lambda: clock[0]))
+    users.create_user(db, "busy", PASSWORD, "biller")
+    for _ in range(3):
+        assert api.login("busy").status_code == 200
+    limited = assert_error(api.login("busy"), 429, "rate_limited")
+    assert "minute" in limited["message"]
+    assert_error(api.login("BUSY"), 429, "rate_limited")  # the same name, whatever its case
+    # another username is not affected
+    assert_error(api.login("someone-else", PASSWORD), 401, "invalid_credentials")
+    # the next minute opens a new window
+    clock[0] += 60
+    assert api.login("busy").status_code == 200
+
+
+# tokens -------------------------------------------------------------------------
+def test_every_protected_route_answers_401_without_a_valid_token(db):
+    api = make_api(db)
+    user = api.biller()
+    ttl = api.settings.token_ttl_seconds
+    signer = TokenSigner(SECRET, ttl)
+    expired, _ = signer.issue(user.id, now=time.time() - 2 * ttl)
+    just_expired, _ = signer.issue(user.id, now=time.time() - ttl - 1)
+    other_secret, _ = TokenSigner("another-secret-" + "y" * 20, ttl).issue(user.id)
+    payload, _, signature = user.token.partition(".")
+    forged_payload = base64.urlsafe_b64encode(orjson.dumps(
+        {"u": user.id + 1, "i": int(time.time()), "e": int(time.time()) + 3600})).rstrip(b"=").decode()
+    unknown_user, _ = signer.issue(999_999)
+    bad_headers = {
+        "no header": {},
+        "garbage token": {"Authorization": "Bearer not-a-token"},
+        "empty bearer": {"Authorization": "Bearer "},
+        "basic scheme": {"Authorization": "Basic dXNlcjpwYXNz"},
+        "token without scheme": {"Authorization": user.token},
+        "expired": {"Authorization": f"Bearer {expired}"},
+        "expired a second ago": {"Authorization": f"Bearer {just_expired}"},
+        "other secret": {"Authorization": f"Bearer {other_secret}"},
+        "forged payload": {"Authorization": f"Bearer {forged_payload}.{signature}"},
+        "truncated signature": {"Authorization": f"Bearer {payload}.{signature[:-2]}"},
+        "unknown user": {"Authorization": f"Bearer {unknown_user}"},
+        "non-ascii": {"Authorization": "Bearer t\u00f6ken.sig"},
+    }
+    ops = operations()
+    protected = [(m, concrete(p)) for (m, p), roles in ops.items() if roles is not None]
+    assert len(protected) >= 20
+    for method, path in protected:
+        for what, headers in bad_headers.items():
+            result = api.request(method, path, headers=headers, json={} if method != "GET" else None)
+            assert result.status_code == 401, (method, path, what, result.text)
+            assert_error(result, 401, "unauthenticated")
+            assert result.headers.get("www-authenticate") == "Bearer", (method, path, what)
+    # the public routes need no token
+    public = [(m, p) for (m, p), roles in ops.items() if roles is None]
+    assert set(public) >= {("GET", "/health"), ("POST", "/api/auth/login")}
+    assert api.get("/health").status_code == 200
+    assert api.get("/openapi.json").status_code == 200
+    # a valid token, not quite expired, passes; it also verifies in another worker with the same secret
+    almost, _ = signer.issue(user.id, now=time.time() - ttl + 60)
+    assert api.get("/api/me", almost).status_code == 200
+    assert make_api(db).get("/api/me", user).status_code == 200
+    different = Api(db, api_settings(secret_key="a-completely-different-secret-key"))
+    assert_error(different.get("/api/me", user), 401, "unauthenticated")
+
+
+# roles ---------------------------------------------------------------------------
+def test_every_route_applies_its_role_rule(api, sql_conn):
+    admin, biller, dispatcher = api.admin(), api.biller(), api.dispatcher()
+    # real state, so that a missing role check would really change something
+    api.parent_with_children(admin, "SB00001", 2, area="lucknow")
+    api.parent_with_children(admin, "SB00002", 1, area="lucknow")
+    api.bill(admin, "B-1", capacity=1)
+    assert api.add_parent(admin, "B-1", "SB00002").status_code == 200
+    restricted = [
+        # method, route template, concrete path, body
+        ("GET", "/api/users", "/api/users", None),
+        ("POST", "/api/users", "/api/users", {"username": "newbie", "password": PASSWORD, "role": "admin"}),
+        ("PATCH", "/api/users/{user_id:int}", f"/api/users/{dispatcher.id}", {"role": "admin"}),
+        ("POST", "/api/areas", "/api/areas", {"name": "new_area"}),
+        ("DELETE", "/api/bags/{qr}", "/api/bags/SB00001-C000", None),
+        ("POST", "/api/scans/parent", "/api/scans/parent", {"qr_id": "SB00009", "dispatch_area": "lucknow"}),
+        ("POST", "/api/scans/child", "/api/scans/child", {"parent_qr": "SB00001", "child_qr": "NEW-CHILD-1"}),
+        ("POST", "/api/scans/batch", "/api/scans/batch", {"parent_qr": "SB00001", "child_qrs": ["NEW-CHILD-2"]}),
+        ("POST", "/api/scans/unlink", "/api/scans/unlink", {"child_qr": "SB00001-C001"}),
+        ("GET", "/api/bills", "/api/bills", None),
+        ("POST", "/api/bills", "/api/bills", {"bill_no": "B-2", "capacity": 1}),
+        ("GET", "/api/bills/{bill_no}", "/api/bills/B-1", None),
+        ("PATCH", "/api/bills/{bill_no}", "/api/bills/B-1", {"description": "changed"}),
+        ("DELETE", "/api/bills/{bill_no}", "/api/bills/B-1", None),
+        ("POST", "/api/bills/{bill_no}/parents", "/api/bills/B-1/parents", {"parent_qr": "SB00001"}),
+        ("DELETE", "/api/bills/{bill_no}/parents/{parent_qr}", "/api/bills/B-1/parents/SB00002", None),
+        ("POST", "/api/bills/{bill_no}/complete", "/api/bills/B-1/complete", None),
+        ("POST", "/api/bills/{bill_no}/reopen", "/api/bills/B-1/reopen", None),
+        ("GET", "/api/exports/bags.csv", "/api/exports/bags.csv", None),
+        ("GET", "/api/exports/bills.csv", "/api/exports/bills.csv", None),
+    ]
+    ops = operations()
+    # the contract's rules, as the route table states them
+    contract = {
+        ("GET", "/api/users"): {"admin"}, ("POST", "/api/users"): {"admin"},
+        ("PATCH", "/api/users/{user_id:int}"): {"admin"}, ("POST", "/api/areas"): {"admin"},
+        ("DELETE", "/api/bags/{qr}"): {"admin", "biller"},
+        ("DELETE", "/api/bills/{bill_no}"): {"admin"},
+        ("GET", "/api/exports/bags.csv"): {"admin", "biller"},
+        ("GET", "/api/exports/bills.csv"): {"admin", "biller"},
+    }
+    for method, template, _path, _body in restricted:
+        if template.startswith("/api/scans"):
+            contract[(method, template)] = {"admin", "dispatcher"}
+        elif template.startswith("/api/bills") and (method, template) not in contract:
+            contract[(method, template)] = {"admin", "biller"}
+    assert {k: ops[k] for k in contract} == contract
+    # every operation that is not open to every role is in the table above
+    assert {k for k, v in ops.items() if v is not None and v != ALL_ROLES} == set(contract)
+
+    def state():
+        return (count_events(sql_conn), count_rows(sql_conn, "bag"), count_rows(sql_conn, "bill"),
+                count_rows(sql_conn, "app_user"), count_rows(sql_conn, "dispatch_area"),
+                sql_value(sql_conn, "SELECT string_agg(role, ',' ORDER BY id) FROM app_user"),
+                sql_value(sql_conn, "SELECT description || status FROM bill WHERE bill_no = 'B-1'"))
+
+    for method, template, path, body in restricted:
+        for caller in (admin, biller, dispatcher):
+            if caller.role in contract[(method, template)]:
+                continue
+            before = state()
+            error = assert_error(api.request(method, path, caller, json=body), 403, "forbidden")
+            assert "role" in error["message"], (method, path, caller.role)
+            assert state() == before, (method, path, caller.role)
+    # every role may use the routes open to all
+    api.open_parent(dispatcher, "SB00003")
+    for caller in (admin, biller, dispatcher):
+        for path in ("/api/me", "/api/areas", "/api/bags", "/api/bags/SB00003", "/api/bags/SB00003/history",
+                     "/api/scans", "/api/dashboard/analytics"):
+            assert api.get(path, caller).status_code == 200, (caller.role, path)
+    assert {k for k, v in ops.items() if v == ALL_ROLES} == {
+        ("GET", "/api/me"), ("GET", "/api/areas"), ("GET", "/api/bags"), ("POST", "/api/bags"),
+        ("GET", "/api/bags/{qr}"), ("GET", "/api/bags/{qr}/history"), ("GET", "/api/scans"),
+        ("GET", "/api/dashboard/analytics")}
+    registered = api.post("/api/bags", biller, json={"qr_id": "LOOSE-1", "type": "child", "dispatch_area": "akola"})
+    assert registered.status_code == 201, registered.text
+
+
+# the user directory: deactivation, role changes, and no database on the hot path --
+def test_deactivation_and_role_changes_take_effect_on_the_next_request(db):
+    api = make_api(db, user_refresh_seconds=0)
+    admin, dispatcher, biller = api.admin(), api.dispatcher(), api.biller()
+    assert api.get("/api/bags", dispatcher).status_code == 200
+    result = api.patch(f"/api/users/{dispatcher.id}", admin, json={"is_active": False})
+    assert result.status_code == 200 and result.json["is_active"] is False
+    assert_error(api.get("/api/bags", dispatcher), 401, "unauthenticated")
+    assert_error(api.post("/api/scans/parent", dispatcher, json={"qr_id": "SB00001"}), 401, "unauthenticated")
+    # reactivated: the same token works again
+    assert api.patch(f"/api/users/{dispatcher.id}", admin, json={"is_active": True}).status_code == 200
+    assert api.get("/api/bags", dispatcher).status_code == 200
+    # a biller made a dispatcher loses the bills and gains the scanner
+    assert api.get("/api/bills", biller).status_code == 200
+    assert_error(api.post("/api/scans/parent", biller, json={"qr_id": "SB00001"}), 403, "forbidden")
+    changed = api.patch(f"/api/users/{biller.id}", admin, json={"role": "dispatcher", "dispatch_area": "jaipur"})
+    assert changed.status_code == 200, changed.text
+    assert (changed.json["role"], changed.json["dispatch_area"]) == ("dispatcher", "jaipur")
+    assert_error(api.get("/api/bills", biller), 403, "forbidden")
+    opened = api.post("/api/scans/parent", biller, json={"qr_id": "SB00001"})
+    assert opened.status_code == 201 and opened.json["bag"]["dispatch_area"] == "jaipur"
+
+
+def test_the_token_check_uses_the_user_cache_not_the_database(db, sql_conn, monkeypatch):
+    api = make_api(db, user_refresh_seconds=3600)
+    dispatcher, biller = api.dispatcher(), api.biller()
+    clock = [1000.0]
+    monkeypatch.setattr(auth_module, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+    lookups: list[int] = []
+    real_get_user = users.get_user
+
+    def counting_get_user(database, user_id):
+        lookups.append(user_id)
+        return real_get_user(database, user_id)
+
+    monkeypatch.setattr(auth_module.users, "get_user", counting_get_user)
+    for _ in range(10):
+        assert api.get("/api/areas", dispatcher).status_code == 200
+        assert api.get("/api/bills", biller).status_code == 200
+    assert sorted(lookups) == sorted([dispatcher.id, biller.id])  # one lookup per user for 20 requests
+    # changed behind the app's back: the cached entries still apply ...
+    sql_conn.execute("UPDATE app_user SET is_active = false WHERE id = %s", (dispatcher.id,))
+    sql_conn.execute("UPDATE app_user SET role = 'dispatcher', dispatch_area = 'hisar' WHERE id = %s", (biller.id,))
+    clock[0] += 3599
+    assert api.get("/api/areas", dispatcher).status_code == 200
+    assert api.get("/api/bills", biller).status_code == 200
+    assert len(lookups) == 2
+    # ... until they expire
+    clock[0] += 2
+    assert_error(api.get("/api/areas", dispatcher), 401, "unauthenticated")
+    assert_error(api.get("/api/bills", biller), 403, "forbidden")
+    assert len(lookups) == 4
+    # and an app that refreshes on every request sees the changes at once
+    fresh = make_api(db, user_refresh_seconds=0)
+    clock[0] += 0.001
+    assert_error(fresh.get("/api/areas", dispatcher), 401, "unauthenticated")
+    sql_conn.execute("UPDATE app_user SET is_active = true WHERE id = %s", (dispatcher.id,))
+    assert fresh.get("/api/areas", dispatcher).status_code == 200
+
+
+# unexpected errors and unknown routes ------------------------------------------------
+class Boom:
+    auth_exempt = True
+
+    def on_get(self, req, resp):
+        raise RuntimeError("kaboom: secret internals")
+
+
+def test_an_unexpected_exception_is_a_json_500_with_a_request_id(api, caplog):
+    api.app.add_route("/boom", Boom())
+    with caplog.at_level(logging.ERROR, logger="tracetrack_api"):
+        result = api.get("/boom")
+    error = assert_error(result, 500, "internal_error")
+    assert isinstance(error.get("request_id"), str) and len(error["request_id"]) >= 8
+    assert result.headers.get("x-request-id") == error["request_id"]
+    assert "kaboom" not in result.text and "RuntimeError" not in result.text
+    assert error["request_id"] in caplog.text and "kaboom" in caplog.text  # logged with the traceback
+    again = api.get("/boom")
+    assert again.json["error"]["request_id"] != error["request_id"]
+    # a request id given by the proxy is kept
+    tagged = api.get("/boom", headers={"X-Request-Id": "req-12345"})
+    assert tagged.json["error"]["request_id"] == "req-12345"
+    assert tagged.headers.get("x-request-id") == "req-12345"
+    # unknown paths and methods are JSON errors too
+    biller = api.biller()
+    assert_error(api.get("/api/nothing-here", biller), 404, "not_found")
+    assert_error(api.get("/nothing"), 404, "not_found")
+    assert_error(api.get("/api/users/not-a-number", biller), 404, "not_found")
+    assert_error(api.request("PUT", "/api/bags", biller), 405, "method_not_allowed")
+    assert_error(api.delete("/api/scans", biller), 405, "method_not_allowed")

@@ -1,0 +1,246 @@
+"""HTTP: the OpenAPI 3.1 document (complete, valid, true to the routes and to
+the real answers), /health, and 503 when the database is down."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from tracetrack_api import routes
+from tracetrack_api.tokens import TokenSigner
+from tracetrack_db import Database
+
+from .api_helpers import *  # noqa: F403
+from .api_helpers import Api, api_settings
+
+METHODS = ("get", "post", "put", "patch", "delete")
+
+
+def sample(path: str, **values: str) -> str:
+    def fill(match: re.Match) -> str:
+        return values.get(match.group(1), {"user_id": "1", "qr": "SB00001", "bill_no": "B-1",
+                                           "parent_qr": "SB00001"}[match.group(1)])
+    return re.sub(r"\{(\w+)(?::\w+)?\}", fill, path)
+
+
+def refs(node) -> list[str]:
+    if isinstance(node, dict):
+        return ([node["$ref"]] if "$ref" in node else []) + [r for v in node.values() for r in refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in refs(v)]
+    return []
+
+
+def test_the_document_is_valid_openapi_3_1_with_every_route(api):
+    result = api.get("/openapi.json")  # no token needed
+    assert result.status_code == 200
+    assert result.headers["content-type"].startswith("application/json")
+    doc = result.json
+    assert doc == openapi_document()
+    assert doc["openapi"].startswith("3.1")
+    assert doc["info"]["title"] and doc["info"]["version"]
+    try:
+        from openapi_spec_validator import validate
+    except ImportError:  # structure only
+        validate = None
+    if validate is not None:
+        validate(doc)
+    # every route of the table, with exactly the methods its resource answers
+    table = routes.table()
+    assert set(doc["paths"]) == {doc_path(path) for path, _cls, ops in table if ops}
+    for path, cls, ops in table:
+        if cls is None or not ops:  # documented here, served by a path-converter route
+            continue
+        item = doc["paths"][doc_path(path)]
+        responders = {m for m in METHODS if callable(getattr(cls, f"on_{m}", None))}
+        assert set(item) == set(ops) == responders, path
+        names = re.findall(r"\{([^}]+)\}", doc_path(path))
+        for method, op in item.items():
+            assert op["summary"] and ({"200", "201"} & set(op["responses"])), (path, method)
+            declared = [p["name"] for p in op.get("parameters", []) if p["in"] == "path"]
+            assert declared == names, (path, method)  # template variables are declared parameters
+            assert all(p["required"] for p in op.get("parameters", []) if p["in"] == "path")
+            roles = ops[method].roles
+            codes = set(op["responses"])
+            if roles is None:
+                assert "security" not in op, (path, method)
+            else:
+                assert op["security"] == [{"bearer": []}], (path, method)
+                assert {"401", "403"} <= codes, (path, method)
+                for role in roles:
+                    assert role in op["description"], (path, method)
+            if ops[method].body is not None:
+                body = op["requestBody"]["content"]["application/json"]["schema"]
+                assert body["type"] == "object" and body["additionalProperties"] is False
+                assert set(body["properties"]) == set(ops[method].body.fields)
+                assert {"400", "413"} <= codes
+            for code, answer in op["responses"].items():
+                assert answer["description"] and answer["content"], (path, method, code)
+                if int(code) >= 400:
+                    assert answer["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+    # every $ref resolves; the security scheme is bearer
+    schemas = doc["components"]["schemas"]
+    for ref in refs(doc):
+        assert ref.startswith("#/components/schemas/") and ref.rsplit("/", 1)[1] in schemas, ref
+    assert doc["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
+    error = schemas["Error"]
+    assert error["required"] == ["error"] and error["properties"]["error"]["required"] == ["code", "message"]
+
+
+def test_documented_operations_are_routed_and_others_are_405(api):
+    user = api.admin()
+    for path, item in openapi_document()["paths"].items():
+        concrete = sample(path, user_id=str(user.id))
+        for method in METHODS:
+            result = api.request(method.upper(), concrete, user, json={} if method in ("post", "patch") else None)
+            if method in item:
+                assert result.status_code not in (404, 405) or result.json["error"]["code"] not in (
+                    "not_found", "method_not_allowed"), (method, path, result.text)
+            else:
+                assert_error(result, 405, "method_not_allowed")
+
+
+def test_the_contract_table_is_in_the_document():
+    paths = openapi_document()["paths"]
+    contract = {
+        "/health": {"get"}, "/openapi.json": set(), "/api/auth/login": {"post"}, "/api/me": {"get"},
+        "/api/users": {"get", "post"}, "/api/users/{user_id}": {"patch"}, "/api/areas": {"get", "post"},
+        "/api/bags": {"get", "post"}, "/api/bags/{qr}": {"get", "delete"}, "/api/bags/{qr}/history": {"get"},
+        "/api/scans/parent": {"post"}, "/api/scans/child": {"post"}, "/api/scans/batch": {"post"},
+        "/api/scans/unlink": {"post"}, "/api/scans": {"get"}, "/api/bills": {"get", "post"},
+        "/api/bills/{bill_no}": {"get", "patch", "delete"}, "/api/bills/{bill_no}/parents": {"post"},
+        "/api/bills/{bill_no}/parents/{parent_qr}": {"delete"}, "/api/bills/{bill_no}/complete": {"post"},
+        "/api/bills/{bill_no}/reopen": {"post"}, "/api/dashboard/analytics": {"get"},
+        "/api/exports/bags.csv": {"get"}, "/api/exports/bills.csv": {"get"},
+    }
+    for path, methods in contract.items():
+        if path == "/openapi.json":
+            continue  # the document does not describe itself
+        assert path in paths, path
+        assert set(paths[path]) == methods, path
+
+
+def test_real_answers_match_their_documented_schemas(api, sql_conn):
+    """One walk over every route; each answer is checked against the document."""
+    pytest.importorskip("jsonschema")
+    from tracetrack_db import views
+
+    admin, biller, dispatcher = api.admin(), api.biller(), api.dispatcher("lucknow")
+    checked: set[tuple[str, str, int]] = set()
+
+    def call(method, template, caller=None, expect=None, **kw):
+        path = sample(template, **kw.pop("values", {}))
+        result = api.request(method, path, caller, **kw)
+        if expect is not None:
+            assert result.status_code == expect, (method, path, result.text)
+        assert_schema(result, method, template)
+        checked.add((method, doc_path(template), result.status_code))
+        return result
+
+    call("GET", "/health", expect=200)
+    call("POST", "/api/auth/login", json={"username": admin.username, "password": PASSWORD}, expect=200)
+    call("POST", "/api/auth/login", json={"username": admin.username, "password": "wrong-one"}, expect=401)
+    call("POST", "/api/auth/login", json={"username": 1}, expect=400)
+    call("GET", "/api/me", dispatcher, expect=200)
+    call("GET", "/api/me", None, expect=401)
+    call("GET", "/api/users", admin, expect=200)
+    call("GET", "/api/users", biller, expect=403)
+    new_user = call("POST", "/api/users", admin, json={"username": "x.y", "password": PASSWORD, "role": "biller"},
+                    expect=201)
+    call("POST", "/api/users", admin, json={"username": "x.y", "password": PASSWORD, "role": "biller"}, expect=409)
+    call("PATCH", "/api/users/{user_id:int}", admin, json={"is_active": False},
+         values={"user_id": str(new_user.json["id"])}, expect=200)
+    call("PATCH", "/api/users/{user_id:int}", admin, json={"is_active": False}, values={"user_id": "999999"},
+         expect=404)
+    call("GET", "/api/areas", dispatcher, expect=200)
+    call("POST", "/api/areas", admin, json={"name": "zone_q"}, expect=201)
+    call("POST", "/api/bags", admin, json={"qr_id": "LOOSE-1", "type": "child", "dispatch_area": "lucknow"},
+         expect=201)
+    call("POST", "/api/bags", admin, json={"qr_id": "LOOSE-1", "type": "child", "dispatch_area": "lucknow"},
+         expect=409)
+    call("POST", "/api/bags", admin, json={"qr_id": "LOOSE-2", "type": "parent", "dispatch_area": "lucknow"},
+         expect=422)
+    call("POST", "/api/scans/parent", dispatcher, json={"qr_id": "SB00001"}, expect=201)
+    call("POST", "/api/scans/parent", dispatcher, json={"qr_id": "SB00001"}, expect=200)
+    call("POST", "/api/scans/child", dispatcher, json={"parent_qr": "SB00001", "child_qr": "KID-1"}, expect=200)
+    call("POST", "/api/scans/child", dispatcher, json={"parent_qr": "SB00001", "child_qr": "SB00002"}, expect=422)
+    call("POST", "/api/scans/batch", dispatcher, json={"parent_qr": "SB00001", "child_qrs": ["KID-2", "SB00003"]},
+         expect=200)
+    call("POST", "/api/scans/batch", dispatcher, json={"parent_qr": "SB00404", "child_qrs": ["KID-2"]}, expect=404)
+    call("POST", "/api/scans/unlink", dispatcher, json={"child_qr": "KID-2"}, expect=200)
+    call("POST", "/api/scans/unlink", dispatcher, json={"child_qr": "KID-2"}, expect=409)
+    call("GET", "/api/scans", dispatcher, expect=200)
+    call("GET", "/api/scans", dispatcher, params={"limit": "1"}, expect=200)
+    call("GET", "/api/scans", dispatcher, params={"limit": "999"}, expect=400)
+    call("GET", "/api/bags", dispatcher, expect=200)
+    call("GET", "/api/bags/{qr}", dispatcher, expect=200)
+    call("GET", "/api/bags/{qr}", dispatcher, values={"qr": "KID-1"}, expect=200)
+    call("GET", "/api/bags/{qr}", dispatcher, values={"qr": "SB09999"}, expect=404)
+    call("GET", "/api/bags/{qr}/history", dispatcher, expect=200)
+    call("POST", "/api/bills", biller, json={"bill_no": "B-1", "capacity": 1}, expect=201)
+    call("POST", "/api/bills", biller, json={"bill_no": "b-1", "capacity": 1}, expect=409)
+    call("GET", "/api/bills", biller, expect=200)
+    call("GET", "/api/bills/{bill_no}", biller, expect=200)
+    call("PATCH", "/api/bills/{bill_no}", biller, json={"destination": "Agra"}, expect=200)
+    call("POST", "/api/bills/{bill_no}/parents", biller, json={"parent_qr": "SB00001"}, expect=200)
+    call("POST", "/api/bills/{bill_no}/parents", biller, json={"parent_qr": "KID-1"}, expect=422)
+    call("POST", "/api/bills/{bill_no}/complete", biller, expect=200)
+    call("POST", "/api/bills/{bill_no}/reopen", biller, expect=200)
+    call("DELETE", "/api/bills/{bill_no}/parents/{parent_qr}", biller, expect=200)
+    call("DELETE", "/api/bills/{bill_no}", biller, expect=403)
+    call("DELETE", "/api/bills/{bill_no}", admin, expect=200)
+    call("DELETE", "/api/bags/{qr}", biller, values={"qr": "LOOSE-1"}, expect=200)
+    call("DELETE", "/api/bags/{qr}", biller, expect=409)
+    views.refresh_views(api.db)
+    call("GET", "/api/dashboard/analytics", dispatcher, expect=200)
+    call("GET", "/api/dashboard/analytics", admin, expect=200)
+    call("GET", "/api/dashboard/analytics", dispatcher, params={"dispatch_area": "indore"}, expect=403)
+    call("GET", "/api/exports/bags.csv", dispatcher, expect=403)
+    call("GET", "/api/exports/bills.csv", biller, params={"status": "lost"}, expect=400)
+    for template, media in (("/api/exports/bags.csv", "text/csv"), ("/api/exports/bills.csv", "text/csv")):
+        result = api.get(template, biller)
+        assert result.status_code == 200 and result.headers["content-type"].startswith(media)
+        response_schema("GET", template, 200, media)  # documented as CSV
+    documented_success = {(m, p) for p, item in openapi_document()["paths"].items() for m in item}
+    seen_success = {(m.lower(), p) for m, p, code in checked if code < 300}
+    missing = documented_success - seen_success - {("get", "/api/exports/bags.csv"), ("get", "/api/exports/bills.csv")}
+    assert not missing, f"no successful answer checked for {sorted(missing)}"
+
+
+# system -----------------------------------------------------------------------------
+def test_health_reports_the_database_the_cache_and_the_pool(api):
+    result = api.get("/health")
+    assert result.status_code == 200, result.text
+    body = result.json
+    assert body["status"] == "ok"
+    assert body["checks"]["database"]["ok"] is True and body["checks"]["database"]["latency_ms"] >= 0
+    assert body["checks"]["cache"] == {"kind": "local", "ok": True, "latency_ms": 0.0}
+    assert "write" in body["pool"] and body["pool"]["write"]["pool_max"] >= 1
+
+
+def test_a_database_outage_is_503_with_retry_after(db):
+    down = Database("postgresql://postgres@127.0.0.1:1/postgres?connect_timeout=1", min_size=0, max_size=1,
+                    timeout=0.3)
+    down.pool.open(wait=False)
+    try:
+        api = Api(down, api_settings())
+        start = time.monotonic()
+        health = api.get("/health")
+        assert health.status_code == 503, health.text
+        assert health.headers.get("retry-after")
+        assert health.json["status"] == "unavailable" and health.json["checks"]["database"]["ok"] is False
+        token, _ = TokenSigner(SECRET, 3600).issue(1)
+        for method, path, body in (("GET", "/api/bags", None), ("POST", "/api/scans/parent", {"qr_id": "SB00001"}),
+                                   ("GET", "/api/areas", None)):
+            result = api.request(method, path, token, json=body)
+            assert_error(result, 503, "database_unavailable")
+            assert result.headers.get("retry-after"), (method, path)
+        login = api.post("/api/auth/login", json={"username": "admin", "password": PASSWORD})
+        assert_error(login, 503, "database_unavailable")
+        assert time.monotonic() - start < 10  # fails fast, never hangs
+    finally:
+        down.close()
+    # the real database is untouched and fine
+    assert Api(db).get("/health").status_code == 200

@@ -1,0 +1,195 @@
+"""`tracetrack loadtest`: locust, headless, against a running server, with a
+report and a PASS/FAIL verdict.
+
+Only HTTP is needed: an admin account creates the load-test accounts through
+the API, every account logs in once, and the locust users share the tokens.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+AREAS = ("lucknow", "indore", "jaipur", "hisar", "sri_ganganagar", "sangaria", "bathinda", "raipur",
+         "ranchi", "akola")
+
+
+def locustfile() -> Path:
+    packaged = Path(__file__).resolve().parent / "locustfile.py"
+    if packaged.exists():
+        return packaged
+    checkout = Path(__file__).resolve().parent.parent / "bench" / "locustfile.py"
+    if checkout.exists():
+        return checkout
+    raise FileNotFoundError("bench/locustfile.py is missing from this installation")
+
+
+def call(host: str, method: str, path: str, body: dict | None = None, token: str | None = None):
+    req = urllib.request.Request(host.rstrip("/") + path, method=method,
+                                 data=json.dumps(body).encode() if body is not None else None)
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def prepare_accounts(host: str, admin: str, password: str, users: int) -> dict[str, list[dict]]:
+    """Create (or reset) the load-test accounts and log each in once."""
+    status, body = call(host, "POST", "/api/auth/login", {"username": admin, "password": password})
+    if status != 200:
+        raise SystemExit(f"cannot log in as {admin!r} on {host}: {body}")
+    admin_token = body["token"]
+    secret = "lt-" + hashlib.sha256(password.encode()).hexdigest()[:20]
+    per_role = max(1, math.ceil(users / 25))
+    wanted = ([(f"lt-dispatcher-{a}-{i}", "dispatcher", a) for i in range(per_role) for a in AREAS[:4]]
+              + [(f"lt-biller-{i}", "biller", None) for i in range(per_role)])
+    existing: dict[str, int] = {}
+    cursor = None
+    while True:
+        query = "/api/users?limit=200" + (f"&cursor={urllib.parse.quote(cursor)}" if cursor else "")
+        status, page = call(host, "GET", query, token=admin_token)
+        if status != 200:
+            raise SystemExit(f"cannot list users as {admin!r}: {page}")
+        existing.update({u["username"]: u["id"] for u in page["items"]})
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    tokens: dict[str, list[dict]] = {"admin": [{"username": admin, "token": admin_token}],
+                                     "dispatcher": [], "biller": []}
+    for username, role, area in wanted:
+        if username in existing:
+            call(host, "PATCH", f"/api/users/{existing[username]}",
+                 {"password": secret, "is_active": True, "role": role, "dispatch_area": area}, admin_token)
+        else:
+            status, body = call(host, "POST", "/api/users", {"username": username, "password": secret,
+                                                             "role": role, "dispatch_area": area}, admin_token)
+            if status != 201:
+                raise SystemExit(f"cannot create {username}: {body}")
+        status, body = call(host, "POST", "/api/auth/login", {"username": username, "password": secret})
+        if status != 200:
+            raise SystemExit(f"cannot log in as {username}: {body}")
+        tokens[role].append({"username": username, "token": body["token"]})
+    return tokens
+
+
+def server_memory(host: str) -> int | None:
+    """RSS in bytes of the processes listening on the host's port (local hosts only)."""
+    import psutil
+
+    parsed = urllib.parse.urlparse(host)
+    if parsed.hostname not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    port = parsed.port or 80
+    try:
+        pids = {c.pid for c in psutil.net_connections("tcp")
+                if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid}
+    except psutil.AccessDenied:
+        return None
+    procs = set()
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            procs |= {proc, *proc.children(recursive=True)}
+        except psutil.NoSuchProcess:
+            continue
+    total = 0
+    for proc in procs:
+        try:
+            total += proc.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total or None
+
+
+@dataclass
+class Report:
+    host: str
+    users: int
+    duration: str
+    rows: list[dict] = field(default_factory=list)
+    total: dict = field(default_factory=dict)
+    memory_before: int | None = None
+    memory_after: int | None = None
+    p95_target_ms: float = 300
+    success_target: float = 0.99
+
+    @property
+    def success_rate(self) -> float:
+        n = self.total.get("requests", 0)
+        return 1.0 if n == 0 else 1 - self.total.get("failures", 0) / n
+
+    @property
+    def passed(self) -> bool:
+        return (self.total.get("requests", 0) > 0 and self.total.get("p95_ms", 1e9) < self.p95_target_ms
+                and self.success_rate >= self.success_target)
+
+    def text(self) -> str:
+        lines = [f"load test: {self.users} users for {self.duration} against {self.host}", "",
+                 f"{'endpoint':<48} {'requests':>9} {'fail':>6} {'p50':>7} {'p95':>7} {'p99':>7}  (ms)"]
+        for r in self.rows + [dict(self.total, name="ALL")]:
+            lines.append(f"{r['name'][:48]:<48} {r['requests']:>9} {r['failures']:>6} {r['p50_ms']:>7.0f} "
+                         f"{r['p95_ms']:>7.0f} {r['p99_ms']:>7.0f}")
+        lines.append("")
+        lines.append(f"throughput {self.total.get('rps', 0):.0f} req/s, success {self.success_rate:.2%}")
+        if self.memory_before is not None and self.memory_after is not None:
+            lines.append(f"server memory {self.memory_before / 2**20:.0f} MiB -> {self.memory_after / 2**20:.0f} MiB")
+        verdict = "PASS" if self.passed else "FAIL"
+        lines.append(f"{verdict}: p95 {self.total.get('p95_ms', 0):.0f} ms (target < {self.p95_target_ms:.0f}), "
+                     f"success {self.success_rate:.2%} (target >= {self.success_target:.0%})")
+        return "\n".join(lines)
+
+
+def _row(r: dict) -> dict:
+    def num(key: str) -> float:
+        value = r.get(key) or "0"
+        return float(value) if value != "N/A" else 0.0
+
+    return {"name": f"{r['Type']} {r['Name']}".strip(), "requests": int(num("Request Count")),
+            "failures": int(num("Failure Count")), "p50_ms": num("50%"), "p95_ms": num("95%"),
+            "p99_ms": num("99%"), "rps": num("Requests/s")}
+
+
+def run(host: str, users: int, duration: str, admin: str, password: str, out_dir: Path,
+        p95_ms: float = 300, success: float = 0.99) -> Report:
+    tokens = prepare_accounts(host, admin, password, users)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    token_file = Path(tempfile.mkstemp(suffix=".json")[1])
+    token_file.write_text(json.dumps(tokens))
+    report = Report(host=host, users=users, duration=duration, p95_target_ms=p95_ms, success_target=success)
+    report.memory_before = server_memory(host)
+    prefix = out_dir / f"locust-{time.strftime('%Y%m%d-%H%M%S')}"
+    spawn = max(10, users // 5)
+    cmd = [sys.executable, "-m", "locust", "-f", str(locustfile()), "--headless", "--host", host,
+           "-u", str(users), "-r", str(spawn), "-t", duration, "--csv", str(prefix), "--only-summary",
+           "--stop-timeout", "5", "--loglevel", "WARNING"]
+    env = {**os.environ, "TT_TOKENS": str(token_file)}
+    subprocess.run(cmd, env=env, check=False, stdout=subprocess.DEVNULL)
+    token_file.unlink(missing_ok=True)
+    report.memory_after = server_memory(host)
+    with open(f"{prefix}_stats.csv", newline="") as fh:
+        for r in csv.DictReader(fh):
+            if r["Name"] == "Aggregated":
+                report.total = _row(r)
+            else:
+                report.rows.append(_row(r))
+    Path(f"{prefix}_report.json").write_text(json.dumps(
+        {"host": host, "users": users, "duration": duration, "rows": report.rows, "total": report.total,
+         "memory_before": report.memory_before, "memory_after": report.memory_after,
+         "success_rate": report.success_rate, "passed": report.passed}, indent=2))
+    return report
