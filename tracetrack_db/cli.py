@@ -173,6 +173,44 @@ def explain_command(query_name: str, analyze: bool) -> None:
         click.echo(maintenance.explain(db, query_name, analyze=analyze))
 
 
+@db_group.command("seed")
+@click.option("--bags", type=int, required=True, help="How many bag rows (parents + children).")
+@click.option("--seed", "seed_value", type=int, default=42, show_default=True, help="Random seed (deterministic).")
+def seed_command(bags: int, seed_value: int) -> None:
+    """Load a realistic data set with COPY: parents of up to 30 children, ~10%
+    unlinked children, bills in every status, users in every role and area, an
+    event for every action, timestamps over the past 90 days. Refuses a
+    database that already holds bags."""
+    from . import maintenance, seed
+
+    settings = Settings.from_env()
+    with database_url(settings) as url:
+        migrate_and_bootstrap(settings, url)
+        try:
+            if interactive():
+                from rich.progress import BarColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+                with Progress("[progress.description]{task.description}", BarColumn(),
+                              "[progress.percentage]{task.percentage:>3.0f}%", TimeElapsedColumn(),
+                              TimeRemainingColumn()) as bar:
+                    task = bar.add_task("seeding rows", total=None)
+                    report = seed.seed(url, bags, seed=seed_value,
+                                       progress=lambda done, total: bar.update(task, completed=done, total=total))
+            else:
+                report = seed.seed(url, bags, seed=seed_value)
+        except errors.TraceTrackError as exc:
+            fail(f"{exc.code}: {exc.message}")
+        with Database(url, min_size=1, max_size=1, timeout=30) as db:
+            maintenance.vacuum_analyze(db)
+            from . import views
+
+            views.refresh_views(db)
+    click.echo(f"seeded {report.bags:,} bags ({report.parents:,} parents, {report.children:,} children, "
+               f"{report.unlinked_children:,} unlinked), {report.bill_count:,} bills, {report.users} users, "
+               f"{report.events:,} events in {report.seconds:.1f} s")
+    click.echo(f"users: {report.username_prefix}* with password {seed.PASSWORD!r}")
+
+
 @click.group("users")
 def users_group() -> None:
     """Manage users."""
