@@ -38,7 +38,8 @@ def free_port() -> int:
 
 
 def prepare(url: str, parents: int) -> list[str]:
-    """A bench admin, `parents` empty BW parents for the write test, and a QR sample."""
+    """A bench admin, `parents` empty BW parents for the write tests, and a QR sample
+    (BW parents already used by an earlier run are simply filled further)."""
     from tracetrack_db import Database, users
 
     with Database(url) as db:
@@ -107,11 +108,42 @@ def _bare_worker(url: str, qrs: list[str], seconds: float, sql: str, queue) -> N
     queue.put(lat)
 
 
-def bare_loop(url: str, qrs: list[str], seconds: float, processes: int) -> dict:
-    """The endpoint's own query (get_bag_family), on one connection per process."""
+def _bare_write_worker(url: str, first_parent: int, seconds: float, queue) -> None:
     from tracetrack_db.queries import load
 
-    sql = load()["get_bag_family"].sql
+    sql = load()["link_child"].sql
+    lat = []
+    with psycopg.connect(url, autocommit=True, prepare_threshold=0) as conn:
+        n = 0
+        end = time.perf_counter() + seconds
+        while (now := time.perf_counter()) < end:
+            conn.execute(sql, {"parent_qr": f"BW{first_parent + n % 10000:06d}", "child_qr": f"BARE{os.getpid()}-{n}",
+                               "user_id": None, "restrict_area": None, "idempotency_key": None}).fetchall()
+            lat.append(time.perf_counter() - now)
+            n += 1
+    queue.put(lat)
+
+
+def bare_write_loop(url: str, first_parent: int, seconds: float, processes: int) -> dict:
+    """The scan's own statement (link_child) in a loop, one connection per process."""
+    queue = multiprocessing.Queue()
+    procs = [multiprocessing.Process(target=_bare_write_worker, args=(url, first_parent + i * 10000, seconds, queue))
+             for i in range(processes)]
+    for p in procs:
+        p.start()
+    lat = sorted(x for _ in procs for x in queue.get())
+    for p in procs:
+        p.join()
+    return {"command": f"bare psycopg loop, {processes} processes, query link_child",
+            "rps": len(lat) / seconds, "p50_ms": lat[len(lat) // 2] * 1000,
+            "p99_ms": lat[int(len(lat) * 0.99)] * 1000, "requests": len(lat)}
+
+
+def bare_loop(url: str, qrs: list[str], seconds: float, processes: int) -> dict:
+    """The endpoint's own query (get_bag_detail_json), on one connection per process."""
+    from tracetrack_db.queries import load
+
+    sql = load()["get_bag_detail_json"].sql
     queue = multiprocessing.Queue()
     procs = [multiprocessing.Process(target=_bare_worker, args=(url, qrs, seconds, sql, queue))
              for _ in range(processes)]
@@ -120,7 +152,7 @@ def bare_loop(url: str, qrs: list[str], seconds: float, processes: int) -> dict:
     lat = sorted(x for _ in procs for x in queue.get())
     for p in procs:
         p.join()
-    return {"command": f"bare psycopg loop, {processes} processes, query get_bag_family",
+    return {"command": f"bare psycopg loop, {processes} processes, query get_bag_detail_json",
             "rps": len(lat) / seconds, "p50_ms": lat[len(lat) // 2] * 1000,
             "p99_ms": lat[int(len(lat) * 0.99)] * 1000, "requests": len(lat)}
 
@@ -139,7 +171,8 @@ def main() -> None:
         raise SystemExit("set DATABASE_URL (or --database-url) to a seeded database")
     conns = [int(c) for c in args.connections.split(",")]
     per_thread = 20000
-    qrs = prepare(args.database_url, per_thread * 2 * len(conns))
+    http_parents = per_thread * 2 * len(conns)
+    qrs = prepare(args.database_url, http_parents + 10000 * args.bare_processes)
     with psycopg.connect(args.database_url) as conn:
         bags = conn.execute("SELECT count(*) FROM bag").fetchone()[0]
         events = conn.execute("SELECT count(*) FROM event").fetchone()[0]
@@ -175,7 +208,9 @@ def main() -> None:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(20)
     bare = bare_loop(args.database_url, qrs, args.duration, args.bare_processes)
+    bare_write = bare_write_loop(args.database_url, http_parents, args.duration, args.bare_processes)
     results["bare"] = bare
+    results["bare_write"] = bare_write
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"http-{time.strftime('%Y%m%d-%H%M%S')}.json"
@@ -184,10 +219,12 @@ def main() -> None:
     print("| endpoint | connections | req/s | p50 ms | p99 ms | non-2xx | vs bare loop |")
     print("|---|---|---|---|---|---|---|")
     for r in results["runs"]:
+        base = bare if r["endpoint"].startswith("GET") else bare_write
         print(f"| {r['endpoint']} | {r['connections']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
-              f"| {r['non2xx']} | {r['rps'] / bare['rps']:.0%} |")
-    print(f"| bare psycopg loop ({args.bare_processes} processes) | - | {bare['rps']:,.0f} | {bare['p50_ms']:.2f} "
-          f"| {bare['p99_ms']:.2f} | - | 100% |")
+              f"| {r['non2xx']} | {r['rps'] / base['rps']:.0%} |")
+    for name, b in (("get_bag_detail_json", bare), ("link_child", bare_write)):
+        print(f"| bare psycopg loop, {name} ({args.bare_processes} processes) | - | {b['rps']:,.0f} "
+              f"| {b['p50_ms']:.2f} | {b['p99_ms']:.2f} | - | 100% |")
 
 
 if __name__ == "__main__":

@@ -161,14 +161,21 @@ class Admin(TraceTrackUser):
     def dashboard(self) -> None:
         self.client.get("/api/dashboard/analytics")
 
+    def on_start(self) -> None:
+        super().on_start()
+        self.seen: list[str] = []
+
     @task(3)
     def lists(self) -> None:
-        self.client.get("/api/bags?limit=50", name="/api/bags")
+        resp = self.client.get("/api/bags?type=parent&limit=50", name="/api/bags")
+        if resp.status_code == 200:
+            self.seen = [b["qr_id"] for b in resp.json()["items"]] or self.seen
         self.client.get("/api/scans?limit=50", name="/api/scans")
 
     @task(2)
     def history(self) -> None:
-        self.client.get("/api/bags/SB00001/history", name="/api/bags/{qr}/history")
+        if self.seen:
+            self.client.get(f"/api/bags/{random.choice(self.seen)}/history", name="/api/bags/{qr}/history")
 
     @task(1)
     def export(self) -> None:

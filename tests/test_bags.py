@@ -303,3 +303,37 @@ def test_default_areas_and_adding_one(db):
     # a new area is usable at once
     assert scans.open_parent(db, "SB00001", dispatch_area="new_delhi").bag.dispatch_area == "new_delhi"
     assert make_user(db, "dispatcher", "pune").dispatch_area == "pune"
+
+
+def test_json_detail_built_by_postgres_equals_the_typed_detail(db):
+    """The HTTP hot path answers with JSON PostgreSQL renders; it must say
+    exactly what the typed BagDetail says, for every shape of bag."""
+    from datetime import datetime
+
+    import orjson
+
+    from tracetrack_api.http import dumps
+
+    def normal(value):
+        if isinstance(value, dict):
+            return {k: normal(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [normal(v) for v in value]
+        if isinstance(value, str) and len(value) > 20 and value[10:11] == "T":
+            return datetime.fromisoformat(value)
+        if isinstance(value, float | int) and not isinstance(value, bool):
+            return float(value)
+        return value
+
+    parent = full_parent(db, 1, children=3)
+    bills.create_bill(db, "JSON-1", 1)
+    bills.add_parent(db, "JSON-1", parent)
+    scans.open_parent(db, "SB00002", dispatch_area="indore")
+    bags.register_bag(db, "LONE-CHILD", "child", "jaipur")
+    for qr in (parent, "C00001-01", "SB00002", "LONE-CHILD"):
+        area, raw = bags.get_bag_detail_json(db, qr)
+        typed = bags.get_bag_detail(db, qr)
+        assert area == typed.bag.dispatch_area
+        assert normal(orjson.loads(raw)) == normal(orjson.loads(dumps(typed))), qr
+    with pytest.raises(errors.BagNotFound):
+        bags.get_bag_detail_json(db, "NO-SUCH-BAG")

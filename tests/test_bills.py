@@ -294,9 +294,13 @@ def test_delete_bill_releases_parents_and_keeps_history(db, sql_conn):
                             "ORDER BY id DESC LIMIT 1").fetchone()
     assert last == ("bill_deleted", user.id, bill.id, "BILL-1", "d-1",
                     {"parents_released": 2, "status": "completed"})
-    assert event_count(sql_conn) == events_before + 1
+    # a bill_remove per released parent (its own history says how it left), then bill_deleted
+    assert event_count(sql_conn) == events_before + 3
+    removed = sql_conn.execute("SELECT parent_qr, details FROM event WHERE kind = 'bill_remove' ORDER BY id").fetchall()
+    assert removed == [(p1, {"bill_deleted": True}), (p2, {"bill_deleted": True})]
     kinds = [r[0] for r in sql_conn.execute("SELECT kind FROM event WHERE bill_id = %s ORDER BY id", (bill.id,))]
-    assert kinds == ["bill_created", "bill_add", "bill_add", "bill_complete", "bill_deleted"]
+    assert kinds == ["bill_created", "bill_add", "bill_add", "bill_complete", "bill_remove", "bill_remove",
+                     "bill_deleted"]
 
     # the parents are free: they can be unlinked from or go on a new bill
     assert scans.unlink_child(db, "C00001-00").child_count == 29

@@ -344,10 +344,14 @@ def test_batch_summary_is_the_parents_final_state_for_unsorted_input(db, sql_con
 
 def test_batch_of_thirty_fills_a_new_parent_and_one_more_is_full(db, sql_conn):
     scans.open_parent(db, "SB00001", dispatch_area="lucknow")
-    batch = scans.link_children(db, "SB00001", [child_qr(i) for i in range(31)])
-    assert [i.result for i in batch.items] == ["linked"] * 30 + ["error"]
-    assert batch.items[-1].error_code == "parent_full"
+    with pytest.raises(errors.TooManyChildren) as info:  # a list longer than the capacity: refused whole
+        scans.link_children(db, "SB00001", [child_qr(i) for i in range(31)])
+    assert info.value.field == "child_qrs" and bags.get_bag(db, "SB00001").child_count == 0
+    batch = scans.link_children(db, "SB00001", [child_qr(i) for i in range(30)])
+    assert [i.result for i in batch.items] == ["linked"] * 30
     assert (batch.child_count, batch.parent_status) == (30, "completed")
+    one_more = scans.link_children(db, "SB00001", [child_qr(30)])
+    assert [(i.result, i.error_code) for i in one_more.items] == [("error", "parent_full")]
     parent = bags.get_bag(db, "SB00001")
     assert (parent.child_count, parent.weight_kg, parent.status) == (30, Decimal(30), "completed")
 

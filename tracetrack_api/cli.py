@@ -100,5 +100,19 @@ def loadtest(host: str, users: int, duration: str, admin_user: str, admin_passwo
     raise SystemExit(0 if report.passed else 1)
 
 
+@main.command()
+@click.option("--users", default=20, show_default=True, help="Users of the short load test.")
+@click.option("--duration", default="15s", show_default=True, help="Length of the short load test.")
+def verify(users: int, duration: str) -> None:
+    """The deployment check: migrate, analyze, refresh views, start the server,
+    smoke-test every endpoint, run a short load test, print one report.
+    Exits non-zero on any failure."""
+    from .verify import verify as run_verify
+
+    report = run_verify(users_count=users, duration=duration)
+    click.echo(report.text())
+    raise SystemExit(0 if report.passed else 1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -64,10 +64,10 @@ class BagItem(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, qr: str) -> None:
         if qr.endswith("/history"):
             return self.history(req, resp, qr[: -len("/history")])
-        detail = bags.get_bag_detail(self.db, qr)
-        check_area(req.context.user, detail.bag.dispatch_area)
+        area, data = bags.get_bag_detail_json(self.db, qr)
+        check_area(req.context.user, area)
         resp.content_type = falcon.MEDIA_JSON
-        resp.data = dumps(detail)
+        resp.data = data
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, qr: str) -> None:
         if qr.endswith("/history"):
