@@ -165,6 +165,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int)
     ap.add_argument("--threads", type=int)
     ap.add_argument("--bare-processes", type=int, default=2)
+    ap.add_argument("--server", choices=["granian", "gunicorn-gthread", "gunicorn-gevent"], default="granian",
+                    help="granian: `tracetrack serve`; gunicorn-*: deploy/gunicorn.conf.py")
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args()
     if not args.database_url:
@@ -181,17 +183,27 @@ def main() -> None:
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    serve = [sys.executable, "-c", "from tracetrack_api.cli import main; main()", "serve", "--no-demo",
-             "--port", str(port)]
-    if args.workers:
-        serve += ["--workers", str(args.workers)]
-    if args.threads:
-        serve += ["--threads", str(args.threads)]
     env = {**os.environ, "DATABASE_URL": args.database_url, "TRACETRACK_LOGIN_RATE": "100000",
            "TRACETRACK_SECRET_KEY": os.environ.get("TRACETRACK_SECRET_KEY", "bench-secret-0123456789abcdef")}
+    if args.server == "granian":
+        serve = [sys.executable, "-c", "from tracetrack_api.cli import main; main()", "serve", "--no-demo",
+                 "--port", str(port)]
+        if args.workers:
+            serve += ["--workers", str(args.workers)]
+        if args.threads:
+            serve += ["--threads", str(args.threads)]
+    else:
+        serve = [sys.executable, "-m", "gunicorn", "-c", str(HERE.parent / "deploy" / "gunicorn.conf.py"),
+                 "--bind", f"127.0.0.1:{port}"]
+        env["TRACETRACK_WORKER_CLASS"] = args.server.split("-")[1]
+        if args.workers:
+            env["WEB_CONCURRENCY"] = str(args.workers)
+        if args.threads:
+            env["TRACETRACK_THREADS"] = str(args.threads)
     server = subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               start_new_session=True)
-    results: dict = {"bags": bags, "events": events, "machine": f"{os.cpu_count()} cores", "runs": []}
+    results: dict = {"bags": bags, "events": events, "machine": f"{os.cpu_count()} cores", "server": args.server,
+                     "runs": []}
     try:
         wait_http(base + "/health")
         token = login(base)
@@ -215,7 +227,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"http-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(results, indent=2))
-    print(f"{bags:,} bags, {events:,} events; results in {path}\n")
+    print(f"{args.server}: {bags:,} bags, {events:,} events; results in {path}\n")
     print("| endpoint | connections | req/s | p50 ms | p99 ms | non-2xx | vs bare loop |")
     print("|---|---|---|---|---|---|---|")
     for r in results["runs"]:

@@ -83,10 +83,14 @@ def delete_bag(db: Database, qr_id: str, *, user_id: int | None = None,
                              "restrict_area": restrict_area, "idempotency_key": idempotency_key}, conn=conn)
 
 
+# parent_qr and bill_no as scalar subqueries: PostgreSQL evaluates them only
+# for the rows that survive ORDER BY … LIMIT (an index lookup each), never a join
+# over every matching row.
 _BAG_COLUMNS = sql.SQL(
-    "b.id, b.qr_id, b.type, b.status, b.dispatch_area, b.parent_id, p.qr_id AS parent_qr, "
-    "b.bill_id, bl.bill_no, b.capacity, b.child_count, b.weight_kg, b.created_by, "
-    "b.created_at, b.updated_at")
+    "b.id, b.qr_id, b.type, b.status, b.dispatch_area, b.parent_id, "
+    "(SELECT p.qr_id FROM bag p WHERE p.id = b.parent_id) AS parent_qr, "
+    "b.bill_id, (SELECT bl.bill_no FROM bill bl WHERE bl.id = b.bill_id) AS bill_no, "
+    "b.capacity, b.child_count, b.weight_kg, b.created_by, b.created_at, b.updated_at")
 
 
 def bag_filters(*, type: str | None = None, status: str | None = None,
@@ -138,8 +142,7 @@ def list_bags(db: Database, *, limit: int = 50, cursor: str | None = None, **fil
         params["before_id"] = decode_cursor(cursor)
     params["limit"] = check_limit(limit) + 1
     query = sql.SQL(
-        "SELECT {cols} FROM bag b LEFT JOIN bag p ON p.id = b.parent_id "
-        "LEFT JOIN bill bl ON bl.id = b.bill_id {where} ORDER BY b.id DESC LIMIT %(limit)s"
+        "SELECT {cols} FROM bag b {where} ORDER BY b.id DESC LIMIT %(limit)s"
     ).format(cols=_BAG_COLUMNS,
              where=sql.SQL("WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL(""))
     rows = db.run_sql(query, params, row=Bag)
