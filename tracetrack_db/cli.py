@@ -164,13 +164,20 @@ def table_stats_command() -> None:
 @click.option("--analyze", is_flag=True, help="Run it (in a rolled-back transaction) for real timings.")
 def explain_command(query_name: str, analyze: bool) -> None:
     """Show the plan of a named query with sample parameters."""
+    import psycopg
+
     from . import maintenance
 
     stack, db = _open(Settings.from_env())
     with stack:
         if query_name not in db.queries:
             fail(f"unknown query {query_name!r}; known: {', '.join(q.name for q in db.queries)}")
-        click.echo(maintenance.explain(db, query_name, analyze=analyze))
+        try:
+            click.echo(maintenance.explain(db, query_name, analyze=analyze))
+        except errors.TraceTrackError as exc:
+            fail(f"{exc.code}: {exc.message} (the sample parameters come from the data: seed or scan first)")
+        except psycopg.Error as exc:
+            fail(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
 
 
 @db_group.command("seed")

@@ -49,7 +49,7 @@ def sample_params(db: Database) -> dict[str, Any]:
         "parent_qr": parent[0] if parent else "SB00001", "parent_id": parent[1] if parent else 1,
         "child_qr": child[0] if child else "CHILD-0001", "child_qrs": [child[0] if child else "CHILD-0001"],
         "bill_no": bill[0] if bill else "BILL-1", "bill_id": bill[1] if bill else 1,
-        "user_id": user[0] if user else 1, "username": user[1] if user else "admin",
+        "user_id": user[0] if user else None, "username": user[1] if user else "admin",
         "area": None, "dispatch_area": "lucknow", "restrict_area": None, "idempotency_key": None,
         "limit": 50, "after_id": 0, "type": "child", "status": "pending", "capacity": 10,
         "description": None, "destination": None, "vehicle_number": None, "key": "k", "fingerprint": "f",

@@ -1,0 +1,66 @@
+"""Maintenance and data commands, run as real processes on a real database."""
+
+from __future__ import annotations
+
+import psycopg
+
+from .test_cli import run
+
+
+def test_refresh_views_analyze_and_stats_commands(db_url):
+    env = {"DATABASE_URL": db_url}
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO bag (qr_id, type, dispatch_area) VALUES ('MAINT-0001', 'child', 'hisar')")
+        before = conn.execute("SELECT refreshed_at FROM view_refresh WHERE view_name = 'mv_bag_totals'").fetchone()[0]
+    refreshed = run(["db", "refresh-views"], env)
+    assert refreshed.returncode == 0, refreshed.stderr
+    assert "mv_bag_totals" in refreshed.stdout and "mv_recent_scans" in refreshed.stdout
+    with psycopg.connect(db_url) as conn:
+        after = conn.execute("SELECT refreshed_at FROM view_refresh WHERE view_name = 'mv_bag_totals'").fetchone()[0]
+        assert after > before
+        assert conn.execute("SELECT bags FROM mv_bag_totals WHERE dispatch_area = 'hisar'").fetchone() == (1,)
+
+    analyzed = run(["db", "analyze"], env)
+    assert analyzed.returncode == 0 and "bag" in analyzed.stdout
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables "
+                            "WHERE relname = 'bag'").fetchone() == (True,)
+
+    usage = run(["db", "index-usage"], env)
+    assert usage.returncode == 0, usage.stderr
+    assert "bag_qr_id_key" in usage.stdout and "UNUSED" in usage.stdout  # a fresh database uses few indexes
+
+    stats = run(["db", "table-stats"], env)
+    assert stats.returncode == 0 and "event" in stats.stdout and "dead_rows" in stats.stdout
+
+
+def test_explain_a_named_query(db_url):
+    env = {"DATABASE_URL": db_url}
+    plan = run(["db", "explain", "get_bag"], env)
+    assert plan.returncode == 0, plan.stderr
+    assert "bag" in plan.stdout and ("Scan" in plan.stdout or "Result" in plan.stdout)
+    empty = run(["db", "explain", "link_child", "--analyze"], env)  # no parent to link into yet
+    assert empty.returncode == 1 and "bag_not_found" in empty.stderr and "Traceback" not in empty.stderr
+    from tracetrack_db import Database, scans
+
+    with Database(db_url) as db:
+        scans.open_parent(db, "SB00001", dispatch_area="lucknow")
+    analyzed = run(["db", "explain", "link_child", "--analyze"], env)
+    assert analyzed.returncode == 0 and "Execution Time" in analyzed.stdout
+    with psycopg.connect(db_url) as conn:  # --analyze ran in a rolled-back transaction
+        assert conn.execute("SELECT count(*) FROM bag").fetchone() == (1,)
+    unknown = run(["db", "explain", "no_such_query"], env)
+    assert unknown.returncode == 1 and "unknown query" in unknown.stderr
+
+
+def test_seed_command_loads_and_refuses_a_second_time(db_url):
+    env = {"DATABASE_URL": db_url}
+    seeded = run(["db", "seed", "--bags", "5000", "--seed", "7"], env, timeout=300)
+    assert seeded.returncode == 0, seeded.stderr
+    assert "seeded 5,000 bags" in seeded.stdout
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM bag").fetchone() == (5000,)
+        # views refreshed after the load
+        assert conn.execute("SELECT sum(bags) FROM mv_bag_totals").fetchone() == (5000,)
+    again = run(["db", "seed", "--bags", "5000"], env)
+    assert again.returncode == 1 and "seed" in again.stderr.lower()
