@@ -3,13 +3,16 @@ for a running server without touching the shared PostgreSQL itself."""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 
 
 class Proxy:
     def __init__(self, target_host: str, target_port: int):
-        self.target = (target_host, target_port)
+        # a libpq host starting with "/" is a Unix socket directory (the embedded server)
+        self.target = (os.path.join(target_host, f".s.PGSQL.{target_port}") if target_host.startswith("/")
+                       else (target_host, target_port))
         self._listener: socket.socket | None = None
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -51,7 +54,12 @@ class Proxy:
             except OSError:
                 return
             try:
-                upstream = socket.create_connection(self.target, timeout=5)
+                if isinstance(self.target, str):
+                    upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    upstream.settimeout(5)
+                    upstream.connect(self.target)
+                else:
+                    upstream = socket.create_connection(self.target, timeout=5)
             except OSError:
                 client.close()
                 continue

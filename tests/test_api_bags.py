@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
 
 from .api_helpers import *  # noqa: F403
 from .api_helpers import Api

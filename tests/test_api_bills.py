@@ -3,7 +3,6 @@ complete and reopen — with every conflict of the contract."""
 
 from __future__ import annotations
 
-import pytest
 
 from .api_helpers import *  # noqa: F403
 

@@ -4,7 +4,6 @@ never produces a 500."""
 
 from __future__ import annotations
 
-import pytest
 
 from tracetrack_api import routes
 

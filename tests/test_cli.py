@@ -9,9 +9,7 @@ from pathlib import Path
 
 import psutil
 import psycopg
-import pytest
 
-from .conftest import with_dbname
 
 ENTRY = [sys.executable, "-c", "from tracetrack_api.cli import main; main()"]
 

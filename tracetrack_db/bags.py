@@ -10,7 +10,7 @@ from psycopg import sql
 from . import errors
 from psycopg import Connection
 
-from .cursor import check_limit, decode_cursor, paginate
+from .cursor import check_limit, decode_cursor, like_prefix, paginate
 from .database import Database
 from .models import Bag, BagDetail, Bill, Page
 from .qr import normalize_qr
@@ -116,9 +116,8 @@ def bag_filters(*, type: str | None = None, status: str | None = None,
         params["dispatch_area"] = dispatch_area
     if q:
         prefix = "".join(ch for ch in q.upper() if ch.isalnum() or ch in "-_/")
-        # `_` is a LIKE wildcard; escape it (and the escape character).
         where.append(sql.SQL("b.qr_id LIKE %(q)s"))
-        params["q"] = prefix.replace("\\", "\\\\").replace("_", "\\_") + "%"
+        params["q"] = like_prefix(prefix)
     if linked is not None:
         where.append(sql.SQL("b.type = 'child' AND b.parent_id IS {} NULL").format(
             sql.SQL("NOT") if linked else sql.SQL("")))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from psycopg import Connection, sql
 
 from . import errors
-from .cursor import check_limit, decode_cursor, paginate
+from .cursor import check_limit, decode_cursor, like_prefix, paginate
 from .database import Database
 from .models import AddParentResult, Bag, Bill, BillDetail, Page
 from .qr import normalize_qr
@@ -61,11 +61,10 @@ def get_bill_detail(db: Database, bill_no: str) -> BillDetail:
     return BillDetail(bill=bill, parents=parents)
 
 
-def list_bills(db: Database, *, status: str | None = None, q: str | None = None,
-               limit: int = 50, cursor: str | None = None) -> Page[Bill]:
-    """Bills newest first, keyset-paginated; `q` is a bill number prefix."""
+def bill_filters(status: str | None = None, q: str | None = None) -> tuple[list[sql.Composable], dict]:
+    """WHERE fragments and bound parameters for the bill filters (list and export)."""
     where: list[sql.Composable] = []
-    params: dict = {"limit": check_limit(limit) + 1}
+    params: dict = {}
     if status is not None:
         if status not in STATUSES:
             raise errors.ValidationError(f"status must be one of {', '.join(STATUSES)}", field="status")
@@ -73,15 +72,22 @@ def list_bills(db: Database, *, status: str | None = None, q: str | None = None,
         params["status"] = status
     if q:
         where.append(sql.SQL("lower(bill_no) LIKE %(q)s"))
-        params["q"] = q.strip().lower().replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
+        params["q"] = like_prefix(q.strip().lower())
+    return where, params
+
+
+def list_bills(db: Database, *, status: str | None = None, q: str | None = None,
+               limit: int = 50, cursor: str | None = None) -> Page[Bill]:
+    """Bills newest first, keyset-paginated; `q` is a bill number prefix."""
+    where, params = bill_filters(status, q)
+    params["limit"] = check_limit(limit) + 1
     if cursor:
         where.append(sql.SQL("id < %(before_id)s"))
         params["before_id"] = decode_cursor(cursor)
     query = sql.SQL("SELECT {cols} FROM bill {where} ORDER BY id DESC LIMIT %(limit)s").format(
         cols=_BILL_COLUMNS,
         where=sql.SQL("WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL(""))
-    rows = db.run_sql(query, params, row=Bill)
-    return paginate(rows, limit)
+    return paginate(db.run_sql(query, params, row=Bill), limit)
 
 
 @dataclass(frozen=True)

@@ -42,3 +42,8 @@ def paginate(rows: list, limit: int):
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(rows, encode_cursor(rows[-1].id) if more else None)
+
+
+def like_prefix(value: str) -> str:
+    """A LIKE pattern matching values that start with `value` (wildcards escaped)."""
+    return value.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"

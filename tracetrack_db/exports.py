@@ -7,9 +7,8 @@ from collections.abc import Iterator
 from psycopg import sql
 
 from .bags import bag_filters
-from .bills import STATUSES as BILL_STATUSES
+from .bills import bill_filters
 from .database import Database
-from .errors import ValidationError
 
 CHUNK = 64 * 1024
 
@@ -49,14 +48,6 @@ def bags_csv(db: Database, **filters) -> Iterator[bytes]:
 
 
 def bills_csv(db: Database, status: str | None = None, q: str | None = None) -> Iterator[bytes]:
-    where: list[sql.Composable] = []
-    params: dict = {}
-    if status is not None:
-        if status not in BILL_STATUSES:
-            raise ValidationError(f"status must be one of {', '.join(BILL_STATUSES)}", field="status")
-        where.append(sql.SQL("status = %(status)s"))
-        params["status"] = status
-    if q:
-        where.append(sql.SQL("lower(bill_no) LIKE %(q)s"))
-        params["q"] = q.strip().lower().replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
+    """Every bill matching the filters of `bills.list_bills`, oldest first, as CSV."""
+    where, params = bill_filters(status, q)
     return _stream(db, _BILL_EXPORT.format(where=_where(where)), params)

@@ -7,7 +7,7 @@ import falcon
 from tracetrack_db import bags, errors, events, normalize_qr
 
 from ..auth import Principal, check_area, require
-from ..http import (Body, Field, dumps, param_bool, param_datetime, param_limit, param_str, send)
+from ..http import (Body, Field, param_bool, param_datetime, param_limit, param_str, send)
 from .base import Resource
 
 NEW_BAG = Body(qr_id=Field("string", required=True, max_length=200),
