@@ -18,7 +18,7 @@ import os
 import random
 import time
 
-from locust import HttpUser, between, task
+from locust import FastHttpUser, between, task
 
 TOKENS = json.loads(open(os.environ["TT_TOKENS"]).read()) if os.environ.get("TT_TOKENS") else {}
 RUN = os.environ.get("TT_RUN_ID") or str(int(time.time()) % 100000)
@@ -34,7 +34,7 @@ def _code(response) -> str | None:
         return None
 
 
-class TraceTrackUser(HttpUser):
+class TraceTrackUser(FastHttpUser):
     abstract = True
     role = "admin"
 
@@ -43,11 +43,11 @@ class TraceTrackUser(HttpUser):
         if not accounts:
             raise RuntimeError(f"no {self.role} tokens in TT_TOKENS")
         self.account = accounts[next(_serial) % len(accounts)]
-        self.client.headers["Authorization"] = f"Bearer {self.account['token']}"
+        self.auth = {"Authorization": f"Bearer {self.account['token']}"}
         self.n = next(_serial)
 
     def post(self, path: str, body: dict, name: str | None = None, ok_codes: set[str] = frozenset()):
-        with self.client.post(path, json=body, name=name or path, catch_response=True) as resp:
+        with self.client.post(path, json=body, name=name or path, headers=self.auth, catch_response=True) as resp:
             if resp.status_code < 300:
                 resp.success()
             elif _code(resp) in ok_codes:
@@ -98,7 +98,8 @@ class Dispatcher(TraceTrackUser):
     @task(3)
     def look_up(self) -> None:
         qr = random.choice(self.scanned) if self.scanned else (self.parent or "SB00001")
-        with self.client.get(f"/api/bags/{qr}", name="/api/bags/{qr}", catch_response=True) as resp:
+        with self.client.get(f"/api/bags/{qr}", name="/api/bags/{qr}", headers=self.auth,
+                             catch_response=True) as resp:
             if resp.status_code == 200 or _code(resp) in ("bag_not_found", "wrong_area"):
                 resp.success()
 
@@ -135,7 +136,7 @@ class Biller(TraceTrackUser):
             self.bill = None
             return
         resp = self.client.get("/api/bags?type=parent&status=completed&billed=false&limit=20",
-                               name="/api/bags?type=parent&billed=false")
+                               name="/api/bags?type=parent&billed=false", headers=self.auth)
         items = resp.json().get("items", []) if resp.status_code == 200 else []
         if not items:
             return
@@ -147,7 +148,7 @@ class Biller(TraceTrackUser):
 
     @task
     def list_bills(self) -> None:
-        self.client.get("/api/bills?limit=20", name="/api/bills")
+        self.client.get("/api/bills?limit=20", name="/api/bills", headers=self.auth)
 
 
 class Admin(TraceTrackUser):
@@ -159,7 +160,7 @@ class Admin(TraceTrackUser):
 
     @task(5)
     def dashboard(self) -> None:
-        self.client.get("/api/dashboard/analytics")
+        self.client.get("/api/dashboard/analytics", headers=self.auth)
 
     def on_start(self) -> None:
         super().on_start()
@@ -167,19 +168,18 @@ class Admin(TraceTrackUser):
 
     @task(3)
     def lists(self) -> None:
-        resp = self.client.get("/api/bags?type=parent&limit=50", name="/api/bags")
+        resp = self.client.get("/api/bags?type=parent&limit=50", name="/api/bags", headers=self.auth)
         if resp.status_code == 200:
             self.seen = [b["qr_id"] for b in resp.json()["items"]] or self.seen
-        self.client.get("/api/scans?limit=50", name="/api/scans")
+        self.client.get("/api/scans?limit=50", name="/api/scans", headers=self.auth)
 
     @task(2)
     def history(self) -> None:
         if self.seen:
-            self.client.get(f"/api/bags/{random.choice(self.seen)}/history", name="/api/bags/{qr}/history")
+            self.client.get(f"/api/bags/{random.choice(self.seen)}/history", name="/api/bags/{qr}/history",
+                            headers=self.auth)
 
     @task(1)
     def export(self) -> None:
-        with self.client.get("/api/exports/bills.csv?status=completed", name="/api/exports/bills.csv",
-                             stream=True, catch_response=True) as resp:
-            for _ in resp.iter_content(65536):
-                pass
+        self.client.get("/api/exports/bills.csv?status=completed", name="/api/exports/bills.csv",
+                        headers=self.auth)
