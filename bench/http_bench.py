@@ -97,62 +97,48 @@ def run_wrk(script: str, base: str, path: str, conns: int, duration: int, env: d
     return {"command": " ".join(cmd[:-1] + [path]), **parse_wrk(out)}
 
 
-def _bare_worker(url: str, qrs: list[str], seconds: float, sql: str, queue) -> None:
-    lat = []
-    with psycopg.connect(url, autocommit=True, prepare_threshold=0) as conn:
-        rnd = random.Random(os.getpid())
-        end = time.perf_counter() + seconds
-        while (now := time.perf_counter()) < end:
-            conn.execute(sql, {"qr_id": rnd.choice(qrs)}).fetchall()
-            lat.append(time.perf_counter() - now)
-    queue.put(lat)
+def _read_params(qrs: list[str], n: int, rnd: random.Random, first_parent: int) -> dict:
+    return {"qr_id": rnd.choice(qrs)}
 
 
-def _bare_write_worker(url: str, first_parent: int, seconds: float, queue) -> None:
+def _write_params(qrs: list[str], n: int, rnd: random.Random, first_parent: int) -> dict:
+    return {"parent_qr": f"BW{first_parent + n % 10000:06d}", "child_qr": f"BARE{os.getpid()}-{n}",
+            "user_id": None, "restrict_area": None, "idempotency_key": None}
+
+
+def _bare_worker(url: str, query: str, make_params, qrs: list[str], first_parent: int, seconds: float,
+                 queue) -> None:
     from tracetrack_db.queries import load
 
-    sql = load()["link_child"].sql
+    sql = load()[query].sql
     lat = []
-    with psycopg.connect(url, autocommit=True, prepare_threshold=0) as conn:
-        n = 0
-        end = time.perf_counter() + seconds
-        while (now := time.perf_counter()) < end:
-            conn.execute(sql, {"parent_qr": f"BW{first_parent + n % 10000:06d}", "child_qr": f"BARE{os.getpid()}-{n}",
-                               "user_id": None, "restrict_area": None, "idempotency_key": None}).fetchall()
-            lat.append(time.perf_counter() - now)
-            n += 1
-    queue.put(lat)
+    rnd = random.Random(os.getpid())
+    try:
+        with psycopg.connect(url, autocommit=True, prepare_threshold=0) as conn:
+            n = 0
+            end = time.perf_counter() + seconds
+            while (now := time.perf_counter()) < end:
+                conn.execute(sql, make_params(qrs, n, rnd, first_parent)).fetchall()
+                lat.append(time.perf_counter() - now)
+                n += 1
+    finally:
+        queue.put(lat)  # the parent waits for every worker, even one that failed
 
 
-def bare_write_loop(url: str, first_parent: int, seconds: float, processes: int) -> dict:
-    """The scan's own statement (link_child) in a loop, one connection per process."""
+def bare_loop(url: str, query: str, qrs: list[str], first_parent: int, seconds: float, processes: int) -> dict:
+    """The endpoint's own statement in a loop with no HTTP, one connection per process."""
+    make_params = _write_params if query == "link_child" else _read_params
     queue = multiprocessing.Queue()
-    procs = [multiprocessing.Process(target=_bare_write_worker, args=(url, first_parent + i * 10000, seconds, queue))
-             for i in range(processes)]
+    procs = [multiprocessing.Process(target=_bare_worker, args=(
+        url, query, make_params, qrs, first_parent + i * 10000, seconds, queue)) for i in range(processes)]
     for p in procs:
         p.start()
     lat = sorted(x for _ in procs for x in queue.get())
     for p in procs:
         p.join()
-    return {"command": f"bare psycopg loop, {processes} processes, query link_child",
-            "rps": len(lat) / seconds, "p50_ms": lat[len(lat) // 2] * 1000,
-            "p99_ms": lat[int(len(lat) * 0.99)] * 1000, "requests": len(lat)}
-
-
-def bare_loop(url: str, qrs: list[str], seconds: float, processes: int) -> dict:
-    """The endpoint's own query (get_bag_detail_json), on one connection per process."""
-    from tracetrack_db.queries import load
-
-    sql = load()["get_bag_detail_json"].sql
-    queue = multiprocessing.Queue()
-    procs = [multiprocessing.Process(target=_bare_worker, args=(url, qrs, seconds, sql, queue))
-             for _ in range(processes)]
-    for p in procs:
-        p.start()
-    lat = sorted(x for _ in procs for x in queue.get())
-    for p in procs:
-        p.join()
-    return {"command": f"bare psycopg loop, {processes} processes, query get_bag_detail_json",
+    if any(p.exitcode for p in procs) or not lat:
+        raise SystemExit(f"the bare {query} loop failed (see the traceback above)")
+    return {"command": f"bare psycopg loop, {processes} processes, query {query}",
             "rps": len(lat) / seconds, "p50_ms": lat[len(lat) // 2] * 1000,
             "p99_ms": lat[int(len(lat) * 0.99)] * 1000, "requests": len(lat)}
 
@@ -219,8 +205,8 @@ def main() -> None:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(20)
-    bare = bare_loop(args.database_url, qrs, args.duration, args.bare_processes)
-    bare_write = bare_write_loop(args.database_url, http_parents, args.duration, args.bare_processes)
+    bare = bare_loop(args.database_url, "get_bag_detail_json", qrs, 0, args.duration, args.bare_processes)
+    bare_write = bare_loop(args.database_url, "link_child", qrs, http_parents, args.duration, args.bare_processes)
     results["bare"] = bare
     results["bare_write"] = bare_write
     out = Path(args.out)

@@ -9,7 +9,8 @@ queries and typed domain operations. Usable without any HTTP layer::
         scans.link_child(db, "SB00001", "CHILD-0001")
 """
 
-from . import areas, bags, bills, errors, events, idempotency, migrations, scans, users
+from . import (areas, bags, bills, errors, events, exports, idempotency, maintenance, migrations, scans, users,
+               views)
 from .database import Database
 from .errors import TraceTrackError
 from .models import (AddParentResult, Area, Bag, BagDetail, BatchItem, BatchResult, Bill, BillDetail,
@@ -20,7 +21,8 @@ from .settings import Settings
 
 __all__ = [
     "Database", "Settings", "TraceTrackError", "open_database", "normalize_qr",
-    "areas", "bags", "bills", "errors", "events", "idempotency", "migrations", "scans", "users",
+    "areas", "bags", "bills", "errors", "events", "exports", "idempotency", "maintenance", "migrations", "scans",
+    "users", "views",
     "AddParentResult", "Area", "Bag", "BagDetail", "BatchItem", "BatchResult", "Bill", "BillDetail",
     "Event", "LinkResult", "OpenParentResult", "Page", "ParentFormat", "UnlinkResult", "User",
 ]
