@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psutil
 import psycopg
+import pytest
 
 
 ENTRY = [sys.executable, "-c", "from tracetrack_api.cli import main; main()"]
@@ -59,8 +60,12 @@ def test_migrate_with_database_url_and_admin_bootstrap(db_url):
         assert conn.execute("SELECT role FROM app_user WHERE username = 'chief'").fetchall() == [("admin",)]
 
 
-def test_bad_database_url_fails_with_the_host_named_and_no_traceback():
-    result = run(["db", "migrate"], {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nowhere"})
+@pytest.mark.parametrize("command", [["db", "migrate"], ["db", "status"], ["db", "table-stats"],
+                                     ["serve", "--port", "1"], ["users", "create", "--username", "abc",
+                                                                "--role", "admin"]])
+def test_bad_database_url_fails_with_the_host_named_and_no_traceback(command):
+    result = run(command, {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nowhere",
+                           "TRACETRACK_PASSWORD": "long-enough"})
     assert result.returncode == 1
     assert "cannot connect to PostgreSQL at 127.0.0.1:1/nowhere" in result.stderr
     assert "Traceback" not in result.stderr

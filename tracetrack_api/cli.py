@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 from pathlib import Path
@@ -15,13 +16,30 @@ from tracetrack_db.runtime import database_url, migrate_and_bootstrap
 
 @click.group()
 @click.version_option(package_name="tracetrack")
-def main() -> None:
+def cli() -> None:
     """TraceTrack: bag traceability. Without DATABASE_URL an embedded
     PostgreSQL keeps its data in the per-user data directory."""
 
 
-main.add_command(db_group)
-main.add_command(users_group)
+cli.add_command(db_group)
+cli.add_command(users_group)
+
+
+def main() -> None:
+    """The `tracetrack` entry point: an unreachable database is one clear line
+    naming the target, never a traceback, whatever the command."""
+    import psycopg
+
+    from tracetrack_db.database import describe_target
+    from tracetrack_db.errors import DatabaseUnavailable
+
+    try:
+        cli()
+    except (psycopg.OperationalError, DatabaseUnavailable) as exc:
+        url = os.environ.get("DATABASE_URL")
+        target = describe_target(url) if url else "the embedded PostgreSQL"
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        fail(text if text.startswith("cannot connect") else f"cannot connect to PostgreSQL at {target}: {text}")
 
 
 def local_secret(data_dir: Path) -> str:
@@ -34,7 +52,7 @@ def local_secret(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
-@main.command()
+@cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--no-demo", is_flag=True, help="Do not create demo users and data on a first run.")
@@ -79,7 +97,7 @@ def serve(host: str, port: int, no_demo: bool, workers: int | None, threads: int
         run_granian(host, port, sizing, env)
 
 
-@main.command()
+@cli.command()
 @click.option("--host", default="http://127.0.0.1:5000", show_default=True, help="The running server.")
 @click.option("--users", default=100, show_default=True, help="Concurrent simulated users.")
 @click.option("--duration", default="60s", show_default=True, help="How long (locust syntax: 30s, 2m).")
@@ -99,7 +117,7 @@ def loadtest(host: str, users: int, duration: str, admin_user: str, admin_passwo
     raise SystemExit(0 if report.passed else 1)
 
 
-@main.command()
+@cli.command()
 @click.option("--users", default=20, show_default=True, help="Users of the short load test.")
 @click.option("--duration", default="15s", show_default=True, help="Length of the short load test.")
 def verify(users: int, duration: str) -> None:

@@ -96,26 +96,31 @@ class Database:
     def open(self, wait: bool = True) -> Database:
         """Open the pools; with `wait`, fail at once with a clear message on a bad DSN."""
         for pool, dsn in {id(self.pool): (self.pool, self.conninfo),
-                          id(self.read_pool): (self.read_pool, None)}.values():
+                          id(self.read_pool): (self.read_pool, self.read_pool.conninfo)}.values():
+            if wait:  # one direct attempt first: a wrong DSN fails now, not after the pool's retries
+                problem = self._probe(dsn)
+                if problem:
+                    raise errors.DatabaseUnavailable(f"cannot connect to PostgreSQL at {describe_target(dsn)}: {problem}")
             pool.open()
             if wait:
                 try:
                     pool.wait(timeout=max(self.timeout, 5.0))
-                except Exception as exc:  # PoolTimeout hides the cause; probe it once
+                except Exception as exc:  # PoolTimeout: the server went away in between
                     pool.close()
-                    target = describe_target(dsn or pool.conninfo)
                     raise errors.DatabaseUnavailable(
-                        f"cannot connect to PostgreSQL at {target}: {self._probe(dsn or pool.conninfo)}"
+                        f"cannot connect to PostgreSQL at {describe_target(dsn)}: the pool did not fill in time"
                     ) from exc
         return self
 
     @staticmethod
-    def _probe(conninfo: str) -> str:
+    def _probe(conninfo: str) -> str | None:
+        """Why a direct connection fails, or None when it works."""
         try:
-            psycopg.connect(conninfo, connect_timeout=3).close()
+            psycopg.connect(conninfo, connect_timeout=5).close()
         except psycopg.Error as exc:
-            return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return "the pool did not fill in time"
+            text = str(exc).strip()
+            return text.splitlines()[0] if text else type(exc).__name__
+        return None
 
     def close(self) -> None:
         self.pool.close()
