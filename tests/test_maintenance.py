@@ -64,3 +64,13 @@ def test_seed_command_loads_and_refuses_a_second_time(db_url):
         assert conn.execute("SELECT sum(bags) FROM mv_bag_totals").fetchone() == (5000,)
     again = run(["db", "seed", "--bags", "5000"], env)
     assert again.returncode == 1 and "seed" in again.stderr.lower()
+
+
+def test_purge_idempotency_command(db_url):
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO idempotency_key (user_id, key, fingerprint, created_at) VALUES "
+                     "(1, 'a', 'f', now() - interval '3 days'), (1, 'b', 'f', now())")
+    result = run(["db", "purge-idempotency", "--hours", "24"], {"DATABASE_URL": db_url})
+    assert result.returncode == 0 and "removed 1 idempotency keys" in result.stdout
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT key FROM idempotency_key").fetchall() == [("b",)]

@@ -95,3 +95,21 @@ def test_dashboard_queries_never_read_base_tables(db: Database, name):
     plan = plan if isinstance(plan, list) else json.loads(plan)
     touched = _relations(plan[0]["Plan"])
     assert touched and not touched & {"bag", "event", "bill", "app_user"}, touched
+
+
+def test_refresher_also_forgets_old_idempotency_keys(db: Database, sql_conn):
+    from tracetrack_db import idempotency
+
+    idempotency.run_once(db, 1, "old-key", "f", lambda conn: (200, b"{}"))
+    idempotency.run_once(db, 1, "new-key", "f", lambda conn: (200, b"{}"))
+    sql_conn.execute("UPDATE idempotency_key SET created_at = now() - interval '2 days' WHERE key = 'old-key'")
+    sql_conn.execute("UPDATE view_refresh SET refreshed_at = now() - interval '1 hour'")
+    refresher = views.Refresher(db, interval=0.2).start()
+    try:
+        deadline = time.monotonic() + 20
+        while sql_conn.execute("SELECT count(*) FROM idempotency_key WHERE key = 'old-key'").fetchone()[0]:
+            assert time.monotonic() < deadline, "old keys were never purged"
+            time.sleep(0.1)
+    finally:
+        refresher.stop()
+    assert sql_conn.execute("SELECT key FROM idempotency_key").fetchall() == [("new-key",)]

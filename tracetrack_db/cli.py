@@ -125,6 +125,17 @@ def refresh_views_command() -> None:
         click.echo(f"{view:<20} {ms:8.1f} ms")
 
 
+@db_group.command("purge-idempotency")
+@click.option("--hours", default=24, show_default=True, help="Keep keys younger than this.")
+def purge_idempotency_command(hours: int) -> None:
+    """Forget Idempotency-Key answers older than --hours (the service's
+    refresher does this on its own every interval)."""
+    stack, db = _open(Settings.from_env())
+    with stack:
+        removed = db.execute("purge_idempotency_keys", {"hours": hours})
+    click.echo(f"removed {removed} idempotency keys older than {hours} h")
+
+
 @db_group.command("analyze")
 def analyze_command() -> None:
     """ANALYZE every TraceTrack table (planner statistics)."""

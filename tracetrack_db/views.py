@@ -47,15 +47,17 @@ def refresh_times(db: Database) -> dict[str, datetime]:
 
 
 class Refresher:
-    """A daemon thread refreshing the views every `interval` seconds.
+    """A daemon thread refreshing the views every `interval` seconds (and
+    purging idempotency keys older than `idempotency_hours`).
 
     Every worker of every server may run one: the advisory lock lets one
     refresh at a time and the age check skips views someone just refreshed.
     """
 
-    def __init__(self, db: Database, interval: float = 30.0):
+    def __init__(self, db: Database, interval: float = 30.0, idempotency_hours: int = 24):
         self.db = db
         self.interval = interval
+        self.idempotency_hours = idempotency_hours
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tracetrack-refresher", daemon=True)
         self.last_result: dict[str, float] | None = None
@@ -72,6 +74,8 @@ class Refresher:
         while not self._stop.wait(self.interval):
             try:
                 self.last_result = refresh_views(self.db, min_interval=self.interval)
+                if self.last_result:  # this process refreshed: it also forgets old idempotency keys
+                    self.db.execute("purge_idempotency_keys", {"hours": self.idempotency_hours})
             except Exception:  # noqa: BLE001 - a failed refresh must never kill the thread
                 log.exception("view refresh failed; retrying in %s s", self.interval)
 
