@@ -378,3 +378,14 @@ def test_bags_and_bills_whose_codes_contain_a_slash_are_reachable(api):
     assert api.get("/api/bags/LOT%2F2024%2F0001", admin).status_code == 200
     assert api.get("/api/bags/LOT%2F2024%2F0001/history", admin).status_code == 200
     assert api.get("/api/bills/INV%2F2024%2F001", admin).status_code == 200
+
+
+def test_dashboard_refuses_an_empty_or_malformed_area_and_caches_per_area(api):
+    admin = api.admin()
+    for bad in ("", "NOT AN AREA", "x"):
+        assert_error(api.get(f"/api/dashboard/analytics?dispatch_area={bad}", admin), 400, "unknown_area",
+                     "dispatch_area")
+    everything = api.get("/api/dashboard/analytics", admin).json
+    assert api.get("/api/dashboard/analytics?dispatch_area=akola", admin).json["dispatch_area"] == "akola"
+    assert api.get("/api/dashboard/analytics", admin).json["dispatch_area"] is None
+    assert api.get("/api/dashboard/analytics", admin).json["bags"] == everything["bags"]

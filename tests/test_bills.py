@@ -371,3 +371,14 @@ def test_bill_counters_equal_real_totals_after_a_sequence(db):
         assert bill.total_weight_kg == bill.total_child_count  # 1 kg per child
         on_bills += bill.linked_parent_count
     assert on_bills == sum(1 for qr in parents if bags.get_bag(db, qr).bill_id is not None)
+
+
+@pytest.mark.parametrize("bill_no", ["INV/complete", "parents", "A/Parents/B", "x/reopen"])
+def test_bill_numbers_cannot_hold_a_route_segment(db, bill_no):
+    with pytest.raises(errors.ValidationError) as info:
+        bills.create_bill(db, bill_no, 2)
+    assert info.value.field == "bill_no"
+
+
+def test_bill_numbers_with_slashes_are_fine(db):
+    assert bills.create_bill(db, "INV/24-25/001", 2).bill_no == "INV/24-25/001"

@@ -183,3 +183,62 @@ def test_mixed_operations_never_deadlock_and_keep_counters_exact(db: Database, s
         FROM event""").fetchone()[0]
     linked_now = sql_conn.execute("SELECT count(*) FROM bag WHERE parent_id IS NOT NULL").fetchone()[0]
     assert events_per_link == linked_now
+
+
+def _wait_for_lock_waiters(sql_conn, n: int) -> None:
+    import time
+
+    deadline = time.monotonic() + 20
+    while sql_conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                           "AND wait_event_type = 'Lock'").fetchone()[0] < n:
+        assert time.monotonic() < deadline, "the transactions never queued on the row locks"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("operation", ["delete", "unlink"])
+def test_a_retry_after_a_moved_link_never_deadlocks(db: Database, sql_conn, operation):
+    """The retry loops of delete/unlink release their locks before trying
+    again, so they never wait for a parent while holding a child."""
+    scans.open_parent(db, "SB00001", dispatch_area="lucknow")
+    scans.open_parent(db, "SB00002", dispatch_area="lucknow")
+    scans.link_child(db, "SB00002", "MOVING-1")  # the child starts in SB00002
+    if operation == "delete":
+        scans.unlink_child(db, "MOVING-1")  # ... or unlinked, for the delete case
+    results: dict[str, object] = {}
+    with db.connection() as holder, holder.transaction():
+        # T2: moves the child into SB00001 and holds every lock until the end of the block
+        if operation == "unlink":
+            scans.unlink_child(db, "MOVING-1", conn=holder)
+        scans.link_child(db, "SB00001", "MOVING-1", conn=holder)
+
+        def t1():
+            try:
+                results["t1"] = (bags_delete if operation == "delete" else scans.unlink_child)(db, "MOVING-1")
+            except BaseException as exc:  # noqa: BLE001 - recorded and asserted below
+                results["t1"] = exc
+
+        def t3():
+            try:
+                results["t3"] = scans.link_child(db, "SB00001", "MOVING-1")
+            except BaseException as exc:  # noqa: BLE001
+                results["t3"] = exc
+
+        threads = [threading.Thread(target=t1)]
+        threads[0].start()
+        _wait_for_lock_waiters(sql_conn, 1)  # T1 waits for the child
+        threads.append(threading.Thread(target=t3))
+        threads[1].start()
+        _wait_for_lock_waiters(sql_conn, 2)  # T3 holds nothing yet, waits for the parent
+    for t in threads:
+        t.join(30)
+    # a deadlock would surface as a 409 "conflict" (or a psycopg error): neither may happen
+    assert set(results) == {"t1", "t3"}
+    for name, result in results.items():
+        assert not isinstance(result, BaseException), (name, result)
+    check_counters(sql_conn)
+
+
+def bags_delete(db: Database, qr: str):
+    from tracetrack_db import bags
+
+    return bags.delete_bag(db, qr)

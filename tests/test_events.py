@@ -253,3 +253,16 @@ def test_the_event_log_is_append_only(db, sql_conn):
     # appending still works
     scans.link_child(db, "SB00001", "ONE-MORE")
     assert len(sql_conn.execute("SELECT id FROM event").fetchall()) == 4
+
+
+def test_a_dispatchers_history_leaves_out_other_areas_parents_on_the_same_bill(db, sql_conn):
+    mine = full_parent(db, 1, area="lucknow", children=1)
+    theirs = full_parent(db, 2, area="jaipur", children=1)
+    bills.create_bill(db, "MIXED-1", 2)
+    bills.add_parent(db, "MIXED-1", mine)
+    bills.add_parent(db, "MIXED-1", theirs)
+    everything = [(e.kind, e.parent_qr) for e in events.bag_history(db, mine)]
+    assert ("bill_add", theirs) in everything
+    confined = [(e.kind, e.parent_qr) for e in events.bag_history(db, mine, restrict_area="lucknow")]
+    assert ("bill_add", theirs) not in confined
+    assert ("bill_add", mine) in confined and ("bill_created", None) in confined

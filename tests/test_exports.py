@@ -79,3 +79,36 @@ def test_bad_filter_is_refused_before_streaming(db: Database, status):
 
     with pytest.raises(errors.ValidationError):
         exports.bills_csv(db, status=status)
+
+
+def test_http_exports_give_their_slot_back_and_are_limited(db: Database):
+    """Each export holds a connection while streaming: at most EXPORTS_AT_ONCE per
+    process (429 beyond), and a finished or abandoned export frees its slot."""
+    import falcon.testing
+
+    from tracetrack_api.app import create_app
+    from tracetrack_api.config import ApiSettings
+    from tracetrack_api.resources import reports
+    from tracetrack_db import Settings, users
+
+    users.create_user(db, "exporter", "exporter-password", "admin")
+    app = create_app(db, ApiSettings(db=Settings(), secret_key="export-secret-0123456789"))
+    client = falcon.testing.TestClient(app)
+    token = client.simulate_post("/api/auth/login", json={"username": "exporter",
+                                                          "password": "exporter-password"}).json["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    full_parent(db, 1, children=2)
+    for _ in range(reports.EXPORTS_AT_ONCE + 3):  # more than the slots, one after the other
+        result = client.simulate_get("/api/exports/bags.csv", headers=headers)
+        assert result.status_code == 200 and result.text.count("\n") == 4
+    assert client.simulate_get("/api/exports/bills.csv?status=nope", headers=headers).status_code == 400
+    statuses = []
+    held = [app(falcon.testing.create_environ("/api/exports/bills.csv", headers=headers),  # started, not read
+                lambda status, _headers, exc_info=None: statuses.append(status))
+            for _ in range(reports.EXPORTS_AT_ONCE)]
+    assert statuses == ["200 OK"] * reports.EXPORTS_AT_ONCE
+    busy = client.simulate_get("/api/exports/bags.csv", headers=headers)
+    assert busy.status_code == 429 and busy.json["error"]["code"] == "too_many_exports"
+    for body in held:
+        body.close()  # the client went away: the WSGI server closes the response
+    assert client.simulate_get("/api/exports/bags.csv", headers=headers).status_code == 200

@@ -426,3 +426,13 @@ def test_counters_equal_real_counts_after_a_random_sequence(db, sql_conn):
         real = db.one("bag_counts_by_parent", {"parent_id": bags.get_bag(db, p).id}, row=dict)
         parent = bags.get_bag(db, p)
         assert (parent.child_count, parent.weight_kg) == (real["child_count"], real["weight_kg"])
+
+
+def test_batch_places_go_only_to_children_that_can_take_them(db, sql_conn):
+    """A parent QR or another area's child in the batch must not take the last place."""
+    qr = full_parent(db, 1, children=29)
+    unlinked_child(db, "FAR-CHILD", "indore")
+    batch = scans.link_children(db, qr, ["SB09999", "FAR-CHILD", "LAST-ONE"], restrict_area="lucknow")
+    assert [(i.child_qr, i.result, i.error_code) for i in batch.items] == [
+        ("SB09999", "error", "not_a_child"), ("FAR-CHILD", "error", "wrong_area"), ("LAST-ONE", "linked", None)]
+    assert (batch.child_count, batch.parent_status) == (30, "completed")

@@ -23,6 +23,9 @@ VIEW_AGE = Gauge("tracetrack_view_age_seconds", "Seconds since each materialized
                  ["view"], multiprocess_mode="mostrecent")
 
 
+_METHODS = frozenset(("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"))
+
+
 class MetricsMiddleware:
     def __init__(self, db: Database):
         self.db = db
@@ -36,8 +39,9 @@ class MetricsMiddleware:
         if started is None:
             return
         route = req.uri_template or "unmatched"
-        LATENCY.labels(req.method, route).observe(time.perf_counter() - started)
-        REQUESTS.labels(req.method, route, resp.status[:3] if isinstance(resp.status, str) else str(resp.status)).inc()
+        method = req.method if req.method in _METHODS else "OTHER"  # bounded label values
+        LATENCY.labels(method, route).observe(time.perf_counter() - started)
+        REQUESTS.labels(method, route, resp.status[:3] if isinstance(resp.status, str) else str(resp.status)).inc()
         now = time.monotonic()
         if now - self._pool_sampled > 1.0:  # pool stats take the pool's lock: sample, don't poll
             self._pool_sampled = now

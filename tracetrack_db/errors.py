@@ -211,7 +211,8 @@ _CONSTRAINTS: dict[str, tuple[type[TraceTrackError], str, str]] = {
     "app_user_dispatch_area_fkey": (UnknownArea, "dispatch_area", "unknown dispatch area"),
     "bag_qr_id_check": (InvalidQr, "qr_id", "invalid QR code"),
     "bill_bill_no_check": (ValidationError, "bill_no",
-                           "a bill number is 1-64 characters of A-Z a-z 0-9 _ / . - starting with a letter or digit"),
+                           "a bill number is 1-64 characters of A-Z a-z 0-9 _ / . - starting with a letter or digit, "
+                           "with no segment named parents, complete or reopen"),
     "bill_capacity_check": (ValidationError, "capacity", "capacity must be from 1 to 500"),
     "bill_description_check": (ValidationError, "description", "description is too long (1000 at most)"),
     "bill_destination_check": (ValidationError, "destination", "destination is too long (200 at most)"),
@@ -245,6 +246,8 @@ def translate(exc: psycopg.Error) -> TraceTrackError | None:
         return ValidationError(f"invalid pattern: {diag.message_primary}", field="pattern")
     if isinstance(exc, psycopg.DataError):  # NUL bytes, out-of-range numbers, bad encodings
         return ValidationError(f"invalid value: {diag.message_primary or exc}")
+    if isinstance(exc, pg.TransactionRollback):  # deadlock / serialization failure: retryable
+        return Conflict("a concurrent change got in the way: try again")
     if isinstance(exc, psycopg.OperationalError) and not isinstance(exc, pg.QueryCanceled | pg.LockNotAvailable):
         return DatabaseUnavailable(f"database unavailable: {exc}".strip())
     return None

@@ -18,11 +18,13 @@ _EVENT_COLUMNS = sql.SQL(
     "e.bill_id, e.bill_no, e.dispatch_area, e.idempotency_key, e.details")
 
 
-def bag_history(db: Database, qr_id: str, *, limit: int = HISTORY_LIMIT) -> list[Event]:
+def bag_history(db: Database, qr_id: str, *, restrict_area: str | None = None,
+                limit: int = HISTORY_LIMIT) -> list[Event]:
     """Every event of the bag, of its children and of its bill, oldest first
-    (also for a deleted bag)."""
+    (also for a deleted bag). With `restrict_area`, only that area's events
+    and bill-level ones."""
     qr = normalize_qr(qr_id)
-    events = db.many("bag_history", {"qr_id": qr, "limit": limit}, row=Event, read=True)
+    events = db.many("bag_history", {"qr_id": qr, "limit": limit, "area": restrict_area}, row=Event, read=True)
     if not events and db.one("get_bag", {"qr_id": qr}, read=True) is None:
         raise errors.BagNotFound(f"bag {qr} not found")
     return events

@@ -23,23 +23,20 @@ def refresh_views(db: Database, *, min_interval: float = 0.0) -> dict[str, float
     Returns {view: milliseconds}; {} when the views are fresher than
     `min_interval` seconds; None when another process holds the refresher lock.
     """
-    with db.connection() as conn:
+    with db.connection() as conn, conn.transaction():
         if not db.scalar("try_refresh_lock", conn=conn):
             return None
-        try:
-            if min_interval > 0:
-                age = db.scalar("oldest_view_refresh", conn=conn)
-                if age is not None and age < min_interval * 0.9:
-                    return {}
-            timings: dict[str, float] = {}
-            for view in VIEWS:
-                start = time.perf_counter()
-                conn.execute(sql.SQL("REFRESH MATERIALIZED VIEW CONCURRENTLY {}").format(sql.Identifier(view)))
-                timings[view] = (time.perf_counter() - start) * 1000
-                db.execute("record_view_refresh", {"view_name": view, "duration_ms": timings[view]}, conn=conn)
-            return timings
-        finally:
-            db.scalar("release_refresh_lock", conn=conn)
+        if min_interval > 0:
+            age = db.scalar("oldest_view_refresh", conn=conn)
+            if age is not None and age < min_interval * 0.9:
+                return {}
+        timings: dict[str, float] = {}
+        for view in VIEWS:
+            start = time.perf_counter()
+            conn.execute(sql.SQL("REFRESH MATERIALIZED VIEW CONCURRENTLY {}").format(sql.Identifier(view)))
+            timings[view] = (time.perf_counter() - start) * 1000
+            db.execute("record_view_refresh", {"view_name": view, "duration_ms": timings[view]}, conn=conn)
+        return timings
 
 
 def refresh_times(db: Database) -> dict[str, datetime]:

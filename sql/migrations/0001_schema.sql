@@ -67,7 +67,9 @@ CREATE TRIGGER app_user_keep_one_admin BEFORE UPDATE OF role, is_active ON app_u
 
 CREATE TABLE bill (
     id                   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    bill_no              text NOT NULL CHECK (bill_no ~ '^[A-Za-z0-9][A-Za-z0-9_/.-]{0,63}$'),
+    -- "/" is allowed (INV/24-25/001) but not a segment the bill routes use
+    bill_no              text NOT NULL CHECK (bill_no ~ '^[A-Za-z0-9][A-Za-z0-9_/.-]{0,63}$'
+                                              AND bill_no !~* '(^|/)(parents|complete|reopen)(/|$)'),
     capacity             integer NOT NULL CHECK (capacity BETWEEN 1 AND 500),
     description          text NOT NULL DEFAULT '' CHECK (length(description) <= 1000),
     destination          text NOT NULL DEFAULT '' CHECK (length(destination) <= 200),

@@ -95,6 +95,9 @@ BEGIN
         v_created := b.id IS NOT NULL;
         IF NOT v_created THEN  -- another scanner created it a moment ago
             SELECT * INTO b FROM bag WHERE qr_id = p_qr;
+            IF b.id IS NULL THEN  -- ... and someone deleted it since
+                PERFORM tt_fail('TT409', 'conflict', format('%s changed concurrently: scan it again', p_qr));
+            END IF;
         END IF;
     END IF;
     IF b.type <> 'parent' THEN
@@ -232,7 +235,11 @@ BEGIN
     END IF;
     places := p.capacity - p.child_count;
     FOR item IN
-        SELECT u.n, (b.id IS NULL OR (b.type = 'child' AND b.parent_id IS NULL)) AS wants_place,
+        SELECT u.n,
+               CASE WHEN b.id IS NULL THEN (tt_parent_format(u.qr)).capacity IS NULL
+                    ELSE b.type = 'child' AND b.parent_id IS NULL
+                         AND (p_restrict_area IS NULL OR b.dispatch_area = p_restrict_area)
+               END AS wants_place,
                row_number() OVER (PARTITION BY u.qr ORDER BY u.n) AS occurrence
         FROM unnest(p_child_qrs) WITH ORDINALITY AS u(qr, n)
         LEFT JOIN bag b ON b.qr_id = u.qr
@@ -291,10 +298,19 @@ BEGIN
         IF seen.parent_id IS NULL THEN
             PERFORM tt_fail('TT409', 'child_not_linked', format('%s is not in a parent', p_child_qr));
         END IF;
-        SELECT * INTO p FROM bag WHERE id = seen.parent_id FOR UPDATE;
-        SELECT * INTO c FROM bag WHERE id = seen.id FOR UPDATE;
-        EXIT WHEN c.parent_id = p.id;  -- still the same link now that both are locked
-        c := NULL;
+        -- Lock parent then child. If the link moved meanwhile, undo this attempt
+        -- (the subtransaction's rollback releases its row locks, so the next
+        -- attempt never waits for a parent while holding a child) and look again.
+        BEGIN
+            SELECT * INTO p FROM bag WHERE id = seen.parent_id FOR UPDATE;
+            SELECT * INTO c FROM bag WHERE id = seen.id FOR UPDATE;
+            IF c.id IS NULL OR c.parent_id IS DISTINCT FROM p.id THEN
+                RAISE EXCEPTION USING ERRCODE = 'TT499';
+            END IF;
+            EXIT;
+        EXCEPTION WHEN SQLSTATE 'TT499' THEN
+            c := NULL;
+        END;
     END LOOP;
     IF c.id IS NULL THEN
         PERFORM tt_fail('TT409', 'conflict', format('%s keeps changing: try again', p_child_qr));
@@ -334,12 +350,18 @@ BEGIN
             PERFORM tt_fail('TT403', 'wrong_area', format('%s belongs to %s', p_qr, seen.dispatch_area));
         END IF;
         p := NULL;
-        IF seen.parent_id IS NOT NULL THEN
-            SELECT * INTO p FROM bag WHERE id = seen.parent_id FOR UPDATE;
-        END IF;
-        SELECT * INTO b FROM bag WHERE id = seen.id FOR UPDATE;
-        EXIT WHEN b.parent_id IS NOT DISTINCT FROM p.id;
-        b := NULL;
+        BEGIN  -- one attempt; a changed link undoes it and its locks (see tt_unlink_child)
+            IF seen.parent_id IS NOT NULL THEN
+                SELECT * INTO p FROM bag WHERE id = seen.parent_id FOR UPDATE;
+            END IF;
+            SELECT * INTO b FROM bag WHERE id = seen.id FOR UPDATE;
+            IF b.id IS NULL OR b.parent_id IS DISTINCT FROM p.id THEN
+                RAISE EXCEPTION USING ERRCODE = 'TT499';
+            END IF;
+            EXIT;
+        EXCEPTION WHEN SQLSTATE 'TT499' THEN
+            b := NULL;
+        END;
     END LOOP;
     IF b.id IS NULL THEN
         PERFORM tt_fail('TT409', 'conflict', format('%s keeps changing: try again', p_qr));

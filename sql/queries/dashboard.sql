@@ -44,12 +44,9 @@ VALUES (%(view_name)s, now(), %(duration_ms)s)
 ON CONFLICT (view_name) DO UPDATE SET refreshed_at = excluded.refreshed_at, duration_ms = excluded.duration_ms;
 
 -- name: try_refresh_lock :scalar
--- Only one refresher at a time across every process and server.
-SELECT pg_try_advisory_lock(7314027002);
-
--- name: release_refresh_lock :scalar
--- Release the refresher lock.
-SELECT pg_advisory_unlock(7314027002);
+-- Only one refresher at a time across every process and server; held until the
+-- refreshing transaction ends (transaction-scoped: safe behind PgBouncer).
+SELECT pg_try_advisory_xact_lock(7314027002);
 
 -- name: oldest_view_refresh :scalar
 -- Seconds since the least recently refreshed view was refreshed.

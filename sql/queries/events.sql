@@ -24,5 +24,8 @@ SELECT e.id, e.occurred_at, e.kind, e.user_id, u.username, e.bag_id, e.qr_id, e.
        e.bill_id, e.bill_no, e.dispatch_area, e.idempotency_key, e.details
 FROM ids JOIN event e ON e.id = ids.id
 LEFT JOIN app_user u ON u.id = e.user_id
+-- a dispatcher (area set) sees events of their area and bill-level events, not
+-- other areas' parents on the same bill
+WHERE %(area)s::text IS NULL OR e.dispatch_area IS NULL OR e.dispatch_area = %(area)s
 ORDER BY e.id
 LIMIT %(limit)s;

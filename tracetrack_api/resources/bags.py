@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import falcon
 
 from tracetrack_db import bags, errors, events, normalize_qr
@@ -18,6 +20,8 @@ NEW_BAG = Body(qr_id=Field("string", required=True, max_length=200),
 def area_filter(req: falcon.Request, user: Principal) -> str | None:
     """The dispatch_area filter: a dispatcher's own area, whatever they ask."""
     asked = param_str(req, "dispatch_area", max_length=50)
+    if asked is not None and not re.fullmatch(r"[a-z][a-z0-9_]{1,49}", asked):
+        raise errors.UnknownArea(f"unknown dispatch area {asked!r}", field="dispatch_area")
     if user.restrict_area is None:
         return asked
     check_area(user, asked)
@@ -86,4 +90,5 @@ class BagItem(Resource):
         user = req.context.user
         if user.restrict_area is not None:
             check_area(user, bags.get_bag(self.db, qr).dispatch_area)
-        send(resp, {"qr_id": normalize_qr(qr), "items": events.bag_history(self.db, qr)})
+        send(resp, {"qr_id": normalize_qr(qr),
+                    "items": events.bag_history(self.db, qr, restrict_area=user.restrict_area)})

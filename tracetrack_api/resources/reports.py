@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 
 import falcon
 
-from tracetrack_db import exports, views
+from tracetrack_db import errors, exports, views
 
 from ..auth import require
 from ..metrics import CACHE
@@ -25,7 +26,8 @@ class Dashboard(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         user = req.context.user
         area = area_filter(req, user)
-        key = f"dashboard:{area or '*'}"
+        key = f"dashboard:{area if area is not None else '*'}"  # area names never contain '*'
+
         data = self.s.cache.get(key)
         if data is None:
             CACHE.labels("miss").inc()
@@ -39,16 +41,51 @@ class Dashboard(Resource):
         resp.data = data
 
 
+# An export holds a database connection for as long as the client reads; a
+# few at a time per process keep scans from waiting for a connection.
+EXPORTS_AT_ONCE = 2
+_export_slots = threading.BoundedSemaphore(EXPORTS_AT_ONCE)
+
+
+class TooManyExports(errors.TraceTrackError):
+    code, status = "too_many_exports", 429
+
+
+class _Stream:
+    """The CSV chunks, giving back the export slot (and the connection, by
+    closing the generator) as soon as the server closes the response."""
+
+    def __init__(self, first: bytes, chunks):
+        self._chunks = itertools.chain((first,), chunks)
+        self._generator = chunks
+
+    def __iter__(self):
+        return self._chunks
+
+    def close(self) -> None:
+        try:
+            self._generator.close()
+        finally:
+            _export_slots.release()
+
+
 class _Export(Resource):
     filename = "export.csv"
 
-    def send_csv(self, resp: falcon.Response, chunks) -> None:
-        # Start the COPY before the headers go out, so a database error is
-        # still a proper 503 rather than a cut stream.
-        first = next(chunks, b"")
+    def send_csv(self, resp: falcon.Response, make_chunks) -> None:
+        if not _export_slots.acquire(blocking=False):
+            raise TooManyExports(f"at most {EXPORTS_AT_ONCE} exports at once per server process: retry shortly")
+        try:
+            chunks = make_chunks()
+            # Start the COPY before the headers go out, so a database error is
+            # still a proper 503 rather than a cut stream.
+            first = next(chunks, b"")
+        except BaseException:
+            _export_slots.release()
+            raise
         resp.content_type = "text/csv; charset=utf-8"
         resp.set_header("Content-Disposition", f'attachment; filename="{self.filename}"')
-        resp.stream = itertools.chain((first,), chunks)
+        resp.stream = _Stream(first, chunks)
 
 
 class BagsExport(_Export):
@@ -56,7 +93,8 @@ class BagsExport(_Export):
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         user = require(req, "admin", "biller")
-        self.send_csv(resp, exports.bags_csv(self.db, **bag_list_filters(req, user)))
+        filters = bag_list_filters(req, user)
+        self.send_csv(resp, lambda: exports.bags_csv(self.db, **filters))
 
 
 class BillsExport(_Export):
@@ -64,5 +102,5 @@ class BillsExport(_Export):
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         require(req, "admin", "biller")
-        self.send_csv(resp, exports.bills_csv(
-            self.db, status=param_str(req, "status"), q=param_str(req, "q", max_length=64)))
+        status, q = param_str(req, "status"), param_str(req, "q", max_length=64)
+        self.send_csv(resp, lambda: exports.bills_csv(self.db, status=status, q=q))
