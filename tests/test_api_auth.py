@@ -272,13 +272,13 @@ def test_the_token_check_uses_the_user_cache_not_the_database(db, sql_conn, monk
     clock = [1000.0]
     monkeypatch.setattr(auth_module, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
     lookups: list[int] = []
-    real_get_user = users.get_user
+    real_load = auth_module.UserDirectory._load
 
-    def counting_get_user(database, user_id):
+    def counting_load(directory, user_id):
         lookups.append(user_id)
-        return real_get_user(database, user_id)
+        return real_load(directory, user_id)
 
-    monkeypatch.setattr(auth_module.users, "get_user", counting_get_user)
+    monkeypatch.setattr(auth_module.UserDirectory, "_load", counting_load)
     for _ in range(10):
         assert api.get("/api/areas", dispatcher).status_code == 200
         assert api.get("/api/bills", biller).status_code == 200
@@ -333,3 +333,17 @@ def test_an_unexpected_exception_is_a_json_500_with_a_request_id(api, caplog):
     assert_error(api.get("/api/users/not-a-number", biller), 404, "not_found")
     assert_error(api.request("PUT", "/api/bags", biller), 405, "method_not_allowed")
     assert_error(api.delete("/api/scans", biller), 405, "method_not_allowed")
+
+
+def test_a_password_change_ends_older_tokens(db):
+    import time as _time
+
+    from tracetrack_api.tokens import TokenSigner
+
+    api = make_api(db, user_refresh_seconds=0)
+    admin = api.admin()
+    signer = TokenSigner(api.settings.secret_key, 3600)
+    old_token, _ = signer.issue(admin.id, now=_time.time() - 10)  # issued before the change
+    assert api.get("/api/me", old_token).status_code == 200
+    assert api.patch(f"/api/users/{admin.id}", admin, json={"password": "a-brand-new-password"}).status_code == 200
+    assert_error(api.get("/api/me", old_token), 401, "unauthenticated")

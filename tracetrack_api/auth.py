@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import falcon
 
-from tracetrack_db import Database, errors, users
+from tracetrack_db import Database, errors
 
 from .tokens import TokenSigner
 
@@ -33,6 +33,7 @@ class Principal:
     username: str
     role: str
     dispatch_area: str | None
+    tokens_valid_after: int = 0  # epoch seconds: older tokens are refused (password changed)
 
     @property
     def restrict_area(self) -> str | None:
@@ -54,14 +55,17 @@ class UserDirectory:
         hit = self._cache.get(user_id)
         if hit is not None and hit[0] > now:
             return hit[1]
-        try:
-            user = users.get_user(self.db, user_id)
-            principal = Principal(user.id, user.username, user.role, user.dispatch_area) if user.is_active else None
-        except errors.UserNotFound:
-            principal = None
+        principal = self._load(user_id)
         with self._lock:
             self._cache[user_id] = (now + self.refresh, principal)
         return principal
+
+    def _load(self, user_id: int) -> Principal | None:
+        """The user as the database has it now (None: inactive or gone)."""
+        row = self.db.one("get_principal", {"id": user_id}, row=dict)
+        if row is None or not row["is_active"]:
+            return None
+        return Principal(row["id"], row["username"], row["role"], row["dispatch_area"], row["tokens_valid_after"])
 
     def forget(self, user_id: int) -> None:
         self._cache.pop(user_id, None)
@@ -89,6 +93,8 @@ class AuthMiddleware:
         user = self.directory.get(claims.user_id)
         if user is None:
             raise Unauthenticated("this account is deactivated or gone")
+        if claims.issued_at < user.tokens_valid_after:
+            raise Unauthenticated("this token was issued before the password changed: log in again")
         req.context.user = user
 
 

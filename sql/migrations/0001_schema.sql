@@ -40,6 +40,8 @@ CREATE TABLE app_user (
     failed_logins   integer NOT NULL DEFAULT 0,
     locked_until    timestamptz,
     last_login_at   timestamptz,
+    -- tokens issued before this are refused (set when the password changes)
+    tokens_valid_after timestamptz NOT NULL DEFAULT '-infinity',
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT app_user_dispatcher_area CHECK (role <> 'dispatcher' OR dispatch_area IS NOT NULL)

@@ -14,6 +14,14 @@ FROM app_user WHERE id = %(id)s;
 SELECT id, username, role, dispatch_area, is_active, locked_until, last_login_at, created_at, updated_at
 FROM app_user WHERE lower(username) = lower(%(username)s);
 
+-- name: get_principal :one
+-- What a token check needs of a user: role, area, active, and the oldest
+-- token issue time (epoch seconds) still accepted.
+SELECT id, username, role, dispatch_area, is_active,
+       CASE WHEN tokens_valid_after = '-infinity' THEN 0
+            ELSE floor(extract(epoch FROM tokens_valid_after))::bigint END AS tokens_valid_after
+FROM app_user WHERE id = %(id)s;
+
 -- name: get_login :one
 -- What a login needs: the hash and the lockout state.
 SELECT id, password_hash, is_active, failed_logins, locked_until, locked_until > now() AS locked
@@ -44,6 +52,7 @@ SET role = coalesce(%(role)s, role),
     is_active = coalesce(%(is_active)s, is_active),
     password_hash = coalesce(%(password_hash)s, password_hash),
     failed_logins = CASE WHEN %(password_hash)s::text IS NULL THEN failed_logins ELSE 0 END,
+    tokens_valid_after = CASE WHEN %(password_hash)s::text IS NULL THEN tokens_valid_after ELSE now() END,
     locked_until = CASE WHEN %(password_hash)s::text IS NULL THEN locked_until END,
     updated_at = now()
 WHERE id = %(id)s
