@@ -26,7 +26,9 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(db_url, tmp_
         result = subprocess.run(
             [cli, "run", f"{base}/openapi.json", "-H", f"Authorization: Bearer {token}",
              "--checks", "not_a_server_error,response_schema_conformance,content_type_conformance",
-             "--phases", "examples,coverage,fuzzing", "--max-examples", "25", "--workers", "2",
+             "--phases", "examples,coverage,fuzzing", "--max-examples", "25",
+             # one worker: schemathesis threads hit a CPython 3.11 ast.parse race (SystemError)
+             "--workers", "1",
              "--seed", "20261128", "--max-failures", "20"],
             capture_output=True, text=True, timeout=600, cwd=tmp_path)
         report = result.stdout[-6000:] + result.stderr[-2000:]
