@@ -11,7 +11,7 @@ import pytest
 
 from tracetrack_db import Database, bills, errors, scans
 
-from .factories import child_qr, full_parent, parent_qr
+from .factories import check_counters, child_qr, full_parent, parent_qr
 
 THREADS = 16
 
@@ -35,27 +35,6 @@ def outcome(result) -> str:
     if isinstance(result, errors.TraceTrackError):
         return result.code
     return getattr(result, "result", "ok")
-
-
-def check_counters(sql_conn) -> None:
-    """Every counter equals the real count, and nothing exceeds its capacity."""
-    bad_parents = sql_conn.execute("""
-        SELECT p.qr_id, p.child_count, count(c.id), p.weight_kg, coalesce(sum(c.weight_kg), 0)
-        FROM bag p LEFT JOIN bag c ON c.parent_id = p.id
-        WHERE p.type = 'parent'
-        GROUP BY p.id
-        HAVING p.child_count <> count(c.id) OR p.weight_kg <> coalesce(sum(c.weight_kg), 0)
-            OR p.child_count > p.capacity
-            OR (p.status = 'completed') <> (p.child_count = p.capacity)""").fetchall()
-    assert bad_parents == []
-    bad_bills = sql_conn.execute("""
-        SELECT bl.bill_no FROM bill bl LEFT JOIN bag p ON p.bill_id = bl.id
-        GROUP BY bl.id
-        HAVING bl.linked_parent_count <> count(p.id)
-            OR bl.total_child_count <> coalesce(sum(p.child_count), 0)
-            OR bl.total_weight_kg <> coalesce(sum(p.weight_kg), 0)
-            OR bl.linked_parent_count > bl.capacity""").fetchall()
-    assert bad_bills == []
 
 
 def test_many_scanners_fill_one_parent_never_above_capacity(db: Database, sql_conn):

@@ -19,6 +19,8 @@ from tracetrack_db import Database, bills, errors, passwords, scans, users
 from tracetrack_db import seed as seeding
 from tracetrack_db.seed import PASSWORD, SeedRefused, SeedReport, seed
 
+from .factories import check_counters
+
 BAGS = 20_000
 NOW = datetime(2026, 3, 2, 11, 45, 30, tzinfo=UTC)  # fixed, so that two seeds agree on timestamps too
 AREAS = ["akola", "bathinda", "hisar", "indore", "jaipur", "lucknow", "raipur", "ranchi",
@@ -91,14 +93,7 @@ def test_about_ten_percent_of_children_unlinked(conn):
 
 
 def test_parent_counters_equal_real_children(conn):
-    bad = conn.execute("""
-        SELECT p.qr_id, p.child_count, count(c.id), p.weight_kg, coalesce(sum(c.weight_kg), 0)
-        FROM bag p LEFT JOIN bag c ON c.parent_id = p.id
-        WHERE p.type = 'parent'
-        GROUP BY p.id
-        HAVING p.child_count <> count(c.id) OR p.weight_kg <> coalesce(sum(c.weight_kg), 0)
-        LIMIT 5""").fetchall()
-    assert bad == []
+    check_counters(conn)
     assert scalar(conn, "SELECT count(*) FROM bag WHERE type = 'parent' AND child_count > capacity") == 0
     assert scalar(conn, "SELECT max(capacity) FROM bag WHERE type = 'parent'") == 30
     # children weigh 1 kg, parents expect 30 kg
