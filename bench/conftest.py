@@ -19,7 +19,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tracetrack_db import Database, maintenance, migrations, views
-from tracetrack_db.seed import seed
+from tracetrack_ops.seed import seed
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

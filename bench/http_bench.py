@@ -172,7 +172,7 @@ def main() -> None:
     env = {**os.environ, "DATABASE_URL": args.database_url, "TRACETRACK_LOGIN_RATE": "100000",
            "TRACETRACK_SECRET_KEY": os.environ.get("TRACETRACK_SECRET_KEY", "bench-secret-0123456789abcdef")}
     if args.server == "granian":
-        serve = [sys.executable, "-c", "from tracetrack_api.cli import main; main()", "serve", "--no-demo",
+        serve = [sys.executable, "-c", "from tracetrack_ops.cli import main; main()", "serve", "--no-demo",
                  "--port", str(port)]
         if args.workers:
             serve += ["--workers", str(args.workers)]

@@ -27,6 +27,16 @@ def service_missing(reason: str) -> None:
     pytest.skip(reason)
 
 
+def require_module(name: str):
+    """Import a test dependency; a missing one skips, or fails under TRACETRACK_REQUIRE_SERVICES=1."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        service_missing(f"{name} is not installed ({exc}): pip install -e '.[test]'")
+
+
 def with_dbname(url: str, dbname: str) -> str:
     params = conninfo_to_dict(url)
     params["dbname"] = dbname

@@ -13,15 +13,14 @@ import orjson
 
 from tracetrack_api import auth as auth_module
 from tracetrack_api import routes
-from tracetrack_api.resources import accounts as accounts_module
+from tracetrack_api.handlers import accounts as accounts_module
 from tracetrack_api.tokens import TokenSigner
 from tracetrack_db import users
 
 from .api_helpers import *  # noqa: F403
 from .api_helpers import Api, api_settings
 
-SAMPLE_PARAMS = {"{user_id:int}": "1", "{user_id}": "1", "{qr}": "SB00001", "{bill_no}": "B-1",
-                 "{parent_qr}": "SB00001"}
+SAMPLE_PARAMS = {"{user_id}": "1", "{qr}": "SB00001", "{bill_no}": "B-1", "{parent_qr}": "SB00001"}
 ALL_ROLES = {"admin", "biller", "dispatcher"}
 
 
@@ -32,9 +31,14 @@ def concrete(path: str) -> str:
 
 
 def operations() -> dict[tuple[str, str], set[str] | None]:
-    """(METHOD, route template) -> the roles allowed (None: no token needed)."""
-    return {(method.upper(), path.replace(":path", "")): (None if op.roles is None else set(op.roles))
-            for path, _cls, ops in routes.table() for method, op in ops.items()}
+    """(METHOD, route template) -> the roles allowed (None: no token needed), as the table says."""
+    return {(op.method, op.path): (None if op.roles is None else set(op.roles)) for op in routes.OPERATIONS}
+
+
+def published_roles() -> dict[tuple[str, str], set[str] | None]:
+    """The same, as the OpenAPI document says (x-roles)."""
+    return {(method.upper(), path): (None if op["x-roles"] is None else set(op["x-roles"]))
+            for path, item in openapi_document()["paths"].items() for method, op in item.items()}
 
 
 # login ------------------------------------------------------------------------
@@ -165,82 +169,72 @@ def test_every_protected_route_answers_401_without_a_valid_token(db):
     assert_error(different.get("/api/me", user), 401, "unauthenticated")
 
 
-# roles ---------------------------------------------------------------------------
-def test_every_route_applies_its_role_rule(api, sql_conn):
+# roles ---------------------------------------------------------------------------------
+def test_every_operation_answers_every_role_as_the_published_document_says(api, sql_conn):
+    """A walk over every operation of the served /openapi.json, for each role and
+    for no token: 401 without a token where a role is needed, 403 forbidden (and
+    nothing changed) for each role not listed, neither 401 nor 403 for each role
+    listed. The roles come from the document, the answers from the live app: if
+    the two ever disagree, this fails."""
+    served = api.get("/openapi.json").json
+    assert served == openapi_document()
     admin, biller, dispatcher = api.admin(), api.biller(), api.dispatcher()
-    # real state, so that a missing role check would really change something
     api.parent_with_children(admin, "SB00001", 2, area="lucknow")
     api.parent_with_children(admin, "SB00002", 1, area="lucknow")
     api.bill(admin, "B-1", capacity=1)
     assert api.add_parent(admin, "B-1", "SB00002").status_code == 200
-    restricted = [
-        # method, route template, concrete path, body
-        ("GET", "/api/users", "/api/users", None),
-        ("POST", "/api/users", "/api/users", {"username": "newbie", "password": PASSWORD, "role": "admin"}),
-        ("PATCH", "/api/users/{user_id:int}", f"/api/users/{dispatcher.id}", {"role": "admin"}),
-        ("POST", "/api/areas", "/api/areas", {"name": "new_area"}),
-        ("DELETE", "/api/bags/{qr}", "/api/bags/SB00001-C000", None),
-        ("POST", "/api/scans/parent", "/api/scans/parent", {"qr_id": "SB00009", "dispatch_area": "lucknow"}),
-        ("POST", "/api/scans/child", "/api/scans/child", {"parent_qr": "SB00001", "child_qr": "NEW-CHILD-1"}),
-        ("POST", "/api/scans/batch", "/api/scans/batch", {"parent_qr": "SB00001", "child_qrs": ["NEW-CHILD-2"]}),
-        ("POST", "/api/scans/unlink", "/api/scans/unlink", {"child_qr": "SB00001-C001"}),
-        ("GET", "/api/bills", "/api/bills", None),
-        ("POST", "/api/bills", "/api/bills", {"bill_no": "B-2", "capacity": 1}),
-        ("GET", "/api/bills/{bill_no}", "/api/bills/B-1", None),
-        ("PATCH", "/api/bills/{bill_no}", "/api/bills/B-1", {"description": "changed"}),
-        ("DELETE", "/api/bills/{bill_no}", "/api/bills/B-1", None),
-        ("POST", "/api/bills/{bill_no}/parents", "/api/bills/B-1/parents", {"parent_qr": "SB00001"}),
-        ("DELETE", "/api/bills/{bill_no}/parents/{parent_qr}", "/api/bills/B-1/parents/SB00002", None),
-        ("POST", "/api/bills/{bill_no}/complete", "/api/bills/B-1/complete", None),
-        ("POST", "/api/bills/{bill_no}/reopen", "/api/bills/B-1/reopen", None),
-        ("GET", "/api/exports/bags.csv", "/api/exports/bags.csv", None),
-        ("GET", "/api/exports/bills.csv", "/api/exports/bills.csv", None),
-    ]
-    ops = operations()
-    # the contract's rules, as the route table states them
-    contract = {
-        ("GET", "/api/users"): {"admin"}, ("POST", "/api/users"): {"admin"},
-        ("PATCH", "/api/users/{user_id:int}"): {"admin"}, ("POST", "/api/areas"): {"admin"},
-        ("DELETE", "/api/bags/{qr}"): {"admin", "biller"},
-        ("DELETE", "/api/bills/{bill_no}"): {"admin"},
-        ("GET", "/api/exports/bags.csv"): {"admin", "biller"},
-        ("GET", "/api/exports/bills.csv"): {"admin", "biller"},
-    }
-    for method, template, _path, _body in restricted:
-        if template.startswith("/api/scans"):
-            contract[(method, template)] = {"admin", "dispatcher"}
-        elif template.startswith("/api/bills") and (method, template) not in contract:
-            contract[(method, template)] = {"admin", "biller"}
-    assert {k: ops[k] for k in contract} == contract
-    # every operation that is not open to every role is in the table above
-    assert {k for k, v in ops.items() if v is not None and v != ALL_ROLES} == set(contract)
+    callers = {"admin": admin, "biller": biller, "dispatcher": dispatcher}
 
     def state():
         return (count_events(sql_conn), count_rows(sql_conn, "bag"), count_rows(sql_conn, "bill"),
                 count_rows(sql_conn, "app_user"), count_rows(sql_conn, "dispatch_area"),
-                sql_value(sql_conn, "SELECT string_agg(role, ',' ORDER BY id) FROM app_user"),
+                sql_value(sql_conn, "SELECT string_agg(role || is_active::text, ',' ORDER BY id) FROM app_user"),
                 sql_value(sql_conn, "SELECT description || status FROM bill WHERE bill_no = 'B-1'"))
 
-    for method, template, path, body in restricted:
-        for caller in (admin, biller, dispatcher):
-            if caller.role in contract[(method, template)]:
+    checked = 0
+    for template, item in served["paths"].items():
+        path = concrete(template).replace("/api/users/1", f"/api/users/{dispatcher.id}")
+        for method, op in item.items():
+            roles = op["x-roles"]
+            body = {} if "requestBody" in op else None
+            if roles is None:
+                assert api.request(method.upper(), path, json=body).status_code not in (401, 403), template
                 continue
-            before = state()
-            error = assert_error(api.request(method, path, caller, json=body), 403, "forbidden")
-            assert "role" in error["message"], (method, path, caller.role)
-            assert state() == before, (method, path, caller.role)
-    # every role may use the routes open to all
-    api.open_parent(dispatcher, "SB00003")
-    for caller in (admin, biller, dispatcher):
-        for path in ("/api/me", "/api/areas", "/api/bags", "/api/bags/SB00003", "/api/bags/SB00003/history",
-                     "/api/scans", "/api/dashboard/analytics"):
-            assert api.get(path, caller).status_code == 200, (caller.role, path)
-    assert {k for k, v in ops.items() if v == ALL_ROLES} == {
+            assert_error(api.request(method.upper(), path, json=body), 401, "unauthenticated")
+            for role, caller in callers.items():
+                before = state()
+                result = api.request(method.upper(), path, caller, json=body)
+                if role in roles:
+                    assert result.status_code not in (401, 403), (method, template, role, result.text)
+                else:
+                    error = assert_error(result, 403, "forbidden")
+                    assert "role" in error["message"], (method, template, role)
+                    assert state() == before, (method, template, role)
+                checked += 1
+    assert checked == 3 * sum(1 for item in served["paths"].values() for op in item.values() if op["x-roles"])
+    assert published_roles() == operations()  # the document states the table's rules
+
+
+def test_the_contracts_role_rules():
+    """DESIGN §4's roles, as the table states them."""
+    ops = operations()
+    everyone = {k for k, v in ops.items() if v == ALL_ROLES}
+    assert everyone == {
         ("GET", "/api/me"), ("GET", "/api/areas"), ("GET", "/api/bags"), ("POST", "/api/bags"),
         ("GET", "/api/bags/{qr}"), ("GET", "/api/bags/{qr}/history"), ("GET", "/api/scans"),
         ("GET", "/api/dashboard/analytics")}
-    registered = api.post("/api/bags", biller, json={"qr_id": "LOOSE-1", "type": "child", "dispatch_area": "akola"})
-    assert registered.status_code == 201, registered.text
+    assert {k for k, v in ops.items() if v is None} == {("GET", "/health"), ("POST", "/api/auth/login")}
+    admin_only = {("GET", "/api/users"), ("POST", "/api/users"), ("PATCH", "/api/users/{user_id}"),
+                  ("POST", "/api/areas"), ("DELETE", "/api/bills/{bill_no}")}
+    for (method, path), roles in ops.items():
+        if (method, path) in everyone or roles is None:
+            continue
+        if (method, path) in admin_only:
+            assert roles == {"admin"}, (method, path)
+        elif path.startswith("/api/scans"):
+            assert roles == {"admin", "dispatcher"}, (method, path)
+        else:  # bills, exports, deleting a bag
+            assert roles == {"admin", "biller"}, (method, path)
 
 
 # the user directory: deactivation, role changes, and no database on the hot path --
@@ -272,13 +266,13 @@ def test_the_token_check_uses_the_user_cache_not_the_database(db, sql_conn, monk
     clock = [1000.0]
     monkeypatch.setattr(auth_module, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
     lookups: list[int] = []
-    real_load = auth_module.UserDirectory._load
+    real_load = auth_module.users.get_principal
 
-    def counting_load(directory, user_id):
+    def counting_load(db, user_id):
         lookups.append(user_id)
-        return real_load(directory, user_id)
+        return real_load(db, user_id)
 
-    monkeypatch.setattr(auth_module.UserDirectory, "_load", counting_load)
+    monkeypatch.setattr(auth_module.users, "get_principal", counting_load)
     for _ in range(10):
         assert api.get("/api/areas", dispatcher).status_code == 200
         assert api.get("/api/bills", biller).status_code == 200
@@ -305,8 +299,6 @@ def test_the_token_check_uses_the_user_cache_not_the_database(db, sql_conn, monk
 
 # unexpected errors and unknown routes ------------------------------------------------
 class Boom:
-    auth_exempt = True
-
     def on_get(self, req, resp):
         raise RuntimeError("kaboom: secret internals")
 
@@ -330,7 +322,10 @@ def test_an_unexpected_exception_is_a_json_500_with_a_request_id(api, caplog):
     biller = api.biller()
     assert_error(api.get("/api/nothing-here", biller), 404, "not_found")
     assert_error(api.get("/nothing"), 404, "not_found")
-    assert_error(api.get("/api/users/not-a-number", biller), 404, "not_found")
+    assert_error(api.get("/api/users/not-a-number", biller), 405, "method_not_allowed")  # PATCH only
+    assert_error(api.patch("/api/users/not-a-number", biller), 403, "forbidden")  # the role first ...
+    assert_error(api.patch("/api/users/not-a-number", api.admin(), json={"role": "biller"}), 400,
+                 "validation_error", "user_id")  # ... then the path
     assert_error(api.request("PUT", "/api/bags", biller), 405, "method_not_allowed")
     assert_error(api.delete("/api/scans", biller), 405, "method_not_allowed")
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
+from tracetrack_db import Bag
 
 from .api_helpers import *  # noqa: F403
 from .api_helpers import Api
@@ -81,9 +83,11 @@ def test_bag_detail_has_the_family_and_the_bill(api):
     assert child.json["parent"]["qr_id"] == "SB00001" and child.json["children"] == []
     assert child.json["bill"]["bill_no"] == "B-7"  # the parent's bill
 
-    loose = api.get("/api/bags/LOOSE-1/", admin)  # a trailing slash is fine
+    loose = api.get("/api/bags/LOOSE-1", admin)
     assert loose.status_code == 200
     assert (loose.json["parent"], loose.json["children"], loose.json["bill"]) == (None, [], None)
+    # a trailing slash names the bag "LOOSE-1/", which no QR can be: never LOOSE-1 itself
+    assert_error(api.get("/api/bags/LOOSE-1/", admin), 400, "invalid_qr")
 
     assert_error(api.get("/api/bags/SB09999", admin), 404, "bag_not_found")
     assert_error(api.get("/api/bags/a!b", admin), 400, "invalid_qr")
@@ -251,8 +255,12 @@ def test_dispatchers_see_only_their_area(api):
 
     for path in ("/api/bags/SB00001", "/api/bags/SB00001-C000", "/api/bags/LOOSE-1",
                  "/api/bags/SB00001/history", "/api/bags/SB00001-C001/history"):
-        error = assert_error(api.get(path, dispatcher), 403, "wrong_area")
-        assert "lucknow" in error["message"]
+        # exactly what an unknown QR gets: the same status, code and message
+        other = api.get(path, dispatcher)
+        unknown = api.get(path.replace("SB00001", "SB00404").replace("LOOSE-1", "LOOSE-404"), dispatcher)
+        assert_error(other, 404, "bag_not_found")
+        assert other.json["error"]["message"] == unknown.json["error"]["message"].replace(
+            "SB00404", "SB00001").replace("LOOSE-404", "LOOSE-1"), path
     assert api.get("/api/bags/SB00002", dispatcher).status_code == 200
     assert api.get("/api/bags/SB00002/history", dispatcher).status_code == 200
     # the list is confined to their area, whatever they ask
@@ -334,17 +342,17 @@ def test_bag_export_streams_every_matching_row(api, sql_conn):
     assert result.status_code == 200, result.text[:300]
     assert result.headers["content-type"].startswith("text/csv")
     assert 'filename="bags.csv"' in result.headers["content-disposition"]
-    rows = list(csv.reader(io.StringIO(result.text)))
-    assert rows[0] == ["qr_id", "type", "status", "dispatch_area", "parent_qr", "bill_no", "child_count", "capacity",
-                       "weight_kg", "created_at", "updated_at"]
-    assert len(rows) - 1 == count_rows(sql_conn, "bag") == 453  # no row cap (a page stops at 200)
-    assert [r[0] for r in rows[1:4]] == ["SB00001", "SB00001-C000", "SB00001-C001"]  # oldest first
-    assert rows[2][4] == "SB00001" and rows[1][6] == "2"
+    rows = list(csv.DictReader(io.StringIO(result.text)))
+    assert list(rows[0]) == [f.name for f in dataclasses.fields(Bag)]  # the columns of Bag, in order
+    assert len(rows) == count_rows(sql_conn, "bag") == 453  # no row cap (a page stops at 200)
+    assert [r["qr_id"] for r in rows[:3]] == ["SB00001", "SB00001-C000", "SB00001-C001"]  # oldest first
+    assert rows[1]["parent_qr"] == "SB00001" and rows[0]["child_count"] == "2"
     # the list filters apply
-    parents = list(csv.reader(io.StringIO(api.get("/api/exports/bags.csv", admin, params={"type": "parent"}).text)))
-    assert [r[0] for r in parents[1:]] == ["SB00001"]
+    parents = list(csv.DictReader(io.StringIO(api.get("/api/exports/bags.csv", admin,
+                                                      params={"type": "parent"}).text)))
+    assert [r["qr_id"] for r in parents] == ["SB00001"]
     lucknow = api.get("/api/exports/bags.csv", admin, params={"dispatch_area": "lucknow", "linked": "true"}).text
-    assert [r[0] for r in list(csv.reader(io.StringIO(lucknow)))[1:]] == ["SB00001-C000", "SB00001-C001"]
+    assert [r["qr_id"] for r in csv.DictReader(io.StringIO(lucknow))] == ["SB00001-C000", "SB00001-C001"]
     nothing = api.get("/api/exports/bags.csv", admin, params={"q": "NOPE"})
     assert nothing.status_code == 200 and len(nothing.text.strip().splitlines()) == 1  # the header only
     assert_error(api.get("/api/exports/bags.csv", admin, params={"linked": "maybe"}), 400, "validation_error",

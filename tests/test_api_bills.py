@@ -3,6 +3,10 @@ complete and reopen — with every conflict of the contract."""
 
 from __future__ import annotations
 
+import dataclasses
+
+from tracetrack_db import Bill
+
 
 from .api_helpers import *  # noqa: F403
 
@@ -234,17 +238,17 @@ def test_bill_export_streams_every_matching_bill(api):
     assert result.status_code == 200, result.text
     assert result.headers["content-type"].startswith("text/csv")
     assert 'filename="bills.csv"' in result.headers["content-disposition"]
-    rows = list(csv.reader(io.StringIO(result.text)))
-    assert rows[0] == ["bill_no", "status", "capacity", "linked_parent_count", "total_child_count", "total_weight_kg",
-                       "expected_weight_kg", "destination", "vehicle_number", "description", "created_at",
-                       "completed_at"]
-    assert [r[0] for r in rows[1:]] == ["B-1", "B-2", "X-1"]
-    assert rows[1][1:5] == ["completed", "1", "1", "1"] and rows[1][7] == 'Agra, "North"' and rows[1][11]
-    completed = list(csv.reader(io.StringIO(api.get("/api/exports/bills.csv", admin,
-                                                    params={"status": "completed"}).text)))
-    assert [r[0] for r in completed[1:]] == ["B-1"]
-    prefixed = list(csv.reader(io.StringIO(api.get("/api/exports/bills.csv", admin, params={"q": "b-"}).text)))
-    assert [r[0] for r in prefixed[1:]] == ["B-1", "B-2"]
+    rows = list(csv.DictReader(io.StringIO(result.text)))
+    assert list(rows[0]) == [f.name for f in dataclasses.fields(Bill)]  # the columns of Bill, in order
+    assert [r["bill_no"] for r in rows] == ["B-1", "B-2", "X-1"]
+    assert [rows[0][k] for k in ("status", "capacity", "linked_parent_count", "total_child_count")] == \
+        ["completed", "1", "1", "1"]
+    assert rows[0]["destination"] == 'Agra, "North"' and rows[0]["completed_at"]
+    completed = list(csv.DictReader(io.StringIO(api.get("/api/exports/bills.csv", admin,
+                                                        params={"status": "completed"}).text)))
+    assert [r["bill_no"] for r in completed] == ["B-1"]
+    prefixed = csv.DictReader(io.StringIO(api.get("/api/exports/bills.csv", admin, params={"q": "b-"}).text))
+    assert [r["bill_no"] for r in prefixed] == ["B-1", "B-2"]
     assert_error(api.get("/api/exports/bills.csv", admin, params={"status": "lost"}), 400, "validation_error",
                  "status")
 

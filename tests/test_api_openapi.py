@@ -4,7 +4,6 @@ the real answers), /health, and 503 when the database is down."""
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
@@ -41,45 +40,46 @@ def test_the_document_is_valid_openapi_3_1_with_every_route(api):
     assert doc == openapi_document()
     assert doc["openapi"].startswith("3.1")
     assert doc["info"]["title"] and doc["info"]["version"]
-    try:
-        from openapi_spec_validator import validate
-    except ImportError:  # structure only
-        validate = None
-    if validate is not None:
-        validate(doc)
-    # every route of the table, with exactly the methods its resource answers
-    table = routes.table()
-    assert set(doc["paths"]) == {doc_path(path) for path, _cls, ops in table if ops}
-    for path, cls, ops in table:
-        if cls is None or not ops:  # documented here, served by a path-converter route
-            continue
-        item = doc["paths"][doc_path(path)]
-        responders = {m for m in METHODS if callable(getattr(cls, f"on_{m}", None))}
-        assert set(item) == set(ops) == responders, path
-        names = re.findall(r"\{([^}]+)\}", doc_path(path))
-        for method, op in item.items():
-            assert op["summary"] and ({"200", "201"} & set(op["responses"])), (path, method)
-            declared = [p["name"] for p in op.get("parameters", []) if p["in"] == "path"]
-            assert declared == names, (path, method)  # template variables are declared parameters
-            assert all(p["required"] for p in op.get("parameters", []) if p["in"] == "path")
-            roles = ops[method].roles
-            codes = set(op["responses"])
-            if roles is None:
-                assert "security" not in op, (path, method)
-            else:
-                assert op["security"] == [{"bearer": []}], (path, method)
-                assert {"401", "403"} <= codes, (path, method)
-                for role in roles:
-                    assert role in op["description"], (path, method)
-            if ops[method].body is not None:
-                body = op["requestBody"]["content"]["application/json"]["schema"]
-                assert body["type"] == "object" and body["additionalProperties"] is False
-                assert set(body["properties"]) == set(ops[method].body.fields)
-                assert {"400", "413"} <= codes
-            for code, answer in op["responses"].items():
-                assert answer["description"] and answer["content"], (path, method, code)
-                if int(code) >= 400:
-                    assert answer["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+    require_module("openapi_spec_validator").validate(doc)
+    # every operation of the table, and nothing else
+    assert {(p, m.upper()) for p, item in doc["paths"].items() for m in item} == \
+        {(op.path, op.method) for op in routes.OPERATIONS}
+    ids = [op["operationId"] for item in doc["paths"].values() for op in item.values()]
+    assert len(ids) == len(set(ids)) == len(routes.OPERATIONS)
+    assert all(re.fullmatch(r"[a-z][a-z_]+", i) for i in ids)
+    tags = {t["name"] for t in doc["tags"]}
+    for row in routes.OPERATIONS:
+        op = doc["paths"][row.path][row.method.lower()]
+        path, method = row.path, row.method
+        assert op["operationId"] == row.id and op["tags"] == [row.tag] and row.tag in tags
+        names = re.findall(r"\{([^}]+)\}", path)
+        assert op["summary"] and ({"200", "201"} & set(op["responses"])), (path, method)
+        declared = [p["name"] for p in op.get("parameters", []) if p["in"] == "path"]
+        assert declared == names, (path, method)  # template variables are declared parameters
+        assert all(p["required"] for p in op.get("parameters", []) if p["in"] == "path")
+        codes = set(op["responses"])
+        if row.roles is None:
+            assert "security" not in op and op["x-roles"] is None, (path, method)
+        else:
+            assert op["security"] == [{"bearer": []}], (path, method)
+            assert {"401", "403"} <= codes, (path, method)
+            assert op["x-roles"] == list(row.roles)
+            for role in row.roles:
+                assert role in op["description"], (path, method)
+        headers = [p["name"] for p in op.get("parameters", []) if p["in"] == "header"]
+        assert headers == (["Idempotency-Key"] if row.idempotent else [])
+        if row.idempotent:
+            assert "idempotency_key_reused" in op["responses"]["409"]["description"]
+        if row.body is not None:
+            body = op["requestBody"]["content"]["application/json"]["schema"]
+            assert body["type"] == "object" and body["additionalProperties"] is False
+            assert set(body["properties"]) == set(row.body.fields)
+            assert {"400", "413"} <= codes
+        for code, answer in op["responses"].items():
+            assert answer["description"] and answer["content"], (path, method, code)
+            if int(code) >= 400 and row.id != "health":
+                assert answer["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+                assert answer["description"].startswith("error: ")
     # every $ref resolves; the security scheme is bearer
     schemas = doc["components"]["schemas"]
     for ref in refs(doc):
@@ -124,7 +124,6 @@ def test_the_contract_table_is_in_the_document():
 
 def test_real_answers_match_their_documented_schemas(api, sql_conn):
     """One walk over every route; each answer is checked against the document."""
-    pytest.importorskip("jsonschema")
     from tracetrack_db import views
 
     admin, biller, dispatcher = api.admin(), api.biller(), api.dispatcher("lucknow")
@@ -150,9 +149,9 @@ def test_real_answers_match_their_documented_schemas(api, sql_conn):
     new_user = call("POST", "/api/users", admin, json={"username": "x.y", "password": PASSWORD, "role": "biller"},
                     expect=201)
     call("POST", "/api/users", admin, json={"username": "x.y", "password": PASSWORD, "role": "biller"}, expect=409)
-    call("PATCH", "/api/users/{user_id:int}", admin, json={"is_active": False},
+    call("PATCH", "/api/users/{user_id}", admin, json={"is_active": False},
          values={"user_id": str(new_user.json["id"])}, expect=200)
-    call("PATCH", "/api/users/{user_id:int}", admin, json={"is_active": False}, values={"user_id": "999999"},
+    call("PATCH", "/api/users/{user_id}", admin, json={"is_active": False}, values={"user_id": "999999"},
          expect=404)
     call("GET", "/api/areas", dispatcher, expect=200)
     call("POST", "/api/areas", admin, json={"name": "zone_q"}, expect=201)
@@ -226,7 +225,6 @@ def test_a_database_outage_is_503_with_retry_after(db):
     down.pool.open(wait=False)
     try:
         api = Api(down, api_settings())
-        start = time.monotonic()
         health = api.get("/health")
         assert health.status_code == 503, health.text
         assert health.headers.get("retry-after")
@@ -239,7 +237,6 @@ def test_a_database_outage_is_503_with_retry_after(db):
             assert result.headers.get("retry-after"), (method, path)
         login = api.post("/api/auth/login", json={"username": "admin", "password": PASSWORD})
         assert_error(login, 503, "database_unavailable")
-        assert time.monotonic() - start < 10  # fails fast, never hangs
     finally:
         down.close()
     # the real database is untouched and fine

@@ -101,9 +101,13 @@ def test_link_child_errors(api, sql_conn):
     assert_error(link("SB00003", "NEW-1"), 409, "parent_on_bill")
     assert_error(link("SB00002", "bad"), 400, "invalid_qr", "child_qr")
     assert_error(link("bad", "NEW-1"), 400, "invalid_qr", "parent_qr")
-    # dispatchers: neither a parent nor a child of another area
-    assert_error(link("SB00009", "NEW-1"), 403, "wrong_area")
-    assert_error(link("SB00002", "FOREIGN-1"), 403, "wrong_area")
+    # dispatchers: another area's parent is an unknown parent; another area's child cannot be linked
+    assert_error(link("SB00009", "NEW-1"), 404, "bag_not_found")
+    assert link("SB00009", "NEW-1").json == link("SB00404", "NEW-1").json | {"error": {
+        **link("SB00404", "NEW-1").json["error"],
+        "message": link("SB00404", "NEW-1").json["error"]["message"].replace("SB00404", "SB00009")}}
+    wrong = assert_error(link("SB00002", "FOREIGN-1"), 403, "wrong_area")
+    assert "indore" not in wrong["message"]
     assert (count_rows(sql_conn, "bag"), count_events(sql_conn)) == before
     # an admin may link across areas
     assert link("SB00009", "NEW-1", admin).json["result"] == "linked"
@@ -156,7 +160,7 @@ def test_batch_answers_a_result_per_child_in_input_order(api, sql_conn):
                  422, "not_a_parent")
     api.open_parent(admin, "SB00009", area="indore")
     assert_error(api.post("/api/scans/batch", dispatcher, json={"parent_qr": "SB00009", "child_qrs": ["X-001"]}),
-                 403, "wrong_area")
+                 404, "bag_not_found")
     assert_error(api.post("/api/scans/batch", dispatcher, json={"parent_qr": "SB00001", "child_qrs": ["X-001", "!"]}),
                  400, "invalid_qr", "child_qrs")
     assert count_events(sql_conn, "link") == 1 + 1 + 3 + 30
@@ -205,7 +209,7 @@ def test_unlink_keeps_the_child_and_reopens_the_parent(api, sql_conn):
     assert_error(api.post("/api/scans/unlink", dispatcher, json={"child_qr": "NOBODY-1"}), 404, "bag_not_found")
     assert_error(api.post("/api/scans/unlink", dispatcher, json={"child_qr": "?"}), 400, "invalid_qr", "child_qr")
     api.parent_with_children(admin, "SB00009", 1, area="indore")
-    assert_error(api.post("/api/scans/unlink", dispatcher, json={"child_qr": "SB00009-C000"}), 403, "wrong_area")
+    assert_error(api.post("/api/scans/unlink", dispatcher, json={"child_qr": "SB00009-C000"}), 404, "bag_not_found")
     api.bill(admin, "B-1", capacity=1)
     assert api.add_parent(admin, "B-1", "SB00001").status_code == 200
     assert_error(api.post("/api/scans/unlink", dispatcher, json={"child_qr": "KID-00"}), 409, "parent_on_bill")

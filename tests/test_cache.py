@@ -86,18 +86,24 @@ def test_make_cache_picks_redis_only_when_configured(redis_url):
 
 
 def test_local_cache_expiry_and_counters():
-    cache = LocalCache()
-    cache.set("k", b"v", ttl=0.05)
+    now = [100.0]
+    cache = LocalCache(clock=lambda: now[0])
+    cache.set("k", b"v", ttl=5)
+    now[0] += 4.9
     assert cache.get("k") == b"v"
-    time.sleep(0.1)
+    now[0] += 0.2
     assert cache.get("k") is None
     assert [cache.incr("c", 60) for _ in range(3)] == [1, 2, 3]
+    now[0] += 59
+    assert cache.incr("c", 60) == 4  # the counter lives 60 s from its first increment ...
+    now[0] += 2
+    assert cache.incr("c", 60) == 1  # ... then starts again
 
 
 def test_redis_outage_costs_no_failed_request_and_recovery_is_picked_up(db, own_redis):
     users.create_user(db, "boss", "boss-password", "admin")
     cache = RedisCache(own_redis.url)
-    settings = ApiSettings(db=Settings(redis_url=own_redis.url), secret_key="cache-test-secret-0123456789")
+    settings = ApiSettings(db=Settings(), redis_url=own_redis.url, secret_key="cache-test-secret-0123456789")
     client = falcon.testing.TestClient(create_app(db, settings, cache=cache))
 
     def login():

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 
-ENTRY = [sys.executable, "-c", "from tracetrack_api.cli import main; main()"]
+ENTRY = [sys.executable, "-c", "from tracetrack_ops.cli import main; main()"]
 
 
 def run(args, env_extra, input_text=None, timeout=120):

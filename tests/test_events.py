@@ -97,19 +97,20 @@ def test_failed_writes_append_nothing(db, sql_conn):
     bills.create_bill(db, "BILL-1", 2)
     before = sql_conn.execute("SELECT count(*) FROM event").fetchone()[0]
     failing = [
-        lambda: scans.link_child(db, qr, "EXTRA"),                 # parent_full
-        lambda: scans.link_children(db, "SB00099", ["EXTRA"]),     # bag_not_found
-        lambda: scans.unlink_child(db, "NOPE-1"),                  # bag_not_found
-        lambda: scans.open_parent(db, "C00001-00"),                # not_a_parent
-        lambda: bills.complete_bill(db, "BILL-1"),                 # bill_not_full
-        lambda: bills.reopen_bill(db, "BILL-1"),                   # bill_not_completed
-        lambda: bills.remove_parent(db, "BILL-1", qr),             # parent_not_on_bill
-        lambda: bags.delete_bag(db, qr),                           # bag_has_children
-        lambda: bills.create_bill(db, "bill-1", 2),                # bill_exists
+        (lambda: scans.link_child(db, qr, "EXTRA"), "parent_full"),
+        (lambda: scans.link_children(db, "SB00099", ["EXTRA"]), "bag_not_found"),
+        (lambda: scans.unlink_child(db, "NOPE-1"), "bag_not_found"),
+        (lambda: scans.open_parent(db, "C00001-00"), "not_a_parent"),
+        (lambda: bills.complete_bill(db, "BILL-1"), "bill_not_full"),
+        (lambda: bills.reopen_bill(db, "BILL-1"), "bill_not_completed"),
+        (lambda: bills.remove_parent(db, "BILL-1", qr), "parent_not_on_bill"),
+        (lambda: bags.delete_bag(db, qr), "bag_has_children"),
+        (lambda: bills.create_bill(db, "bill-1", 2), "bill_exists"),
     ]
-    for call in failing:
-        with pytest.raises(errors.TraceTrackError):
+    for call, code in failing[:-1]:
+        with pytest.raises(errors.TraceTrackError) as info:
             call()
+        assert info.value.code == code
     assert sql_conn.execute("SELECT count(*) FROM event").fetchone()[0] == before
 
 
@@ -127,7 +128,7 @@ def test_history_of_a_parent_has_its_children_and_its_bill(db):
     bills.add_parent(db, "BILL-1", "SB00002")
     bills.complete_bill(db, "BILL-1")
 
-    history = events.bag_history(db, "sb00001")
+    history = events.bag_history(db, "sb00001").items
     got = [(e.kind, e.qr_id, e.parent_qr, e.bill_no) for e in history]
     assert got == [
         ("parent_scan", "SB00001", None, None),
@@ -148,7 +149,7 @@ def test_history_of_a_parent_has_its_children_and_its_bill(db):
     # the other parent's own scan and its other child are not in it
     assert not any(e.qr_id == "STAYS-IN-2" or (e.kind == "parent_scan" and e.qr_id == "SB00002")
                    for e in history)
-    assert [e.kind for e in events.bag_history(db, "SB00001", limit=3)] == ["parent_scan", "link", "unlink"]
+    assert [e.kind for e in events.bag_history(db, "SB00001", limit=3).items] == ["parent_scan", "link", "unlink"]
 
 
 def test_history_of_a_child_has_its_links_and_its_parents_bill(db):
@@ -162,7 +163,7 @@ def test_history_of_a_child_has_its_links_and_its_parents_bill(db):
     bills.create_bill(db, "BILL-1", 1)
     bills.add_parent(db, "BILL-1", "SB00001")
 
-    history = events.bag_history(db, "kid-1")
+    history = events.bag_history(db, "kid-1").items
     assert [(e.kind, e.qr_id, e.parent_qr, e.bill_no) for e in history] == [
         ("link", "KID-1", "SB00002", None),
         ("unlink", "KID-1", "SB00002", None),
@@ -176,13 +177,13 @@ def test_history_of_a_child_has_its_links_and_its_parents_bill(db):
 def test_history_after_deletions(db, sql_conn):
     qr = full_parent(db, 1, children=2)
     bags.delete_bag(db, "C00001-00")
-    history = events.bag_history(db, qr)
+    history = events.bag_history(db, qr).items
     assert [(e.kind, e.qr_id) for e in history][-2:] == [("unlink", "C00001-00"), ("bag_deleted", "C00001-00")]
-    gone = events.bag_history(db, "C00001-00")  # the bag is gone, its history is not
+    gone = events.bag_history(db, "C00001-00").items  # the bag is gone, its history is not
     assert [e.kind for e in gone] == ["link", "unlink", "bag_deleted"]
     assert sql_conn.execute("SELECT count(*) FROM event WHERE qr_id = 'C00001-00'").fetchone()[0] == 3
     with pytest.raises(errors.BagNotFound) as info:  # ... and one that never was
-        events.bag_history(db, "NEVER-1")
+        events.bag_history(db, "NEVER-1").items
     assert info.value.status == 404
 
 
@@ -261,8 +262,43 @@ def test_a_dispatchers_history_leaves_out_other_areas_parents_on_the_same_bill(d
     bills.create_bill(db, "MIXED-1", 2)
     bills.add_parent(db, "MIXED-1", mine)
     bills.add_parent(db, "MIXED-1", theirs)
-    everything = [(e.kind, e.parent_qr) for e in events.bag_history(db, mine)]
+    everything = [(e.kind, e.parent_qr) for e in events.bag_history(db, mine).items]
     assert ("bill_add", theirs) in everything
-    confined = [(e.kind, e.parent_qr) for e in events.bag_history(db, mine, restrict_area="lucknow")]
+    confined = [(e.kind, e.parent_qr) for e in events.bag_history(db, mine, restrict_area="lucknow").items]
     assert ("bill_add", theirs) not in confined
     assert ("bill_add", mine) in confined and ("bill_created", None) in confined
+
+
+def test_a_dispatchers_history_and_scans_of_another_areas_bag_are_not_found(db, sql_conn):
+    theirs = full_parent(db, 2, area="jaipur", children=1)
+    for qr in (theirs, "C00002-00"):
+        assert events.bag_history(db, qr, restrict_area="jaipur").items
+        for read in (lambda q: events.bag_history(db, q, restrict_area="lucknow"),
+                     lambda q: events.recent_events(db, qr_id=q, dispatch_area="lucknow")):
+            with pytest.raises(errors.BagNotFound) as other:
+                read(qr)
+            with pytest.raises(errors.BagNotFound) as unknown:
+                read("NEVER-1")
+            assert other.value.message == unknown.value.message.replace("NEVER-1", qr)
+    assert events.recent_events(db, qr_id=theirs, dispatch_area="jaipur").items
+
+
+def test_a_deleted_bags_history_is_readable_by_a_dispatcher_of_its_area(db):
+    qr = full_parent(db, 1, area="lucknow", children=1)
+    bags.delete_bag(db, "C00001-00")
+    for area in (None, "lucknow"):
+        history = events.bag_history(db, "C00001-00", restrict_area=area)
+        assert [e.kind for e in history.items] == ["link", "unlink", "bag_deleted"], area
+        assert [e.kind for e in events.recent_events(db, qr_id="C00001-00", dispatch_area=area).items] == \
+            ["bag_deleted", "unlink", "link"]
+    with pytest.raises(errors.BagNotFound):
+        events.bag_history(db, "C00001-00", restrict_area="jaipur")
+    assert qr == "SB00001"
+
+
+def test_a_bag_without_events_has_an_empty_history_not_a_404(db, sql_conn):
+    sql_conn.execute("INSERT INTO bag (qr_id, type, dispatch_area) VALUES ('SILENT-1', 'child', 'lucknow')")
+    assert events.bag_history(db, "SILENT-1").items == []
+    assert events.bag_history(db, "SILENT-1", restrict_area="lucknow").items == []
+    with pytest.raises(errors.BagNotFound):
+        events.bag_history(db, "SILENT-1", restrict_area="indore")

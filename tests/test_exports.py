@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import tracemalloc
 
 import pytest
 
-from tracetrack_db import Database, exports, scans
+from tracetrack_db import Bag, Bill, Database, exports, scans
 
 from .factories import full_parent
 
@@ -35,6 +36,7 @@ def test_bag_export_has_every_row_and_the_filters_of_the_list(db: Database, sql_
     rows = list(csv.DictReader(io.StringIO(text)))
     assert len(rows) == 5
     assert {r["qr_id"] for r in rows} == {"SB00001", "SB00002", "C00001-00", "C00001-01", "C00001-02"}
+    assert list(rows[0]) == [f.name for f in dataclasses.fields(Bag)]  # the columns of Bag, in order
     child = next(r for r in rows if r["qr_id"] == "C00001-00")
     assert child["parent_qr"] == "SB00001" and child["type"] == "child"
     only = list(csv.DictReader(io.StringIO(b"".join(exports.bags_csv(db, dispatch_area="indore")).decode())))
@@ -51,6 +53,7 @@ def test_bill_export(db: Database):
     rows = list(csv.DictReader(io.StringIO(b"".join(exports.bills_csv(db, q="exp-")).decode())))
     assert [r["bill_no"] for r in rows] == ["EXP-1", "EXP-2"]
     assert rows[0]["destination"] == 'Delhi, "north"'  # CSV quoting survives
+    assert list(rows[0]) == [f.name for f in dataclasses.fields(Bill)]
 
 
 def test_large_export_streams_every_row_in_constant_memory(db: Database, sql_conn):
@@ -88,7 +91,7 @@ def test_http_exports_give_their_slot_back_and_are_limited(db: Database):
 
     from tracetrack_api.app import create_app
     from tracetrack_api.config import ApiSettings
-    from tracetrack_api.resources import reports
+    from tracetrack_api.handlers import reports
     from tracetrack_db import Settings, users
 
     users.create_user(db, "exporter", "exporter-password", "admin")

@@ -1,5 +1,5 @@
-"""idempotency.run_once: the first answer to a key is stored and replayed; a
-repeat runs nothing; a failed write leaves no key behind."""
+"""idempotency.run_once: the first outcome of a key is stored (as JSON) and
+replayed; a repeat runs nothing; a failed write leaves no key behind."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ class LinkWrite:
         self.calls += 1
         res = scans.link_child(self.db, self.parent, self.child, user_id=self.user_id,
                                idempotency_key=self.key, conn=conn)
-        return 201, json.dumps({"result": res.result, "child_count": res.child_count}).encode()
+        return 201, {"result": res.result, "child_count": res.child_count}
 
 
 @pytest.fixture(autouse=True)
@@ -61,7 +61,7 @@ def test_a_repeat_returns_the_first_answer_and_runs_nothing(db, sql_conn, user, 
     fp = idempotency.fingerprint("POST", "/api/scans/child", b'{"child_qr":"KID-1"}')
     write = LinkWrite(db, parent, "KID-1", user.id, "key-1")
     first = idempotency.run_once(db, user.id, "key-1", fp, write)
-    assert (first.status, first.replayed, write.calls) == (201, False, 1)
+    assert (first.code, first.replayed, write.calls) == (201, False, 1)
     assert json.loads(first.body) == {"result": "linked", "child_count": 1}
     rows = sql_conn.execute("SELECT user_id, key, fingerprint, status, response FROM idempotency_key").fetchall()
     assert rows == [(user.id, "key-1", fp, 201, first.body)]
@@ -72,7 +72,7 @@ def test_a_repeat_returns_the_first_answer_and_runs_nothing(db, sql_conn, user, 
     repeat_write = LinkWrite(db, parent, "KID-2", user.id, "key-1")
     for _ in range(2):
         again = idempotency.run_once(db, user.id, "key-1", fp, repeat_write)
-        assert (again.status, again.body, again.replayed) == (first.status, first.body, True)
+        assert (again.code, again.body, again.replayed) == (first.code, first.body, True)
     assert repeat_write.calls == 0
     assert state(sql_conn) == before
     assert bags.get_bag(db, parent).child_count == 1
@@ -129,15 +129,25 @@ def test_a_write_that_raises_leaves_no_key_and_no_partial_write(db, sql_conn, us
     assert bags.get_bag(db, "SB00002").child_count == 1
 
 
-def test_key_length_is_checked(db, sql_conn, user, parent):
-    for key in ["", "k" * (idempotency.MAX_KEY_LENGTH + 1)]:
+def test_key_length_and_characters_are_checked(db, sql_conn, user, parent):
+    for key in ["", "k" * (idempotency.MAX_KEY_LENGTH + 1), "\u00e9t\u00e9", "with space", "tab\tkey", "\x00"]:
         with pytest.raises(errors.ValidationError) as info:
             idempotency.run_once(db, user.id, key, "fp", LinkWrite(db, parent, "KID-1", user.id, key))
         assert info.value.field == "Idempotency-Key"
+        assert "visible ASCII" in info.value.message
     assert sql_conn.execute("SELECT count(*) FROM idempotency_key").fetchone()[0] == 0
     longest = "k" * idempotency.MAX_KEY_LENGTH
     assert idempotency.run_once(db, user.id, longest, "fp",
                                 LinkWrite(db, parent, "KID-1", user.id, longest)).replayed is False
+
+
+def test_results_are_stored_as_json_of_the_library_rows(db, sql_conn, user, parent):
+    stored = idempotency.run_once(db, user.id, "rows", "fp", lambda conn: (200, scans.link_child(
+        db, parent, "KID-7", user_id=user.id, idempotency_key="rows", conn=conn)))
+    assert json.loads(stored.body) == {"result": "linked", "child_count": 1, "capacity": 30,
+                                       "parent_status": "in_progress", "weight_kg": 1.0}
+    again = idempotency.run_once(db, user.id, "rows", "fp", lambda conn: (200, None))
+    assert (again.replayed, again.body) == (True, stored.body)
 
 
 def test_fingerprint():
@@ -158,7 +168,7 @@ def test_a_concurrent_repeat_waits_for_the_first_and_replays_it(db, sql_conn, us
         res = scans.link_child(db, parent, "KID-1", user_id=user.id, idempotency_key="key-1", conn=conn)
         started.set()
         assert release.wait(30)
-        return 201, json.dumps({"child_count": res.child_count}).encode()
+        return 201, {"child_count": res.child_count}
 
     def waiting_for_lock() -> bool:
         return sql_conn.execute(

@@ -64,7 +64,7 @@ def test_shipped_queries_load_once_with_kinds():
 def test_verb_must_match_kind_and_params_must_be_given(db: Database):
     with pytest.raises(TypeError, match="is :one, not :many"):
         db.many("get_bag", {"qr_id": "SB00001"})
-    with pytest.raises(TypeError, match=r"needs parameters \['qr_id'\]"):
+    with pytest.raises(TypeError, match=r"needs parameters \['area', 'qr_id'\]"):
         db.one("get_bag", {})
 
 
@@ -91,9 +91,50 @@ def test_every_call_site_uses_the_verb_of_the_declared_kind():
     queries = load()
     root = Path(__file__).resolve().parent.parent
     calls = 0
-    for source in [*root.glob("tracetrack_db/*.py"), *root.glob("tracetrack_api/**/*.py")]:
+    for source in [*root.glob("tracetrack_db/*.py"), *root.glob("tracetrack_ops/*.py")]:
         for verb, name in re.findall(r'db\.(one|many|scalar|execute)\(\s*"(\w+)"', source.read_text()):
             calls += 1
             assert name in queries, f"{source.name}: unknown query {name}"
             assert queries[name].kind in verbs[verb], f"{source.name}: db.{verb}({name!r}) but it is :{queries[name].kind}"
     assert calls > 30
+
+
+def _sources(*packages: str) -> dict[str, str]:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    return {str(p.relative_to(root)): p.read_text() for pkg in packages for p in root.glob(f"{pkg}/**/*.py")}
+
+
+def test_the_http_service_runs_no_sql_and_no_named_query():
+    """tracetrack_api calls typed library functions only: no db.one/many/scalar/execute/run_sql,
+    no connection of its own."""
+    import re
+
+    found = [(path, m) for path, text in _sources("tracetrack_api").items()
+             for m in re.findall(r"\b(?:db|conn|cur)\.(?:one|many|scalar|execute|run_sql|connection|transaction|cursor)\(",
+                                                 text)]
+    assert found == []
+
+
+def test_every_named_query_is_used_by_the_library_or_its_tools():
+    import re
+
+    used = set()
+    for text in _sources("tracetrack_db", "tracetrack_ops").values():
+        used |= set(re.findall(r'"(\w+)"', text))
+    unused = [q.name for q in load() if q.name not in used]
+    assert unused == []
+
+
+@pytest.mark.parametrize(("view", "row"), [("bag_row", "Bag"), ("bill_row", "Bill"), ("event_row", "Event")])
+def test_the_row_views_are_the_dataclasses(db: Database, view: str, row: str):
+    """Bag, Bill and Event are written once, as views: the named queries, the JSON of the hot read
+    and the CSV exports select them, and the dataclasses must have exactly their columns."""
+    import dataclasses
+
+    from tracetrack_db import models
+
+    with db.connection() as conn:
+        columns = [d.name for d in conn.execute(f"SELECT * FROM {view} LIMIT 0").description]
+    assert columns == [f.name for f in dataclasses.fields(getattr(models, row))]

@@ -180,35 +180,54 @@ def test_wrong_kind_of_bag(db, sql_conn):
     assert event_count(sql_conn) == events_before
 
 
-def test_wrong_area_for_a_dispatcher(db, sql_conn):
+def test_a_dispatcher_meets_another_areas_bags_as_unknown_ones(db, sql_conn):
     scans.open_parent(db, "SB00001", dispatch_area="indore")
     scans.open_parent(db, "SB00002", dispatch_area="lucknow")
-    # the parent is in another area
-    with pytest.raises(errors.WrongArea) as info:
-        scans.link_child(db, "SB00001", "CHILD-000001", restrict_area="lucknow")
-    assert (info.value.code, info.value.status) == ("wrong_area", 403)
-    with pytest.raises(errors.WrongArea):
-        scans.link_children(db, "SB00001", ["CHILD-000001"], restrict_area="lucknow")
+    # the parent is in another area: exactly what an unknown parent gets
+    for link in (lambda p: scans.link_child(db, p, "CHILD-000001", restrict_area="lucknow"),
+                 lambda p: scans.link_children(db, p, ["CHILD-000001"], restrict_area="lucknow")):
+        with pytest.raises(errors.BagNotFound) as other:
+            link("SB00001")
+        with pytest.raises(errors.BagNotFound) as unknown:
+            link("SB00404")
+        assert (other.value.code, other.value.status) == (unknown.value.code, unknown.value.status) == \
+            ("bag_not_found", 404)
+        assert other.value.message == unknown.value.message.replace("SB00404", "SB00001")
     assert row(sql_conn, "CHILD-000001") is None
-    # the child is in another area
+    # the child is in another area: it cannot be created in this one, so wrong_area, naming no area
     unlinked_child(db, "INDORE-CHILD", "indore")
-    with pytest.raises(errors.WrongArea):
+    with pytest.raises(errors.WrongArea) as info:
         scans.link_child(db, "SB00002", "INDORE-CHILD", restrict_area="lucknow")
+    assert (info.value.code, info.value.status) == ("wrong_area", 403) and "indore" not in info.value.message
+    batch = scans.link_children(db, "SB00002", ["INDORE-CHILD"], restrict_area="lucknow")
+    assert [(i.result, i.error_code) for i in batch.items] == [("error", "wrong_area")]
     assert row(sql_conn, "INDORE-CHILD")["parent_qr"] is None
+    # another area's parent QR scanned as a child answers as an unknown parent QR would
+    with pytest.raises(errors.NotAChild) as info:
+        scans.link_child(db, "SB00002", "SB00001", restrict_area="lucknow")
+    assert info.value.message == "SB00001 is a parent QR"
+    # opening another area's parent cannot create it either: wrong_area, naming no area
+    with pytest.raises(errors.WrongArea) as info:
+        scans.open_parent(db, "SB00001", restrict_area="lucknow")
+    assert "indore" not in info.value.message
+    with pytest.raises(errors.NotAParent) as info:
+        scans.open_parent(db, "INDORE-CHILD", restrict_area="lucknow")
+    assert info.value.message == "INDORE-CHILD matches no parent format"  # as for an unknown child QR
     # in the dispatcher's own area everything works
     res = scans.link_child(db, "SB00002", "CHILD-000002", restrict_area="lucknow")
     assert res.result == "linked"
     assert row(sql_conn, "CHILD-000002")["dispatch_area"] == "lucknow"
-    # unlinking checks the child's area ...
+    # unlinking another area's child: not found
     scans.link_child(db, "SB00001", "INDORE-CHILD")  # an admin (no restriction) may
-    with pytest.raises(errors.WrongArea):
+    with pytest.raises(errors.BagNotFound):
         scans.unlink_child(db, "INDORE-CHILD", restrict_area="lucknow")
     assert row(sql_conn, "INDORE-CHILD")["parent_qr"] == "SB00001"
-    # ... and the parent's: a lucknow child that an admin put into an indore parent
+    # a lucknow child that an admin put into an indore parent: the parent is not theirs to change
     scans.unlink_child(db, "CHILD-000002")
     scans.link_child(db, "SB00001", "CHILD-000002")
-    with pytest.raises(errors.WrongArea):
+    with pytest.raises(errors.WrongArea) as info:
         scans.unlink_child(db, "CHILD-000002", restrict_area="lucknow")
+    assert "indore" not in info.value.message
     assert row(sql_conn, "CHILD-000002")["parent_qr"] == "SB00001"
     assert scans.unlink_child(db, "INDORE-CHILD", restrict_area="indore").parent_qr == "SB00001"
     check_parents_consistent(sql_conn)
@@ -423,7 +442,8 @@ def test_counters_equal_real_counts_after_a_random_sequence(db, sql_conn):
     assert {"linked", "already_linked", "unlinked", "child_in_other_parent", "child_not_linked"} <= outcomes
     assert check_parents_consistent(sql_conn) == 3
     for p in parents:
-        real = db.one("bag_counts_by_parent", {"parent_id": bags.get_bag(db, p).id}, row=dict)
+        real = db.run_sql("SELECT count(*)::int AS child_count, coalesce(sum(weight_kg), 0) AS weight_kg "
+                          "FROM bag WHERE parent_id = %(id)s", {"id": bags.get_bag(db, p).id}, row=dict)[0]
         parent = bags.get_bag(db, p)
         assert (parent.child_count, parent.weight_kg) == (real["child_count"], real["weight_kg"])
 

@@ -1,4 +1,4 @@
-"""tracetrack_db.seed: the COPY loader writes exactly `bags` bag rows whose
+"""tracetrack_ops.seed: the COPY loader writes exactly `bags` bag rows whose
 counters, bills, users and events are all consistent, the same for the same
 seed, and leave a database the library keeps working on."""
 
@@ -16,8 +16,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tracetrack_db import Database, bills, errors, passwords, scans, users
-from tracetrack_db import seed as seeding
-from tracetrack_db.seed import PASSWORD, SeedRefused, SeedReport, seed
+from tracetrack_ops import seed as seeding
+from tracetrack_ops.seed import PASSWORD, SeedRefused, SeedReport, seed
 
 from .factories import check_counters
 

@@ -1,6 +1,6 @@
 """Worker, thread and pool sizes for `tracetrack serve`."""
 
-from tracetrack_api.sizing import default_sizing
+from tracetrack_ops.sizing import default_sizing
 
 
 def test_one_worker_per_cpu_and_a_pool_per_thread():

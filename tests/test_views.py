@@ -3,7 +3,9 @@ that never touch the base tables on a request."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import threading
 import time
 
 import psycopg
@@ -14,8 +16,13 @@ from tracetrack_db import Database, bills, scans, views
 from .factories import full_parent, make_user
 
 
+def analytics(db: Database, area: str | None = None) -> dict:
+    """The typed Dashboard, as nested dicts."""
+    return dataclasses.asdict(views.analytics(db, area))
+
+
 def test_analytics_reflects_data_after_a_refresh_and_states_as_of(db: Database):
-    before = views.analytics(db)
+    before = analytics(db)
     assert before["bags"]["total"] == 0
     full_parent(db, 1, area="lucknow")
     full_parent(db, 2, area="indore", children=10)
@@ -23,10 +30,10 @@ def test_analytics_reflects_data_after_a_refresh_and_states_as_of(db: Database):
     scans.link_child(db, "SB00003", "LOOSE-0001")
     scans.unlink_child(db, "LOOSE-0001")
     bills.create_bill(db, "V-1", 3)
-    assert views.analytics(db)["bags"]["total"] == 0  # views, not live tables
+    assert analytics(db)["bags"]["total"] == 0  # views, not live tables
     timings = views.refresh_views(db)
     assert set(timings) == set(views.VIEWS)
-    after = views.analytics(db)
+    after = analytics(db)
     assert after["as_of"] > before["as_of"]
     assert after["bags"]["by_type"] == {"parent": 3, "child": 41}
     assert after["bags"]["by_status"]["parent"] == {"completed": 1, "in_progress": 1, "pending": 1}
@@ -42,7 +49,7 @@ def test_dispatchers_area_only(db: Database):
     full_parent(db, 1, area="lucknow", children=5)
     full_parent(db, 2, area="indore", children=7)
     views.refresh_views(db)
-    indore = views.analytics(db, "indore")
+    indore = analytics(db, "indore")
     assert indore["bags"]["by_type"] == {"parent": 1, "child": 7}
     assert set(indore["bags"]["by_area"]) == {"indore"}
     assert all(r["qr_id"].startswith(("C00002", "SB00002")) for r in indore["recent_scans"])
@@ -53,7 +60,7 @@ def test_per_user_activity(db: Database):
     scans.open_parent(db, "SB00001", user_id=user.id, restrict_area="lucknow")
     scans.link_child(db, "SB00001", "ACT-0001", user_id=user.id, restrict_area="lucknow")
     views.refresh_views(db)
-    activity = views.analytics(db)["users"]
+    activity = analytics(db)["users"]
     assert [(a["username"], a["events_24h"], a["links_7d"]) for a in activity] == [(user.username, 2, 1)]
 
 
@@ -100,8 +107,8 @@ def test_dashboard_queries_never_read_base_tables(db: Database, name):
 def test_refresher_also_forgets_old_idempotency_keys(db: Database, sql_conn):
     from tracetrack_db import idempotency
 
-    idempotency.run_once(db, 1, "old-key", "f", lambda conn: (200, b"{}"))
-    idempotency.run_once(db, 1, "new-key", "f", lambda conn: (200, b"{}"))
+    idempotency.run_once(db, 1, "old-key", "f", lambda conn: (200, {}))
+    idempotency.run_once(db, 1, "new-key", "f", lambda conn: (200, {}))
     sql_conn.execute("UPDATE idempotency_key SET created_at = now() - interval '2 days' WHERE key = 'old-key'")
     sql_conn.execute("UPDATE view_refresh SET refreshed_at = now() - interval '1 hour'")
     refresher = views.Refresher(db, interval=0.2).start()
@@ -113,3 +120,28 @@ def test_refresher_also_forgets_old_idempotency_keys(db: Database, sql_conn):
     finally:
         refresher.stop()
     assert sql_conn.execute("SELECT key FROM idempotency_key").fetchall() == [("new-key",)]
+
+
+@pytest.mark.parametrize("concurrently", [True, False])
+def test_readers_never_wait_for_a_concurrent_refresh(db: Database, db_url, concurrently):
+    """A refresh holds its lock until its transaction ends: with CONCURRENTLY
+    the dashboard's reads go on meanwhile; the plain REFRESH (the control case)
+    would make them wait, which is why the refresher never uses it."""
+    full_parent(db, 1, children=3)
+    with psycopg.connect(db_url, autocommit=True) as refresher, refresher.transaction():
+        refresher.execute("REFRESH MATERIALIZED VIEW " + ("CONCURRENTLY " if concurrently else "")
+                          + "mv_bag_totals")
+        with psycopg.connect(db_url, autocommit=True) as reader:
+            reader.execute("SET lock_timeout = '2s'")
+            if concurrently:
+                assert reader.execute("SELECT sum(bags) FROM mv_bag_totals").fetchone()[0] is None  # old contents
+                with Database(db_url, min_size=1, max_size=2) as other:
+                    seen: list = []
+                    thread = threading.Thread(target=lambda: seen.append(views.analytics(other)))
+                    thread.start()
+                    thread.join(30)
+                    assert seen and seen[0].bags.total == 0
+            else:
+                with pytest.raises(psycopg.errors.LockNotAvailable):
+                    reader.execute("SELECT sum(bags) FROM mv_bag_totals")
+    assert analytics(db)["bags"]["total"] == 4  # committed: the new contents for everyone

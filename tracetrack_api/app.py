@@ -1,4 +1,4 @@
-"""create_app: the Falcon WSGI application over tracetrack_db."""
+"""create_app: the Falcon WSGI application over tracetrack_db, built from the route table."""
 
 from __future__ import annotations
 
@@ -7,18 +7,19 @@ import orjson
 
 from tracetrack_db import Database
 
-from . import errors, openapi, routes
-from .auth import AuthMiddleware, UserDirectory
+from . import errors, openapi
+from .auth import Authenticator, UserDirectory
 from .cache import LocalCache, RedisCache, make_cache
 from .config import ApiSettings
+from .endpoint import Endpoint
 from .metrics import Metrics, MetricsMiddleware
-from .resources.base import Services
+from .router import TableRouter
+from .routes import OPERATIONS, PATH_VALUES, SPANS_SEGMENTS
+from .table import Services
 from .tokens import TokenSigner
 
 
 class OpenApiDocument:
-    auth_exempt = True
-
     def __init__(self, document: dict):
         self.data = orjson.dumps(document)
 
@@ -33,22 +34,19 @@ def create_app(db: Database, settings: ApiSettings | None = None,
     settings = settings or ApiSettings.from_env()
     if not settings.secret_key:
         raise ValueError("TRACETRACK_SECRET_KEY is not set (tokens must be signed)")
-    services = Services(
-        db=db, settings=settings, cache=cache or make_cache(settings.db.redis_url),
-        signer=TokenSigner(settings.secret_key, settings.token_ttl_seconds),
-        directory=UserDirectory(db, settings.user_refresh_seconds))
-    app = falcon.App(middleware=[MetricsMiddleware(db), AuthMiddleware(services.signer, services.directory)],
-                     cors_enable=False)
-    json = falcon.media.JSONHandler(dumps=lambda o: orjson.dumps(o).decode(), loads=orjson.loads)
-    app.req_options.media_handlers[falcon.MEDIA_JSON] = json
-    app.resp_options.media_handlers[falcon.MEDIA_JSON] = json
-    app.req_options.strip_url_path_trailing_slash = True
-    table = routes.table()
-    for path, resource_cls, _ops in table:
-        if resource_cls is not None:
-            app.add_route(path, resource_cls(services))
-    app.add_route("/openapi.json", OpenApiDocument(openapi.build(table)))
+    signer = TokenSigner(settings.secret_key, settings.token_ttl_seconds)
+    directory = UserDirectory(db, settings.user_refresh_seconds)
+    services = Services(db=db, settings=settings, cache=cache or make_cache(settings.redis_url),
+                        directory=directory, signer=signer)
+    authenticate = Authenticator(signer, directory)
+    router = TableRouter(SPANS_SEGMENTS.__contains__)
+    by_path: dict[str, dict] = {}
+    for op in OPERATIONS:
+        by_path.setdefault(op.path, {})[op.method] = Endpoint(op, services, authenticate, PATH_VALUES)
+    for path, method_map in by_path.items():
+        router.add(path, method_map, method_map)
+    app = falcon.App(router=router, middleware=[MetricsMiddleware(db)], cors_enable=False)
+    app.add_route("/openapi.json", OpenApiDocument(openapi.build(OPERATIONS, PATH_VALUES)))
     app.add_route("/metrics", Metrics(db))
     errors.install(app)
     return app
-

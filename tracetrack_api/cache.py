@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -16,19 +17,20 @@ log = logging.getLogger(__name__)
 class LocalCache:
     kind = "local"
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock  # injectable: tests move time without sleeping
         self._data: dict[str, tuple[float, bytes]] = {}
         self._counters: dict[str, tuple[float, int]] = {}
         self._lock = threading.Lock()
 
     def get(self, key: str) -> bytes | None:
         item = self._data.get(key)
-        if item is None or item[0] < time.monotonic():
+        if item is None or item[0] < self._clock():
             return None
         return item[1]
 
     def set(self, key: str, value: bytes, ttl: float) -> None:
-        self._data[key] = (time.monotonic() + ttl, value)
+        self._data[key] = (self._clock() + ttl, value)
 
     def delete(self, *keys: str) -> None:
         for key in keys:
@@ -36,7 +38,7 @@ class LocalCache:
 
     def incr(self, key: str, ttl: float) -> int:
         """Increment a counter that lives `ttl` seconds from its first increment."""
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             expires, value = self._counters.get(key, (now + ttl, 0))
             if expires < now:

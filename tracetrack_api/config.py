@@ -1,4 +1,5 @@
-"""API settings: the library's settings plus what only the HTTP layer needs."""
+"""The HTTP service's settings: the library's (how to reach PostgreSQL) plus
+what only the service needs (token secret, Redis, limits)."""
 
 from __future__ import annotations
 
@@ -6,17 +7,14 @@ import os
 from dataclasses import dataclass, field
 
 from tracetrack_db import Settings
-
-
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return int(raw) if raw else default
+from tracetrack_db.settings import _float, _int
 
 
 @dataclass(frozen=True)
 class ApiSettings:
     db: Settings = field(default_factory=Settings)
     secret_key: str = ""
+    redis_url: str | None = None
     token_ttl_seconds: int = 12 * 3600
     # a changed role or a deactivation takes effect within this many seconds
     user_refresh_seconds: int = 15
@@ -27,14 +25,13 @@ class ApiSettings:
 
     @classmethod
     def from_env(cls) -> ApiSettings:
-        db = Settings.from_env()
-        secret = db.secret_key or os.environ.get("TRACETRACK_SECRET_KEY") or ""
         return cls(
-            db=db,
-            secret_key=secret,
+            db=Settings.from_env(),
+            secret_key=os.environ.get("TRACETRACK_SECRET_KEY") or "",
+            redis_url=os.environ.get("REDIS_URL") or None,
             token_ttl_seconds=_int("TRACETRACK_TOKEN_TTL", 12 * 3600),
             user_refresh_seconds=_int("TRACETRACK_USER_REFRESH", 15),
             max_body_bytes=_int("TRACETRACK_MAX_BODY", 64 * 1024),
             login_attempts_per_minute=_int("TRACETRACK_LOGIN_RATE", 10),
-            refresh_interval=float(os.environ.get("TRACETRACK_REFRESH_INTERVAL") or 30),
+            refresh_interval=_float("TRACETRACK_REFRESH_INTERVAL", 30.0),
         )

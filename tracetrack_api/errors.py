@@ -1,4 +1,4 @@
-"""The one place domain errors become HTTP answers."""
+"""The HTTP layer's own error codes, and the one place every error becomes an HTTP answer."""
 
 from __future__ import annotations
 
@@ -7,11 +7,30 @@ import uuid
 
 import falcon
 
-from tracetrack_db.errors import TraceTrackError
-
-from .http import dumps
+from tracetrack_db.errors import TraceTrackError, ValidationError
+from tracetrack_db.jsontext import dumps
 
 log = logging.getLogger("tracetrack_api")
+
+
+class Unauthenticated(TraceTrackError):
+    code, status = "unauthenticated", 401
+
+
+class RateLimited(TraceTrackError):
+    code, status = "rate_limited", 429
+
+
+class TooManyExports(TraceTrackError):
+    code, status = "too_many_exports", 429
+
+
+class PayloadTooLarge(ValidationError):
+    code, status = "payload_too_large", 413
+
+
+class InvalidJson(ValidationError):
+    code = "invalid_json"
 
 _STATUS = {code: falcon.code_to_http_status(code) for code in
            (400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 500, 503)}
@@ -41,7 +60,12 @@ def http_error(req, resp, exc: falcon.HTTPError, params) -> None:
     status = exc.status_code
     code = {404: "not_found", 405: "method_not_allowed", 415: "unsupported_media_type",
             400: "bad_request"}.get(status, "http_error")
-    _error(resp, status, code, exc.description or exc.title or code.replace("_", " "))
+    message = exc.description
+    if status == 404 and not message:
+        message = f"no such path: {req.path}"
+    elif status == 405 and not message:
+        message = f"{req.method} is not an operation of this path; it takes {(exc.headers or {}).get('Allow', '')}"
+    _error(resp, status, code, message or exc.title or code.replace("_", " "))
     for name, value in (exc.headers or {}).items():
         resp.set_header(name, value)
 

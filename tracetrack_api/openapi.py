@@ -1,82 +1,181 @@
-"""The OpenAPI 3.1 document, built from the route table, the request `Body`
-specs and the library's row dataclasses, so it cannot drift from the code."""
+"""The OpenAPI 3.1 document, written from the route table, the value types of
+its rows and the row dataclasses, so it says what the server enforces."""
 
 from __future__ import annotations
 
 import dataclasses
-import re
 import types
 import typing
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from tracetrack_db import models
+from tracetrack_db import Page, errors, idempotency
+from tracetrack_db.cursor import CURSOR_PATTERN
 
-_SCALARS = {int: {"type": "integer"}, str: {"type": "string"}, bool: {"type": "boolean"},
-            float: {"type": "number"}, Decimal: {"type": "number"},
-            datetime: {"type": "string", "format": "date-time"}}
-COMPONENTS = (models.User, models.Area, models.Bag, models.Bill, models.BagDetail, models.BillDetail,
-              models.Event, models.LinkResult, models.BatchItem, models.BatchResult, models.UnlinkResult,
-              models.AddParentResult)
+from . import errors as _api_errors  # noqa: F401 - registers the HTTP layer's error codes
+from .schema import Value
+from .table import CSV, Operation
 
+_SCALARS: dict[Any, dict[str, Any]] = {
+    int: {"type": "integer"}, str: {"type": "string"}, bool: {"type": "boolean"}, float: {"type": "number"},
+    Decimal: {"type": "number"}, datetime: {"type": "string", "format": "date-time"}}
 
-def schema_of(tp: Any) -> dict[str, Any]:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        options = [schema_of(a) for a in typing.get_args(tp) if a is not type(None)]
-        nullable = type(None) in typing.get_args(tp)
-        if len(options) == 1 and "type" in options[0]:
-            return {**options[0], "type": [options[0]["type"], "null"]} if nullable else options[0]
-        return {"anyOf": options + ([{"type": "null"}] if nullable else [])}
-    if origin is list:
-        return {"type": "array", "items": schema_of(typing.get_args(tp)[0])}
-    if origin is dict:
-        return {"type": "object"}
-    if dataclasses.is_dataclass(tp):
-        return {"$ref": f"#/components/schemas/{tp.__name__}"}
-    return dict(_SCALARS[tp])
-
-
-def component(cls: type) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    fields = [f.name for f in dataclasses.fields(cls)]
-    return {"type": "object", "properties": {name: schema_of(hints[name]) for name in fields},
-            "required": fields}
-
-
-def ref(cls: type) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{cls.__name__}"}
-
-
-def page_of(cls: type) -> dict[str, Any]:
-    return {"type": "object", "required": ["items", "next_cursor"],
-            "properties": {"items": {"type": "array", "items": ref(cls)},
-                           "next_cursor": {"type": ["string", "null"]}}}
-
+TAGS = [
+    {"name": "system", "description": "Probes."},
+    {"name": "accounts", "description": "Logging in, users and dispatch areas."},
+    {"name": "bags", "description": "Bags: look-ups, history, registration, deletion."},
+    {"name": "scans", "description": "Scanning parents and children; recent scans."},
+    {"name": "bills", "description": "Bills (a truck's dispatch document) and the parents on them."},
+    {"name": "reports", "description": "The dashboard and CSV exports."},
+]
 
 ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
     "type": "object", "required": ["code", "message"],
-    "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"},
+    "properties": {"code": {"type": "string", "description": "stable, snake_case"},
+                   "message": {"type": "string"},
+                   "field": {"type": "string", "description": "the input to blame"},
                    "request_id": {"type": "string"}}}}}
 
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "description": "A repeat with the same key (per user) answers the first answer and changes nothing "
+                   "(Idempotent-Replayed: true); the same key with another request is 409 idempotency_key_reused.",
+    "schema": {"type": "string", "pattern": idempotency.KEY_PATTERN, "maxLength": idempotency.MAX_KEY_LENGTH}}
 
-def build(routes: list, title: str = "TraceTrack API", version: str = "0.1.0") -> dict[str, Any]:
-    paths: dict[str, Any] = {}
-    for path, _resource, ops in routes:
-        if not ops:  # a routing-only entry; its operations are documented separately
+
+class Components:
+    """The schemas of the row types an answer refers to, collected as they are met."""
+
+    def __init__(self) -> None:
+        self.schemas: dict[str, Any] = {"Error": ERROR}
+
+    def ref(self, name: str) -> dict[str, str]:
+        return {"$ref": f"#/components/schemas/{name}"}
+
+    def of(self, tp: Any) -> dict[str, Any]:
+        origin = typing.get_origin(tp)
+        args = typing.get_args(tp)
+        if origin in (typing.Union, types.UnionType):
+            options = [a for a in args if a is not type(None)]
+            inner = self.of(options[0]) if len(options) == 1 else {"anyOf": [self.of(a) for a in options]}
+            if type(None) not in args:
+                return inner
+            if set(inner) == {"type"} or (set(inner) == {"type", "format"}):
+                return {**inner, "type": [inner["type"], "null"]}
+            return {"anyOf": [inner, {"type": "null"}]}
+        if origin is list:
+            return {"type": "array", "items": self.of(args[0])}
+        if origin is dict:
+            return {"type": "object", "additionalProperties": self.of(args[1])}
+        if origin is Page:
+            return self.page(args[0])
+        if tp is Any:
+            return {}
+        if dataclasses.is_dataclass(tp):
+            return self.dataclass(tp)
+        return dict(_SCALARS[tp])
+
+    def dataclass(self, cls: type) -> dict[str, str]:
+        name = cls.__name__
+        if name not in self.schemas:
+            self.schemas[name] = {}  # placeholder: a type may refer to itself
+            hints = typing.get_type_hints(cls)
+            fields = [f.name for f in dataclasses.fields(cls)]
+            schema: dict[str, Any] = {"type": "object", "required": fields,
+                                      "properties": {f: self.of(hints[f]) for f in fields}}
+            if cls.__doc__ and not cls.__doc__.startswith(f"{name}("):
+                schema["description"] = " ".join(cls.__doc__.split())
+            self.schemas[name] = schema
+        return self.ref(name)
+
+    def page(self, item: type) -> dict[str, str]:
+        name = f"{item.__name__}Page"
+        if name not in self.schemas:
+            self.schemas[name] = {
+                "type": "object", "required": ["items", "next_cursor"],
+                "properties": {"items": {"type": "array", "items": self.of(item)},
+                               "next_cursor": {"type": ["string", "null"], "pattern": CURSOR_PATTERN,
+                                               "description": "pass as ?cursor= for the next page; null: the last"}}}
+        return self.ref(name)
+
+
+def error_codes(op: Operation, path_values: dict[str, Value]) -> list[str]:
+    """Every error code an operation may answer: the row's own and those its
+    shape implies (a token, a body, parameters, Idempotency-Key)."""
+    codes = []
+    if op.roles is not None:
+        codes += ["unauthenticated", "forbidden"]
+    names = [seg[1:-1] for seg in op.path.split("/") if seg.startswith("{")]
+    values = [path_values[n] for n in names]
+    if op.query is not None:
+        codes.append("validation_error")
+        values += [p.value for p in op.query.params.values()]
+    if op.body is not None:
+        codes += ["validation_error", "invalid_json", "payload_too_large"]
+        values += [f.value for f in op.body.fields.values()]
+        values += [f.value.item for f in op.body.fields.values() if hasattr(f.value, "item")]
+    codes += [v.error.code for v in values]
+    if op.idempotent:
+        codes += ["validation_error", "idempotency_key_reused", "conflict"]
+    codes += op.errors
+    if op.id != "health":
+        codes.append("database_unavailable")
+    return list(dict.fromkeys(codes))
+
+
+def operation(op: Operation, components: Components, path_values: dict[str, Value]) -> dict[str, Any]:
+    classes = errors.by_code()
+    content = ({CSV: {"schema": {"type": "string"}}} if op.answer == CSV
+               else {"application/json": {"schema": components.of(op.answer)}})
+    responses: dict[str, Any] = {str(status): {"description": "OK" if status < 300 else "unavailable",
+                                               "content": content}
+                                 for status in (op.status, *op.other_statuses)}
+    by_status: dict[int, list[str]] = {}
+    for code in error_codes(op, path_values):
+        if code not in classes:
+            raise KeyError(f"{op.id}: unknown error code {code!r}")
+        by_status.setdefault(classes[code].status, []).append(code)
+    for status, codes in sorted(by_status.items()):
+        if str(status) in responses:
             continue
-        item: dict[str, Any] = {}
-        for method, op in ops.items():
-            item[method] = op.openapi(path)
-        paths[re.sub(r"\{(\w+):\w+\}", r"{\1}", path)] = item
-    schemas = {cls.__name__: component(cls) for cls in COMPONENTS}
-    schemas["Error"] = ERROR
+        responses[str(status)] = {"description": "error: " + ", ".join(codes),
+                                  "content": {"application/json": {"schema": components.ref("Error")}}}
+    doc: dict[str, Any] = {"operationId": op.id, "tags": [op.tag], "summary": op.summary, "responses": responses}
+    description = [op.description] if op.description else []
+    if op.roles is not None:
+        doc["security"] = [{"bearer": []}]
+        description.append("Roles: " + ", ".join(op.roles) + ".")
+    doc["x-roles"] = list(op.roles) if op.roles is not None else None  # machine-readable: null is public
+    if description:
+        doc["description"] = " ".join(description)
+    params = [{"name": name, "in": "path", "required": True, "schema": path_values[name].schema()}
+              for name in (seg[1:-1] for seg in op.path.split("/") if seg.startswith("{"))]
+    if op.query is not None:
+        params += op.query.parameters()
+    if op.idempotent:
+        params.append(IDEMPOTENCY_KEY)
+    if params:
+        doc["parameters"] = params
+    if op.body is not None:
+        doc["requestBody"] = {"required": True, "content": {"application/json": {"schema": op.body.schema()}}}
+    return doc
+
+
+def build(operations: tuple[Operation, ...], path_values: dict[str, Value], title: str = "TraceTrack API",
+          version: str = "0.2.0") -> dict[str, Any]:
+    components = Components()
+    paths: dict[str, Any] = {}
+    for op in operations:
+        paths.setdefault(op.path, {})[op.method.lower()] = operation(op, components, path_values)
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version,
-                 "description": "Bag traceability: parents, children, bills and their history."},
+                 "description": "Bag traceability: parents, children, bills and their history. Errors are "
+                                "{\"error\": {\"code\", \"message\", \"field\"?}}; a QR or bill number holding "
+                                "\"/\" is sent as %2F in a path."},
+        "tags": TAGS,
         "paths": paths,
-        "components": {"schemas": schemas, "securitySchemes": {
-            "bearer": {"type": "http", "scheme": "bearer"}}},
+        "components": {"schemas": components.schemas,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     }

@@ -1,177 +1,161 @@
-"""The route table: every path, its resource, and what the OpenAPI document
-says of each operation (roles, body, parameters, answers, error codes)."""
+"""The route table: the single source of truth for every operation of the API.
+
+One row per method and path: who may call it, what it takes, what it
+answers, which errors it may give, whether it honours Idempotency-Key, and
+the handler. The generic endpoint (endpoint.py) enforces the row, and the
+OpenAPI document (openapi.py) is written from the same rows, so the two
+cannot drift. Adding an endpoint is one row plus one handler function.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from tracetrack_db import Page, bags as bag_ops, bills as bill_ops, models, scans as scan_ops, users as user_ops
 
-from tracetrack_db import bags as bag_ops
-from tracetrack_db import bills as bill_ops
-from tracetrack_db import models
+from .answers import Deleted, Health, LoginAnswer
+from .handlers import accounts, bags, bills, reports, scans, system
+from .schema import (AREA, BILL_NO, CAPACITY, LOGIN_NAME, NEW_AREA_NAME, PAGE, PASSWORD, QR, ANY_PASSWORD,
+                     USERNAME, Bool, DateTime, Enum, Field, Int, Param, Text, TextList, Value, body, query)
+from .table import ANY_ROLE, CSV, PUBLIC, Operation
 
-from .http import Body
-from .openapi import page_of, ref
-from .resources import accounts, bags, bills, reports, scans, system
-from .resources.base import Resource
+BILLERS = ("admin", "biller")
+SCANNERS = ("admin", "dispatcher")
 
-ANY = ("admin", "biller", "dispatcher")
-LIST_PARAMS = [("limit", {"type": "integer", "minimum": 1, "maximum": 200}), ("cursor", {"type": "string"})]
-QR_PATH = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^/]+$"}
+# Path parameters, by name. QRs and bill numbers may hold "/" (sent as %2F).
+PATH_VALUES: dict[str, Value] = {"qr": QR, "parent_qr": QR, "bill_no": BILL_NO, "user_id": Int(1)}
+SPANS_SEGMENTS = frozenset({"qr", "parent_qr", "bill_no"})
 
+BAG_FILTERS = {
+    "type": Param(Enum(bag_ops.TYPES)), "status": Param(Enum(bag_ops.STATUSES)),
+    "dispatch_area": Param(AREA, description="dispatchers: only their own area"),
+    "q": Param(Text(100), description="QR prefix"),
+    "linked": Param(Bool(), description="children in a parent (true) or waiting (false)"),
+    "billed": Param(Bool(), description="parents on a bill (true) or not (false)"),
+    "created_after": Param(DateTime()), "created_before": Param(DateTime()),
+}
+BILL_FILTERS = {"status": Param(Enum(bill_ops.STATUSES)), "q": Param(Text(64), description="bill number prefix")}
+DISPATCHER_NEEDS_AREA = {"if": {"properties": {"role": {"const": "dispatcher"}}, "required": ["role"]},
+                         "then": {"required": ["dispatch_area"], "properties": {"dispatch_area": AREA.schema()}}}
 
-@dataclass
-class Op:
-    summary: str
-    roles: tuple[str, ...] | None  # None: no token needed
-    response: dict[str, Any]
-    status: tuple[int, ...] = (200,)
-    body: Body | None = None
-    query: list[tuple[str, dict]] = field(default_factory=list)
-    errors: tuple[int, ...] = ()
-    media: str = "application/json"
-
-    def openapi(self, path: str) -> dict[str, Any]:
-        params = [{"name": name, "in": "path", "required": True,
-                   "schema": {"type": "integer", "minimum": 1} if name == "user_id" else QR_PATH}
-                  for name in _path_names(path)]
-        params += [{"name": name, "in": "query", "required": False, "schema": schema}
-                   for name, schema in self.query]
-        responses: dict[str, Any] = {
-            str(code): {"description": "OK" if code < 300 else "done",
-                        "content": {self.media: {"schema": self.response}}}
-            for code in self.status}
-        codes = set(self.errors) | {400, 413} if self.body else set(self.errors)
-        if self.roles is not None:
-            codes |= {401, 403}
-        for code in sorted(codes | {503}):
-            responses[str(code)] = {"description": "error",
-                                    "content": {"application/json": {"schema": ref_error()}}}
-        op: dict[str, Any] = {"summary": self.summary, "responses": responses}
-        if self.roles is not None:
-            op["security"] = [{"bearer": []}]
-            op["description"] = "Roles: " + ", ".join(self.roles)
-        if params:
-            op["parameters"] = params
-        if self.body is not None:
-            op["requestBody"] = {"required": True,
-                                 "content": {"application/json": {"schema": self.body.schema()}}}
-        return op
-
-
-def ref_error() -> dict[str, str]:
-    return {"$ref": "#/components/schemas/Error"}
-
-
-def _path_names(path: str) -> list[str]:
-    return [part[1:-1].split(":")[0] for part in path.split("/") if part.startswith("{")]
-
-
-OBJ = {"type": "object"}
-BAG_FILTERS = [("type", {"type": "string", "enum": list(bag_ops.TYPES)}),
-               ("status", {"type": "string", "enum": list(bag_ops.STATUSES)}),
-               ("dispatch_area", {"type": "string"}), ("q", {"type": "string", "maxLength": 100}),
-               ("linked", {"type": "boolean"}), ("billed", {"type": "boolean"}),
-               ("created_after", {"type": "string", "format": "date-time"}),
-               ("created_before", {"type": "string", "format": "date-time"})]
-OPEN_PARENT_ANSWER = {"type": "object", "required": ["bag", "child_count", "capacity", "created"],
-                      "properties": {"bag": ref(models.Bag), "child_count": {"type": "integer"},
-                                     "capacity": {"type": "integer"}, "created": {"type": "boolean"}}}
-LOGIN_ANSWER = {"type": "object", "required": ["token", "expires_at", "user"],
-                "properties": {"token": {"type": "string"}, "expires_at": {"type": "string", "format": "date-time"},
-                               "user": ref(models.User)}}
-DELETED = {"type": "object", "required": ["deleted"], "properties": {"deleted": {"type": "string"}}}
-HISTORY = {"type": "object", "required": ["qr_id", "items"],
-           "properties": {"qr_id": {"type": "string"}, "items": {"type": "array", "items": ref(models.Event)}}}
-REMOVED = {"type": "object", "required": ["result", "bill"],
-           "properties": {"result": {"type": "string"}, "bill": ref(models.Bill)}}
-CSV = {"type": "string"}
-DASHBOARD = {"type": "object", "required": ["as_of", "bags", "bills", "scans", "users", "recent_scans"],
-             "properties": {"as_of": {"type": ["string", "null"], "format": "date-time"},
-                            "dispatch_area": {"type": ["string", "null"]},
-                            "bags": OBJ, "bills": OBJ, "scans": OBJ,
-                            "users": {"type": "array"}, "recent_scans": {"type": "array"},
-                            "generated_at": {"type": "number"}}}
-HEALTH = {"type": "object", "required": ["status", "checks", "pool"],
-          "properties": {"status": {"type": "string"}, "checks": OBJ, "pool": OBJ}}
-
-
-def table() -> list[tuple[str, type[Resource] | None, dict[str, Op]]]:
-    """(path, resource or None when another route serves it, operations)."""
-    return [
-        ("/health", system.Health, {"get": Op("Liveness with database and cache checks", None, HEALTH,
-                                              status=(200,))}),
-        ("/api/auth/login", accounts.Login, {"post": Op(
-            "Log in: a bearer token", None, LOGIN_ANSWER, body=accounts.LOGIN, errors=(401, 429))}),
-        ("/api/me", accounts.Me, {"get": Op("The caller", ANY, ref(models.User))}),
-        ("/api/users", accounts.Users, {
-            "get": Op("Users", ("admin",), page_of(models.User), query=LIST_PARAMS, errors=(400,)),
-            "post": Op("Create a user", ("admin",), ref(models.User), status=(201,), body=accounts.NEW_USER,
-                       errors=(409,))}),
-        ("/api/users/{user_id:int}", accounts.UserItem, {"patch": Op(
-            "Change a user", ("admin",), ref(models.User), body=accounts.USER_CHANGES, errors=(404, 409))}),
-        ("/api/areas", accounts.Areas, {
-            "get": Op("Dispatch areas", ANY, page_of(models.Area)),
-            "post": Op("Add a dispatch area", ("admin",), ref(models.Area), status=(201,),
-                       body=accounts.NEW_AREA, errors=(409,))}),
-        ("/api/bags", bags.Bags, {
-            "get": Op("Bags, newest first", ANY, page_of(models.Bag), query=LIST_PARAMS + BAG_FILTERS,
-                      errors=(400,)),
-            "post": Op("Register a bag", ANY, ref(models.Bag), status=(201,), body=bags.NEW_BAG,
-                       errors=(409, 422))}),
-        # one route takes QRs containing "/" (sent as %2F) and the /history suffix
-        ("/api/bags/{qr:path}", bags.BagItem, {
-            "get": Op("A bag with its parent or children and bill", ANY, ref(models.BagDetail),
-                      errors=(400, 404)),
-            "delete": Op("Delete a bag", ("admin", "biller"), DELETED, errors=(400, 404, 409))}),
-        ("/api/bags/{qr}/history", None, {"get": Op(
-            "Genealogy: the bag's, its children's and its bill's events", ANY, HISTORY, errors=(400, 404))}),
-        ("/api/scans/parent", scans.ScanParent, {"post": Op(
-            "Open (or create) a parent", scans.SCANNERS, OPEN_PARENT_ANSWER, status=(200, 201),
-            body=scans.OPEN_PARENT, errors=(404, 409, 422))}),
-        ("/api/scans/child", scans.ScanChild, {"post": Op(
-            "Link a child into a parent", scans.SCANNERS, ref(models.LinkResult), body=scans.LINK_CHILD,
-            errors=(404, 409, 422))}),
-        ("/api/scans/batch", scans.ScanBatch, {"post": Op(
-            "Link many children: a result per child", scans.SCANNERS, ref(models.BatchResult),
-            body=scans.LINK_BATCH, errors=(404, 409, 422))}),
-        ("/api/scans/unlink", scans.ScanUnlink, {"post": Op(
-            "Take a child out of its parent", scans.SCANNERS, ref(models.UnlinkResult), body=scans.UNLINK,
-            errors=(404, 409, 422))}),
-        ("/api/scans", scans.Scans, {"get": Op(
-            "Recent events", ANY, page_of(models.Event),
-            query=LIST_PARAMS + [("user", {"type": "integer", "minimum": 1}), ("bag", {"type": "string"}),
-                                 ("since", {"type": "string", "format": "date-time"})], errors=(400,))}),
-        ("/api/bills", bills.Bills, {
-            "get": Op("Bills, newest first", bills.BILLERS, page_of(models.Bill),
-                      query=LIST_PARAMS + [("status", {"type": "string", "enum": list(bill_ops.STATUSES)}),
-                                           ("q", {"type": "string", "maxLength": 64})], errors=(400,)),
-            "post": Op("Create a bill", bills.BILLERS, ref(models.Bill), status=(201,), body=bills.NEW_BILL,
-                       errors=(409,))}),
-        # one route serves every bill item path below (bill numbers may contain "/")
-        ("/api/bills/{path:path}", bills.BillPaths, {}),
-        ("/api/bills/{bill_no}", None, {
-            "get": Op("A bill with its parents", bills.BILLERS, ref(models.BillDetail), errors=(400, 404)),
-            "patch": Op("Edit a bill", bills.BILLERS, ref(models.Bill), body=bills.BILL_CHANGES,
-                        errors=(404, 409)),
-            "delete": Op("Delete a bill", ("admin",), DELETED, errors=(400, 404))}),
-        ("/api/bills/{bill_no}/parents", None, {"post": Op(
-            "Put a parent on a bill", bills.BILLERS, ref(models.AddParentResult), body=bills.ADD_PARENT,
-            errors=(404, 409, 422))}),
-        ("/api/bills/{bill_no}/parents/{parent_qr}", None, {"delete": Op(
-            "Take a parent off a bill", bills.BILLERS, REMOVED, errors=(400, 404, 409))}),
-        ("/api/bills/{bill_no}/complete", None, {"post": Op(
-            "Complete a full bill", bills.BILLERS, ref(models.Bill), errors=(400, 404, 409))}),
-        ("/api/bills/{bill_no}/reopen", None, {"post": Op(
-            "Reopen a completed bill", bills.BILLERS, ref(models.Bill), errors=(400, 404, 409))}),
-        ("/api/dashboard/analytics", reports.Dashboard, {"get": Op(
-            "Totals, bills, scans per hour, activity, recent scans (from views; see as_of)", ANY, DASHBOARD,
-            query=[("dispatch_area", {"type": "string"})], errors=(400,))}),
-        ("/api/exports/bags.csv", reports.BagsExport, {"get": Op(
-            "Every matching bag as CSV (streamed)", ("admin", "biller"), CSV, query=BAG_FILTERS,
-            errors=(400,), media="text/csv")}),
-        ("/api/exports/bills.csv", reports.BillsExport, {"get": Op(
-            "Every matching bill as CSV (streamed)", ("admin", "biller"), CSV,
-            query=[("status", {"type": "string", "enum": list(bill_ops.STATUSES)}),
-                   ("q", {"type": "string", "maxLength": 64})], errors=(400,), media="text/csv")}),
-    ]
+OPERATIONS: tuple[Operation, ...] = (
+    # system ---------------------------------------------------------------------------------
+    Operation("health", "GET", "/health", system.health, "Liveness with database and cache checks", "system",
+              PUBLIC, Health, other_statuses=(503,)),
+    # accounts -------------------------------------------------------------------------------
+    Operation("login", "POST", "/api/auth/login", accounts.login, "Log in: a bearer token", "accounts", PUBLIC,
+              LoginAnswer, body=body(username=Field(LOGIN_NAME, required=True),
+                                     password=Field(ANY_PASSWORD, required=True)),
+              errors=("invalid_credentials", "account_locked", "rate_limited")),
+    Operation("get_me", "GET", "/api/me", accounts.me, "The caller", "accounts", ANY_ROLE, models.User),
+    Operation("list_users", "GET", "/api/users", accounts.list_users, "Users, by id", "accounts", ("admin",),
+              Page[models.User], query=query(**PAGE)),
+    Operation("create_user", "POST", "/api/users", accounts.create_user, "Create a user", "accounts", ("admin",),
+              models.User, status=201, idempotent=True,
+              body=body(rules=(DISPATCHER_NEEDS_AREA,), username=Field(USERNAME, required=True),
+                        password=Field(PASSWORD, required=True),
+                        role=Field(Enum(user_ops.ROLES), required=True),
+                        dispatch_area=Field(AREA, nullable=True, description="required for a dispatcher")),
+              errors=("username_taken", "weak_password", "dispatch_area_required", "unknown_area")),
+    Operation("update_user", "PATCH", "/api/users/{user_id}", accounts.update_user,
+              "Change a user's role, area, active flag or password", "accounts", ("admin",), models.User,
+              idempotent=True,
+              body=body(min_fields=1, role=Field(Enum(user_ops.ROLES)),
+                        dispatch_area=Field(AREA, nullable=True, description="null clears it (not for a dispatcher)"),
+                        is_active=Field(Bool()), password=Field(PASSWORD)),
+              errors=("user_not_found", "last_admin", "weak_password", "dispatch_area_required", "unknown_area")),
+    Operation("list_areas", "GET", "/api/areas", accounts.list_areas, "Dispatch areas", "accounts", ANY_ROLE,
+              Page[models.Area]),
+    Operation("create_area", "POST", "/api/areas", accounts.create_area, "Add a dispatch area", "accounts",
+              ("admin",), models.Area, status=201, idempotent=True,
+              body=body(name=Field(NEW_AREA_NAME, required=True), label=Field(Text(100))),
+              errors=("area_exists",)),
+    # bags -----------------------------------------------------------------------------------
+    Operation("list_bags", "GET", "/api/bags", bags.list_bags, "Bags, newest first", "bags", ANY_ROLE,
+              Page[models.Bag], query=query(**PAGE, **BAG_FILTERS), errors=("unknown_area", "wrong_area")),
+    Operation("register_bag", "POST", "/api/bags", bags.register_bag, "Register a bag by hand", "bags", ANY_ROLE,
+              models.Bag, status=201, idempotent=True,
+              body=body(qr_id=Field(QR, required=True), type=Field(Enum(bag_ops.TYPES), required=True),
+                        dispatch_area=Field(AREA, nullable=True, description="dispatchers: their own by default")),
+              errors=("qr_taken", "not_a_parent", "not_a_child", "unknown_area", "dispatch_area_required",
+                      "wrong_area")),
+    Operation("get_bag", "GET", "/api/bags/{qr}", bags.get_bag, "A bag with its parent or children and its bill",
+              "bags", ANY_ROLE, models.BagDetail, errors=("bag_not_found",)),
+    Operation("get_bag_history", "GET", "/api/bags/{qr}/history", bags.bag_history,
+              "Genealogy: the bag's, its children's and its bill's events, oldest first", "bags", ANY_ROLE,
+              models.BagHistory, errors=("bag_not_found",)),
+    Operation("delete_bag", "DELETE", "/api/bags/{qr}", bags.delete_bag, "Delete a bag (its history stays)", "bags",
+              BILLERS, Deleted, idempotent=True, errors=("bag_not_found", "bag_on_bill", "bag_has_children")),
+    # scans ----------------------------------------------------------------------------------
+    Operation("open_parent", "POST", "/api/scans/parent", scans.open_parent, "Open (or create) a parent", "scans",
+              SCANNERS, models.OpenParentResult, other_statuses=(201,), idempotent=True,
+              body=body(qr_id=Field(QR, required=True),
+                        dispatch_area=Field(AREA, nullable=True,
+                                            description="area of a new parent (admins; dispatchers use theirs)")),
+              errors=("not_a_parent", "wrong_area", "unknown_area", "dispatch_area_required"),
+              description="201 when the parent was created by this scan."),
+    Operation("link_child", "POST", "/api/scans/child", scans.link_child, "Link a child into a parent", "scans",
+              SCANNERS, models.LinkResult, idempotent=True,
+              body=body(parent_qr=Field(QR, required=True), child_qr=Field(QR, required=True)),
+              errors=("bag_not_found", "not_a_parent", "not_a_child", "parent_full", "child_in_other_parent",
+                      "parent_on_bill", "wrong_area")),
+    Operation("link_children", "POST", "/api/scans/batch", scans.link_children,
+              "Link many children: a result per child", "scans", SCANNERS, models.BatchResult, idempotent=True,
+              body=body(parent_qr=Field(QR, required=True),
+                        child_qrs=Field(TextList(QR, scan_ops.MAX_BATCH), required=True,
+                                        description="at most the parent's capacity")),
+              errors=("bag_not_found", "not_a_parent", "parent_on_bill", "too_many_children")),
+    Operation("unlink_child", "POST", "/api/scans/unlink", scans.unlink_child, "Take a child out of its parent",
+              "scans", SCANNERS, models.UnlinkResult, idempotent=True, body=body(child_qr=Field(QR, required=True)),
+              errors=("bag_not_found", "not_a_child", "child_not_linked", "parent_on_bill")),
+    Operation("list_scans", "GET", "/api/scans", scans.list_scans, "Recent events, newest first", "scans",
+              ANY_ROLE, Page[models.Event],
+              query=query(**PAGE, user=Param(Int(1), description="user id"),
+                          bag=Param(QR, description="a bag's QR: its events and, for a parent, its links"),
+                          since=Param(DateTime())),
+              errors=("bag_not_found",)),
+    # bills ----------------------------------------------------------------------------------
+    Operation("list_bills", "GET", "/api/bills", bills.list_bills, "Bills, newest first", "bills", BILLERS,
+              Page[models.Bill], query=query(**PAGE, **BILL_FILTERS)),
+    Operation("create_bill", "POST", "/api/bills", bills.create_bill, "Create a bill", "bills", BILLERS,
+              models.Bill, status=201, idempotent=True,
+              body=body(bill_no=Field(BILL_NO, required=True), capacity=Field(CAPACITY, required=True),
+                        description=Field(Text(1000)), destination=Field(Text(200)),
+                        vehicle_number=Field(Text(50))),
+              errors=("bill_exists",)),
+    Operation("get_bill", "GET", "/api/bills/{bill_no}", bills.get_bill, "A bill with its parents", "bills",
+              BILLERS, models.BillDetail, errors=("bill_not_found",)),
+    Operation("update_bill", "PATCH", "/api/bills/{bill_no}", bills.update_bill,
+              "Edit a bill (an edit to the same values records nothing)", "bills", BILLERS, models.Bill,
+              idempotent=True,
+              body=body(min_fields=1, capacity=Field(CAPACITY), description=Field(Text(1000)),
+                        destination=Field(Text(200)), vehicle_number=Field(Text(50))),
+              errors=("bill_not_found", "bill_completed", "bill_capacity_too_small")),
+    Operation("delete_bill", "DELETE", "/api/bills/{bill_no}", bills.delete_bill,
+              "Delete a bill (its parents come off it; the history stays)", "bills", ("admin",), Deleted,
+              idempotent=True, errors=("bill_not_found",)),
+    Operation("add_bill_parent", "POST", "/api/bills/{bill_no}/parents", bills.add_parent, "Put a parent on a bill",
+              "bills", BILLERS, models.AddParentResult, idempotent=True,
+              body=body(parent_qr=Field(QR, required=True)),
+              errors=("bill_not_found", "bag_not_found", "not_a_parent", "bill_full", "parent_on_other_bill",
+                      "bill_completed", "parent_empty")),
+    Operation("remove_bill_parent", "DELETE", "/api/bills/{bill_no}/parents/{parent_qr}", bills.remove_parent,
+              "Take a parent off a bill (the last one out sends the bill back to new)", "bills", BILLERS,
+              models.RemoveParentResult, idempotent=True,
+              errors=("bill_not_found", "bag_not_found", "parent_not_on_bill", "bill_completed")),
+    Operation("complete_bill", "POST", "/api/bills/{bill_no}/complete", bills.complete_bill,
+              "Complete a full bill", "bills", BILLERS, models.Bill, idempotent=True,
+              errors=("bill_not_found", "bill_not_full")),
+    Operation("reopen_bill", "POST", "/api/bills/{bill_no}/reopen", bills.reopen_bill,
+              "Reopen a completed bill (back to processing)", "bills", BILLERS, models.Bill, idempotent=True,
+              errors=("bill_not_found", "bill_not_completed")),
+    # reports --------------------------------------------------------------------------------
+    Operation("get_dashboard", "GET", "/api/dashboard/analytics", reports.dashboard,
+              "Totals, bills, scans per hour, activity, recent scans (from views; see as_of)", "reports",
+              ANY_ROLE, models.Dashboard, query=query(dispatch_area=Param(AREA)),
+              errors=("unknown_area", "wrong_area")),
+    Operation("export_bags", "GET", "/api/exports/bags.csv", reports.export_bags,
+              "Every matching bag as CSV (streamed; the columns of Bag)", "reports", BILLERS, CSV,
+              query=query(**BAG_FILTERS), errors=("unknown_area", "too_many_exports")),
+    Operation("export_bills", "GET", "/api/exports/bills.csv", reports.export_bills,
+              "Every matching bill as CSV (streamed; the columns of Bill)", "reports", BILLERS, CSV,
+              query=query(**BILL_FILTERS), errors=("too_many_exports",)),
+)

@@ -13,16 +13,17 @@ from . import (areas, bags, bills, errors, events, exports, idempotency, mainten
                views)
 from .database import Database
 from .errors import TraceTrackError
-from .models import (AddParentResult, Area, Bag, BagDetail, BatchItem, BatchResult, Bill, BillDetail,
-                     Event, LinkResult, OpenParentResult, Page, ParentFormat, UnlinkResult, User)
+from .models import (AddParentResult, Area, Bag, BagDetail, BagHistory, BatchItem, BatchResult, Bill,
+                     BillDetail, Dashboard, Event, LinkResult, OpenParentResult, Page, ParentFormat, Principal,
+                     RemoveParentResult, UnlinkResult, User)
 from .qr import normalize_qr
-from .runtime import open_database
 from .settings import Settings
 
 __all__ = [
-    "Database", "Settings", "TraceTrackError", "open_database", "normalize_qr",
+    "Database", "Settings", "TraceTrackError", "normalize_qr",
     "areas", "bags", "bills", "errors", "events", "exports", "idempotency", "maintenance", "migrations", "scans",
     "users", "views",
-    "AddParentResult", "Area", "Bag", "BagDetail", "BatchItem", "BatchResult", "Bill", "BillDetail",
-    "Event", "LinkResult", "OpenParentResult", "Page", "ParentFormat", "UnlinkResult", "User",
+    "AddParentResult", "Area", "Bag", "BagDetail", "BagHistory", "BatchItem", "BatchResult", "Bill", "BillDetail",
+    "Dashboard", "Event", "LinkResult", "OpenParentResult", "Page", "ParentFormat", "Principal",
+    "RemoveParentResult", "UnlinkResult", "User",
 ]

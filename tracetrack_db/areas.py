@@ -11,6 +11,16 @@ from . import errors
 from .database import Database
 from .models import Area, ParentFormat
 
+NAME_PATTERN = r"^[a-z][a-z0-9_]{1,49}$"  # the dispatch_area_name_check constraint
+_NAME = re.compile(r"[a-z][a-z0-9_]{1,49}")
+
+
+def check_name(name: object, field: str = "dispatch_area") -> str:
+    """A well-formed area name (whether it exists is the database's to say)."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise errors.UnknownArea(f"unknown dispatch area {name!r}", field=field)
+    return name
+
 
 def list_areas(db: Database) -> list[Area]:
     return db.many("list_areas", row=Area, read=True)
@@ -19,7 +29,7 @@ def list_areas(db: Database) -> list[Area]:
 def create_area(db: Database, name: str, label: str | None = None, *,
                 conn: Connection | None = None) -> Area:
     """Add a dispatch area (lowercase name). Raises AreaExists."""
-    if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]{1,49}", name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise errors.ValidationError("an area name is 2-50 characters of a-z 0-9 _", field="name")
     return db.one("create_area", {"name": name, "label": label or name.replace("_", " ").title()},
                   row=Area, conn=conn)

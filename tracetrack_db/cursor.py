@@ -1,32 +1,30 @@
-"""Opaque keyset cursors: the last row's sort key, url-safe base64 encoded."""
+"""Keyset cursors and list helpers.
+
+A cursor is the last row's id in lowercase hex (1-16 digits): opaque to
+clients (pass `next_cursor` back unchanged), but with a format the OpenAPI
+document can state exactly, so any string of that format is accepted.
+"""
 
 from __future__ import annotations
 
-import base64
-import binascii
+import re
 
 from .errors import InvalidCursor, ValidationError
 
+CURSOR_PATTERN = r"^[0-9a-f]{1,16}$"  # for the OpenAPI document
+_CURSOR = re.compile(r"[0-9a-f]{1,16}")
+_MAX_ID = 2**63 - 1
+MAX_LIMIT = 1000
+
 
 def encode_cursor(last_id: int) -> str:
-    return base64.urlsafe_b64encode(f"v1:{last_id}".encode()).decode().rstrip("=")
+    return format(last_id, "x")
 
 
 def decode_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        version, _, value = raw.partition(":")
-        if version != "v1":
-            raise ValueError(version)
-        last_id = int(value)
-        if last_id < 0:
-            raise ValueError(value)
-        return last_id
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidCursor("invalid cursor: pass back next_cursor unchanged", field="cursor") from None
-
-
-MAX_LIMIT = 1000
+    if not isinstance(cursor, str) or not _CURSOR.fullmatch(cursor):
+        raise InvalidCursor("invalid cursor: pass back next_cursor unchanged", field="cursor")
+    return min(int(cursor, 16), _MAX_ID)  # a bigint, so the comparison stays on the index
 
 
 def check_limit(limit: object) -> int:

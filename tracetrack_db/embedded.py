@@ -25,7 +25,12 @@ class EmbeddedPostgres:
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset (root, CI); /tmp is fine.
             warnings.simplefilter("ignore")
-            import pgserver
+            try:
+                import pgserver
+            except ImportError:
+                raise RuntimeError(
+                    "DATABASE_URL is not set and the embedded PostgreSQL is not installed: set DATABASE_URL, "
+                    "or pip install 'tracetrack[server]' (or pgserver)") from None
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         self._server = pgserver.get_server(self.pgdata, cleanup_mode="stop")

@@ -197,7 +197,12 @@ def _all_subclasses(cls: type) -> list[type]:
     return out
 
 
-BY_CODE: dict[str, type[TraceTrackError]] = {c.code: c for c in [TraceTrackError, *_all_subclasses(TraceTrackError)]}
+def by_code() -> dict[str, type[TraceTrackError]]:
+    """Every error class by code, including those a caller (the HTTP layer) defines."""
+    return {c.code: c for c in [TraceTrackError, *_all_subclasses(TraceTrackError)]}
+
+
+BY_CODE: dict[str, type[TraceTrackError]] = by_code()  # the library's own
 
 # Unique, foreign-key and check constraints whose violation is a client error:
 # the error class, the field, and the message.
@@ -210,9 +215,10 @@ _CONSTRAINTS: dict[str, tuple[type[TraceTrackError], str, str]] = {
     "bag_dispatch_area_fkey": (UnknownArea, "dispatch_area", "unknown dispatch area"),
     "app_user_dispatch_area_fkey": (UnknownArea, "dispatch_area", "unknown dispatch area"),
     "bag_qr_id_check": (InvalidQr, "qr_id", "invalid QR code"),
+    "bag_qr_id_path": (InvalidQr, "qr_id", "invalid QR code: segments joined by single '/', not ending /HISTORY"),
     "bill_bill_no_check": (ValidationError, "bill_no",
-                           "a bill number is 1-64 characters of A-Z a-z 0-9 _ / . - starting with a letter or digit, "
-                           "with no segment named parents, complete or reopen"),
+                           "a bill number is 1-64 characters of A-Z a-z 0-9 _ . - in segments joined by single "
+                           "'/', each starting with a letter or digit, none named parents, complete or reopen"),
     "bill_capacity_check": (ValidationError, "capacity", "capacity must be from 1 to 500"),
     "bill_description_check": (ValidationError, "description", "description is too long (1000 at most)"),
     "bill_destination_check": (ValidationError, "destination", "destination is too long (200 at most)"),

@@ -1,4 +1,9 @@
-"""The event log: recent scans and the full history of a bag."""
+"""The event log: recent scans and the full history of a bag.
+
+`restrict_area` (a dispatcher's area) confines both in SQL: another area's
+bag is not found, exactly like an unknown QR, and other areas' events are
+never returned.
+"""
 
 from __future__ import annotations
 
@@ -6,62 +11,57 @@ from datetime import datetime
 
 from psycopg import sql
 
-from . import errors
+from . import bags
 from .cursor import check_limit, decode_cursor, paginate
 from .database import Database
-from .models import Event, Page
+from .listing import Where, where_sql
+from .models import BagHistory, Event, Page
 from .qr import normalize_qr
 
 HISTORY_LIMIT = 10_000
-_EVENT_COLUMNS = sql.SQL(
-    "e.id, e.occurred_at, e.kind, e.user_id, u.username, e.bag_id, e.qr_id, e.parent_id, e.parent_qr, "
-    "e.bill_id, e.bill_no, e.dispatch_area, e.idempotency_key, e.details")
 
 
 def bag_history(db: Database, qr_id: str, *, restrict_area: str | None = None,
-                limit: int = HISTORY_LIMIT) -> list[Event]:
+                limit: int = HISTORY_LIMIT) -> BagHistory:
     """Every event of the bag, of its children and of its bill, oldest first
-    (also for a deleted bag). With `restrict_area`, only that area's events
-    and bill-level ones."""
+    (also for a deleted bag). Raises BagNotFound."""
     qr = normalize_qr(qr_id)
-    events = db.many("bag_history", {"qr_id": qr, "limit": limit, "area": restrict_area}, row=Event, read=True)
-    if not events and db.one("get_bag", {"qr_id": qr}, read=True) is None:
-        raise errors.BagNotFound(f"bag {qr} not found")
-    return events
+    items = db.many("bag_history", {"qr_id": qr, "limit": limit, "area": restrict_area}, row=Event, read=True)
+    if not items:  # no events: a bag that exists (for this caller) but was never scanned, or none
+        bags.visible_bag_id(db, qr, restrict_area=restrict_area)
+    return BagHistory(qr_id=qr, items=items)
 
 
-def recent_events(db: Database, *, user_id: int | None = None, qr_id: str | None = None,
-                  since: datetime | None = None, dispatch_area: str | None = None,
-                  kinds: tuple[str, ...] | None = None,
-                  limit: int = 50, cursor: str | None = None) -> Page[Event]:
-    """Events newest first, keyset by id; filter by user, bag QR (as bag or parent), time, area."""
-    where: list[sql.Composable] = []
-    params: dict = {"limit": check_limit(limit) + 1}
+def list_query(db: Database, *, user_id: int | None = None, qr_id: str | None = None,
+               since: datetime | None = None, dispatch_area: str | None = None,
+               kinds: tuple[str, ...] | None = None, limit: int = 50,
+               cursor: str | None = None) -> tuple[sql.Composed, dict]:
+    """The statement of `recent_events` (also for `tracetrack db explain list_events`).
+    A bag filter is resolved first: an unknown bag, or one of another area than
+    `dispatch_area`, raises BagNotFound."""
+    where = Where()
     if user_id is not None:
-        where.append(sql.SQL("e.user_id = %(user_id)s"))
-        params["user_id"] = user_id
+        where.add("r.user_id = %(user_id)s", user_id=user_id)
     if qr_id is not None:
-        qr = normalize_qr(qr_id, "bag")
+        bag_id = bags.visible_bag_id(db, qr_id, restrict_area=dispatch_area, field="bag")
         # the bag's own events, and for a parent those of its links and bills
-        where.append(sql.SQL("(e.bag_id = (SELECT id FROM bag WHERE qr_id = %(qr)s) "
-                             "OR e.parent_id = (SELECT id FROM bag WHERE qr_id = %(qr)s))"))
-        params["qr"] = qr
+        where.add("(r.bag_id = %(bag_id)s OR r.parent_id = %(bag_id)s)", bag_id=bag_id)
     if since is not None:
-        where.append(sql.SQL("e.occurred_at >= %(since)s"))
-        params["since"] = since
+        where.add("r.occurred_at >= %(since)s", since=since)
     if dispatch_area is not None:
-        where.append(sql.SQL("e.dispatch_area = %(area)s"))
-        params["area"] = dispatch_area
+        where.add("r.dispatch_area = %(area)s", area=dispatch_area)
     if kinds:
-        where.append(sql.SQL("e.kind = ANY(%(kinds)s)"))
-        params["kinds"] = list(kinds)
-    if cursor:
-        where.append(sql.SQL("e.id < %(before_id)s"))
-        params["before_id"] = decode_cursor(cursor)
-    query = sql.SQL(
-        "SELECT {cols} FROM event e LEFT JOIN app_user u ON u.id = e.user_id {where} "
-        "ORDER BY e.id DESC LIMIT %(limit)s"
-    ).format(cols=_EVENT_COLUMNS,
-             where=sql.SQL("WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL(""))
-    rows = db.run_sql(query, params, row=Event)
-    return paginate(rows, limit)
+        where.add("r.kind = ANY(%(kinds)s)", kinds=list(kinds))
+    if cursor is not None:
+        where.add("r.id < %(before_id)s", before_id=decode_cursor(cursor))
+    where.params["limit"] = check_limit(limit) + 1
+    query = sql.SQL("SELECT r.* FROM event_row r {where} ORDER BY r.id DESC LIMIT %(limit)s").format(
+        where=where_sql(where))
+    return query, where.params
+
+
+def recent_events(db: Database, *, limit: int = 50, cursor: str | None = None, **filters) -> Page[Event]:
+    """Events newest first, keyset by id; filter by user, bag QR (as bag or
+    parent), time, area (a dispatcher's: their bags only), kinds."""
+    query, params = list_query(db, limit=limit, cursor=cursor, **filters)
+    return paginate(db.run_sql(query, params, row=Event), limit)

@@ -1,27 +1,34 @@
-"""Idempotent writes: the first answer to a key is stored and replayed.
+"""Idempotent writes: the first outcome of a key is stored and replayed.
 
 The key is claimed in the same transaction as the write, so a crash or error
 leaves no key behind, and a concurrent repeat waits for the first to finish.
+The library stores the outcome as (code, JSON of the result); what the code
+means (an HTTP status, say) is the caller's business.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from psycopg import Connection
 
 from . import errors
 from .database import Database
+from .jsontext import dumps
 
 MAX_KEY_LENGTH = 200
+KEY_PATTERN = rf"^[\x21-\x7e]{{1,{MAX_KEY_LENGTH}}}$"  # visible ASCII, no spaces
+_KEY = re.compile(rf"[\x21-\x7e]{{1,{MAX_KEY_LENGTH}}}")
 
 
 @dataclass(frozen=True)
 class Stored:
-    status: int
-    body: bytes
+    code: int
+    body: bytes  # JSON of the result
     replayed: bool
 
 
@@ -34,24 +41,32 @@ def fingerprint(*parts: str | bytes) -> str:
     return h.hexdigest()
 
 
-def run_once(db: Database, user_id: int, key: str, request_fingerprint: str,
-             write: Callable[[Connection], tuple[int, bytes]]) -> Stored:
-    """Run `write(conn)` once per (user, key) and return its (status, body).
+def check_key(key: object) -> str:
+    if not isinstance(key, str) or not _KEY.fullmatch(key):
+        raise errors.ValidationError(
+            f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} visible ASCII characters (no spaces)",
+            field="Idempotency-Key")
+    return key
 
-    A repeat with the same fingerprint returns the stored answer and runs
+
+def run_once(db: Database, user_id: int, key: str, request_fingerprint: str,
+             write: Callable[[Connection], tuple[int, Any]]) -> Stored:
+    """Run `write(conn)` once per (user, key); it returns (code, result) and
+    must do its work on the connection it is given. The result is stored as
+    JSON and returned as such.
+
+    A repeat with the same fingerprint returns the stored outcome and runs
     nothing; a repeat with a different request raises IdempotencyKeyReused.
-    `write` must do its work on the connection it is given.
     """
-    if not key or len(key) > MAX_KEY_LENGTH:
-        raise errors.ValidationError(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} characters",
-                                     field="Idempotency-Key")
+    check_key(key)
     params = {"user_id": user_id, "key": key, "fingerprint": request_fingerprint}
     with db.transaction() as conn:
         if db.one("claim_idempotency_key", params, conn=conn):
-            status, body = write(conn)
+            code, result = write(conn)
+            body = dumps(result)
             db.execute("store_idempotent_response",
-                       {"user_id": user_id, "key": key, "status": status, "response": body}, conn=conn)
-            return Stored(status, body, replayed=False)
+                       {"user_id": user_id, "key": key, "status": code, "response": body}, conn=conn)
+            return Stored(code, body, replayed=False)
         stored = db.one("get_idempotency_key", params, row=dict, conn=conn)
     if stored["fingerprint"] != request_fingerprint:
         raise errors.IdempotencyKeyReused("this Idempotency-Key was used for a different request")

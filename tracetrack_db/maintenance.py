@@ -1,13 +1,38 @@
-"""Maintenance: ANALYZE, index usage, table statistics, EXPLAIN of a named query."""
+"""Maintenance: ping, ANALYZE, index usage, table statistics, EXPLAIN of a
+named query or of a composed list or export statement."""
 
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from typing import Any
 
 from psycopg import sql
 
+from . import bags, bills, events, exports
 from .database import Database
+
+# The statements composed from filters (see listing.py), by the name
+# `tracetrack db explain` and the benchmarks know them by.
+COMPOSED: dict[str, Callable[..., tuple[sql.Composed, dict]]] = {
+    "list_bags": lambda db, **filters: bags.list_query(**filters),
+    "list_bills": lambda db, **filters: bills.list_query(**filters),
+    "list_events": lambda db, **filters: events.list_query(db, **filters),
+    "export_bags": lambda db, **filters: exports.bags_query(**filters),
+    "export_bills": lambda db, **filters: exports.bills_query(**filters),
+}
+
+
+def ping(db: Database) -> float:
+    """Milliseconds for a round trip to the database (DatabaseUnavailable if it is down)."""
+    start = time.perf_counter()
+    db.scalar("ping")
+    return (time.perf_counter() - start) * 1000
+
+
+def max_connections(db: Database) -> int:
+    return db.scalar("max_connections")
 
 TABLES = ("app_user", "dispatch_area", "parent_format", "bag", "bill", "event", "idempotency_key")
 
@@ -59,14 +84,26 @@ def sample_params(db: Database) -> dict[str, Any]:
     }
 
 
-def explain(db: Database, name: str, *, analyze: bool = False) -> str:
-    """The plan of a named query with sample parameters. With `analyze`, the
-    query really runs (inside a transaction that is rolled back)."""
-    query = db.queries[name]
-    params = {k: v for k, v in sample_params(db).items() if k in query.params}
-    options = "ANALYZE, BUFFERS, " if analyze else ""
-    text = re.sub(r"^\s*", "", query.sql)
+def explainable() -> list[str]:
+    """Every name `explain` takes: the named queries and the composed statements."""
+    from .queries import load
+
+    return sorted([q.name for q in load()] + list(COMPOSED))
+
+
+def explain(db: Database, name: str, *, analyze: bool = False, filters: dict[str, Any] | None = None) -> str:
+    """The plan of a named query (with sample parameters taken from the data) or
+    of a composed statement (list_bags, export_bills ..., with `filters`). With
+    `analyze`, it really runs, inside a transaction that is rolled back."""
+    options = sql.SQL("ANALYZE, BUFFERS, " if analyze else "")
+    if name in COMPOSED:
+        query, params = COMPOSED[name](db, **(filters or {}))
+        statement = sql.SQL("EXPLAIN ({}COSTS) {}").format(options, query)
+    else:
+        named = db.queries[name]
+        params = {k: v for k, v in sample_params(db).items() if k in named.params}
+        statement = sql.SQL("EXPLAIN ({}COSTS) {}").format(options, sql.SQL(re.sub(r"^\s*", "", named.sql)))
     with db.connection() as conn:
         with conn.transaction(force_rollback=True):
-            rows = conn.execute(f"EXPLAIN ({options}COSTS) {text}", params).fetchall()  # noqa: S608 - shipped SQL
+            rows = conn.execute(statement, params).fetchall()
     return "\n".join(r[0] for r in rows)

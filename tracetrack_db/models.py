@@ -1,4 +1,7 @@
-"""Row types: frozen dataclasses whose fields match the query columns."""
+"""Row types: frozen dataclasses whose fields match the query columns.
+
+Bag, Bill and Event are the columns of the views bag_row, bill_row and
+event_row (sql/migrations/0005): tests compare the two."""
 
 from __future__ import annotations
 
@@ -21,6 +24,22 @@ class User:
     last_login_at: datetime | None
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """What an authorisation check needs of an active user."""
+
+    id: int
+    username: str
+    role: str
+    dispatch_area: str | None
+    tokens_valid_after: int = 0  # epoch seconds: tokens issued earlier are refused
+
+    @property
+    def restrict_area(self) -> str | None:
+        """The only area this user may see and scan (dispatchers), else None."""
+        return self.dispatch_area if self.role == "dispatcher" else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,17 +129,17 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True)
+class BagHistory:
+    qr_id: str
+    items: list[Event]
+
+
+@dataclass(frozen=True, slots=True)
 class OpenParentResult:
     bag: Bag
+    child_count: int
+    capacity: int
     created: bool
-
-    @property
-    def child_count(self) -> int:
-        return self.bag.child_count
-
-    @property
-    def capacity(self) -> int:
-        return self.bag.capacity or 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +181,80 @@ class UnlinkResult:
 class AddParentResult:
     result: str  # added | already_added
     bill: Bill
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveParentResult:
+    result: str  # removed
+    bill: Bill
+
+
+# the dashboard ----------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class TypeCounts:
+    parent: int
+    child: int
+
+
+@dataclass(frozen=True, slots=True)
+class BagTotals:
+    total: int
+    by_type: TypeCounts
+    by_status: dict[str, dict[str, int]]  # type -> status -> bags
+    by_area: dict[str, TypeCounts]
+    unlinked_children: int
+
+
+@dataclass(frozen=True, slots=True)
+class BillTotals:
+    by_status: dict[str, int]
+    parents_billed: int
+
+
+@dataclass(frozen=True, slots=True)
+class HourBucket:
+    hour: datetime
+    scans: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScanTotals:
+    today: int
+    last_hour: int
+    hourly: list[HourBucket]
+
+
+@dataclass(frozen=True, slots=True)
+class UserActivity:
+    user_id: int
+    username: str
+    role: str
+    events_24h: int
+    events_7d: int
+    links_7d: int
+    last_event_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecentScan:
+    id: int
+    occurred_at: datetime
+    kind: str
+    username: str | None
+    qr_id: str | None
+    parent_qr: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Dashboard:
+    as_of: datetime | None  # the oldest view refresh behind these numbers
+    dispatch_area: str | None
+    bags: BagTotals
+    bills: BillTotals
+    scans: ScanTotals
+    users: list[UserActivity]
+    recent_scans: list[RecentScan]
+    generated_at: datetime  # when these numbers were read (a cache may serve them a few seconds)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,14 +10,15 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from .errors import WeakPassword
 
 MIN_LENGTH = 8
+MAX_LENGTH = 1024
 _hasher = PasswordHasher()  # argon2id with the library's current defaults
 
 
 def check_strength(password: str) -> None:
     if not isinstance(password, str) or len(password) < MIN_LENGTH:
         raise WeakPassword(f"a password needs at least {MIN_LENGTH} characters", field="password")
-    if len(password) > 1024:
-        raise WeakPassword("a password may have at most 1024 characters", field="password")
+    if len(password) > MAX_LENGTH:
+        raise WeakPassword(f"a password may have at most {MAX_LENGTH} characters", field="password")
 
 
 def hash_password(password: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from . import migrations, users
@@ -43,17 +43,3 @@ def migrate_and_bootstrap(settings: Settings, url: str,
             if users.ensure_admin(db, settings.admin_username, settings.admin_password):
                 created = settings.admin_username
     return MigrateReport(applied, created)
-
-
-@contextmanager
-def open_database(settings: Settings | None = None, *, migrate: bool = False,
-                  **pool_options) -> Iterator[Database]:
-    """An open Database for `settings` (from the environment by default)."""
-    settings = settings or Settings.from_env()
-    with ExitStack() as stack:
-        url = stack.enter_context(database_url(settings))
-        if migrate:
-            migrate_and_bootstrap(settings, url)
-        db = Database.from_settings(settings.with_database_url(url), **pool_options)
-        stack.enter_context(db)
-        yield db

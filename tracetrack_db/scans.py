@@ -21,23 +21,27 @@ def open_parent(db: Database, qr_id: str, *, user_id: int | None = None,
                 idempotency_key: str | None = None,
                 conn: Connection | None = None) -> OpenParentResult:
     """Open a parent for scanning, creating it when new (in `dispatch_area`,
-    else in `restrict_area`). Raises NotAParent, WrongArea, DispatchAreaRequired."""
+    else in `restrict_area`). Raises NotAParent, WrongArea (another area's
+    parent, under `restrict_area`), DispatchAreaRequired."""
     qr = normalize_qr(qr_id)
     with db.connection(conn=conn) as conn:
         opened = db.one("open_parent", {
             "qr_id": qr, "user_id": user_id, "dispatch_area": dispatch_area,
             "restrict_area": restrict_area, "idempotency_key": idempotency_key}, row=dict, conn=conn)
         bag = db.one("get_bag_by_id", {"id": opened["bag_id"]}, row=Bag, conn=conn)
-    return OpenParentResult(bag=bag, created=opened["created"])
+    return OpenParentResult(bag=bag, child_count=bag.child_count, capacity=bag.capacity or 0,
+                            created=opened["created"])
 
 
 def link_child(db: Database, parent_qr: str, child_qr: str, *, user_id: int | None = None,
                restrict_area: str | None = None, idempotency_key: str | None = None,
-                conn: Connection | None = None) -> LinkResult:
+               conn: Connection | None = None) -> LinkResult:
     """Link a child into a parent (creating the child when new).
 
     Returns result linked or already_linked. Raises ParentFull,
-    ChildInOtherParent, NotAParent, NotAChild, ParentOnBill, WrongArea, BagNotFound.
+    ChildInOtherParent, NotAParent, NotAChild, ParentOnBill, BagNotFound (also
+    for another area's parent under `restrict_area`), WrongArea (another
+    area's child).
     """
     return db.one("link_child", {
         "parent_qr": normalize_qr(parent_qr, "parent_qr"), "child_qr": normalize_qr(child_qr, "child_qr"),
@@ -47,7 +51,7 @@ def link_child(db: Database, parent_qr: str, child_qr: str, *, user_id: int | No
 
 def link_children(db: Database, parent_qr: str, child_qrs: list[str], *, user_id: int | None = None,
                   restrict_area: str | None = None, idempotency_key: str | None = None,
-                conn: Connection | None = None) -> BatchResult:
+                  conn: Connection | None = None) -> BatchResult:
     """Link many children in one transaction: a result per child, in input order.
 
     A child that fails (full, in another parent, not a child, wrong area) gets
@@ -74,9 +78,10 @@ def link_children(db: Database, parent_qr: str, child_qrs: list[str], *, user_id
 
 def unlink_child(db: Database, child_qr: str, *, user_id: int | None = None,
                  restrict_area: str | None = None, idempotency_key: str | None = None,
-                conn: Connection | None = None) -> UnlinkResult:
+                 conn: Connection | None = None) -> UnlinkResult:
     """Take a child out of its parent; the child bag stays and the parent reopens.
-    Raises ChildNotLinked, ParentOnBill, NotAChild, BagNotFound, WrongArea."""
+    Raises ChildNotLinked, ParentOnBill, NotAChild, BagNotFound (also for
+    another area's child under `restrict_area`)."""
     qr = normalize_qr(child_qr, "child_qr")
     row = db.one("unlink_child", {"child_qr": qr, "user_id": user_id, "restrict_area": restrict_area,
                                   "idempotency_key": idempotency_key}, row=dict, conn=conn)

@@ -35,11 +35,11 @@ def default_data_dir() -> Path:
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything configurable, with the defaults a laptop needs."""
+    """What the library needs to reach PostgreSQL, with the defaults a laptop needs
+    (the HTTP service's own settings live in tracetrack_api.config)."""
 
     database_url: str | None = None
     database_read_url: str | None = None
-    redis_url: str | None = None
     data_dir: Path = field(default_factory=default_data_dir)
     pool_min_size: int = 1
     pool_max_size: int = 8
@@ -47,7 +47,6 @@ class Settings:
     # psycopg prepares a statement after this many executions; None disables
     # server-side prepared statements (PgBouncer older than 1.21).
     prepare_threshold: int | None = 5
-    secret_key: str | None = None
     admin_username: str | None = None
     admin_password: str | None = None
 
@@ -58,13 +57,11 @@ class Settings:
         return cls(
             database_url=env("DATABASE_URL") or None,
             database_read_url=env("DATABASE_READ_URL") or None,
-            redis_url=env("REDIS_URL") or None,
             data_dir=Path(env("TRACETRACK_DATA_DIR") or default_data_dir()),
             pool_min_size=_int("TRACETRACK_POOL_MIN_SIZE", 1),
             pool_max_size=_int("TRACETRACK_POOL_MAX_SIZE", 8),
             pool_timeout=_float("TRACETRACK_POOL_TIMEOUT", 2.0),
             prepare_threshold=None if threshold.lower() in ("", "none", "off") else int(threshold),
-            secret_key=env("TRACETRACK_SECRET_KEY") or None,
             admin_username=env("TRACETRACK_ADMIN_USERNAME") or None,
             admin_password=env("TRACETRACK_ADMIN_PASSWORD") or None,
         )

@@ -9,10 +9,11 @@ from psycopg import Connection
 from . import errors
 from .cursor import check_limit, decode_cursor, paginate
 from .database import Database
-from .models import Page, User
+from .models import Page, Principal, User
 from .passwords import check_strength, dummy_hash, hash_password, needs_rehash, verify_password
 
 ROLES = ("admin", "biller", "dispatcher")
+USERNAME_PATTERN = r"^[A-Za-z0-9_.@-]{3,64}$"  # the app_user_username_check constraint
 MAX_FAILURES = 5
 LOCK_SECONDS = 15 * 60
 
@@ -43,6 +44,18 @@ def get_user(db: Database, user_id: int) -> User:
 
 def find_user(db: Database, username: str) -> User | None:
     return db.one("get_user_by_username", {"username": username}, row=User)
+
+
+def get_principal(db: Database, user_id: int) -> Principal | None:
+    """What a token check needs of a user, or None when the user is gone or deactivated."""
+    row = db.one("get_principal", {"id": user_id}, row=dict)
+    if row is None or not row["is_active"]:
+        return None
+    return Principal(row["id"], row["username"], row["role"], row["dispatch_area"], row["tokens_valid_after"])
+
+
+def count_active_admins(db: Database) -> int:
+    return db.scalar("count_active_admins")
 
 
 def authenticate(db: Database, username: str, password: str) -> User:
@@ -101,7 +114,7 @@ def update_user(db: Database, user_id: int, changes: UserChanges, *,
 
 
 def list_users(db: Database, limit: int = 50, cursor: str | None = None) -> Page[User]:
-    after = decode_cursor(cursor) if cursor else 0
+    after = decode_cursor(cursor) if cursor is not None else 0
     rows = db.many("list_users", {"after_id": after, "limit": check_limit(limit) + 1}, row=User, read=True)
     return paginate(rows, limit)
 

@@ -6,11 +6,11 @@ import logging
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
 from psycopg import sql
 
 from .database import Database
+from .models import (BagTotals, BillTotals, Dashboard, HourBucket, RecentScan, ScanTotals, TypeCounts,
+                     UserActivity)
 
 log = logging.getLogger(__name__)
 
@@ -77,21 +77,21 @@ class Refresher:
                 log.exception("view refresh failed; retrying in %s s", self.interval)
 
 
-def analytics(db: Database, area: str | None = None, recent: int = 20) -> dict[str, Any]:
+def analytics(db: Database, area: str | None = None, recent: int = 20) -> Dashboard:
     """The dashboard, from the materialized views only (never bag or event)."""
     with db.connection(read=True) as conn:
         totals = db.many("dashboard_bag_totals", {"area": area}, row=dict, conn=conn)
         bills = db.many("dashboard_bill_totals", row=dict, conn=conn)
         hourly = db.many("dashboard_hourly", {"area": area}, row=dict, conn=conn)
-        activity = db.many("dashboard_user_activity", {"area": area}, row=dict, conn=conn)
-        scans = db.many("dashboard_recent_scans", {"area": area, "limit": recent}, row=dict, conn=conn)
+        activity = db.many("dashboard_user_activity", {"area": area}, row=UserActivity, conn=conn)
+        scans = db.many("dashboard_recent_scans", {"area": area, "limit": recent}, row=RecentScan, conn=conn)
         refreshed = db.many("view_refresh_times", row=dict, conn=conn)
-    by_type: dict[str, int] = {}
+    by_type = {"parent": 0, "child": 0}
     by_status: dict[str, dict[str, int]] = {"parent": {}, "child": {}}
     by_area: dict[str, dict[str, int]] = {}
     unlinked = 0
     for r in totals:
-        by_type[r["type"]] = by_type.get(r["type"], 0) + r["bags"]
+        by_type[r["type"]] += r["bags"]
         by_status[r["type"]][r["status"]] = by_status[r["type"]].get(r["status"], 0) + r["bags"]
         area_row = by_area.setdefault(r["dispatch_area"], {"parent": 0, "child": 0})
         area_row[r["type"]] += r["bags"]
@@ -100,20 +100,20 @@ def analytics(db: Database, area: str | None = None, recent: int = 20) -> dict[s
     now = datetime.now(UTC)
     this_hour = now.replace(minute=0, second=0, microsecond=0)
     counts = {r["hour"]: r["events"] for r in hourly}
-    buckets = [{"hour": this_hour - timedelta(hours=h), "scans": counts.get(this_hour - timedelta(hours=h), 0)}
-               for h in range(23, -1, -1)]
+    buckets = [HourBucket(hour, counts.get(hour, 0))
+               for hour in (this_hour - timedelta(hours=h) for h in range(23, -1, -1))]
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    as_of = min((r["refreshed_at"] for r in refreshed), default=None)
-    return {
-        "as_of": as_of,
-        "dispatch_area": area,
-        "bags": {"total": sum(by_type.values()), "by_type": by_type, "by_status": by_status,
-                 "by_area": by_area, "unlinked_children": unlinked},
-        "bills": {"by_status": {r["status"]: r["bills"] for r in bills},
-                  "parents_billed": sum(r["parents"] for r in bills)},
-        "scans": {"today": sum(b["scans"] for b in buckets if b["hour"] >= today),
-                  "last_hour": buckets[-1]["scans"],  # the current clock hour
-                  "hourly": buckets},
-        "users": activity,
-        "recent_scans": scans,
-    }
+    return Dashboard(
+        as_of=min((r["refreshed_at"] for r in refreshed), default=None),
+        dispatch_area=area,
+        bags=BagTotals(total=sum(by_type.values()), by_type=TypeCounts(**by_type), by_status=by_status,
+                       by_area={a: TypeCounts(**c) for a, c in by_area.items()}, unlinked_children=unlinked),
+        bills=BillTotals(by_status={r["status"]: r["bills"] for r in bills},
+                         parents_billed=sum(r["parents"] for r in bills)),
+        scans=ScanTotals(today=sum(b.scans for b in buckets if b.hour >= today),
+                         last_hour=buckets[-1].scans,  # the current clock hour
+                         hourly=buckets),
+        users=activity,
+        recent_scans=scans,
+        generated_at=now,
+    )

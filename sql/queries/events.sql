@@ -1,16 +1,20 @@
 -- name: bag_history :many
 -- The full genealogy of a bag in one query: its own events, its children's
 -- (current children and any that were linked to it), and its bill's; also
--- for a bag that has been deleted.
+-- for a bag that has been deleted. With area set (a dispatcher), the bag
+-- must belong to that area (else nothing), and only that area's events and
+-- bill-level ones are shown, not other areas' parents on the same bill.
 WITH live AS (
     SELECT b.id, coalesce(b.bill_id, p.bill_id) AS bill_id
     FROM bag b LEFT JOIN bag p ON p.id = b.parent_id
-    WHERE b.qr_id = %(qr_id)s
+    WHERE b.qr_id = %(qr_id)s AND (%(area)s::text IS NULL OR b.dispatch_area = %(area)s)
 ), target AS (
     SELECT id, bill_id FROM live
     UNION ALL  -- a deleted bag: its history stays readable through its bag_deleted event
     SELECT e.bag_id, NULL::bigint FROM event e
-    WHERE e.kind = 'bag_deleted' AND e.qr_id = %(qr_id)s AND NOT EXISTS (SELECT 1 FROM live)
+    WHERE e.kind = 'bag_deleted' AND e.qr_id = %(qr_id)s
+      AND (%(area)s::text IS NULL OR e.dispatch_area = %(area)s)
+      AND NOT EXISTS (SELECT 1 FROM live)
 ), ids AS (
     SELECT e.id FROM event e, target t WHERE e.bag_id = t.id
     UNION
@@ -20,12 +24,7 @@ WITH live AS (
     UNION
     SELECT e.id FROM event e, target t WHERE e.bill_id = t.bill_id
 )
-SELECT e.id, e.occurred_at, e.kind, e.user_id, u.username, e.bag_id, e.qr_id, e.parent_id, e.parent_qr,
-       e.bill_id, e.bill_no, e.dispatch_area, e.idempotency_key, e.details
-FROM ids JOIN event e ON e.id = ids.id
-LEFT JOIN app_user u ON u.id = e.user_id
--- a dispatcher (area set) sees events of their area and bill-level events, not
--- other areas' parents on the same bill
-WHERE %(area)s::text IS NULL OR e.dispatch_area IS NULL OR e.dispatch_area = %(area)s
-ORDER BY e.id
+SELECT r.* FROM ids JOIN event_row r ON r.id = ids.id
+WHERE %(area)s::text IS NULL OR r.dispatch_area IS NULL OR r.dispatch_area = %(area)s
+ORDER BY r.id
 LIMIT %(limit)s;

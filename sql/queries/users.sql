@@ -66,6 +66,6 @@ WHERE id > %(after_id)s
 ORDER BY id
 LIMIT %(limit)s;
 
--- name: count_admins :scalar
+-- name: count_active_admins :scalar
 -- Active admins (bootstrap checks).
 SELECT count(*) FROM app_user WHERE role = 'admin' AND is_active;

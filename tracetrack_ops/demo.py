@@ -10,7 +10,7 @@ DEMO_PASSWORD = "tracetrack"
 
 def create_demo(db: Database) -> bool:
     """Create demo users and data unless any user exists; True when created."""
-    if db.scalar("count_admins"):
+    if users.count_active_admins(db):
         return False
     for username, role, area in DEMO_USERS:
         try:

@@ -149,7 +149,8 @@ def smoke(client: Client, report: VerifyReport, password: str) -> None:
     expect("/metrics", "GET", "/metrics", 200, check=lambda d: b"tracetrack_http_requests_total" in d)
 
 
-def verify(users_count: int = 20, duration: str = "15s", port: int | None = None) -> VerifyReport:
+def verify(users_count: int = 20, duration: str = "15s", port: int | None = None,
+           p95_ms: float = 300) -> VerifyReport:
     report = VerifyReport()
     settings = Settings.from_env()
     password = secrets.token_urlsafe(18)
@@ -178,8 +179,8 @@ def verify(users_count: int = 20, duration: str = "15s", port: int | None = None
         port = port or _free_port()
         base = f"http://127.0.0.1:{port}"
         env = {**os.environ, "DATABASE_URL": url,
-               "TRACETRACK_SECRET_KEY": settings.secret_key or secrets.token_urlsafe(32)}
-        server = subprocess.Popen([sys.executable, "-c", "from tracetrack_api.cli import main; main()", "serve",
+               "TRACETRACK_SECRET_KEY": os.environ.get("TRACETRACK_SECRET_KEY") or secrets.token_urlsafe(32)}
+        server = subprocess.Popen([sys.executable, "-c", "from tracetrack_ops.cli import main; main()", "serve",
                                    "--no-demo", "--port", str(port)], env=env, start_new_session=True,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
@@ -201,7 +202,7 @@ def verify(users_count: int = 20, duration: str = "15s", port: int | None = None
                 from .loadtest import run
 
                 load = run(base, users_count, duration, VERIFY_ADMIN, password, Path(os.environ.get(
-                    "TRACETRACK_VERIFY_OUT", str(settings.data_dir / "verify"))))
+                    "TRACETRACK_VERIFY_OUT", str(settings.data_dir / "verify"))), p95_ms=p95_ms)
                 report.load = load.text()
                 report.add(f"load test ({users_count} users, {duration})", load.passed,
                            f"p95 {load.total.get('p95_ms', 0):.0f} ms, success {load.success_rate:.2%}")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from tracetrack_db import Database
-from tracetrack_db.cli import db_group, fail, progress_printer, users_group
+from tracetrack_db import Database, maintenance
+from .dbcli import db_group, fail, progress_printer, users_group
 from tracetrack_db.runtime import database_url, migrate_and_bootstrap
 
 
@@ -60,7 +60,10 @@ def local_secret(data_dir: Path) -> str:
 @click.option("--threads", type=int, help="Threads per worker (default: 6).")
 def serve(host: str, port: int, no_demo: bool, workers: int | None, threads: int | None) -> None:
     """Migrate, then serve the API with granian."""
-    from .config import ApiSettings
+    try:
+        from tracetrack_api.config import ApiSettings
+    except ImportError as exc:
+        fail(f"the HTTP service is not installed ({exc.name}): pip install 'tracetrack[server]'")
     from .demo import DEMO_PASSWORD, DEMO_USERS, create_demo
     from .server import run_granian
     from .sizing import default_sizing
@@ -69,7 +72,7 @@ def serve(host: str, port: int, no_demo: bool, workers: int | None, threads: int
     with database_url(settings.db) as url:
         report = migrate_and_bootstrap(settings.db, url, progress=progress_printer())
         with Database(url, min_size=1, max_size=1) as db:
-            max_connections = db.scalar("max_connections")
+            max_connections = maintenance.max_connections(db)
             demo = not no_demo and create_demo(db)
         sizing = default_sizing(max_connections, workers=workers, threads=threads)
         if sizing.connections > max_connections - 5:
@@ -120,13 +123,14 @@ def loadtest(host: str, users: int, duration: str, admin_user: str, admin_passwo
 @cli.command()
 @click.option("--users", default=20, show_default=True, help="Users of the short load test.")
 @click.option("--duration", default="15s", show_default=True, help="Length of the short load test.")
-def verify(users: int, duration: str) -> None:
+@click.option("--p95-ms", default=300.0, show_default=True, help="Target of the short load test: p95 below this.")
+def verify(users: int, duration: str, p95_ms: float) -> None:
     """The deployment check: migrate, analyze, refresh views, start the server,
     smoke-test every endpoint, run a short load test, print one report.
     Exits non-zero on any failure."""
     from .verify import verify as run_verify
 
-    report = run_verify(users_count=users, duration=duration)
+    report = run_verify(users_count=users, duration=duration, p95_ms=p95_ms)
     click.echo(report.text())
     raise SystemExit(0 if report.passed else 1)
 

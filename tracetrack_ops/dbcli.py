@@ -1,6 +1,6 @@
 """`tracetrack db …` and `tracetrack users …`: the library's commands.
 
-The `tracetrack` entry point (tracetrack_api.cli) mounts these groups next to
+The `tracetrack` entry point (tracetrack_ops.cli) mounts these groups next to
 `serve`; they need nothing from the HTTP layer.
 """
 
@@ -12,10 +12,10 @@ from collections.abc import Callable
 
 import click
 
-from . import errors, migrations, users
-from .database import Database, describe_target
-from .runtime import database_url, migrate_and_bootstrap
-from .settings import Settings
+from tracetrack_db import errors, migrations, users
+from tracetrack_db.database import Database, describe_target
+from tracetrack_db.runtime import database_url, migrate_and_bootstrap
+from tracetrack_db.settings import Settings
 
 
 def interactive() -> bool:
@@ -114,7 +114,7 @@ def _table(rows: list[dict], columns: list[str]) -> None:
 @db_group.command("refresh-views")
 def refresh_views_command() -> None:
     """Refresh the dashboard's materialized views (CONCURRENTLY) now."""
-    from . import views
+    from tracetrack_db import views
 
     stack, db = _open(Settings.from_env())
     with stack:
@@ -139,7 +139,7 @@ def purge_idempotency_command(hours: int) -> None:
 @db_group.command("analyze")
 def analyze_command() -> None:
     """ANALYZE every TraceTrack table (planner statistics)."""
-    from . import maintenance
+    from tracetrack_db import maintenance
 
     stack, db = _open(Settings.from_env())
     with stack:
@@ -149,7 +149,7 @@ def analyze_command() -> None:
 @db_group.command("index-usage")
 def index_usage_command() -> None:
     """Scans and size per index; unused non-unique indexes are listed first."""
-    from . import maintenance
+    from tracetrack_db import maintenance
 
     stack, db = _open(Settings.from_env())
     with stack:
@@ -162,7 +162,7 @@ def index_usage_command() -> None:
 @db_group.command("table-stats")
 def table_stats_command() -> None:
     """Rows, dead tuples, size, last vacuum and analyze per table."""
-    from . import maintenance
+    from tracetrack_db import maintenance
 
     stack, db = _open(Settings.from_env())
     with stack:
@@ -177,7 +177,7 @@ def explain_command(query_name: str, analyze: bool) -> None:
     """Show the plan of a named query with sample parameters."""
     import psycopg
 
-    from . import maintenance
+    from tracetrack_db import maintenance
 
     stack, db = _open(Settings.from_env())
     with stack:
@@ -199,7 +199,9 @@ def seed_command(bags: int, seed_value: int) -> None:
     unlinked children, bills in every status, users in every role and area, an
     event for every action, timestamps over the past 90 days. Refuses a
     database that already holds bags."""
-    from . import maintenance, seed
+    from tracetrack_db import maintenance
+
+    from . import seed
 
     settings = Settings.from_env()
     with database_url(settings) as url:
@@ -220,7 +222,7 @@ def seed_command(bags: int, seed_value: int) -> None:
             fail(f"{exc.code}: {exc.message}")
         with Database(url, min_size=1, max_size=1, timeout=30) as db:
             maintenance.vacuum_analyze(db)
-            from . import views
+            from tracetrack_db import views
 
             views.refresh_views(db)
     click.echo(f"seeded {report.bags:,} bags ({report.parents:,} parents, {report.children:,} children, "

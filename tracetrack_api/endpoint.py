@@ -1,0 +1,113 @@
+"""The one mechanism every operation of the route table goes through:
+
+token and role (401, 403), path, query and body parameters checked against
+the row (400 naming the field, 413), the Idempotency-Key protocol for
+writes, then `handler(ctx, **params)`, whose result is rendered as JSON (or
+streamed as CSV). Handlers never see HTTP.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import falcon
+import orjson
+
+from tracetrack_db import errors, idempotency
+from tracetrack_db.jsontext import dumps
+
+from .auth import Authenticator
+from .errors import InvalidJson, PayloadTooLarge
+from .schema import Value
+from .table import CsvStream, Ctx, Operation, RawJson, Reply, Services
+
+
+def read_body(req: falcon.Request, limit: int) -> bytes:
+    """The raw body, refusing more than `limit` bytes (413)."""
+    length = req.content_length
+    if length is not None and length > limit:
+        raise PayloadTooLarge(f"the body may have at most {limit} bytes")
+    raw = req.bounded_stream.read(limit + 1)
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"the body may have at most {limit} bytes")
+    return raw
+
+
+def parse_json(raw: bytes) -> Any:
+    if not raw.strip():
+        return {}
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidJson(f"malformed JSON: {exc}") from None
+
+
+class Endpoint:
+    """The responder of one operation (a Falcon responder: req, resp, **path)."""
+
+    def __init__(self, op: Operation, services: Services, authenticate: Authenticator,
+                 path_values: dict[str, Value]):
+        self.op = op
+        self.services = services
+        self.authenticate = authenticate
+        self.path_values = path_values
+        self.max_body = services.settings.max_body_bytes
+        self.forbidden = f"this needs the role {' or '.join(op.roles)}" if op.roles else ""
+
+    def __call__(self, req: falcon.Request, resp: falcon.Response, **path: str) -> None:
+        op = self.op
+        user = None
+        if op.roles is not None:
+            user = self.authenticate(req.get_header("Authorization"))
+            if user.role not in op.roles:
+                raise errors.Forbidden(self.forbidden)
+        params = {name: self.path_values[name].from_text(name, raw) for name, raw in path.items()}
+        if op.query is not None:
+            params.update(op.query.parse(req))
+        raw = b""
+        if op.body is not None:
+            raw = read_body(req, self.max_body)
+            params.update(op.body.parse(parse_json(raw)))
+        ctx = Ctx(self.services, user)
+        key = req.get_header("Idempotency-Key") if op.idempotent else None
+        if key is None:
+            self.render(resp, op.handler(ctx, **params))
+            return
+
+        def write(conn):
+            ctx.key, ctx.conn = key, conn
+            return self.outcome(op.handler(ctx, **params))
+
+        stored = idempotency.run_once(self.services.db, user.id, key,
+                                      idempotency.fingerprint(req.method, req.relative_uri, raw), write)
+        resp.status = stored.code
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = stored.body
+        if stored.replayed:
+            resp.set_header("Idempotent-Replayed", "true")
+
+    def outcome(self, result: Any) -> tuple[int, Any]:
+        """(status, value) of a write's result, for the idempotency store."""
+        if isinstance(result, Reply):
+            return result.status, result.value
+        if isinstance(result, RawJson):
+            return self.op.status, orjson.Fragment(result.data)
+        return self.op.status, result
+
+    def render(self, resp: falcon.Response, result: Any) -> None:
+        if isinstance(result, RawJson):
+            resp.status = self.op.status
+            resp.content_type = falcon.MEDIA_JSON
+            resp.data = result.data
+        elif isinstance(result, CsvStream):
+            resp.status = self.op.status
+            resp.content_type = "text/csv; charset=utf-8"
+            resp.set_header("Content-Disposition", f'attachment; filename="{result.filename}"')
+            resp.stream = result.chunks
+        else:
+            status, value = self.outcome(result)
+            resp.status = status
+            resp.content_type = falcon.MEDIA_JSON
+            resp.data = dumps(value)
+            if isinstance(result, Reply) and result.headers:
+                resp.set_headers(result.headers)

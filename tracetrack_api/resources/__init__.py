@@ -1,1 +1,0 @@
-"""HTTP resources: small noun classes given their dependencies in __init__."""
