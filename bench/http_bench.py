@@ -98,7 +98,7 @@ def run_wrk(script: str, base: str, path: str, conns: int, duration: int, env: d
 
 
 def _read_params(qrs: list[str], n: int, rnd: random.Random, first_parent: int) -> dict:
-    return {"qr_id": rnd.choice(qrs)}
+    return {"qr_id": rnd.choice(qrs), "area": None}
 
 
 def _write_params(qrs: list[str], n: int, rnd: random.Random, first_parent: int) -> dict:

@@ -261,7 +261,7 @@ def sql_value(sql_conn, query: str, params: tuple = ()) -> Any:
 @cache
 def openapi_document() -> dict:
     """The document the app serves, built from the route table (no database needed)."""
-    return openapi.build(routes.OPERATIONS, routes.PATH_VALUES)
+    return openapi.build(routes.OPERATIONS, routes.PATH_VALUES, routes.SPANS_SEGMENTS)
 
 
 def doc_path(path: str) -> str:

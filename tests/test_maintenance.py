@@ -53,6 +53,20 @@ def test_explain_a_named_query(db_url):
     assert unknown.returncode == 1 and "unknown query" in unknown.stderr
 
 
+def test_explain_a_list_or_export_with_its_filters(db_url):
+    env = {"DATABASE_URL": db_url}
+    plan = run(["db", "explain", "list_bags", "--filter", "type=child", "--filter", "linked=false"], env)
+    assert plan.returncode == 0, plan.stderr
+    assert "Limit" in plan.stdout and "bag" in plan.stdout
+    for name in ("list_bills", "list_events", "export_bags", "export_bills"):
+        result = run(["db", "explain", name, "--analyze"], env)
+        assert result.returncode == 0 and "Execution Time" in result.stdout, (name, result.stderr)
+    bad = run(["db", "explain", "list_bags", "--filter", "colour=red"], env)
+    assert bad.returncode == 1 and "colour" in bad.stderr and "Traceback" not in bad.stderr
+    named = run(["db", "explain", "get_bag", "--filter", "type=child"], env)
+    assert named.returncode == 1 and "--filter applies to" in named.stderr
+
+
 def test_seed_command_loads_and_refuses_a_second_time(db_url):
     env = {"DATABASE_URL": db_url}
     seeded = run(["db", "seed", "--bags", "5000", "--seed", "7"], env, timeout=300)

@@ -46,7 +46,7 @@ def create_app(db: Database, settings: ApiSettings | None = None,
     for path, method_map in by_path.items():
         router.add(path, method_map, method_map)
     app = falcon.App(router=router, middleware=[MetricsMiddleware(db)], cors_enable=False)
-    app.add_route("/openapi.json", OpenApiDocument(openapi.build(OPERATIONS, PATH_VALUES)))
+    app.add_route("/openapi.json", OpenApiDocument(openapi.build(OPERATIONS, PATH_VALUES, SPANS_SEGMENTS)))
     app.add_route("/metrics", Metrics(db))
     errors.install(app)
     return app

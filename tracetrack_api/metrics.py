@@ -30,6 +30,7 @@ class MetricsMiddleware:
     def __init__(self, db: Database):
         self.db = db
         self._pool_sampled = 0.0
+        self._children: dict[tuple[str, str, str], tuple] = {}  # labels() costs a lock and a lookup
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = time.perf_counter()
@@ -40,8 +41,13 @@ class MetricsMiddleware:
             return
         route = req.uri_template or "unmatched"
         method = req.method if req.method in _METHODS else "OTHER"  # bounded label values
-        LATENCY.labels(method, route).observe(time.perf_counter() - started)
-        REQUESTS.labels(method, route, resp.status[:3] if isinstance(resp.status, str) else str(resp.status)).inc()
+        status = resp.status[:3] if isinstance(resp.status, str) else str(resp.status)
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (LATENCY.labels(method, route), REQUESTS.labels(method, route, status))
+        children[0].observe(time.perf_counter() - started)
+        children[1].inc()
         now = time.monotonic()
         if now - self._pool_sampled > 1.0:  # pool stats take the pool's lock: sample, don't poll
             self._pool_sampled = now

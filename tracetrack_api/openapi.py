@@ -124,7 +124,8 @@ def error_codes(op: Operation, path_values: dict[str, Value]) -> list[str]:
     return list(dict.fromkeys(codes))
 
 
-def operation(op: Operation, components: Components, path_values: dict[str, Value]) -> dict[str, Any]:
+def operation(op: Operation, components: Components, path_values: dict[str, Value],
+              spans_segments: frozenset[str]) -> dict[str, Any]:
     classes = errors.by_code()
     content = ({CSV: {"schema": {"type": "string"}}} if op.answer == CSV
                else {"application/json": {"schema": components.of(op.answer)}})
@@ -136,6 +137,12 @@ def operation(op: Operation, components: Components, path_values: dict[str, Valu
         if code not in classes:
             raise KeyError(f"{op.id}: unknown error code {code!r}")
         by_status.setdefault(classes[code].status, []).append(code)
+    names = [seg[1:-1] for seg in op.path.split("/") if seg.startswith("{")]
+    if spans_segments & set(names):
+        # an identifier that ends with another route's word (…/history, …/complete) makes the
+        # path that route's; the identifier's pattern excludes it, the server answers 405
+        by_status[405] = ["method_not_allowed (the path is another operation's: an identifier may not end "
+                          "with the word of a route)"]
     for status, codes in sorted(by_status.items()):
         if str(status) in responses:
             continue
@@ -162,12 +169,18 @@ def operation(op: Operation, components: Components, path_values: dict[str, Valu
     return doc
 
 
-def build(operations: tuple[Operation, ...], path_values: dict[str, Value], title: str = "TraceTrack API",
-          version: str = "0.2.0") -> dict[str, Any]:
+def build(operations: tuple[Operation, ...], path_values: dict[str, Value], spans_segments: frozenset[str],
+          title: str = "TraceTrack API") -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version as installed
+
+    try:
+        version = installed("tracetrack")
+    except PackageNotFoundError:  # a checkout that was never installed
+        version = "0"
     components = Components()
     paths: dict[str, Any] = {}
     for op in operations:
-        paths.setdefault(op.path, {})[op.method.lower()] = operation(op, components, path_values)
+        paths.setdefault(op.path, {})[op.method.lower()] = operation(op, components, path_values, spans_segments)
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version,

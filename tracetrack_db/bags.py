@@ -101,8 +101,8 @@ def bag_filters(*, type: str | None = None, status: str | None = None,
         where.add("r.type = 'child' AND r.parent_id IS NOT NULL")
     elif linked is False:
         where.add("r.type = 'child' AND r.parent_id IS NULL")
-    if billed is True:
-        where.add("r.type = 'parent' AND r.bill_id IS NOT NULL")
+    if billed is True:  # only parents have a bill (bag_parent_fields); saying so misleads the planner
+        where.add("r.bill_id IS NOT NULL")
     elif billed is False:
         where.add("r.type = 'parent' AND r.bill_id IS NULL")
     if created_after is not None:

@@ -28,9 +28,11 @@ class EmbeddedPostgres:
             try:
                 import pgserver
             except ImportError:
-                raise RuntimeError(
-                    "DATABASE_URL is not set and the embedded PostgreSQL is not installed: set DATABASE_URL, "
-                    "or pip install 'tracetrack[server]' (or pgserver)") from None
+                from .errors import DatabaseUnavailable
+
+                raise DatabaseUnavailable(
+                    "cannot connect: DATABASE_URL is not set and the embedded PostgreSQL is not installed "
+                    "(set DATABASE_URL, or pip install 'tracetrack[server]')") from None
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         self._server = pgserver.get_server(self.pgdata, cleanup_mode="stop")

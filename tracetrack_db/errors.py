@@ -252,7 +252,8 @@ def translate(exc: psycopg.Error) -> TraceTrackError | None:
         return ValidationError(f"invalid pattern: {diag.message_primary}", field="pattern")
     if isinstance(exc, psycopg.DataError):  # NUL bytes, out-of-range numbers, bad encodings
         return ValidationError(f"invalid value: {diag.message_primary or exc}")
-    if isinstance(exc, pg.TransactionRollback):  # deadlock / serialization failure: retryable
+    if state.startswith("40"):  # deadlock, serialization failure (class 40): retryable
+        # (psycopg's DeadlockDetected is not a subclass of TransactionRollback: test the class)
         return Conflict("a concurrent change got in the way: try again")
     if isinstance(exc, psycopg.OperationalError) and not isinstance(exc, pg.QueryCanceled | pg.LockNotAvailable):
         return DatabaseUnavailable(f"database unavailable: {exc}".strip())

@@ -24,10 +24,13 @@ MAX_INPUT_LENGTH = 200
 
 _DROP = re.compile(f"[{IGNORABLE}]+")
 _QR = re.compile(r"[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*")
+_CANONICAL = re.compile(r"[A-Z0-9_-]{4,100}")  # most scans: nothing to drop, to uppercase or to split
 
 
 def normalize_qr(raw: object, field: str = "qr_id") -> str:
     """The canonical QR of `raw`, or InvalidQr naming `field`."""
+    if isinstance(raw, str) and _CANONICAL.fullmatch(raw):
+        return raw
     if not isinstance(raw, str) or len(raw) > MAX_INPUT_LENGTH:
         raise InvalidQr(f"a QR code is a string of at most {MAX_INPUT_LENGTH} characters", field=field)
     qr = _DROP.sub("", raw)

@@ -60,10 +60,13 @@ def local_secret(data_dir: Path) -> str:
 @click.option("--threads", type=int, help="Threads per worker (default: 6).")
 def serve(host: str, port: int, no_demo: bool, workers: int | None, threads: int | None) -> None:
     """Migrate, then serve the API with granian."""
-    try:
+    try:  # the service and its server are the 'server' extra; the library alone lacks them
+        import granian  # noqa: F401
+
+        import tracetrack_api.app  # noqa: F401
         from tracetrack_api.config import ApiSettings
     except ImportError as exc:
-        fail(f"the HTTP service is not installed ({exc.name}): pip install 'tracetrack[server]'")
+        fail(f"the HTTP service is not installed (no module {exc.name}): pip install 'tracetrack[server]'")
     from .demo import DEMO_PASSWORD, DEMO_USERS, create_demo
     from .server import run_granian
     from .sizing import default_sizing

@@ -173,18 +173,33 @@ def table_stats_command() -> None:
 @db_group.command("explain")
 @click.argument("query_name")
 @click.option("--analyze", is_flag=True, help="Run it (in a rolled-back transaction) for real timings.")
-def explain_command(query_name: str, analyze: bool) -> None:
-    """Show the plan of a named query with sample parameters."""
+@click.option("--filter", "filters", multiple=True, metavar="NAME=VALUE",
+              help="A filter of a list or export statement (list_bags, export_bills ...): type=child, "
+                   "linked=false, dispatch_area=lucknow, q=SB0 ...; repeatable.")
+def explain_command(query_name: str, analyze: bool, filters: tuple[str, ...]) -> None:
+    """Show the plan of a named query (sample parameters from the data) or of a
+    composed list or export statement (list_bags, list_bills, list_events,
+    export_bags, export_bills) with the given filters."""
     import psycopg
 
     from tracetrack_db import maintenance
 
+    given = {}
+    for item in filters:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            fail(f"--filter takes NAME=VALUE, not {item!r}")
+        given[name] = {"true": True, "false": False}.get(value.lower(), value)
     stack, db = _open(Settings.from_env())
     with stack:
-        if query_name not in db.queries:
-            fail(f"unknown query {query_name!r}; known: {', '.join(q.name for q in db.queries)}")
+        if query_name not in maintenance.explainable():
+            fail(f"unknown query {query_name!r}; known: {', '.join(maintenance.explainable())}")
+        if given and query_name not in maintenance.COMPOSED:
+            fail(f"--filter applies to {', '.join(maintenance.COMPOSED)}, not to a named query")
         try:
-            click.echo(maintenance.explain(db, query_name, analyze=analyze))
+            click.echo(maintenance.explain(db, query_name, analyze=analyze, filters=given))
+        except TypeError as exc:
+            fail(f"{query_name} takes no such filter: {exc}")
         except errors.TraceTrackError as exc:
             fail(f"{exc.code}: {exc.message} (the sample parameters come from the data: seed or scan first)")
         except psycopg.Error as exc:
