@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 
 from tracetrack_api import routes
 from tracetrack_api.tokens import TokenSigner

@@ -111,9 +111,8 @@ def test_the_http_service_runs_no_sql_and_no_named_query():
     no connection of its own."""
     import re
 
-    found = [(path, m) for path, text in _sources("tracetrack_api").items()
-             for m in re.findall(r"\b(?:db|conn|cur)\.(?:one|many|scalar|execute|run_sql|connection|transaction|cursor)\(",
-                                                 text)]
+    call = re.compile(r"\b(?:db|conn|cur)\.(?:one|many|scalar|execute|run_sql|connection|transaction|cursor)\(")
+    found = [(path, m) for path, text in _sources("tracetrack_api").items() for m in call.findall(text)]
     assert found == []
 
 

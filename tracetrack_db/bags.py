@@ -11,9 +11,9 @@ from datetime import datetime
 from psycopg import Connection, sql
 
 from . import errors
-from .cursor import check_limit, decode_cursor, like_prefix, paginate
+from .cursor import like_prefix, paginate
 from .database import Database
-from .listing import Where, where_sql
+from .listing import Where, newest_first
 from .models import Bag, Page
 from .qr import normalize_qr
 
@@ -114,13 +114,7 @@ def bag_filters(*, type: str | None = None, status: str | None = None,
 
 def list_query(*, limit: int = 50, cursor: str | None = None, **filters) -> tuple[sql.Composed, dict]:
     """The statement of `list_bags` (also for `tracetrack db explain list_bags`)."""
-    where = bag_filters(**filters)
-    if cursor is not None:
-        where.add("r.id < %(before_id)s", before_id=decode_cursor(cursor))
-    where.params["limit"] = check_limit(limit) + 1
-    query = sql.SQL("SELECT r.* FROM bag_row r {where} ORDER BY r.id DESC LIMIT %(limit)s").format(
-        where=where_sql(where))
-    return query, where.params
+    return newest_first("SELECT r.* FROM bag_row r", bag_filters(**filters), cursor=cursor, limit=limit)
 
 
 def list_bags(db: Database, *, limit: int = 50, cursor: str | None = None, **filters) -> Page[Bag]:

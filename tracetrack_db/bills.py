@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from psycopg import Connection, sql
 
 from . import errors
-from .cursor import check_limit, decode_cursor, like_prefix, paginate
+from .cursor import like_prefix, paginate
 from .database import Database
-from .listing import Where, where_sql
+from .listing import Where, newest_first
 from .models import AddParentResult, Bag, Bill, BillDetail, Page
 from .qr import normalize_qr
 
@@ -103,13 +103,7 @@ def bill_filters(status: str | None = None, q: str | None = None) -> Where:
 def list_query(*, status: str | None = None, q: str | None = None, limit: int = 50,
                cursor: str | None = None) -> tuple[sql.Composed, dict]:
     """The statement of `list_bills` (also for `tracetrack db explain list_bills`)."""
-    where = bill_filters(status, q)
-    if cursor is not None:
-        where.add("r.id < %(before_id)s", before_id=decode_cursor(cursor))
-    where.params["limit"] = check_limit(limit) + 1
-    query = sql.SQL("SELECT r.* FROM bill_row r {where} ORDER BY r.id DESC LIMIT %(limit)s").format(
-        where=where_sql(where))
-    return query, where.params
+    return newest_first("SELECT r.* FROM bill_row r", bill_filters(status, q), cursor=cursor, limit=limit)
 
 
 def list_bills(db: Database, *, status: str | None = None, q: str | None = None,

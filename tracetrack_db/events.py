@@ -12,9 +12,9 @@ from datetime import datetime
 from psycopg import sql
 
 from . import bags
-from .cursor import check_limit, decode_cursor, paginate
+from .cursor import paginate
 from .database import Database
-from .listing import Where, where_sql
+from .listing import Where, newest_first
 from .models import BagHistory, Event, Page
 from .qr import normalize_qr
 
@@ -52,12 +52,7 @@ def list_query(db: Database, *, user_id: int | None = None, qr_id: str | None = 
         where.add("r.dispatch_area = %(area)s", area=dispatch_area)
     if kinds:
         where.add("r.kind = ANY(%(kinds)s)", kinds=list(kinds))
-    if cursor is not None:
-        where.add("r.id < %(before_id)s", before_id=decode_cursor(cursor))
-    where.params["limit"] = check_limit(limit) + 1
-    query = sql.SQL("SELECT r.* FROM event_row r {where} ORDER BY r.id DESC LIMIT %(limit)s").format(
-        where=where_sql(where))
-    return query, where.params
+    return newest_first("SELECT r.* FROM event_row r", where, cursor=cursor, limit=limit)
 
 
 def recent_events(db: Database, *, limit: int = 50, cursor: str | None = None, **filters) -> Page[Event]:

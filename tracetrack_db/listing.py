@@ -16,6 +16,8 @@ from typing import Any, LiteralString
 
 from psycopg import sql
 
+from .cursor import check_limit, decode_cursor
+
 
 class Where:
     """WHERE conditions (SQL text with %(name)s placeholders) and their values."""
@@ -32,3 +34,15 @@ class Where:
 def where_sql(where: Where) -> sql.Composable:
     """`WHERE a AND b ...`, or nothing when there is no condition."""
     return sql.SQL("WHERE ") + sql.SQL(" AND ").join(where.parts) if where.parts else sql.SQL("")
+
+
+def newest_first(select: LiteralString, where: Where, *, cursor: str | None,
+                 limit: int) -> tuple[sql.Composed, dict[str, Any]]:
+    """`select` (rows aliased r) filtered by `where`, newest first, one keyset
+    page: the rows after `cursor`, `limit` + 1 of them (the extra one says
+    whether there is a next page)."""
+    if cursor is not None:
+        where.add("r.id < %(before_id)s", before_id=decode_cursor(cursor))
+    where.params["limit"] = check_limit(limit) + 1
+    query = sql.SQL("{} {} ORDER BY r.id DESC LIMIT %(limit)s").format(sql.SQL(select), where_sql(where))
+    return query, where.params

@@ -60,13 +60,15 @@ def local_secret(data_dir: Path) -> str:
 @click.option("--threads", type=int, help="Threads per worker (default: 6).")
 def serve(host: str, port: int, no_demo: bool, workers: int | None, threads: int | None) -> None:
     """Migrate, then serve the API with granian."""
-    try:  # the service and its server are the 'server' extra; the library alone lacks them
-        import granian  # noqa: F401
+    # The service and its server are the 'server' extra; the library alone lacks them. Look,
+    # don't import: prometheus-client must first be imported by the workers, after
+    # PROMETHEUS_MULTIPROC_DIR is set, or they keep their metrics to themselves.
+    from importlib.util import find_spec
 
-        import tracetrack_api.app  # noqa: F401
-        from tracetrack_api.config import ApiSettings
-    except ImportError as exc:
-        fail(f"the HTTP service is not installed (no module {exc.name}): pip install 'tracetrack[server]'")
+    missing = [m for m in ("falcon", "granian", "prometheus_client", "redis") if find_spec(m) is None]
+    if missing:
+        fail(f"the HTTP service is not installed (no module {missing[0]}): pip install 'tracetrack[server]'")
+    from tracetrack_api.config import ApiSettings
     from .demo import DEMO_PASSWORD, DEMO_USERS, create_demo
     from .server import run_granian
     from .sizing import default_sizing
@@ -98,7 +100,8 @@ def serve(host: str, port: int, no_demo: bool, workers: int | None, threads: int
         if metrics_dir.exists():
             shutil.rmtree(metrics_dir)
         metrics_dir.mkdir(parents=True)
-        env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "DATABASE_URL": url, "TRACETRACK_POOL_MAX_SIZE": str(sizing.pool_size),
+        env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "DATABASE_URL": url,
+               "TRACETRACK_POOL_MAX_SIZE": str(sizing.pool_size),
                "TRACETRACK_POOL_MIN_SIZE": str(min(2, sizing.pool_size)), "TRACETRACK_SECRET_KEY": secret}
         run_granian(host, port, sizing, env)
 
