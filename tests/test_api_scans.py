@@ -108,6 +108,8 @@ def test_link_child_errors(api, sql_conn):
         "message": link("SB00404", "NEW-1").json["error"]["message"].replace("SB00404", "SB00009")}}
     wrong = assert_error(link("SB00002", "FOREIGN-1"), 403, "wrong_area")
     assert "indore" not in wrong["message"]
+    # a parent and its children are in one area, whoever links them: an admin cannot mix them either
+    assert_error(link("SB00002", "FOREIGN-1", admin), 403, "wrong_area")
     assert (count_rows(sql_conn, "bag"), count_events(sql_conn)) == before
     # an admin may link across areas
     assert link("SB00009", "NEW-1", admin).json["result"] == "linked"

@@ -33,7 +33,7 @@ def test_register_child_and_parent(db, sql_conn):
         ("LOOSE-0001", "child", "pending", None, "lucknow")
     assert (child.weight_kg, child.capacity, child.child_count, child.created_by) == (Decimal(1), None, 0, user.id)
     assert bags.get_bag(db, "LOOSE-0001") == child
-    parent = bags.register_bag(db, "m444-00001", "parent", "indore")
+    parent = bags.register_bag(db, "m444-00001", "parent", "lucknow")
     assert (parent.qr_id, parent.type, parent.status, parent.capacity, parent.child_count, parent.weight_kg) == \
         ("M444-00001", "parent", "pending", 30, 0, Decimal(0))
     event = sql_conn.execute("SELECT kind, user_id, bag_id, qr_id, dispatch_area, idempotency_key FROM event "

@@ -53,6 +53,22 @@ def test_explain_a_named_query(db_url):
     assert unknown.returncode == 1 and "unknown query" in unknown.stderr
 
 
+def test_identifiers_no_path_can_name_are_reported(db, sql_conn):
+    """Rows from before the path rules (their constraints are NOT VALID) are listed."""
+    from tracetrack_db import bills, maintenance, scans
+
+    scans.open_parent(db, "SB00001", dispatch_area="lucknow")
+    bills.create_bill(db, "FINE/1", 1)
+    assert maintenance.unaddressable_identifiers(db) == []
+    sql_conn.execute("ALTER TABLE bag DROP CONSTRAINT bag_qr_id_path")
+    sql_conn.execute("ALTER TABLE bill DROP CONSTRAINT bill_bill_no_check")
+    sql_conn.execute("INSERT INTO bag (qr_id, type, dispatch_area) VALUES ('OLD-1/', 'child', 'lucknow'), "
+                     "('OLD/HISTORY', 'child', 'lucknow')")
+    sql_conn.execute("INSERT INTO bill (bill_no, capacity) VALUES ('OLD/complete', 1)")
+    assert maintenance.unaddressable_identifiers(db) == [("bag", "OLD-1/"), ("bag", "OLD/HISTORY"),
+                                                         ("bill", "OLD/complete")]
+
+
 def test_explain_a_list_or_export_with_its_filters(db_url):
     env = {"DATABASE_URL": db_url}
     plan = run(["db", "explain", "list_bags", "--filter", "type=child", "--filter", "linked=false"], env)

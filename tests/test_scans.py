@@ -222,9 +222,17 @@ def test_a_dispatcher_meets_another_areas_bags_as_unknown_ones(db, sql_conn):
     with pytest.raises(errors.BagNotFound):
         scans.unlink_child(db, "INDORE-CHILD", restrict_area="lucknow")
     assert row(sql_conn, "INDORE-CHILD")["parent_qr"] == "SB00001"
-    # a lucknow child that an admin put into an indore parent: the parent is not theirs to change
+    # a parent and its children are in one area: an admin cannot mix them either
     scans.unlink_child(db, "CHILD-000002")
-    scans.link_child(db, "SB00001", "CHILD-000002")
+    with pytest.raises(errors.WrongArea):
+        scans.link_child(db, "SB00001", "CHILD-000002")
+    assert row(sql_conn, "CHILD-000002")["parent_qr"] is None
+    # a family mixed before that rule (written behind the library's back here): the parent is
+    # not the dispatcher's to change
+    sql_conn.execute("UPDATE bag SET parent_id = (SELECT id FROM bag WHERE qr_id = 'SB00001'), "
+                     "status = 'completed' WHERE qr_id = 'CHILD-000002'")
+    sql_conn.execute("UPDATE bag SET child_count = child_count + 1, weight_kg = weight_kg + 1, "
+                     "status = 'in_progress' WHERE qr_id = 'SB00001'")
     with pytest.raises(errors.WrongArea) as info:
         scans.unlink_child(db, "CHILD-000002", restrict_area="lucknow")
     assert "indore" not in info.value.message

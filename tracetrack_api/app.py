@@ -15,7 +15,7 @@ from .endpoint import Endpoint
 from .metrics import Metrics, MetricsMiddleware
 from .router import TableRouter
 from .routes import OPERATIONS, PATH_VALUES, SPANS_SEGMENTS
-from .table import Services
+from .table import Services, check_table
 from .tokens import TokenSigner
 
 
@@ -31,6 +31,7 @@ class OpenApiDocument:
 def create_app(db: Database, settings: ApiSettings | None = None,
                cache: LocalCache | RedisCache | None = None) -> falcon.App:
     """Build the app. `db` must be open; the app never closes it."""
+    check_table(OPERATIONS, PATH_VALUES, SPANS_SEGMENTS)
     settings = settings or ApiSettings.from_env()
     if not settings.secret_key:
         raise ValueError("TRACETRACK_SECRET_KEY is not set (tokens must be signed)")
@@ -44,7 +45,7 @@ def create_app(db: Database, settings: ApiSettings | None = None,
     for op in OPERATIONS:
         by_path.setdefault(op.path, {})[op.method] = Endpoint(op, services, authenticate, PATH_VALUES)
     for path, method_map in by_path.items():
-        router.add(path, method_map, method_map)
+        router.add(path, tuple(method_map.values()), method_map)  # the resource: its endpoints
     app = falcon.App(router=router, middleware=[MetricsMiddleware(db)], cors_enable=False)
     app.add_route("/openapi.json", OpenApiDocument(openapi.build(OPERATIONS, PATH_VALUES, SPANS_SEGMENTS)))
     app.add_route("/metrics", Metrics(db))

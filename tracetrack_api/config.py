@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 
 from tracetrack_db import Settings
-from tracetrack_db.settings import _float, _int
+from tracetrack_db.settings import env_float, env_int
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,9 @@ class ApiSettings:
             db=Settings.from_env(),
             secret_key=os.environ.get("TRACETRACK_SECRET_KEY") or "",
             redis_url=os.environ.get("REDIS_URL") or None,
-            token_ttl_seconds=_int("TRACETRACK_TOKEN_TTL", 12 * 3600),
-            user_refresh_seconds=_int("TRACETRACK_USER_REFRESH", 15),
-            max_body_bytes=_int("TRACETRACK_MAX_BODY", 64 * 1024),
-            login_attempts_per_minute=_int("TRACETRACK_LOGIN_RATE", 10),
-            refresh_interval=_float("TRACETRACK_REFRESH_INTERVAL", 30.0),
+            token_ttl_seconds=env_int("TRACETRACK_TOKEN_TTL", 12 * 3600),
+            user_refresh_seconds=env_int("TRACETRACK_USER_REFRESH", 15),
+            max_body_bytes=env_int("TRACETRACK_MAX_BODY", 64 * 1024),
+            login_attempts_per_minute=env_int("TRACETRACK_LOGIN_RATE", 10),
+            refresh_interval=env_float("TRACETRACK_REFRESH_INTERVAL", 30.0),
         )

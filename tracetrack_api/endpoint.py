@@ -72,6 +72,8 @@ class Endpoint:
         key = req.get_header("Idempotency-Key") if op.idempotent else None
         if key is None:
             self.render(resp, op.handler(ctx, **params))
+            for action in ctx.after:
+                action()
             return
 
         def write(conn):
@@ -80,6 +82,8 @@ class Endpoint:
 
         stored = idempotency.run_once(self.services.db, user.id, key,
                                       idempotency.fingerprint(req.method, req.relative_uri, raw), write)
+        for action in ctx.after:  # committed now
+            action()
         resp.status = stored.code
         resp.content_type = falcon.MEDIA_JSON
         resp.data = stored.body

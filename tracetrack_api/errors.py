@@ -33,7 +33,7 @@ class InvalidJson(ValidationError):
     code = "invalid_json"
 
 _STATUS = {code: falcon.code_to_http_status(code) for code in
-           (400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 500, 503)}
+           (400, 401, 403, 404, 405, 409, 413, 422, 429, 500, 503)}
 
 
 def _error(resp: falcon.Response, status: int, code: str, message: str, field: str | None = None,

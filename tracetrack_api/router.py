@@ -61,6 +61,8 @@ class TableRouter:
     def add(self, template: str, resource: object, method_map: dict[str, Callable[..., Any]]) -> None:
         """Route `template` to `method_map` ({"GET": responder, ...}); other
         methods answer 405 with an Allow header naming exactly these."""
+        if "{" in _head(template):
+            raise ValueError(f"{template}: a route starts with its literal segments (they index the routes)")
         method_map = dict(method_map)
         falcon.routing.set_default_responders(method_map)
         pattern, literals = compile_template(template, self.spans_segments)

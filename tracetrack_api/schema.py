@@ -198,17 +198,6 @@ class TextList(Value):
         return [self.item.from_json(name, v) for v in value]
 
 
-# the values of this API --------------------------------------------------------
-QR = QrText(max_length=qr.MAX_INPUT_LENGTH, pattern=qr.input_pattern(),
-            description="4-100 characters of A-Z 0-9 - _ / in segments joined by single '/' (not ending "
-                        "/HISTORY); letters are uppercased, whitespace, control and zero-width characters "
-                        "dropped", invalid="invalid QR code")
-BILL_NO = BillNoText(max_length=200, pattern=bills.input_pattern(), description=bills.BILL_NO_RULE +
-               "; whitespace around it is dropped; matched case-insensitively",
-               invalid=f"invalid bill number: {bills.BILL_NO_RULE}")
-LOGIN_NAME = Text(max_length=64)
-USERNAME = Text(max_length=64, pattern=users.USERNAME_PATTERN, description="3-64 characters of A-Z a-z 0-9 _ . @ -",
-                invalid="a username is 3-64 characters of A-Z a-z 0-9 _ . @ -")
 class PasswordText(_Checked):
     """A new password: the library's strength rules are the check (weak_password)."""
 
@@ -219,26 +208,33 @@ class PasswordText(_Checked):
         return value
 
 
-PASSWORD = PasswordText(max_length=passwords.MAX_LENGTH, min_length=passwords.MIN_LENGTH,
-                        description=f"{passwords.MIN_LENGTH}-{passwords.MAX_LENGTH} characters")
-ANY_PASSWORD = Text(max_length=passwords.MAX_LENGTH)
-
-
 class _AreaText(Text):
     error = UnknownArea
-
-
-AREA = _AreaText(max_length=50, pattern=areas.NAME_PATTERN, description="a dispatch area: 2-50 characters of a-z 0-9 _",
-                 invalid="unknown dispatch area")
-NEW_AREA_NAME = Text(max_length=50, pattern=areas.NAME_PATTERN, description="2-50 characters of a-z 0-9 _, "
-                     "starting with a letter", invalid="an area name is 2-50 characters of a-z 0-9 _")
-CAPACITY = Int(bills.MIN_CAPACITY, bills.MAX_CAPACITY)
 
 
 class _CursorText(Text):
     error = InvalidCursor
 
 
+# the values of this API --------------------------------------------------------
+QR = QrText(max_length=qr.MAX_INPUT_LENGTH, pattern=qr.input_pattern(),
+            description="4-100 characters of A-Z 0-9 - _ / in segments joined by single '/' (not ending "
+                        "/HISTORY); letters are uppercased, whitespace, control and zero-width characters "
+                        "dropped", invalid="invalid QR code")
+BILL_NO = BillNoText(max_length=200, pattern=bills.input_pattern(), description=bills.BILL_NO_RULE +
+                     "; whitespace around it is dropped; matched case-insensitively",
+                     invalid=f"invalid bill number: {bills.BILL_NO_RULE}")
+LOGIN_NAME = Text(max_length=64)
+USERNAME = Text(max_length=64, pattern=users.USERNAME_PATTERN, description="3-64 characters of A-Z a-z 0-9 _ . @ -",
+                invalid="a username is 3-64 characters of A-Z a-z 0-9 _ . @ -")
+PASSWORD = PasswordText(max_length=passwords.MAX_LENGTH, min_length=passwords.MIN_LENGTH,
+                        description=f"{passwords.MIN_LENGTH}-{passwords.MAX_LENGTH} characters")
+ANY_PASSWORD = Text(max_length=passwords.MAX_LENGTH)
+AREA = _AreaText(max_length=50, pattern=areas.NAME_PATTERN, description="a dispatch area: 2-50 characters of a-z 0-9 _",
+                 invalid="unknown dispatch area")
+NEW_AREA_NAME = Text(max_length=50, pattern=areas.NAME_PATTERN, description="2-50 characters of a-z 0-9 _, "
+                     "starting with a letter", invalid="an area name is 2-50 characters of a-z 0-9 _")
+CAPACITY = Int(bills.MIN_CAPACITY, bills.MAX_CAPACITY)
 CURSOR = _CursorText(max_length=200, pattern=cursor.CURSOR_PATTERN, description="next_cursor of the previous page",
                      invalid="invalid cursor: pass back next_cursor unchanged")
 LIMIT = Int(1, 200)

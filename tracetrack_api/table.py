@@ -10,13 +10,15 @@ the operation's status), a `Reply` (a value and a status of its choosing),
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg import Connection
 
-from tracetrack_db import Database, Principal
+from tracetrack_db import Database, Principal, errors
+from tracetrack_db.users import ROLES
 
 from .cache import LocalCache, RedisCache
 from .config import ApiSettings
@@ -30,7 +32,7 @@ ANY_ROLE = ("admin", "biller", "dispatcher")
 class Operation:
     id: str                            # operationId: get_bag, link_child ...
     method: str                        # GET, POST, PATCH, DELETE
-    path: str                          # /api/bags/{qr}; {user_id:int} for an integer
+    path: str                          # /api/bags/{qr}: parameters typed by routes.PATH_VALUES
     handler: Callable[..., Any]
     summary: str
     tag: str
@@ -85,6 +87,7 @@ class Ctx:
     user: Principal | None
     key: str | None = None              # the Idempotency-Key of this write
     conn: Connection | None = None      # its transaction
+    after: list[Callable[[], Any]] = field(default_factory=list)  # run once the write committed
 
     @property
     def db(self) -> Database:
@@ -95,7 +98,87 @@ class Ctx:
         """A dispatcher's area: every read and write is confined to it."""
         return self.user.restrict_area if self.user is not None else None
 
+    def confine(self, asked: str | None) -> str | None:
+        """A dispatch_area filter: a dispatcher's own area whatever they ask
+        (asking for another one is 403 wrong_area); anyone else's as asked."""
+        if self.area is None:
+            return asked
+        if asked is not None and asked != self.area:
+            raise errors.WrongArea(f"you work in {self.area}, not in {asked}", field="dispatch_area")
+        return self.area
+
+    def after_commit(self, action: Callable[[], Any]) -> None:
+        """Run `action` once the request's write is committed (say, forget a cached user)."""
+        self.after.append(action)
+
     @property
     def writes(self) -> dict[str, Any]:
         """The keyword arguments every library write takes: who, which key, which transaction."""
         return {"user_id": self.user.id if self.user else None, "idempotency_key": self.key, "conn": self.conn}
+
+
+def check_table(operations: tuple[Operation, ...], path_values: dict[str, Any],
+                spans_segments: frozenset[str]) -> None:
+    """Refuse, when the app is built, a row the generic endpoint would get wrong
+    without a word: unknown roles, an idempotent public row, a parameter named
+    twice, a handler that cannot take its row's parameters, a path the router
+    cannot index, or a word after an identifier that the identifier may hold."""
+    seen: set[tuple[str, str]] = set()
+    for op in operations:
+        where = f"route table: {op.id} ({op.method} {op.path})"
+        if (op.method, op.path) in seen:
+            raise ValueError(f"{where}: a second row for the same method and path")
+        seen.add((op.method, op.path))
+        if op.roles is not None and (not isinstance(op.roles, tuple) or not op.roles
+                                     or not set(op.roles) <= set(ROLES)):
+            raise ValueError(f"{where}: roles must be None or a tuple of {ROLES}, not {op.roles!r}")
+        if op.idempotent and op.roles is None:
+            raise ValueError(f"{where}: Idempotency-Key keys belong to a user: an idempotent row needs roles")
+        segments = op.path.split("/")[1:]
+        if any(s.startswith("{") for s in segments[:2]):
+            raise ValueError(f"{where}: a path starts with two literal segments (the router's index)")
+        path = [s[1:-1] for s in segments if s.startswith("{")]
+        for name in path:
+            if name not in path_values:
+                raise ValueError(f"{where}: path parameter {name!r} has no type in PATH_VALUES")
+        query = list(op.query.params) if op.query else []
+        body = list(op.body.fields) if op.body else []
+        names = path + query + body
+        if len(set(names)) != len(names):
+            raise ValueError(f"{where}: a parameter is named twice among path, query and body: {names}")
+        _check_handler(where, op, set(names), set(path) | {n for n in body if op.body.fields[n].required}
+                       | {n for n in query if op.query.params[n].default is not None})
+        _check_words(where, segments, path_values, spans_segments)
+
+
+def _check_handler(where: str, op: Operation, given: set[str], always: set[str]) -> None:
+    params = list(inspect.signature(op.handler).parameters.values())[1:]  # after ctx
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
+    named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if not takes_any and given - named:
+        raise ValueError(f"{where}: the handler takes no {sorted(given - named)}")
+    needed = {p.name for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD,
+                                                                             p.KEYWORD_ONLY)}
+    if needed - always:
+        raise ValueError(f"{where}: the handler needs {sorted(needed - always)}, which a request may not give")
+
+
+def _check_words(where: str, segments: list[str], path_values: dict[str, Any],
+                 spans_segments: frozenset[str]) -> None:
+    """After an identifier that may hold "/", every literal word must be one the
+    identifier's own type refuses to end with (or, when more follows, to hold):
+    else a QR or bill number could be read as that route."""
+    for i, segment in enumerate(segments):
+        name = segment[1:-1] if segment.startswith("{") else None
+        if name not in spans_segments or i + 1 >= len(segments):
+            continue
+        word = segments[i + 1]
+        samples = [f"ABCD/{word}"] + ([f"ABCD/{word}/EFGH"] if i + 2 < len(segments) else [])
+        for sample in samples:
+            try:
+                path_values[name].from_text(name, sample)
+            except errors.TraceTrackError:
+                continue
+            raise ValueError(f"{where}: {name} {sample!r} is a valid identifier, so the path would be read "
+                             f"wrongly: add {word!r} to the identifier's reserved words (and a migration "
+                             "for its constraint)")

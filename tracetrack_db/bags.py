@@ -97,6 +97,9 @@ def bag_filters(*, type: str | None = None, status: str | None = None,
     if q:
         prefix = "".join(ch for ch in q.upper() if ch.isascii() and (ch.isalnum() or ch in "-_/"))
         where.add("r.qr_id LIKE %(q)s", q=like_prefix(prefix))
+    for name, value in (("linked", linked), ("billed", billed)):
+        if value not in (None, True, False):
+            raise errors.ValidationError(f"{name} must be true or false", field=name)
     if linked is True:
         where.add("r.type = 'child' AND r.parent_id IS NOT NULL")
     elif linked is False:

@@ -21,8 +21,9 @@ from .database import Database
 from .jsontext import dumps
 
 MAX_KEY_LENGTH = 200
-KEY_PATTERN = rf"^[\x21-\x7e]{{1,{MAX_KEY_LENGTH}}}$"  # visible ASCII, no spaces
-_KEY = re.compile(rf"[\x21-\x7e]{{1,{MAX_KEY_LENGTH}}}")
+# visible ASCII, no space and no comma (a server joins a repeated header with commas)
+KEY_PATTERN = rf"^[\x21-\x2b\x2d-\x7e]{{1,{MAX_KEY_LENGTH}}}$"
+_KEY = re.compile(rf"[\x21-\x2b\x2d-\x7e]{{1,{MAX_KEY_LENGTH}}}")
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,8 @@ def fingerprint(*parts: str | bytes) -> str:
 def check_key(key: object) -> str:
     if not isinstance(key, str) or not _KEY.fullmatch(key):
         raise errors.ValidationError(
-            f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} visible ASCII characters (no spaces)",
+            f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} visible ASCII characters, no space or comma "
+            "(and one such header)",
             field="Idempotency-Key")
     return key
 

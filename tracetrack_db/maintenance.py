@@ -34,6 +34,12 @@ def ping(db: Database) -> float:
 def max_connections(db: Database) -> int:
     return db.scalar("max_connections")
 
+
+def unaddressable_identifiers(db: Database) -> list[tuple[str, str]]:
+    """(bag|bill, identifier) written before the path rules of 0005 that no URL
+    path can name (at most 20 of each); a full scan, for checks, not requests."""
+    return [(r[0], r[1]) for r in db.many("unaddressable_identifiers", read=True)]
+
 TABLES = ("app_user", "dispatch_area", "parent_format", "bag", "bill", "event", "idempotency_key")
 
 

@@ -96,7 +96,9 @@ class Bill:
 
 @dataclass(frozen=True, slots=True)
 class BagDetail:
-    """A bag with its parent (for a child), its children (for a parent) and its bill."""
+    """A bag with its parent (for a child), its children (for a parent) and its bill: the
+    shape of bags.get_bag_detail_json's JSON, which PostgreSQL renders itself (the hot read
+    never builds these objects; the OpenAPI document describes its answer with this type)."""
 
     bag: Bag
     parent: Bag | None

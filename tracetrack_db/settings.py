@@ -9,7 +9,8 @@ from pathlib import Path
 import platformdirs
 
 
-def _int(name: str, default: int) -> int:
+def env_int(name: str, default: int) -> int:
+    """A whole number from the environment, or the default; a bad value stops the program with its name."""
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
@@ -19,7 +20,8 @@ def _int(name: str, default: int) -> int:
         raise SystemExit(f"{name} must be a whole number, got {raw!r}") from None
 
 
-def _float(name: str, default: float) -> float:
+def env_float(name: str, default: float) -> float:
+    """A number from the environment, or the default; a bad value stops the program with its name."""
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
@@ -58,9 +60,9 @@ class Settings:
             database_url=env("DATABASE_URL") or None,
             database_read_url=env("DATABASE_READ_URL") or None,
             data_dir=Path(env("TRACETRACK_DATA_DIR") or default_data_dir()),
-            pool_min_size=_int("TRACETRACK_POOL_MIN_SIZE", 1),
-            pool_max_size=_int("TRACETRACK_POOL_MAX_SIZE", 8),
-            pool_timeout=_float("TRACETRACK_POOL_TIMEOUT", 2.0),
+            pool_min_size=env_int("TRACETRACK_POOL_MIN_SIZE", 1),
+            pool_max_size=env_int("TRACETRACK_POOL_MAX_SIZE", 8),
+            pool_timeout=env_float("TRACETRACK_POOL_TIMEOUT", 2.0),
             prepare_threshold=None if threshold.lower() in ("", "none", "off") else int(threshold),
             admin_username=env("TRACETRACK_ADMIN_USERNAME") or None,
             admin_password=env("TRACETRACK_ADMIN_PASSWORD") or None,

@@ -171,6 +171,11 @@ def verify(users_count: int = 20, duration: str = "15s", port: int | None = None
                                (time.perf_counter() - start) * 1000)
                 except errors.TraceTrackError as exc:
                     report.add(name, False, exc.message)
+            start = time.perf_counter()
+            legacy = maintenance.unaddressable_identifiers(db)
+            report.add("identifiers a URL path can name", not legacy,
+                       "" if not legacy else "rename or retire: " + ", ".join(f"{k} {i!r}" for k, i in legacy[:5]),
+                       (time.perf_counter() - start) * 1000)
             existing = users.find_user(db, VERIFY_ADMIN)
             if existing is None:
                 users.create_user(db, VERIFY_ADMIN, password, "admin")

@@ -43,7 +43,11 @@ ALTER TABLE bill ADD CONSTRAINT bill_bill_no_check
 --    an unknown QR wherever that is possible: 404 bag_not_found when they
 --    address it, the unknown QR's 422 when its format is the wrong kind. Only
 --    where an unknown QR would be created (a new parent, a new child) does
---    the answer differ, as it must: 403 wrong_area, naming no area.
+--    the answer differ, as it must: 403 wrong_area, naming no area. And a
+--    parent and its children are in one area, whoever links them (before,
+--    an admin could mix them, and a dispatcher then saw another area's child
+--    among their parent's children): a read confined to an area never has
+--    to hide part of a family.
 CREATE OR REPLACE FUNCTION tt_open_parent(p_qr text, p_user bigint, p_area text, p_restrict_area text,
                                           p_key text)
 RETURNS TABLE (created boolean, bag_id bigint) LANGUAGE plpgsql AS $$
@@ -132,6 +136,10 @@ BEGIN
             END IF;
             IF c.type <> 'child' THEN
                 PERFORM tt_fail('TT422', 'not_a_child', format('%s is a parent bag', p_child_qr));
+            END IF;
+            IF c.dispatch_area <> p.dispatch_area THEN  -- an admin's link, too, stays in one area
+                PERFORM tt_fail('TT403', 'wrong_area',
+                                format('%s belongs to another dispatch area than %s', p_child_qr, p.qr_id));
             END IF;
             IF c.parent_id = p.id THEN
                 RETURN 'already_linked';

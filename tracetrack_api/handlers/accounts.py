@@ -41,7 +41,7 @@ def update_user(ctx: Ctx, user_id: int, **fields):
                           clear_area="dispatch_area" in fields and fields["dispatch_area"] is None,
                           is_active=fields.get("is_active"), password=fields.get("password"))
     user = users.update_user(ctx.db, user_id, changes, conn=ctx.conn)
-    ctx.services.directory.forget(user_id)
+    ctx.after_commit(lambda: ctx.services.directory.forget(user_id))
     return user
 
 

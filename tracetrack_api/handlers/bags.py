@@ -8,23 +8,13 @@ from ..answers import Deleted
 from ..table import Ctx, RawJson
 
 
-def area_filter(ctx: Ctx, asked: str | None) -> str | None:
-    """The dispatch_area filter: a dispatcher's own area, whatever they ask
-    (asking for another one is 403 wrong_area)."""
-    if ctx.area is None:
-        return asked
-    if asked is not None and asked != ctx.area:
-        raise errors.WrongArea(f"you work in {ctx.area}, not in {asked}", field="dispatch_area")
-    return ctx.area
-
-
 def list_bags(ctx: Ctx, limit: int, cursor: str | None = None, dispatch_area: str | None = None, **filters):
-    return bags.list_bags(ctx.db, limit=limit, cursor=cursor, dispatch_area=area_filter(ctx, dispatch_area),
+    return bags.list_bags(ctx.db, limit=limit, cursor=cursor, dispatch_area=ctx.confine(dispatch_area),
                           **filters)
 
 
 def register_bag(ctx: Ctx, qr_id: str, type: str, dispatch_area: str | None = None):
-    area = area_filter(ctx, dispatch_area)
+    area = ctx.confine(dispatch_area)
     if area is None:
         raise errors.DispatchAreaRequired("dispatch_area is required", field="dispatch_area")
     return bags.register_bag(ctx.db, qr_id, type, area, **ctx.writes)

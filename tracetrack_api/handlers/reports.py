@@ -12,7 +12,6 @@ from tracetrack_db.jsontext import dumps
 from ..errors import TooManyExports
 from ..metrics import CACHE
 from ..table import CsvStream, Ctx, RawJson
-from .bags import area_filter
 
 DASHBOARD_TTL = 5.0
 
@@ -20,7 +19,7 @@ DASHBOARD_TTL = 5.0
 def dashboard(ctx: Ctx, dispatch_area: str | None = None) -> RawJson:
     """From the views; the ready JSON bytes are cached for a few seconds per
     area. The answer states `as_of` (the views' refresh time)."""
-    area = area_filter(ctx, dispatch_area)
+    area = ctx.confine(dispatch_area)
     key = f"dashboard:{area if area is not None else '*'}"  # area names never contain '*'
     cache = ctx.services.cache
     data = cache.get(key)
@@ -72,7 +71,7 @@ def _csv(make_chunks: Callable[[], Iterator[bytes]], filename: str) -> CsvStream
 
 
 def export_bags(ctx: Ctx, dispatch_area: str | None = None, **filters) -> CsvStream:
-    area = area_filter(ctx, dispatch_area)
+    area = ctx.confine(dispatch_area)
     return _csv(lambda: exports.bags_csv(ctx.db, dispatch_area=area, **filters), "bags.csv")
 
 
