@@ -390,9 +390,10 @@ def test_bags_and_bills_whose_codes_contain_a_slash_are_reachable(api):
 
 def test_dashboard_refuses_an_empty_or_malformed_area_and_caches_per_area(api):
     admin = api.admin()
-    for bad in ("", "NOT AN AREA", "x"):
+    for bad in ("", "NOT AN AREA", "x", "well_formed_but_not_there"):
         assert_error(api.get(f"/api/dashboard/analytics?dispatch_area={bad}", admin), 400, "unknown_area",
                      "dispatch_area")
+    assert not [k for k in api.cache._data if "well_formed" in k]  # nothing cached for it
     everything = api.get("/api/dashboard/analytics", admin).json
     assert api.get("/api/dashboard/analytics?dispatch_area=akola", admin).json["dispatch_area"] == "akola"
     assert api.get("/api/dashboard/analytics", admin).json["dispatch_area"] is None

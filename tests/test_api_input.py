@@ -190,3 +190,16 @@ def test_sql_side_validation_errors_name_their_field(api):
                  "dispatch_area")
     assert_error(api.post("/api/bags", admin, json={"qr_id": "KID-1", "type": "child", "dispatch_area": "mars"}),
                  400, "unknown_area", "dispatch_area")
+
+
+def test_a_chunked_body_the_server_cannot_delimit_is_411(api, sql_conn):
+    """Without a Content-Length and without wsgi.input_terminated, nobody knows where
+    a chunked body ends: refused (411), never taken for an empty one."""
+    admin = api.admin()
+    api.bill(admin, "B-CHUNK", capacity=2)
+    result = api.client.simulate_request(
+        "PATCH", "/api/bills/B-CHUNK", body=b'{"capacity": 3}',
+        headers={**admin.headers, "Transfer-Encoding": "chunked", "Content-Type": "application/json"},
+        extras={"CONTENT_LENGTH": "", "wsgi.input_terminated": False})
+    assert_error(result, 411, "length_required")
+    assert sql_value(sql_conn, "SELECT capacity FROM bill WHERE bill_no = 'B-CHUNK'") == 2

@@ -215,9 +215,7 @@ def test_health_reports_the_database_the_cache_and_the_pool(api):
     assert result.status_code == 200, result.text
     body = result.json
     assert body["status"] == "ok"
-    assert body["checks"]["database"]["ok"] is True and body["checks"]["database"]["latency_ms"] >= 0
-    assert body["checks"]["cache"] == {"kind": "local", "ok": True, "latency_ms": 0.0}
-    assert "write" in body["pool"] and body["pool"]["write"]["pool_max"] >= 1
+    assert body == {"status": "ok", "checks": {"database": True, "cache": True}}  # no details in public
 
 
 def test_a_database_outage_is_503_with_retry_after(db):
@@ -229,7 +227,7 @@ def test_a_database_outage_is_503_with_retry_after(db):
         health = api.get("/health")
         assert health.status_code == 503, health.text
         assert health.headers.get("retry-after")
-        assert health.json["status"] == "unavailable" and health.json["checks"]["database"]["ok"] is False
+        assert health.json["status"] == "unavailable" and health.json["checks"]["database"] is False
         token, _ = TokenSigner(SECRET, 3600).issue(1)
         for method, path, body in (("GET", "/api/bags", None), ("POST", "/api/scans/parent", {"qr_id": "SB00001"}),
                                    ("GET", "/api/areas", None)):

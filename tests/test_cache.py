@@ -117,7 +117,7 @@ def test_redis_outage_costs_no_failed_request_and_recovery_is_picked_up(db, own_
     own_redis.stop()
     for _ in range(5):
         assert client.simulate_get("/api/dashboard/analytics", headers=headers).status_code == 200
-        assert client.simulate_get("/health").json["checks"]["cache"]["ok"] is False
+        assert client.simulate_get("/health").json["checks"]["cache"] is False
     assert login().status_code == 200  # the login rate limit degrades, login still works
 
     own_redis.start()
@@ -127,4 +127,16 @@ def test_redis_outage_costs_no_failed_request_and_recovery_is_picked_up(db, own_
         assert time.monotonic() < deadline, "Redis was not used again after it came back"
         client.simulate_get("/api/dashboard/analytics", headers=headers)
         time.sleep(0.2)
-    assert client.simulate_get("/health").json["checks"]["cache"]["ok"] is True
+    assert client.simulate_get("/health").json["checks"]["cache"] is True
+
+
+def test_the_local_cache_is_bounded():
+    now = [0.0]
+    cache = LocalCache(clock=lambda: now[0])
+    cache.MAX_ITEMS = 100
+    for i in range(250):
+        cache.set(f"k{i}", b"v", ttl=60)
+    assert len(cache._data) == 100 and cache.get("k249") == b"v" and cache.get("k0") is None
+    now[0] += 61  # all expired: the next set clears them rather than evicting live ones
+    cache.set("fresh", b"v", ttl=60)
+    assert list(cache._data) == ["fresh"]

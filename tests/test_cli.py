@@ -95,3 +95,19 @@ def test_status_reports_a_changed_migration(db_url):
     assert "changed" in result.stdout
     refused = run(["db", "migrate"], {"DATABASE_URL": db_url})
     assert refused.returncode == 1 and "0001_schema (changed)" in refused.stderr
+
+
+def test_the_local_token_secret_is_private_from_the_start(tmp_path):
+    """Before, the secret was written with the default mode and chmod'ed after:
+    readable by others in between, and a readable one was used as it was."""
+    import stat
+
+    from tracetrack_ops.cli import local_secret
+
+    secret = local_secret(tmp_path)
+    path = tmp_path / "secret_key"
+    assert len(secret) >= 32 and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert local_secret(tmp_path) == secret  # kept across runs
+    path.chmod(0o644)
+    with pytest.raises(SystemExit):
+        local_secret(tmp_path)

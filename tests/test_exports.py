@@ -115,3 +115,21 @@ def test_http_exports_give_their_slot_back_and_are_limited(db: Database):
     for body in held:
         body.close()  # the client went away: the WSGI server closes the response
     assert client.simulate_get("/api/exports/bags.csv", headers=headers).status_code == 200
+
+
+def test_cells_a_spreadsheet_would_run_are_neutralised(db: Database):
+    """Before, a biller's destination '=HYPERLINK(…)' reached the admin's spreadsheet
+    as a live formula. Every text cell starting with = + - @, a tab or a CR gets a
+    leading apostrophe; others are untouched; the stream is still COPY."""
+    from tracetrack_db import bags, bills
+
+    bills.create_bill(db, "CSV-1", 1, destination='=HYPERLINK("http://evil","x")', description="+1+1",
+                      vehicle_number="@SUM(A1)")
+    bills.create_bill(db, "CSV-2", 1, destination="\tcmd", description="\r=1", vehicle_number="UP32 AB 1")
+    bags.register_bag(db, "-CMD-1", "child", "lucknow")
+    rows = list(csv.DictReader(io.StringIO(b"".join(exports.bills_csv(db)).decode())))
+    assert [(r["destination"], r["description"], r["vehicle_number"]) for r in rows] == [
+        ('\'=HYPERLINK("http://evil","x")', "'+1+1", "'@SUM(A1)"), ("'\tcmd", "'\r=1", "UP32 AB 1")]
+    assert [r["bill_no"] for r in rows] == ["CSV-1", "CSV-2"] and rows[0]["capacity"] == "1"
+    bag = next(csv.DictReader(io.StringIO(b"".join(exports.bags_csv(db)).decode())))
+    assert (bag["qr_id"], bag["type"], bag["weight_kg"]) == ("'-CMD-1", "child", "1.000")

@@ -16,7 +16,7 @@ def test_loadtest_50_users_for_30_seconds_without_failures(db_url, tmp_path):
     env = {"TRACETRACK_LOGIN_RATE": "1000"}
     with running_server(db_url, env_extra=env) as (base, _proc):
         result = run(["loadtest", "--host", base, "--users", "50", "--duration", "30s", "--out", str(tmp_path)],
-                     {}, timeout=240)
+                     {"TRACETRACK_ADMIN_PASSWORD": "tracetrack"}, timeout=240)
     # behaviour, not timing: every request answered as the contract says (the
     # p95 verdict belongs to the benchmarks, on a machine of known load)
     report = json.loads(next(tmp_path.glob("locust-*_report.json")).read_text())
@@ -30,8 +30,15 @@ def test_loadtest_50_users_for_30_seconds_without_failures(db_url, tmp_path):
 def test_loadtest_fails_against_targets_it_cannot_meet(db_url, tmp_path):
     with running_server(db_url) as (base, _proc):
         result = run(["loadtest", "--host", base, "--users", "5", "--duration", "5s", "--p95-ms", "0.001",
-                      "--out", str(tmp_path)], {}, timeout=120)
+                      "--out", str(tmp_path)], {"TRACETRACK_ADMIN_PASSWORD": "tracetrack"}, timeout=120)
     assert result.returncode == 1 and "FAIL: p95" in result.stdout
+
+
+def test_loadtest_takes_no_password_on_the_command_line(tmp_path):
+    result = run(["loadtest", "--admin-password", "secret-on-the-command-line"], {}, timeout=60)
+    assert result.returncode == 2 and "No such option" in result.stderr
+    result = run(["loadtest", "--host", "http://127.0.0.1:9"], {"TRACETRACK_ADMIN_PASSWORD": ""}, timeout=60)
+    assert result.returncode == 1 and "TRACETRACK_ADMIN_PASSWORD" in result.stderr
 
 
 def test_verify_checks_a_deployment_end_to_end(db_url, tmp_path):

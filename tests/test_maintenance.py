@@ -88,6 +88,8 @@ def test_seed_command_loads_and_refuses_a_second_time(db_url):
     seeded = run(["db", "seed", "--bags", "5000", "--seed", "7"], env, timeout=300)
     assert seeded.returncode == 0, seeded.stderr
     assert "seeded 5,000 bags" in seeded.stdout
+    password = seeded.stdout.split("with password ", 1)[1].split()[0]  # generated, shown once
+    assert password != "password123" and len(password) >= 16
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT count(*) FROM bag").fetchone() == (5000,)
         # views refreshed after the load

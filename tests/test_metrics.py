@@ -1,4 +1,5 @@
-"""GET /metrics: Prometheus text, aggregated over every worker process."""
+"""The metrics listener: Prometheus text aggregated over every worker process,
+and the detailed health, on their own port; the API port serves neither."""
 
 from __future__ import annotations
 
@@ -27,16 +28,16 @@ def value(text: str, pattern: str) -> float:
 
 
 def test_metrics_count_requests_of_every_worker(db_url):
-    # two worker processes: each answers part of the requests and of the scrapes
+    # two worker processes: each answers part of the requests; the listener reports all of them
     env = {"TRACETRACK_REFRESH_INTERVAL": "0"}
-    with running_server(db_url, "--workers", "2", env_extra=env) as (base, _proc):
+    with running_server(db_url, "--workers", "2", env_extra=env) as (base, proc):
         token = login(base, "admin", "tracetrack")
         for _ in range(40):
             assert http("GET", base + "/api/bags/SB00001", None, token)[0] == 200
         for _ in range(3):
             assert http("GET", base + "/api/dashboard/analytics", None, token)[0] == 200
-        scrapes = [scrape(base) for _ in range(6)]
-        for text in scrapes:  # whichever worker answers, it reports all of them
+        scrapes = [scrape(proc.metrics) for _ in range(3)]
+        for text in scrapes:
             assert value(text, r'tracetrack_http_requests_total\{method="GET",route="/api/bags/\{qr\}",'
                                r'status="200"\}') == 40
         text = scrapes[-1]
@@ -45,3 +46,26 @@ def test_metrics_count_requests_of_every_worker(db_url):
         assert value(text, r'tracetrack_cache_total\{result="(hit|miss)"\}') == 3
         assert value(text, r'tracetrack_pool_connections\{pool="write",state="size"\}') >= 1
         assert re.search(r'tracetrack_view_age_seconds\{view="mv_bag_totals"\} \d', text)
+
+
+def test_metrics_and_health_details_are_not_on_the_public_port(db_url):
+    """Before, /metrics (and /metrics/, /metrics%2F) answered anyone on the API port,
+    and /health showed raw database errors to anyone."""
+    import json
+
+    with running_server(db_url, env_extra={"TRACETRACK_REFRESH_INTERVAL": "0"}) as (base, proc):
+        for path in ("/metrics", "/metrics/", "/metrics%2F", "/metrics?x=1"):
+            status, body, _ = http("GET", base + path)
+            assert status == 404 and body["error"]["code"] == "not_found", path
+        status, body, _ = http("GET", base + "/health")
+        assert status == 200 and body == {"status": "ok", "checks": {"database": True, "cache": True}}
+        with urllib.request.urlopen(proc.metrics + "/health", timeout=10) as resp:
+            details = json.loads(resp.read())
+        assert details["database"]["ok"] is True and details["database"]["latency_ms"] >= 0
+        assert details["cache"]["kind"] == "local"
+        import psutil
+
+        port = int(proc.metrics.rsplit(":", 1)[1])
+        bound = {c.laddr.ip for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port
+                 and c.status == psutil.CONN_LISTEN}
+        assert bound == {"127.0.0.1"}  # the loopback only, by default

@@ -136,3 +136,39 @@ def test_per_client_rate_limit_answers_429(nginx_in_front):
     for status, body, retry in answers:
         if status == 429:
             assert json.loads(body)["error"]["code"] == "rate_limited" and retry == "1"
+
+
+def test_no_version_and_no_metrics_through_nginx(nginx_in_front):
+    """Before, /metrics/ and /metrics%2F fell through nginx's `location = /metrics` to the
+    API, which answered them to anyone; and nginx named its version."""
+    status, headers, _ = request(nginx_in_front, "GET", "/openapi.json")
+    assert status == 200 and headers.get("server") == "nginx"
+    for path in ("/metrics", "/metrics/", "/metrics%2F", "/metrics/../metrics"):
+        status, _, body = request(nginx_in_front, "GET", path)
+        assert status == 404 and b"tracetrack_http" not in body, path
+
+
+def test_logins_have_their_own_tighter_limit(nginx_in_front):
+    """20 logins from one address at once: a burst of 5 passes the login zone,
+    the rest are refused by nginx before any password is checked."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = 20
+    conns = [http.client.HTTPConnection("127.0.0.1", nginx_in_front, timeout=30) for _ in range(n)]
+    for conn in conns:
+        conn.connect()
+    barrier = threading.Barrier(n)
+
+    def one(i_conn):
+        i, conn = i_conn
+        barrier.wait()
+        conn.request("POST", "/api/auth/login", json.dumps({"username": f"nobody{i}", "password": "x" * 12}),
+                     {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())["error"]["code"]
+
+    with ThreadPoolExecutor(n) as pool:
+        answers = list(pool.map(one, enumerate(conns)))
+    assert {a for a in answers} <= {(401, "invalid_credentials"), (429, "rate_limited")}
+    assert 1 <= sum(1 for s, _ in answers if s == 401) <= 6  # the burst (and maybe one refill)

@@ -17,7 +17,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tracetrack_db import Database, bills, errors, passwords, scans, users
 from tracetrack_ops import seed as seeding
-from tracetrack_ops.seed import PASSWORD, SeedRefused, SeedReport, seed
+from tracetrack_ops.seed import SeedRefused, SeedReport, seed
+
+PASSWORD = "seed-test-password"
 
 from .factories import check_counters
 
@@ -48,7 +50,8 @@ def seeded(pg_server_url: str, template_db: str) -> Iterator[tuple[str, SeedRepo
     """20,000 bags seeded once for the read-only checks of this module."""
     calls: list[tuple[int, int]] = []
     with clone(pg_server_url, template_db) as url:
-        report = seed(url, BAGS, seed=42, now=NOW, progress=lambda done, total: calls.append((done, total)))
+        report = seed(url, BAGS, seed=42, now=NOW, password=PASSWORD,
+                      progress=lambda done, total: calls.append((done, total)))
         yield url, report, calls
 
 
@@ -251,7 +254,7 @@ _DIGESTS = {
 def test_same_seed_same_data(seeded, conn, pg_server_url, template_db):
     _, report, _ = seeded
     with clone(pg_server_url, template_db) as url, psycopg.connect(url, autocommit=True) as other:
-        again = seed(url, BAGS, seed=42, now=NOW)
+        again = seed(url, BAGS, seed=42, now=NOW, password=PASSWORD)
         qrs = [r[0] for r in conn.execute("SELECT qr_id FROM bag ORDER BY qr_id")]
         assert qrs == [r[0] for r in other.execute("SELECT qr_id FROM bag ORDER BY qr_id")]
         for table, query in _DIGESTS.items():
@@ -357,3 +360,13 @@ def test_third_parent_format_added_past_the_default_ones(db_url, sql_conn, monke
                                AND b.capacity IS DISTINCT FROM (tt_parent_format(b.qr_id)).capacity""") == 0
     with Database(db_url, max_size=2) as db:  # the server accepts the new format's QRs
         assert scans.open_parent(db, "P9999999", dispatch_area="akola").bag.capacity == 30
+
+
+def test_without_a_password_each_seed_gets_its_own_random_one(db_url):
+    """Before, every seeded admin had the fixed password password123."""
+    report = seed(db_url, 200, seed=11)
+    assert len(report.password) >= 16 and report.password != "password123"
+    with Database(db_url, min_size=1, max_size=1) as db:
+        assert users.authenticate(db, "seed11.admin1", report.password).role == "admin"
+        with pytest.raises(errors.InvalidCredentials):
+            users.authenticate(db, "seed11.admin1", "password123")

@@ -45,14 +45,18 @@ def http(method: str, url: str, body: dict | None = None, token: str | None = No
 
 @contextmanager
 def running_server(database_url: str, *extra: str, env_extra: dict | None = None):
-    port = free_port()
+    """`tracetrack serve` on free ports, with the demo data unless --no-demo is
+    in `extra`; proc.metrics is the base URL of its metrics listener."""
+    port, metrics_port = free_port(), free_port()
     env = {**os.environ, "DATABASE_URL": database_url, "TRACETRACK_SECRET_KEY": SECRET, **(env_extra or {})}
     env.pop("REDIS_URL", None)
+    demo = [] if "--no-demo" in extra or "--demo" in extra else ["--demo"]
     proc = subprocess.Popen(
         [sys.executable, "-c", "from tracetrack_ops.cli import main; main()", "serve", "--port", str(port),
-         "--workers", "1", "--threads", "4", *extra],
+         "--metrics-port", str(metrics_port), "--workers", "1", "--threads", "4", *demo, *extra],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
+    proc.metrics = f"http://127.0.0.1:{metrics_port}"
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -85,7 +89,7 @@ def login(base: str, username: str, password: str) -> str:
 def test_serve_creates_demo_data_and_answers_the_contract(db_url):
     with running_server(db_url) as (base, proc):
         status, health, _ = http("GET", base + "/health")
-        assert status == 200 and health["checks"]["database"]["ok"] is True
+        assert status == 200 and health["checks"]["database"] is True
         token = login(base, "dispatcher", "tracetrack")
         status, opened, _ = http("POST", base + "/api/scans/parent", {"qr_id": "sb09999"}, token)
         assert status == 201 and opened["bag"]["qr_id"] == "SB09999" and opened["created"] is True
@@ -98,6 +102,37 @@ def test_serve_creates_demo_data_and_answers_the_contract(db_url):
         assert status == 403 and err["error"]["code"] == "forbidden"
         status, doc, _ = http("GET", base + "/openapi.json")
         assert status == 200 and doc["openapi"].startswith("3.1")
+
+
+def test_no_demo_data_on_a_database_url_unless_asked(db_url):
+    """Before, `tracetrack serve` on a DATABASE_URL database created admin/tracetrack."""
+    import psycopg
+
+    with running_server(db_url, "--no-demo"):  # the flag only documents the default here ...
+        pass
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM app_user").fetchone() == (0,)
+    port = free_port()
+    proc = subprocess.Popen(  # ... which is no demo at all, without any flag
+        [sys.executable, "-c", "from tracetrack_ops.cli import main; main()", "serve", "--port", str(port),
+         "--metrics-port", str(free_port()), "--workers", "1"],
+        env={**os.environ, "DATABASE_URL": db_url, "TRACETRACK_SECRET_KEY": SECRET}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        for _ in range(300):
+            try:
+                if http("GET", f"http://127.0.0.1:{port}/health", timeout=2)[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+        status, _, _ = http("POST", f"http://127.0.0.1:{port}/api/auth/login",
+                            {"username": "admin", "password": "tracetrack"})
+        assert status == 401
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(15)
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM app_user").fetchone() == (0,)
 
 
 def test_no_demo_flag_and_admin_bootstrap(db_url):
@@ -127,8 +162,15 @@ def test_database_outage_gives_503_within_the_pool_timeout_and_recovers(db_url):
                 assert body["error"]["code"] == "database_unavailable"
                 assert headers.get("Retry-After")
             status, health, _ = http("GET", base + "/health", timeout=15)
-            assert status == 503 and health["checks"]["database"]["ok"] is False
-            assert health["checks"]["database"]["error"]
+            assert status == 503 and health["checks"]["database"] is False
+            assert "error" not in str(health)  # the reason is for the metrics listener, not the public
+            try:
+                urllib.request.urlopen(proc.metrics + "/health", timeout=30)
+                raise AssertionError("the metrics listener's /health answered 200 with the database down")
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 503
+                details = json.loads(exc.read())
+            assert details["database"]["ok"] is False and details["database"]["error"]
 
             proxy.up()
             deadline = time.monotonic() + 30
@@ -139,3 +181,30 @@ def test_database_outage_gives_503_within_the_pool_timeout_and_recovers(db_url):
             assert proc.poll() is None  # same process: no restart
     finally:
         proxy.down()
+
+
+def test_a_chunked_body_is_read_not_taken_for_empty(db_url):
+    """Before, a body sent with Transfer-Encoding: chunked (no Content-Length) was read
+    as {}: PATCH answered 200 and changed nothing. granian says where such a body ends
+    (wsgi.input_terminated): the body is read, within the size limit."""
+    from http.client import HTTPConnection
+
+    with running_server(db_url) as (base, _proc):
+        token = login(base, "admin", "tracetrack")
+        host, port = base.rsplit("/", 1)[1].split(":")
+        created = http("POST", base + "/api/bills", {"bill_no": "CHUNK-1", "capacity": 2}, token)
+        assert created[0] == 201
+
+        def chunked(method: str, path: str, parts: list[bytes]) -> tuple[int, dict]:
+            conn = HTTPConnection(host, int(port), timeout=10)
+            conn.request(method, path, body=iter(parts), encode_chunked=True,
+                         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+                                  "Transfer-Encoding": "chunked"})
+            resp = conn.getresponse()
+            return resp.status, json.loads(resp.read())
+
+        status, bill = chunked("PATCH", "/api/bills/CHUNK-1", [b'{"capacity"', b': 3}'])
+        assert status == 200 and bill["capacity"] == 3
+        status, body = chunked("PATCH", "/api/bills/CHUNK-1", [b"{" + b" " * 40_000, b" " * 40_000 + b"}"])
+        assert status == 413 and body["error"]["code"] == "payload_too_large"
+        assert http("GET", base + "/api/bills/CHUNK-1", None, token)[1]["bill"]["capacity"] == 3

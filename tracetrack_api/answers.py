@@ -21,27 +21,15 @@ class Deleted:
 
 
 @dataclass(frozen=True, slots=True)
-class DatabaseCheck:
-    ok: bool
-    latency_ms: float
-    error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class CacheCheck:
-    kind: str  # local | redis
-    ok: bool
-    latency_ms: float | None
-
-
-@dataclass(frozen=True, slots=True)
 class Checks:
-    database: DatabaseCheck
-    cache: CacheCheck
+    database: bool
+    cache: bool
 
 
 @dataclass(frozen=True, slots=True)
 class Health:
+    """Whether the service can answer. Latencies, error text and pool figures are
+    for monitoring: GET /health and /metrics on the metrics listener."""
+
     status: str  # ok | unavailable
     checks: Checks
-    pool: dict[str, dict[str, int]]  # psycopg_pool statistics per pool (write, read)

@@ -12,7 +12,7 @@ from .auth import Authenticator, UserDirectory
 from .cache import LocalCache, RedisCache, make_cache
 from .config import ApiSettings
 from .endpoint import Endpoint
-from .metrics import Metrics, MetricsMiddleware
+from .metrics import MetricsMiddleware
 from .router import TableRouter
 from .routes import OPERATIONS, PATH_VALUES, SPANS_SEGMENTS
 from .table import Services, check_table
@@ -48,6 +48,5 @@ def create_app(db: Database, settings: ApiSettings | None = None,
         router.add(path, tuple(method_map.values()), method_map)  # the resource: its endpoints
     app = falcon.App(router=router, middleware=[MetricsMiddleware(db)], cors_enable=False)
     app.add_route("/openapi.json", OpenApiDocument(openapi.build(OPERATIONS, PATH_VALUES, SPANS_SEGMENTS)))
-    app.add_route("/metrics", Metrics(db))
     errors.install(app)
     return app

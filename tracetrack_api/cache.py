@@ -15,7 +15,10 @@ log = logging.getLogger(__name__)
 
 
 class LocalCache:
+    """The in-process cache: bounded, so that no stream of keys grows it without end."""
+
     kind = "local"
+    MAX_ITEMS = 10_000
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock  # injectable: tests move time without sleeping
@@ -30,7 +33,13 @@ class LocalCache:
         return item[1]
 
     def set(self, key: str, value: bytes, ttl: float) -> None:
-        self._data[key] = (self._clock() + ttl, value)
+        now = self._clock()
+        with self._lock:
+            if len(self._data) >= self.MAX_ITEMS and key not in self._data:
+                self._data = {k: v for k, v in self._data.items() if v[0] >= now}  # the expired go first
+                while len(self._data) >= self.MAX_ITEMS:  # then the oldest
+                    del self._data[next(iter(self._data))]
+            self._data[key] = (now + ttl, value)
 
     def delete(self, *keys: str) -> None:
         for key in keys:
@@ -44,7 +53,7 @@ class LocalCache:
             if expires < now:
                 expires, value = now + ttl, 0
             self._counters[key] = (expires, value + 1)
-            if len(self._counters) > 10_000:
+            if len(self._counters) > self.MAX_ITEMS:
                 self._counters = {k: v for k, v in self._counters.items() if v[0] >= now}
             return value + 1
 

@@ -17,17 +17,28 @@ from tracetrack_db import errors, idempotency
 from tracetrack_db.jsontext import dumps
 
 from .auth import Authenticator
-from .errors import InvalidJson, PayloadTooLarge
+from .errors import InvalidJson, LengthRequired, PayloadTooLarge
 from .schema import Value
 from .table import CsvStream, Ctx, Operation, RawJson, Reply, Services
 
 
 def read_body(req: falcon.Request, limit: int) -> bytes:
-    """The raw body, refusing more than `limit` bytes (413)."""
+    """The raw body, refusing more than `limit` bytes (413). A chunked body (no
+    Content-Length) is read when the server says where it ends
+    (wsgi.input_terminated, as granian does), and refused with 411 otherwise:
+    never act on a body that was not read."""
     length = req.content_length
-    if length is not None and length > limit:
+    if length is None:
+        if req.get_header("Transfer-Encoding") is None:
+            return b""
+        if not req.env.get("wsgi.input_terminated"):
+            raise LengthRequired("send a Content-Length (this server cannot read a chunked body)")
+        stream = req.stream
+    elif length > limit:
         raise PayloadTooLarge(f"the body may have at most {limit} bytes")
-    raw = req.bounded_stream.read(limit + 1)
+    else:
+        stream = req.bounded_stream
+    raw = stream.read(limit + 1)
     if len(raw) > limit:
         raise PayloadTooLarge(f"the body may have at most {limit} bytes")
     return raw

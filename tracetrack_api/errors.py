@@ -32,8 +32,12 @@ class PayloadTooLarge(ValidationError):
 class InvalidJson(ValidationError):
     code = "invalid_json"
 
+
+class LengthRequired(TraceTrackError):
+    code, status = "length_required", 411
+
 _STATUS = {code: falcon.code_to_http_status(code) for code in
-           (400, 401, 403, 404, 405, 409, 413, 422, 429, 500, 503)}
+           (400, 401, 403, 404, 405, 409, 411, 413, 422, 429, 500, 503)}
 
 
 def _error(resp: falcon.Response, status: int, code: str, message: str, field: str | None = None,

@@ -1,17 +1,26 @@
-"""Prometheus metrics (prometheus-client). With several worker processes,
-`tracetrack serve` sets PROMETHEUS_MULTIPROC_DIR so every worker writes to
-shared files and any worker's /metrics answers for all of them."""
+"""Prometheus metrics (prometheus-client), served on their own listener.
+
+Every worker records into PROMETHEUS_MULTIPROC_DIR (set by `tracetrack
+serve` before any worker starts). The metrics listener (`MetricsListener`,
+started by `tracetrack serve` in its main process, bound to 127.0.0.1 by
+default) answers GET /metrics for all workers together and GET /health with
+the details the public /health leaves out. The API port serves neither.
+"""
 
 from __future__ import annotations
 
 import os
+import threading
 import time
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import falcon
-from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram,
-                               generate_latest, multiprocess)
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 
-from tracetrack_db import Database, views
+from tracetrack_db import Database, errors, maintenance, views
+from tracetrack_db.jsontext import dumps
 
 REQUESTS = Counter("tracetrack_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("tracetrack_http_request_seconds", "HTTP request latency", ["method", "route"],
@@ -19,8 +28,6 @@ LATENCY = Histogram("tracetrack_http_request_seconds", "HTTP request latency", [
 POOL = Gauge("tracetrack_pool_connections", "Connection pool state per process", ["pool", "state"],
              multiprocess_mode="livesum")
 CACHE = Counter("tracetrack_cache_total", "Dashboard cache lookups", ["result"])
-VIEW_AGE = Gauge("tracetrack_view_age_seconds", "Seconds since each materialized view was refreshed",
-                 ["view"], multiprocess_mode="mostrecent")
 
 
 _METHODS = frozenset(("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"))
@@ -57,27 +64,94 @@ class MetricsMiddleware:
                 POOL.labels(name, "waiting").set(stats.get("requests_waiting", 0))
 
 
-class Metrics:
-    auth_exempt = True
+class ViewAges:
+    """A collector: seconds since each materialized view was refreshed, read at scrape time."""
 
     def __init__(self, db: Database):
         self.db = db
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    def collect(self):
+        family = GaugeMetricFamily("tracetrack_view_age_seconds",
+                                   "Seconds since each materialized view was refreshed", labels=["view"])
         try:
-            refreshed = views.refresh_times(self.db)
             now = time.time()
-            for view, at in refreshed.items():
-                VIEW_AGE.labels(view).set(now - at.timestamp())
-        except Exception:  # noqa: BLE001 - metrics must answer even with the database down
-            pass
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
-            data = generate_latest(registry)
-        else:
-            from prometheus_client import REGISTRY
+            for view, at in views.refresh_times(self.db).items():
+                family.add_metric([view], now - at.timestamp())
+        except errors.DatabaseUnavailable:
+            pass  # the database being down is /health's to say; metrics still answer
+        yield family
 
-            data = generate_latest(REGISTRY)
-        resp.content_type = CONTENT_TYPE_LATEST
-        resp.data = data
+
+class _ThisProcess:
+    def collect(self):
+        from prometheus_client import REGISTRY
+
+        yield from REGISTRY.collect()
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, *args) -> None:  # a scrape every few seconds is not news
+        pass
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class MetricsListener:
+    """GET /metrics (every worker's metrics, from the multiprocess directory, plus
+    the views' ages) and GET /health (database and cache checks with latencies
+    and error text) on their own port, for monitoring, not for the public."""
+
+    def __init__(self, db: Database, cache):
+        from prometheus_client import multiprocess
+
+        self.db = db
+        self.cache = cache
+        self.registry = CollectorRegistry()
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            multiprocess.MultiProcessCollector(self.registry)
+        else:  # one process (tests, an embedding program): its own metrics
+            self.registry.register(_ThisProcess())
+        self.registry.register(ViewAges(db))
+        self._server = None
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path == "/metrics":
+            body, status, ctype = generate_latest(self.registry), "200 OK", CONTENT_TYPE_LATEST
+        elif path == "/health":
+            details = self.health()
+            body, ctype = dumps(details), "application/json"
+            status = "200 OK" if details["database"]["ok"] else "503 Service Unavailable"
+        else:
+            body, status, ctype = b'{"error": {"code": "not_found", "message": "/metrics or /health"}}', \
+                "404 Not Found", "application/json"
+        start_response(status, [("Content-Type", ctype), ("Content-Length", str(len(body)))])
+        return [body]
+
+    def health(self) -> dict:
+        start = time.perf_counter()
+        try:
+            database = {"ok": True, "latency_ms": round(maintenance.ping(self.db), 2), "error": None}
+        except errors.DatabaseUnavailable as exc:
+            database = {"ok": False, "latency_ms": round((time.perf_counter() - start) * 1000, 2),
+                        "error": exc.message}
+        latency = self.cache.ping()
+        return {"database": database,
+                "cache": {"kind": self.cache.kind, "ok": latency is not None,
+                          "latency_ms": None if latency is None else round(latency, 2)}}
+
+    def start(self, host: str, port: int) -> MetricsListener:
+        self._server = make_server(host, port, self, server_class=_ThreadingServer, handler_class=_Quiet)
+        threading.Thread(target=self._server.serve_forever, name="tracetrack-metrics", daemon=True).start()
+        return self
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()

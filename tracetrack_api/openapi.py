@@ -112,7 +112,7 @@ def error_codes(op: Operation, path_values: dict[str, Value]) -> list[str]:
         codes.append("validation_error")
         values += [p.value for p in op.query.params.values()]
     if op.body is not None:
-        codes += ["validation_error", "invalid_json", "payload_too_large"]
+        codes += ["validation_error", "invalid_json", "length_required", "payload_too_large"]
         values += [f.value for f in op.body.fields.values()]
         values += [f.value.item for f in op.body.fields.values() if hasattr(f.value, "item")]
     codes += [v.error.code for v in values]

@@ -22,6 +22,13 @@ def check_name(name: object, field: str = "dispatch_area") -> str:
     return name
 
 
+def require_area(db: Database, name: str, field: str = "dispatch_area") -> str:
+    """`name`, if such a dispatch area exists; else UnknownArea."""
+    if not db.scalar("area_exists", {"name": check_name(name, field)}, read=True):
+        raise errors.UnknownArea(f"unknown dispatch area {name!r}", field=field)
+    return name
+
+
 def list_areas(db: Database) -> list[Area]:
     return db.many("list_areas", row=Area, read=True)
 

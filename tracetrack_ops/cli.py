@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import sys
 from pathlib import Path
 
 import click
 
 from tracetrack_db import Database, maintenance
-from .dbcli import db_group, fail, progress_printer, users_group
 from tracetrack_db.runtime import database_url, migrate_and_bootstrap
+
+from .dbcli import db_group, fail, progress_printer, users_group
 
 
 @click.group()
@@ -43,59 +45,64 @@ def main() -> None:
 
 
 def local_secret(data_dir: Path) -> str:
-    """A token secret kept in the data directory, for a laptop with nothing configured."""
+    """A token secret kept in the data directory, for a laptop with nothing configured:
+    created readable by its owner only, in one step, and refused if others can read it."""
     path = data_dir / "secret_key"
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            fail(f"{path} can be read by others: chmod 600 it (or delete it to make a new one; "
+                 "tokens signed with it end)")
+    else:
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(48))
     return path.read_text().strip()
 
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--no-demo", is_flag=True, help="Do not create demo users and data on a first run.")
+@click.option("--demo/--no-demo", default=None,
+              help="Create demo users and data when the database has no admin. Default: only on the embedded "
+                   "PostgreSQL, never on a DATABASE_URL database unless --demo.")
 @click.option("--workers", type=int, help="Worker processes (default: one per CPU).")
 @click.option("--threads", type=int, help="Threads per worker (default: 6).")
-def serve(host: str, port: int, no_demo: bool, workers: int | None, threads: int | None) -> None:
-    """Migrate, then serve the API with granian."""
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="Where the metrics listener (GET /metrics, GET /health with details) listens.")
+@click.option("--metrics-port", default=9464, show_default=True, type=int, help="Its port (0: any free one).")
+def serve(host: str, port: int, demo: bool | None, workers: int | None, threads: int | None,
+          metrics_host: str, metrics_port: int) -> None:
+    """Migrate, then serve the API with granian. Put nginx in front of it
+    (deploy/nginx/tracetrack.conf): it bounds slow clients, rate-limits logins
+    and buffers bodies, which granian alone does not."""
     # The service and its server are the 'server' extra; the library alone lacks them. Look,
-    # don't import: prometheus-client must first be imported by the workers, after
-    # PROMETHEUS_MULTIPROC_DIR is set, or they keep their metrics to themselves.
+    # don't import: prometheus-client must first be imported after PROMETHEUS_MULTIPROC_DIR
+    # is set, or the workers keep their metrics to themselves.
     from importlib.util import find_spec
 
     missing = [m for m in ("falcon", "granian", "prometheus_client", "redis") if find_spec(m) is None]
     if missing:
         fail(f"the HTTP service is not installed (no module {missing[0]}): pip install 'tracetrack[server]'")
     from tracetrack_api.config import ApiSettings
+
     from .demo import DEMO_PASSWORD, DEMO_USERS, create_demo
     from .server import run_granian
     from .sizing import default_sizing
 
     settings = ApiSettings.from_env()
+    embedded = not settings.db.database_url
     with database_url(settings.db) as url:
         report = migrate_and_bootstrap(settings.db, url, progress=progress_printer())
         with Database(url, min_size=1, max_size=1) as db:
             max_connections = maintenance.max_connections(db)
-            demo = not no_demo and create_demo(db)
+            demo_created = (embedded if demo is None else demo) and create_demo(db)
         sizing = default_sizing(max_connections, workers=workers, threads=threads)
         if sizing.connections > max_connections - 5:
             fail(f"{sizing.workers} workers x {sizing.pool_size} connections exceed the server's "
                  f"max_connections ({max_connections})")
         secret = settings.secret_key or local_secret(settings.db.data_dir)
-        where = "embedded PostgreSQL" if not settings.db.database_url else "DATABASE_URL"
-        click.echo(f"TraceTrack on http://{host}:{port}  ({where}; {sizing.workers} workers x "
-                   f"{sizing.threads} threads, pool {sizing.pool_size} each)")
-        if report.admin_created:
-            click.echo(f"created admin {report.admin_created!r}")
-        if demo:
-            click.echo("demo data created. Log in with one of:")
-            for username, role, _area in DEMO_USERS:
-                click.echo(f"  {username} / {DEMO_PASSWORD}   ({role})")
-            click.echo(f"  curl -s -X POST http://{host}:{port}/api/auth/login "
-                       f"-H 'Content-Type: application/json' "
-                       f"-d '{{\"username\": \"admin\", \"password\": \"{DEMO_PASSWORD}\"}}'")
         metrics_dir = settings.db.data_dir / "metrics" / str(port)
         if metrics_dir.exists():
             shutil.rmtree(metrics_dir)
@@ -103,7 +110,40 @@ def serve(host: str, port: int, no_demo: bool, workers: int | None, threads: int
         env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "DATABASE_URL": url,
                "TRACETRACK_POOL_MAX_SIZE": str(sizing.pool_size),
                "TRACETRACK_POOL_MIN_SIZE": str(min(2, sizing.pool_size)), "TRACETRACK_SECRET_KEY": secret}
-        run_granian(host, port, sizing, env)
+        os.environ.update(env)  # before prometheus-client is first imported, here or in a worker
+        listener = start_metrics_listener(url, settings.redis_url, metrics_host, metrics_port)
+        where = "embedded PostgreSQL" if embedded else "DATABASE_URL"
+        click.echo(f"TraceTrack on http://{host}:{port}  ({where}; {sizing.workers} workers x "
+                   f"{sizing.threads} threads, pool {sizing.pool_size} each)")
+        click.echo(f"metrics and health details on http://{metrics_host}:{listener.port} (/metrics, /health)")
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            click.echo("serve behind nginx (deploy/nginx/tracetrack.conf): it bounds slow clients and login "
+                       "floods, which the server alone does not")
+        if report.admin_created:
+            click.echo(f"created admin {report.admin_created!r}")
+        if demo_created:
+            click.echo("demo data created. Log in with one of:")
+            for username, role, _area in DEMO_USERS:
+                click.echo(f"  {username} / {DEMO_PASSWORD}   ({role})")
+            click.echo(f"  curl -s -X POST http://{host}:{port}/api/auth/login "
+                       f"-H 'Content-Type: application/json' "
+                       f"-d '{{\"username\": \"admin\", \"password\": \"{DEMO_PASSWORD}\"}}'")
+        try:
+            run_granian(host, port, sizing, env)
+        finally:
+            listener.stop()
+
+
+def start_metrics_listener(url: str, redis_url: str | None, host: str, port: int):
+    """The metrics listener, in this (the main) process, with its own small pool."""
+    from tracetrack_api.cache import make_cache
+    from tracetrack_api.metrics import MetricsListener
+
+    db = Database(url, min_size=0, max_size=2, timeout=2).open(wait=False)
+    try:
+        return MetricsListener(db, make_cache(redis_url)).start(host, port)
+    except OSError as exc:
+        fail(f"the metrics listener cannot listen on {host}:{port}: {exc.strerror} (--metrics-port)")
 
 
 @cli.command()
@@ -111,14 +151,19 @@ def serve(host: str, port: int, no_demo: bool, workers: int | None, threads: int
 @click.option("--users", default=100, show_default=True, help="Concurrent simulated users.")
 @click.option("--duration", default="60s", show_default=True, help="How long (locust syntax: 30s, 2m).")
 @click.option("--admin-user", default="admin", show_default=True, envvar="TRACETRACK_ADMIN_USERNAME")
-@click.option("--admin-password", default="tracetrack", show_default=True, envvar="TRACETRACK_ADMIN_PASSWORD")
 @click.option("--p95-ms", default=300.0, show_default=True, help="Target: p95 latency below this.")
 @click.option("--min-success", default=0.99, show_default=True, help="Target: success rate at least this.")
 @click.option("--out", default="bench/results", show_default=True, type=click.Path(path_type=Path))
-def loadtest(host: str, users: int, duration: str, admin_user: str, admin_password: str, p95_ms: float,
+def loadtest(host: str, users: int, duration: str, admin_user: str, p95_ms: float,
              min_success: float, out: Path) -> None:
     """Run the locust load test headless and print a PASS/FAIL report
-    (dispatchers 60%, billers 30%, admins 10%). Needs `pip install "tracetrack[bench]"`."""
+    (dispatchers 60%, billers 30%, admins 10%). Needs `pip install "tracetrack[bench]"`.
+    The admin's password comes from TRACETRACK_ADMIN_PASSWORD or a prompt, never an argument."""
+    admin_password = os.environ.get("TRACETRACK_ADMIN_PASSWORD")
+    if not admin_password:
+        if not sys.stdin.isatty():
+            fail("set TRACETRACK_ADMIN_PASSWORD (the password of --admin-user) or run on a terminal")
+        admin_password = click.prompt(f"Password of {admin_user}", hide_input=True)
     from .loadtest import run
 
     report = run(host, users, duration, admin_user, admin_password, out, p95_ms, min_success)

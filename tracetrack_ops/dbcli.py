@@ -213,11 +213,13 @@ def seed_command(bags: int, seed_value: int) -> None:
     """Load a realistic data set with COPY: parents of up to 30 children, ~10%
     unlinked children, bills in every status, users in every role and area, an
     event for every action, timestamps over the past 90 days. Refuses a
-    database that already holds bags."""
+    database that already holds bags. Every seeded user (admins included) gets
+    the password in TRACETRACK_SEED_PASSWORD, or a random one, printed once."""
     from tracetrack_db import maintenance
 
     from . import seed
 
+    password = os.environ.get("TRACETRACK_SEED_PASSWORD") or None
     settings = Settings.from_env()
     with database_url(settings) as url:
         migrate_and_bootstrap(settings, url)
@@ -229,10 +231,10 @@ def seed_command(bags: int, seed_value: int) -> None:
                               "[progress.percentage]{task.percentage:>3.0f}%", TimeElapsedColumn(),
                               TimeRemainingColumn()) as bar:
                     task = bar.add_task("seeding rows", total=None)
-                    report = seed.seed(url, bags, seed=seed_value,
+                    report = seed.seed(url, bags, seed=seed_value, password=password,
                                        progress=lambda done, total: bar.update(task, completed=done, total=total))
             else:
-                report = seed.seed(url, bags, seed=seed_value)
+                report = seed.seed(url, bags, seed=seed_value, password=password)
         except errors.TraceTrackError as exc:
             fail(f"{exc.code}: {exc.message}")
         with Database(url, min_size=1, max_size=1, timeout=30) as db:
@@ -243,7 +245,8 @@ def seed_command(bags: int, seed_value: int) -> None:
     click.echo(f"seeded {report.bags:,} bags ({report.parents:,} parents, {report.children:,} children, "
                f"{report.unlinked_children:,} unlinked), {report.bill_count:,} bills, {report.users} users, "
                f"{report.events:,} events in {report.seconds:.1f} s")
-    click.echo(f"users: {report.username_prefix}* with password {seed.PASSWORD!r}")
+    where = "from TRACETRACK_SEED_PASSWORD" if password else "generated: keep it, it is shown once"
+    click.echo(f"users: {report.username_prefix}* with password {report.password} ({where})")
 
 
 @click.group("users")

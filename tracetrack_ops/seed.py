@@ -16,8 +16,9 @@ past 200,000 parents a third format `P#######` is added to `parent_format`
 Completed parents go onto bills of 10-50 parents per dispatch area: most bills
 completed (full), one open bill per area processing (partly filled) and a few
 new ones with no parents; every counter equals the real sum. Users: admins,
-billers and dispatchers in every dispatch area, all with the password
-`password123` (hashed once with argon2id), named `seed<S>.admin1`,
+billers and dispatchers in every dispatch area, all with one password (the
+caller's, else a random one the report carries; hashed once with argon2id),
+named `seed<S>.admin1`,
 `seed<S>.biller1`, `seed<S>.<area>.1` ...
 
 The event log has one row per parent scan, link, child registration
@@ -51,6 +52,7 @@ from __future__ import annotations
 
 import logging
 import random
+import secrets
 import time
 from array import array
 from collections.abc import Callable, Iterator
@@ -67,11 +69,10 @@ from psycopg import sql
 from tracetrack_db import errors
 from tracetrack_db.passwords import hash_password
 
-__all__ = ["PASSWORD", "SeedRefused", "SeedReport", "seed"]
+__all__ = ["SeedRefused", "SeedReport", "seed"]
 
 log = logging.getLogger(__name__)
 
-PASSWORD = "password123"
 
 DAYS = 90
 DAY_MS = 86_400_000
@@ -140,8 +141,9 @@ class SeedReport:
     events: int
     seconds: float
     parent_formats_added: tuple[str, ...] = ()
-    username_prefix: str = ""      # e.g. "seed42." — log in as seed42.admin1 / password123
+    username_prefix: str = ""      # e.g. "seed42." — log in as seed42.admin1 with `password`
     users_by_role: dict[str, int] = field(default_factory=dict)
+    password: str = field(default="", repr=False)  # every seeded user's
 
     @property
     def bill_count(self) -> int:
@@ -658,11 +660,13 @@ _SETVAL = "SELECT setval(pg_get_serial_sequence(%(table)s, 'id'), %(top)s)"
 
 # --------------------------------------------------------------------------- entry point
 
-def seed(conninfo: str, bags: int, *, seed: int = 42,
+def seed(conninfo: str, bags: int, *, seed: int = 42, password: str | None = None,
          progress: Callable[[int, int], None] | None = None,
          now: datetime | None = None) -> SeedReport:
     """Load `bags` bag rows (parents + children) with their bills, users and
     events into an empty, migrated database; deterministic for a given `seed`.
+    Every seeded user gets `password` (the password rules apply), or a random
+    one when it is None; the report carries it.
 
     Raises SeedRefused when the database already holds bags, or one of the
     generated usernames, bill numbers or QR formats clashes with what is there.
@@ -677,7 +681,8 @@ def seed(conninfo: str, bags: int, *, seed: int = 42,
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     now_ms = int(now.timestamp() * 1000)
-    password_hash = hash_password(PASSWORD)
+    password = password if password is not None else secrets.token_urlsafe(15)
+    password_hash = hash_password(password)
 
     # One connection, one transaction: all of it or nothing. (Loading the event
     # log on a second connection alongside the bags was measured and gained
@@ -718,7 +723,8 @@ def seed(conninfo: str, bags: int, *, seed: int = 42,
         bags=plan.bags, parents=plan.parent_count, children=plan.children,
         unlinked_children=plan.unlinked, bills=plan.bill_status_counts(), users=len(plan.users),
         events=plan.events, seconds=round(time.perf_counter() - started, 3),
-        parent_formats_added=tuple(added), username_prefix=plan.prefix, users_by_role=roles)
+        parent_formats_added=tuple(added), username_prefix=plan.prefix, users_by_role=roles,
+        password=password)
 
 
 def _lock(conn: psycopg.Connection, tables: tuple[str, ...]) -> None:

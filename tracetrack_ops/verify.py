@@ -90,7 +90,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def smoke(client: Client, report: VerifyReport, password: str) -> None:
+def smoke(client: Client, report: VerifyReport, password: str, metrics: Client) -> None:
     """Every endpoint once, expecting the contract's answer."""
     run = f"{int(time.time()) % 1_000_000:06d}"
     parent, child, bill = f"M444-{run[-5:]}", f"VERIFY-{run}-C1", f"VERIFY-{run}"
@@ -107,7 +107,7 @@ def smoke(client: Client, report: VerifyReport, password: str) -> None:
         report.add(f"{method} {name}", ok, detail, ms)
         return data
 
-    expect("/health", "GET", "/health", 200, check=lambda d: d["checks"]["database"]["ok"])
+    expect("/health", "GET", "/health", 200, check=lambda d: d["checks"]["database"] is True)
     expect("/openapi.json", "GET", "/openapi.json", 200, check=lambda d: d["openapi"].startswith("3.1"))
     login = expect("/api/auth/login", "POST", "/api/auth/login", 200,
                    {"username": VERIFY_ADMIN, "password": password}, lambda d: bool(d["token"]))
@@ -146,7 +146,14 @@ def smoke(client: Client, report: VerifyReport, password: str) -> None:
            check=lambda d: d.count(b"\n") == 4)
     for qr in (child, f"{child}2", f"{child}3", parent):  # clean up
         expect(f"/api/bags/{{qr}} ({qr})", "DELETE", f"/api/bags/{qr}", 200)
-    expect("/metrics", "GET", "/metrics", 200, check=lambda d: b"tracetrack_http_requests_total" in d)
+    expect("/metrics (public port)", "GET", "/metrics", 404)  # only on the metrics listener
+    client.base, api_base = metrics.base, client.base
+    try:
+        expect("/metrics (metrics listener)", "GET", "/metrics", 200,
+               check=lambda d: b"tracetrack_http_requests_total" in d)
+        expect("/health (metrics listener)", "GET", "/health", 200, check=lambda d: d["database"]["ok"])
+    finally:
+        client.base = api_base
 
 
 def verify(users_count: int = 20, duration: str = "15s", port: int | None = None,
@@ -182,11 +189,13 @@ def verify(users_count: int = 20, duration: str = "15s", port: int | None = None
             else:
                 users.update_user(db, existing.id, UserChanges(password=password, role="admin", is_active=True))
         port = port or _free_port()
+        metrics_port = _free_port()
         base = f"http://127.0.0.1:{port}"
         env = {**os.environ, "DATABASE_URL": url,
                "TRACETRACK_SECRET_KEY": os.environ.get("TRACETRACK_SECRET_KEY") or secrets.token_urlsafe(32)}
         server = subprocess.Popen([sys.executable, "-c", "from tracetrack_ops.cli import main; main()", "serve",
-                                   "--no-demo", "--port", str(port)], env=env, start_new_session=True,
+                                   "--no-demo", "--port", str(port), "--metrics-port", str(metrics_port)],
+                                  env=env, start_new_session=True,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             deadline = time.monotonic() + 60
@@ -202,7 +211,7 @@ def verify(users_count: int = 20, duration: str = "15s", port: int | None = None
                         return report
                     time.sleep(0.3)
             report.add("start server", True, base)
-            smoke(Client(base), report, password)
+            smoke(Client(base), report, password, Client(f"http://127.0.0.1:{metrics_port}"))
             try:
                 from .loadtest import run
 

@@ -15,3 +15,7 @@ SELECT name, pattern, capacity, expected_weight_kg FROM parent_format ORDER BY i
 INSERT INTO parent_format (name, pattern, capacity, expected_weight_kg)
 VALUES (%(name)s, %(pattern)s, %(capacity)s, %(expected_weight_kg)s)
 RETURNING name, pattern, capacity, expected_weight_kg;
+
+-- name: area_exists :scalar
+-- Whether a dispatch area of this name exists.
+SELECT EXISTS (SELECT 1 FROM dispatch_area WHERE name = %(name)s);

@@ -6,7 +6,7 @@ import itertools
 import threading
 from collections.abc import Callable, Iterator
 
-from tracetrack_db import exports, views
+from tracetrack_db import areas, exports, views
 from tracetrack_db.jsontext import dumps
 
 from ..errors import TooManyExports
@@ -24,6 +24,8 @@ def dashboard(ctx: Ctx, dispatch_area: str | None = None) -> RawJson:
     cache = ctx.services.cache
     data = cache.get(key)
     if data is None:
+        if area is not None and area != ctx.area:  # asked for by name: only an area that exists is cached
+            areas.require_area(ctx.db, area)
         CACHE.labels("miss").inc()
         data = dumps(views.analytics(ctx.db, area))
         cache.set(key, data, DASHBOARD_TTL)
