@@ -169,7 +169,7 @@ def main() -> None:
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "DATABASE_URL": args.database_url, "TRACETRACK_LOGIN_RATE": "100000",
+    env = {**os.environ, "DATABASE_URL": args.database_url, "TRACETRACK_LOGIN_ADDRESS_RATE": "100000",
            "TRACETRACK_SECRET_KEY": os.environ.get("TRACETRACK_SECRET_KEY", "bench-secret-0123456789abcdef")}
     if args.server == "granian":
         serve = [sys.executable, "-c", "from tracetrack_ops.cli import main; main()", "serve", "--no-demo",

@@ -28,7 +28,7 @@ def client_factory(bench_db: Database):
 
     def make(cache):
         app = create_app(bench_db, ApiSettings(db=Settings(), secret_key="bench-secret-0123456789abcdef",
-                                               login_attempts_per_minute=10_000), cache=cache)
+                                               login_address_rate=10_000), cache=cache)
         client = falcon.testing.TestClient(app)
         token = client.simulate_post("/api/auth/login", json={"username": "bench-dashboard",
                                                               "password": "bench-password"}).json["token"]

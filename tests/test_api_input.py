@@ -30,7 +30,7 @@ def kind(spec) -> str:
 
 
 VALID = {  # a valid body per operation (before any hostile change)
-    ("POST", "/api/auth/login"): {"username": "nobody", "password": "password123"},
+    ("POST", "/api/auth/login"): {"username": "nobody", "password": "correct-horse-9-staple"},
     ("POST", "/api/users"): {"username": "fresh", "password": PASSWORD, "role": "biller"},
     ("PATCH", "/api/users/{user_id}"): {"is_active": True},
     ("POST", "/api/areas"): {"name": "zone_z"},

@@ -203,6 +203,8 @@ def test_real_answers_match_their_documented_schemas(api, sql_conn):
         result = api.get(template, biller)
         assert result.status_code == 200 and result.headers["content-type"].startswith(media)
         response_schema("GET", template, 200, media)  # documented as CSV
+    call("POST", "/api/auth/logout", biller, expect=200)
+    call("POST", "/api/auth/logout", biller, expect=401)  # its token has ended
     documented_success = {(m, p) for p, item in openapi_document()["paths"].items() for m in item}
     seen_success = {(m.lower(), p) for m, p, code in checked if code < 300}
     missing = documented_success - seen_success - {("get", "/api/exports/bags.csv"), ("get", "/api/exports/bills.csv")}
@@ -228,7 +230,7 @@ def test_a_database_outage_is_503_with_retry_after(db):
         assert health.status_code == 503, health.text
         assert health.headers.get("retry-after")
         assert health.json["status"] == "unavailable" and health.json["checks"]["database"] is False
-        token, _ = TokenSigner(SECRET, 3600).issue(1)
+        token, _ = TokenSigner(SECRET, 3600).issue(1, 0)
         for method, path, body in (("GET", "/api/bags", None), ("POST", "/api/scans/parent", {"qr_id": "SB00001"}),
                                    ("GET", "/api/areas", None)):
             result = api.request(method, path, token, json=body)

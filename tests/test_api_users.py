@@ -14,13 +14,16 @@ def test_admin_creates_lists_and_pages_through_users(api, sql_conn):
     assert set(user) == USER_KEYS
     assert (user["username"], user["role"], user["dispatch_area"], user["is_active"]) == (
         "Disp.One", "dispatcher", "ranchi", True)
-    assert user["last_login_at"] is None and user["locked_until"] is None
+    assert user["last_login_at"] is None
     stored = sql_value(sql_conn, "SELECT password_hash FROM app_user WHERE id = %s", (user["id"],))
     assert stored.startswith("$argon2id$") and "a-long-password" not in stored
     # the new user logs in with that password
     login = api.login("disp.one", "a-long-password")
     assert login.status_code == 200 and login.json["user"]["id"] == user["id"]
-    new_biller = {"username": "bill.er", "password": "12345678", "role": "biller"}
+    weak = api.post("/api/users", admin, json={"username": "warehouse.clerk", "password": "WAREHOUSE.CLERK",
+                                               "role": "biller"})
+    assert_error(weak, 400, "weak_password", "password")
+    new_biller = {"username": "bill.er", "password": "sorghum-ledger-77", "role": "biller"}
     biller = api.post("/api/users", admin, json=new_biller, key="user-2")
     assert biller.status_code == 201 and biller.json["dispatch_area"] is None
     replay = api.post("/api/users", admin, json=new_biller, key="user-2")  # no username_taken, no second user
@@ -105,7 +108,8 @@ def test_the_last_active_admin_cannot_be_demoted_or_deactivated(api, sql_conn):
     # with a second active admin, the first may step down; then the second is the last one
     demoted = api.patch(f"/api/users/{admin.id}", admin, json={"role": "biller"})
     assert demoted.status_code == 200 and demoted.json["role"] == "biller"
-    assert_error(api.get("/api/users", admin), 403, "forbidden")  # no longer an admin
+    assert_error(api.get("/api/users", admin), 401, "unauthenticated")  # a role change ends its tokens
+    assert_error(api.get("/api/users", api.login(admin.username).json["token"]), 403, "forbidden")
     other = api.login("second").json["token"]
     assert_error(api.patch(f"/api/users/{second.json['id']}", other, json={"is_active": False}), 409, "last_admin")
 

@@ -39,7 +39,7 @@ def test_migrate_on_embedded_postgres_persists_and_stops(tmp_path):
     assert (tmp_path / "pgdata" / "PG_VERSION").exists()
     assert not postgres_running_on(tmp_path / "pgdata")  # stopped cleanly on exit
     second = run(["db", "migrate"], {**env, "TRACETRACK_ADMIN_USERNAME": "boss",
-                                     "TRACETRACK_ADMIN_PASSWORD": "boss-password"})
+                                     "TRACETRACK_ADMIN_PASSWORD": "boss-password-77"})
     assert second.returncode == 0, second.stderr
     assert "nothing to apply" in second.stdout  # the data directory was reused
     assert "created admin user 'boss'" in second.stdout
@@ -50,7 +50,7 @@ def test_migrate_on_embedded_postgres_persists_and_stops(tmp_path):
 
 def test_migrate_with_database_url_and_admin_bootstrap(db_url):
     env = {"DATABASE_URL": db_url, "TRACETRACK_ADMIN_USERNAME": "chief",
-           "TRACETRACK_ADMIN_PASSWORD": "chief-password"}
+           "TRACETRACK_ADMIN_PASSWORD": "chief-password-77"}
     result = run(["db", "migrate"], env)
     assert result.returncode == 0, result.stderr
     assert "created admin user 'chief'" in result.stdout
@@ -65,14 +65,14 @@ def test_migrate_with_database_url_and_admin_bootstrap(db_url):
                                                                 "--role", "admin"]])
 def test_bad_database_url_fails_with_the_host_named_and_no_traceback(command):
     result = run(command, {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nowhere",
-                           "TRACETRACK_PASSWORD": "long-enough"})
+                           "TRACETRACK_PASSWORD": "long-enough-for-sure"})
     assert result.returncode == 1
     assert "cannot connect to PostgreSQL at 127.0.0.1:1/nowhere" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_users_create_reads_the_password_from_the_environment_only(db_url):
-    env = {"DATABASE_URL": db_url, "TRACETRACK_PASSWORD": "s3cret-pass"}
+    env = {"DATABASE_URL": db_url, "TRACETRACK_PASSWORD": "s3cret-pass-phrase"}
     made = run(["users", "create", "--username", "ops", "--role", "dispatcher", "--area", "jaipur"], env)
     assert made.returncode == 0, made.stderr
     assert "created dispatcher 'ops'" in made.stdout
@@ -84,7 +84,7 @@ def test_users_create_reads_the_password_from_the_environment_only(db_url):
     from tracetrack_db import Database, users
 
     with Database(db_url) as db:
-        assert users.authenticate(db, "ops", "s3cret-pass").dispatch_area == "jaipur"
+        assert users.authenticate(db, "ops", "s3cret-pass-phrase").user.dispatch_area == "jaipur"
 
 
 def test_status_reports_a_changed_migration(db_url):

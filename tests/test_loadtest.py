@@ -13,10 +13,10 @@ pytestmark = pytest.mark.server
 
 
 def test_loadtest_50_users_for_30_seconds_without_failures(db_url, tmp_path):
-    env = {"TRACETRACK_LOGIN_RATE": "1000"}
+    env = {"TRACETRACK_LOGIN_ADDRESS_RATE": "1000"}
     with running_server(db_url, env_extra=env) as (base, _proc):
         result = run(["loadtest", "--host", base, "--users", "50", "--duration", "30s", "--out", str(tmp_path)],
-                     {"TRACETRACK_ADMIN_PASSWORD": "tracetrack"}, timeout=240)
+                     {"TRACETRACK_ADMIN_PASSWORD": "tracetrack-demo"}, timeout=240)
     # behaviour, not timing: every request answered as the contract says (the
     # p95 verdict belongs to the benchmarks, on a machine of known load)
     report = json.loads(next(tmp_path.glob("locust-*_report.json")).read_text())
@@ -30,7 +30,7 @@ def test_loadtest_50_users_for_30_seconds_without_failures(db_url, tmp_path):
 def test_loadtest_fails_against_targets_it_cannot_meet(db_url, tmp_path):
     with running_server(db_url) as (base, _proc):
         result = run(["loadtest", "--host", base, "--users", "5", "--duration", "5s", "--p95-ms", "0.001",
-                      "--out", str(tmp_path)], {"TRACETRACK_ADMIN_PASSWORD": "tracetrack"}, timeout=120)
+                      "--out", str(tmp_path)], {"TRACETRACK_ADMIN_PASSWORD": "tracetrack-demo"}, timeout=120)
     assert result.returncode == 1 and "FAIL: p95" in result.stdout
 
 

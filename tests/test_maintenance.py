@@ -89,7 +89,7 @@ def test_seed_command_loads_and_refuses_a_second_time(db_url):
     assert seeded.returncode == 0, seeded.stderr
     assert "seeded 5,000 bags" in seeded.stdout
     password = seeded.stdout.split("with password ", 1)[1].split()[0]  # generated, shown once
-    assert password != "password123" and len(password) >= 16
+    assert password != "correct-horse-9-staple" and len(password) >= 16
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT count(*) FROM bag").fetchone() == (5000,)
         # views refreshed after the load

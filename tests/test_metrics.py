@@ -31,7 +31,7 @@ def test_metrics_count_requests_of_every_worker(db_url):
     # two worker processes: each answers part of the requests; the listener reports all of them
     env = {"TRACETRACK_REFRESH_INTERVAL": "0"}
     with running_server(db_url, "--workers", "2", env_extra=env) as (base, proc):
-        token = login(base, "admin", "tracetrack")
+        token = login(base, "admin", "tracetrack-demo")
         for _ in range(40):
             assert http("GET", base + "/api/bags/SB00001", None, token)[0] == 200
         for _ in range(3):

@@ -85,7 +85,7 @@ def request(port: int, method: str, path: str, headers: dict | None = None, body
 def test_proxies_the_api(nginx_in_front):
     port = nginx_in_front
     status, _, body = request(port, "POST", "/api/auth/login", {"Content-Type": "application/json"},
-                              json.dumps({"username": "admin", "password": "tracetrack"}).encode())
+                              json.dumps({"username": "admin", "password": "tracetrack-demo"}).encode())
     assert status == 200
     token = json.loads(body)["token"]
     status, _, body = request(port, "GET", "/api/bags/SB00001", {"Authorization": f"Bearer {token}"})

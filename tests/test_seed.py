@@ -159,8 +159,8 @@ def test_users_in_every_role_and_area_share_one_password(seeded, conn):
     assert passwords.verify_password(hashes[0], PASSWORD)
     # and the library logs them in
     with Database(seeded[0], max_size=2) as db:
-        assert users.authenticate(db, "seed42.admin1", PASSWORD).role == "admin"
-        assert users.authenticate(db, "seed42.lucknow.1", PASSWORD).dispatch_area == "lucknow"
+        assert users.authenticate(db, "seed42.admin1", PASSWORD).user.role == "admin"
+        assert users.authenticate(db, "seed42.lucknow.1", PASSWORD).user.dispatch_area == "lucknow"
     # bags are created by a dispatcher of their own area
     assert scalar(conn, """SELECT count(*) FROM bag b JOIN app_user u ON u.id = b.created_by
                            WHERE u.role <> 'dispatcher' OR u.dispatch_area <> b.dispatch_area""") == 0
@@ -367,6 +367,6 @@ def test_without_a_password_each_seed_gets_its_own_random_one(db_url):
     report = seed(db_url, 200, seed=11)
     assert len(report.password) >= 16 and report.password != "password123"
     with Database(db_url, min_size=1, max_size=1) as db:
-        assert users.authenticate(db, "seed11.admin1", report.password).role == "admin"
+        assert users.authenticate(db, "seed11.admin1", report.password).user.role == "admin"
         with pytest.raises(errors.InvalidCredentials):
             users.authenticate(db, "seed11.admin1", "password123")

@@ -8,10 +8,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -46,22 +48,26 @@ def http(method: str, url: str, body: dict | None = None, token: str | None = No
 @contextmanager
 def running_server(database_url: str, *extra: str, env_extra: dict | None = None):
     """`tracetrack serve` on free ports, with the demo data unless --no-demo is
-    in `extra`; proc.metrics is the base URL of its metrics listener."""
+    in `extra`; proc.metrics is the base URL of its metrics listener, proc.log()
+    what it has written so far (to a file: a pipe nobody reads would fill up
+    and stall the server's logging)."""
     port, metrics_port = free_port(), free_port()
     env = {**os.environ, "DATABASE_URL": database_url, "TRACETRACK_SECRET_KEY": SECRET, **(env_extra or {})}
     env.pop("REDIS_URL", None)
     demo = [] if "--no-demo" in extra or "--demo" in extra else ["--demo"]
+    log = tempfile.NamedTemporaryFile("w+", prefix="tracetrack-serve-", suffix=".log")
     proc = subprocess.Popen(
         [sys.executable, "-c", "from tracetrack_ops.cli import main; main()", "serve", "--port", str(port),
          "--metrics-port", str(metrics_port), "--workers", "1", "--threads", "4", *demo, *extra],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        env=env, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     proc.metrics = f"http://127.0.0.1:{metrics_port}"
+    proc.log = lambda: Path(log.name).read_text(errors="replace")
     try:
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
-                raise AssertionError(f"server exited: {proc.stdout.read()}")
+                raise AssertionError(f"server exited: {proc.log()}")
             try:
                 if http("GET", base + "/health", timeout=2)[0] in (200, 503):
                     break
@@ -78,6 +84,7 @@ def running_server(database_url: str, *extra: str, env_extra: dict | None = None
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        log.close()
 
 
 def login(base: str, username: str, password: str) -> str:
@@ -90,7 +97,7 @@ def test_serve_creates_demo_data_and_answers_the_contract(db_url):
     with running_server(db_url) as (base, proc):
         status, health, _ = http("GET", base + "/health")
         assert status == 200 and health["checks"]["database"] is True
-        token = login(base, "dispatcher", "tracetrack")
+        token = login(base, "dispatcher", "tracetrack-demo")
         status, opened, _ = http("POST", base + "/api/scans/parent", {"qr_id": "sb09999"}, token)
         assert status == 201 and opened["bag"]["qr_id"] == "SB09999" and opened["created"] is True
         status, linked, _ = http("POST", base + "/api/scans/child",
@@ -126,7 +133,7 @@ def test_no_demo_data_on_a_database_url_unless_asked(db_url):
             except OSError:
                 time.sleep(0.2)
         status, _, _ = http("POST", f"http://127.0.0.1:{port}/api/auth/login",
-                            {"username": "admin", "password": "tracetrack"})
+                            {"username": "admin", "password": "tracetrack-demo"})
         assert status == 401
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -141,7 +148,7 @@ def test_no_demo_flag_and_admin_bootstrap(db_url):
         token = login(base, "root-admin", "root-password")
         status, page, _ = http("GET", base + "/api/users", None, token)
         assert status == 200 and [u["username"] for u in page["items"]] == ["root-admin"]
-        status, _, _ = http("POST", base + "/api/auth/login", {"username": "admin", "password": "tracetrack"})
+        status, _, _ = http("POST", base + "/api/auth/login", {"username": "admin", "password": "tracetrack-demo"})
         assert status == 401
 
 
@@ -152,7 +159,7 @@ def test_database_outage_gives_503_within_the_pool_timeout_and_recovers(db_url):
     via_proxy = make_conninfo(**{**params, "host": "127.0.0.1", "port": str(proxy.port), "connect_timeout": "2"})
     try:
         with running_server(via_proxy, env_extra={"TRACETRACK_POOL_TIMEOUT": "2"}) as (base, proc):
-            token = login(base, "admin", "tracetrack")
+            token = login(base, "admin", "tracetrack-demo")
             assert http("GET", base + "/api/bags/SB00001", None, token)[0] == 200
 
             proxy.down()
@@ -190,7 +197,7 @@ def test_a_chunked_body_is_read_not_taken_for_empty(db_url):
     from http.client import HTTPConnection
 
     with running_server(db_url) as (base, _proc):
-        token = login(base, "admin", "tracetrack")
+        token = login(base, "admin", "tracetrack-demo")
         host, port = base.rsplit("/", 1)[1].split(":")
         created = http("POST", base + "/api/bills", {"bill_no": "CHUNK-1", "capacity": 2}, token)
         assert created[0] == 201

@@ -16,6 +16,13 @@ class LoginAnswer:
 
 
 @dataclass(frozen=True, slots=True)
+class LoggedOut:
+    """Every token of the caller has ended (this one too)."""
+
+    logged_out: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Deleted:
     deleted: str  # the bag's QR or the bill's number, as stored
 

@@ -11,7 +11,8 @@ from . import errors, openapi
 from .auth import Authenticator, UserDirectory
 from .cache import LocalCache, RedisCache, make_cache
 from .config import ApiSettings
-from .endpoint import Endpoint
+from .endpoint import ClientAddress, Endpoint
+from .login_guard import LoginGuard
 from .metrics import MetricsMiddleware
 from .router import TableRouter
 from .routes import OPERATIONS, PATH_VALUES, SPANS_SEGMENTS
@@ -37,13 +38,16 @@ def create_app(db: Database, settings: ApiSettings | None = None,
         raise ValueError("TRACETRACK_SECRET_KEY is not set (tokens must be signed)")
     signer = TokenSigner(settings.secret_key, settings.token_ttl_seconds)
     directory = UserDirectory(db, settings.user_refresh_seconds)
-    services = Services(db=db, settings=settings, cache=cache or make_cache(settings.redis_url),
-                        directory=directory, signer=signer)
+    cache = cache or make_cache(settings.redis_url)
+    services = Services(db=db, settings=settings, cache=cache, directory=directory, signer=signer,
+                        login_guard=LoginGuard(cache, settings.login_address_rate, settings.login_concurrency,
+                                                settings.login_queue_seconds))
+    client = ClientAddress(settings.trusted_proxies)
     authenticate = Authenticator(signer, directory)
     router = TableRouter(SPANS_SEGMENTS.__contains__)
     by_path: dict[str, dict] = {}
     for op in OPERATIONS:
-        by_path.setdefault(op.path, {})[op.method] = Endpoint(op, services, authenticate, PATH_VALUES)
+        by_path.setdefault(op.path, {})[op.method] = Endpoint(op, services, authenticate, PATH_VALUES, client)
     for path, method_map in by_path.items():
         router.add(path, tuple(method_map.values()), method_map)  # the resource: its endpoints
     app = falcon.App(router=router, middleware=[MetricsMiddleware(db)], cors_enable=False)

@@ -1,7 +1,10 @@
 """Authentication: bearer tokens checked with one HMAC (no database), and the
-caller's role, area and active flag from a per-process cache refreshed at
-most every `user_refresh_seconds`, so a deactivation or a role change takes
-effect within that time without a database round trip on the hot path."""
+caller's role, area, active flag and token version from a per-process cache
+refreshed at most every `user_refresh_seconds`. A token carries the token
+version of its user when issued; a logout, a new password, a deactivation or
+a role change bumps the version, which ends every older token: at once in
+the process that made the change, within `user_refresh_seconds` in the
+others, without a database round trip on the hot path."""
 
 from __future__ import annotations
 
@@ -55,6 +58,7 @@ class Authenticator:
         user = self.directory.get(claims.user_id)
         if user is None:
             raise Unauthenticated("this account is deactivated or gone")
-        if claims.issued_at < user.tokens_valid_after:
-            raise Unauthenticated("this token was issued before the password changed: log in again")
+        if claims.version != user.token_version:
+            raise Unauthenticated("this token has been ended (a logout, a new password or role, or a "
+                                  "deactivation): log in again")
         return user

@@ -1,7 +1,9 @@
 """A small cache: Redis when REDIS_URL is set, else in-process.
 
-Redis trouble never becomes a request error: a failed call counts as a miss
-(or a no-op) and the next call tries again.
+Redis trouble never becomes a request error: a failed call is answered by
+an in-process cache instead, and the next call tries Redis again. Counters
+and reservations fall back too, so a login throttle keeps counting (per
+process) while Redis is down rather than letting every guess through.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class LocalCache:
     def delete(self, *keys: str) -> None:
         for key in keys:
             self._data.pop(key, None)
+            self._counters.pop(key, None)
 
     def incr(self, key: str, ttl: float) -> int:
         """Increment a counter that lives `ttl` seconds from its first increment."""
@@ -56,6 +59,16 @@ class LocalCache:
             if len(self._counters) > self.MAX_ITEMS:
                 self._counters = {k: v for k, v in self._counters.items() if v[0] >= now}
             return value + 1
+
+    def add(self, key: str, value: bytes, ttl: float) -> bool:
+        """Set `key` unless it is already set (and unexpired): whether it was set."""
+        now = self._clock()
+        with self._lock:
+            item = self._data.get(key)
+            if item is not None and item[0] >= now:
+                return False
+        self.set(key, value, ttl)
+        return True
 
     def ping(self) -> float | None:
         return 0.0
@@ -72,26 +85,34 @@ class RedisCache:
 
         self._errors = (redis.RedisError, OSError)
         self.prefix = prefix
+        self.local = LocalCache()  # answers while Redis does not
         self.client = redis.Redis.from_url(
             url, socket_connect_timeout=0.5, socket_timeout=0.5, health_check_interval=10,
             retry_on_timeout=False, max_connections=64)
 
-    def _guard(self, what: str, default, call):
+    def _guard(self, what: str, call, fallback):
         try:
             return call()
         except self._errors as exc:
-            log.warning("redis %s failed: %s", what, exc)
-            return default
+            log.warning("redis %s failed (answered in-process): %s", what, exc)
+            return fallback()
 
     def get(self, key: str) -> bytes | None:
-        return self._guard("get", None, lambda: self.client.get(self.prefix + key))
+        return self._guard("get", lambda: self.client.get(self.prefix + key), lambda: self.local.get(key))
 
     def set(self, key: str, value: bytes, ttl: float) -> None:
-        self._guard("set", None, lambda: self.client.set(self.prefix + key, value, px=int(ttl * 1000)))
+        self._guard("set", lambda: self.client.set(self.prefix + key, value, px=int(ttl * 1000)),
+                    lambda: self.local.set(key, value, ttl))
+
+    def add(self, key: str, value: bytes, ttl: float) -> bool:
+        return self._guard("add", lambda: bool(self.client.set(self.prefix + key, value, px=int(ttl * 1000),
+                                                               nx=True)),
+                           lambda: self.local.add(key, value, ttl))
 
     def delete(self, *keys: str) -> None:
+        self.local.delete(*keys)
         if keys:
-            self._guard("delete", None, lambda: self.client.delete(*(self.prefix + k for k in keys)))
+            self._guard("delete", lambda: self.client.delete(*(self.prefix + k for k in keys)), lambda: None)
 
     def incr(self, key: str, ttl: float) -> int:
         def go() -> int:
@@ -100,12 +121,12 @@ class RedisCache:
             pipe.pexpire(self.prefix + key, int(ttl * 1000), nx=True)
             return pipe.execute()[0]
 
-        return self._guard("incr", 0, go)
+        return self._guard("incr", go, lambda: self.local.incr(key, ttl))
 
     def ping(self) -> float | None:
         """Round-trip latency in ms, or None when Redis is unreachable."""
         start = time.perf_counter()
-        ok = self._guard("ping", False, self.client.ping)
+        ok = self._guard("ping", self.client.ping, lambda: False)
         return (time.perf_counter() - start) * 1000 if ok else None
 
     def close(self) -> None:

@@ -19,7 +19,15 @@ class ApiSettings:
     # a changed role or a deactivation takes effect within this many seconds
     user_refresh_seconds: int = 15
     max_body_bytes: int = 64 * 1024
-    login_attempts_per_minute: int = 10
+    # login attempts a minute from one client address (any usernames)
+    login_address_rate: int = 60
+    # password checks (argon2id: 64 MiB, ~0.3 s) at once per process
+    login_concurrency: int = 2
+    # seconds a login waits for one of those before 429
+    login_queue_seconds: float = 5.0
+    # peers whose X-Real-IP names the client (the nginx in front); anyone
+    # else is the client itself
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
     # seconds between materialized-view refreshes (0: no refresher in this process)
     refresh_interval: float = 30.0
 
@@ -32,6 +40,10 @@ class ApiSettings:
             token_ttl_seconds=env_int("TRACETRACK_TOKEN_TTL", 12 * 3600),
             user_refresh_seconds=env_int("TRACETRACK_USER_REFRESH", 15),
             max_body_bytes=env_int("TRACETRACK_MAX_BODY", 64 * 1024),
-            login_attempts_per_minute=env_int("TRACETRACK_LOGIN_RATE", 10),
+            login_address_rate=env_int("TRACETRACK_LOGIN_ADDRESS_RATE", 60),
+            login_concurrency=env_int("TRACETRACK_LOGIN_CONCURRENCY", 2),
+            login_queue_seconds=env_float("TRACETRACK_LOGIN_QUEUE", 5.0),
+            trusted_proxies=tuple(a.strip() for a in os.environ.get(
+                "TRACETRACK_TRUSTED_PROXIES", "127.0.0.1,::1").split(",") if a.strip()),
             refresh_interval=env_float("TRACETRACK_REFRESH_INTERVAL", 30.0),
         )

@@ -8,6 +8,7 @@ streamed as CSV). Handlers never see HTTP.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 import falcon
@@ -44,6 +45,34 @@ def read_body(req: falcon.Request, limit: int) -> bytes:
     return raw
 
 
+class ClientAddress:
+    """The client's address: the peer's, or, when the peer is a trusted proxy
+    (the nginx in front, which sets X-Real-IP to the address it saw), the one
+    it names. An untrusted peer cannot choose its address with a header."""
+
+    def __init__(self, trusted: tuple[str, ...]):
+        self.networks = tuple(ipaddress.ip_network(a, strict=False) for a in trusted)
+        self._trusted: dict[str, bool] = {}
+
+    def is_trusted(self, peer: str) -> bool:
+        known = self._trusted.get(peer)
+        if known is None:
+            try:
+                address = ipaddress.ip_address(peer)
+                known = any(address in n for n in self.networks)
+            except ValueError:
+                known = False
+            if len(self._trusted) < 1024:
+                self._trusted[peer] = known
+        return known
+
+    def __call__(self, req: falcon.Request) -> str:
+        peer = req.env.get("REMOTE_ADDR") or ""
+        if self.networks and self.is_trusted(peer):
+            return req.get_header("X-Real-IP") or peer
+        return peer
+
+
 def parse_json(raw: bytes) -> Any:
     if not raw.strip():
         return {}
@@ -57,8 +86,9 @@ class Endpoint:
     """The responder of one operation (a Falcon responder: req, resp, **path)."""
 
     def __init__(self, op: Operation, services: Services, authenticate: Authenticator,
-                 path_values: dict[str, Value]):
+                 path_values: dict[str, Value], client: ClientAddress):
         self.op = op
+        self.client = client
         self.services = services
         self.authenticate = authenticate
         self.path_values = path_values
@@ -79,7 +109,7 @@ class Endpoint:
         if op.body is not None:
             raw = read_body(req, self.max_body)
             params.update(op.body.parse(parse_json(raw)))
-        ctx = Ctx(self.services, user)
+        ctx = Ctx(self.services, user, self.client(req))
         key = req.get_header("Idempotency-Key") if op.idempotent else None
         if key is None:
             self.render(resp, op.handler(ctx, **params))

@@ -18,11 +18,17 @@ class Unauthenticated(TraceTrackError):
 
 
 class RateLimited(TraceTrackError):
+    """429: wait `retry_after` seconds (sent as Retry-After)."""
+
     code, status = "rate_limited", 429
 
+    def __init__(self, message: str, *, retry_after: int = 1):
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))
 
-class TooManyExports(TraceTrackError):
-    code, status = "too_many_exports", 429
+
+class TooManyExports(RateLimited):
+    code = "too_many_exports"
 
 
 class PayloadTooLarge(ValidationError):
@@ -54,7 +60,9 @@ def _error(resp: falcon.Response, status: int, code: str, message: str, field: s
 
 def domain_error(req, resp, exc: TraceTrackError, params) -> None:
     _error(resp, exc.status, exc.code, exc.message, exc.field)
-    if exc.status == 503:
+    if isinstance(exc, RateLimited):
+        resp.set_header("Retry-After", str(exc.retry_after))
+    elif exc.status == 503:
         resp.set_header("Retry-After", "2")
     elif exc.status == 401:
         resp.set_header("WWW-Authenticate", "Bearer")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from tracetrack_db import Page, bags as bag_ops, bills as bill_ops, models, scans as scan_ops, users as user_ops
 
-from .answers import Deleted, Health, LoginAnswer
+from .answers import Deleted, Health, LoggedOut, LoginAnswer
 from .handlers import accounts, bags, bills, reports, scans, system
 from .schema import (AREA, BILL_NO, CAPACITY, LOGIN_NAME, NEW_AREA_NAME, PAGE, PASSWORD, QR, ANY_PASSWORD,
                      USERNAME, Bool, DateTime, Enum, Field, Int, Param, Text, TextList, Value, body, query)
@@ -44,7 +44,14 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("login", "POST", "/api/auth/login", accounts.login, "Log in: a bearer token", "accounts", PUBLIC,
               LoginAnswer, body=body(username=Field(LOGIN_NAME, required=True),
                                      password=Field(ANY_PASSWORD, required=True)),
-              errors=("invalid_credentials", "account_locked", "rate_limited")),
+              errors=("invalid_credentials", "invalid_username", "rate_limited"),
+              description="Throttled, never locked: 5 free attempts per username and client address in 15 "
+                          "minutes, then each waits 1, 2, 4 ... up to 300 s after the one before (429 with "
+                          "Retry-After); at most TRACETRACK_LOGIN_ADDRESS_RATE attempts a minute per address."),
+    Operation("logout", "POST", "/api/auth/logout", accounts.logout, "End every token of the caller",
+              "accounts", ANY_ROLE, LoggedOut,
+              description="Ends the caller's tokens (all devices) at once in this process and within "
+                          "TRACETRACK_USER_REFRESH seconds in the others."),
     Operation("get_me", "GET", "/api/me", accounts.me, "The caller", "accounts", ANY_ROLE, models.User),
     Operation("list_users", "GET", "/api/users", accounts.list_users, "Users, by id", "accounts", ("admin",),
               Page[models.User], query=query(**PAGE)),

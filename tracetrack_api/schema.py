@@ -16,7 +16,8 @@ from typing import Any
 import falcon
 
 from tracetrack_db import areas, bills, cursor, passwords, qr, users
-from tracetrack_db.errors import InvalidCursor, InvalidQr, TraceTrackError, UnknownArea, ValidationError
+from tracetrack_db.errors import (InvalidCursor, InvalidQr, InvalidUsername, TraceTrackError, UnknownArea,
+                                  ValidationError)
 
 NO_NUL = r"^[^\x00]*$"
 
@@ -216,6 +217,10 @@ class _CursorText(Text):
     error = InvalidCursor
 
 
+class _LoginNameText(Text):
+    error = InvalidUsername
+
+
 # the values of this API --------------------------------------------------------
 QR = QrText(max_length=qr.MAX_INPUT_LENGTH, pattern=qr.input_pattern(),
             description="4-100 characters of A-Z 0-9 - _ / in segments joined by single '/' (not ending "
@@ -224,7 +229,8 @@ QR = QrText(max_length=qr.MAX_INPUT_LENGTH, pattern=qr.input_pattern(),
 BILL_NO = BillNoText(max_length=200, pattern=bills.input_pattern(), description=bills.BILL_NO_RULE +
                      "; whitespace around it is dropped; matched case-insensitively",
                      invalid=f"invalid bill number: {bills.BILL_NO_RULE}")
-LOGIN_NAME = Text(max_length=64)
+LOGIN_NAME = _LoginNameText(max_length=64, pattern="^[ -~]*$", description="ASCII: usernames are",
+                            invalid="a username is ASCII: A-Z a-z 0-9 _ . @ -")
 USERNAME = Text(max_length=64, pattern=users.USERNAME_PATTERN, description="3-64 characters of A-Z a-z 0-9 _ . @ -",
                 invalid="a username is 3-64 characters of A-Z a-z 0-9 _ . @ -")
 PASSWORD = PasswordText(max_length=passwords.MAX_LENGTH, min_length=passwords.MIN_LENGTH,

@@ -77,6 +77,7 @@ class Services:
     cache: LocalCache | RedisCache
     directory: Any   # auth.UserDirectory
     signer: Any      # tokens.TokenSigner
+    login_guard: Any  # login_guard.LoginGuard
 
 
 @dataclass(slots=True)
@@ -85,6 +86,7 @@ class Ctx:
 
     services: Services
     user: Principal | None
+    client: str = ""                    # the client's address (see endpoint.client_address)
     key: str | None = None              # the Idempotency-Key of this write
     conn: Connection | None = None      # its transaction
     after: list[Callable[[], Any]] = field(default_factory=list)  # run once the write committed

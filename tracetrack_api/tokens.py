@@ -14,7 +14,8 @@ import orjson
 @dataclass(frozen=True, slots=True)
 class Claims:
     user_id: int
-    issued_at: int
+    version: int      # the user's token_version when issued: a logout, a password
+    issued_at: int    # change, a deactivation or a role change bumps it
     expires_at: int
 
 
@@ -40,10 +41,10 @@ class TokenSigner:
     def _sign(self, payload: bytes) -> bytes:
         return _b64(hmac.new(self._key, payload, hashlib.sha256).digest())
 
-    def issue(self, user_id: int, now: float | None = None) -> tuple[str, int]:
+    def issue(self, user_id: int, version: int, now: float | None = None) -> tuple[str, int]:
         issued = int(now if now is not None else time.time())
         expires = issued + self.ttl
-        payload = _b64(orjson.dumps({"u": user_id, "i": issued, "e": expires}))
+        payload = _b64(orjson.dumps({"u": user_id, "v": version, "i": issued, "e": expires}))
         return (payload + b"." + self._sign(payload)).decode(), expires
 
     def verify(self, token: str, now: float | None = None) -> Claims | None:
@@ -70,6 +71,6 @@ class TokenSigner:
             return None
         try:
             data = orjson.loads(_unb64(payload))
-            return Claims(int(data["u"]), int(data["i"]), int(data["e"]))
+            return Claims(int(data["u"]), int(data["v"]), int(data["i"]), int(data["e"]))
         except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
             return None

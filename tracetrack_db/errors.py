@@ -52,13 +52,13 @@ class WeakPassword(ValidationError):
     code = "weak_password"
 
 
+class InvalidUsername(ValidationError):
+    code = "invalid_username"
+
+
 # 401 / 403
 class InvalidCredentials(TraceTrackError):
     code, status = "invalid_credentials", 401
-
-
-class AccountLocked(TraceTrackError):
-    code, status = "account_locked", 401
 
 
 class Forbidden(TraceTrackError):

@@ -20,7 +20,6 @@ class User:
     role: str
     dispatch_area: str | None
     is_active: bool
-    locked_until: datetime | None
     last_login_at: datetime | None
     created_at: datetime
     updated_at: datetime
@@ -34,7 +33,7 @@ class Principal:
     username: str
     role: str
     dispatch_area: str | None
-    tokens_valid_after: int = 0  # epoch seconds: tokens issued earlier are refused
+    token_version: int = 0  # tokens carrying another version are refused
 
     @property
     def restrict_area(self) -> str | None:

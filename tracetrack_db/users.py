@@ -1,7 +1,14 @@
-"""Users: creation, login with lockout, updates, listing."""
+"""Users: creation, login, updates, token revocation, listing.
+
+A username is ASCII (A-Z a-z 0-9 _ . @ -) and matched case-insensitively;
+`login_name` is the one place a typed name becomes the form every lookup and
+every login throttle uses, so no two spellings of a name (Python and
+PostgreSQL lowercase some non-ASCII letters differently) can reach one user.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from psycopg import Connection
@@ -10,12 +17,27 @@ from . import errors
 from .cursor import check_limit, decode_cursor, paginate
 from .database import Database
 from .models import Page, Principal, User
-from .passwords import check_strength, dummy_hash, hash_password, needs_rehash, verify_password
+from .passwords import check_strength, dummy_hash, hash_password, needs_rehash, rehash, verify_password
 
 ROLES = ("admin", "biller", "dispatcher")
 USERNAME_PATTERN = r"^[A-Za-z0-9_.@-]{3,64}$"  # the app_user_username_check constraint
-MAX_FAILURES = 5
-LOCK_SECONDS = 15 * 60
+
+
+def login_name(username: str) -> str:
+    """The form a typed username is looked up and throttled by: ASCII,
+    lowercased. A name that is not ASCII cannot be anyone's (InvalidUsername),
+    so it is refused rather than folded into some other name."""
+    if not isinstance(username, str) or not username.isascii():
+        raise errors.InvalidUsername("a username is ASCII: A-Z a-z 0-9 _ . @ -", field="username")
+    return username.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """A successful login: the user, and the token version its tokens carry."""
+
+    user: User
+    token_version: int
 
 
 def _check_role(role: str, dispatch_area: str | None) -> None:
@@ -29,10 +51,13 @@ def create_user(db: Database, username: str, password: str, role: str,
                 dispatch_area: str | None = None, *, conn: Connection | None = None) -> User:
     """Create a user; dispatchers need a dispatch area. Raises UsernameTaken."""
     _check_role(role, dispatch_area)
-    return db.one("create_user", {
-        "username": username, "password_hash": hash_password(password),
+    if not isinstance(username, str) or not re.fullmatch(USERNAME_PATTERN, username):
+        raise errors.InvalidUsername("a username is 3-64 characters of A-Z a-z 0-9 _ . @ -", field="username")
+    user_id = db.scalar("create_user", {
+        "username": username, "password_hash": hash_password(password, username),
         "role": role, "dispatch_area": dispatch_area,
-    }, row=User, conn=conn)
+    }, conn=conn)
+    return db.one("get_user", {"id": user_id}, row=User, conn=conn)
 
 
 def get_user(db: Database, user_id: int) -> User:
@@ -43,7 +68,11 @@ def get_user(db: Database, user_id: int) -> User:
 
 
 def find_user(db: Database, username: str) -> User | None:
-    return db.one("get_user_by_username", {"username": username}, row=User)
+    try:
+        name = login_name(username)
+    except errors.InvalidUsername:
+        return None
+    return db.one("get_user_by_username", {"username": name}, row=User)
 
 
 def get_principal(db: Database, user_id: int) -> Principal | None:
@@ -51,36 +80,37 @@ def get_principal(db: Database, user_id: int) -> Principal | None:
     row = db.one("get_principal", {"id": user_id}, row=dict)
     if row is None or not row["is_active"]:
         return None
-    return Principal(row["id"], row["username"], row["role"], row["dispatch_area"], row["tokens_valid_after"])
+    return Principal(row["id"], row["username"], row["role"], row["dispatch_area"], row["token_version"])
 
 
 def count_active_admins(db: Database) -> int:
     return db.scalar("count_active_admins")
 
 
-def authenticate(db: Database, username: str, password: str) -> User:
-    """Check a password. Five failures in a row lock the account for 15 minutes.
+def authenticate(db: Database, username: str, password: str) -> Authenticated:
+    """Check a password: InvalidCredentials, one message for an unknown name, a
+    wrong password and a deactivated account (even with its right password).
 
-    Raises InvalidCredentials (unknown user, wrong password, inactive user) or
-    AccountLocked; the error never tells which names exist.
+    Every call runs exactly one argon2 check (against a dummy hash when there
+    is no such user), so neither the answer nor its time tells which names
+    exist. There is no account lock here, which anyone could trigger: callers
+    throttle guesses per name and client address (the HTTP service does).
     """
-    login = db.one("get_login", {"username": username}, row=dict)
-    if login is None:
-        verify_password(dummy_hash(), password)
+    login = db.one("get_login", {"username": login_name(username)}, row=dict)
+    right = verify_password(login["password_hash"] if login else dummy_hash(), password)
+    if not right or login is None or not login["is_active"]:
         raise errors.InvalidCredentials("wrong username or password")
-    if login["locked"]:
-        raise errors.AccountLocked(
-            f"too many failed logins: locked until {login['locked_until'].isoformat(timespec='seconds')}")
-    if not verify_password(login["password_hash"], password):
-        locked = db.scalar("login_failed", {
-            "id": login["id"], "max_failures": MAX_FAILURES, "lock_seconds": LOCK_SECONDS})
-        if locked:
-            raise errors.AccountLocked("too many failed logins: locked for 15 minutes")
-        raise errors.InvalidCredentials("wrong username or password")
-    if not login["is_active"]:
-        raise errors.InvalidCredentials("this account is deactivated")
-    rehash = hash_password(password) if needs_rehash(login["password_hash"]) else None
-    return db.one("login_succeeded", {"id": login["id"], "password_hash": rehash}, row=User)
+    fresh = rehash(password) if needs_rehash(login["password_hash"]) else None
+    version = db.scalar("login_succeeded", {"id": login["id"], "password_hash": fresh})
+    return Authenticated(get_user(db, login["id"]), version)
+
+
+def revoke_tokens(db: Database, user_id: int) -> int:
+    """End every token of a user (a logout); the user's new token version."""
+    version = db.scalar("revoke_tokens", {"id": user_id})
+    if version is None:
+        raise errors.UserNotFound(f"user {user_id} not found")
+    return version
 
 
 @dataclass(frozen=True)
@@ -102,15 +132,15 @@ def update_user(db: Database, user_id: int, changes: UserChanges, *,
     area = None if changes.clear_area else (changes.dispatch_area or current.dispatch_area)
     _check_role(role, area)
     if changes.password is not None:
-        check_strength(changes.password)
-    user = db.one("update_user", {
+        check_strength(changes.password, current.username)
+    found = db.scalar("update_user", {
         "id": user_id, "role": changes.role, "dispatch_area": changes.dispatch_area,
         "clear_area": changes.clear_area, "is_active": changes.is_active,
-        "password_hash": hash_password(changes.password) if changes.password is not None else None,
-    }, row=User, conn=conn)
-    if user is None:
+        "password_hash": hash_password(changes.password, current.username) if changes.password is not None else None,
+    }, conn=conn)
+    if found is None:
         raise errors.UserNotFound(f"user {user_id} not found")
-    return user
+    return db.one("get_user", {"id": user_id}, row=User, conn=conn)
 
 
 def list_users(db: Database, limit: int = 50, cursor: str | None = None) -> Page[User]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tracetrack_db import Database, bills, errors, scans, users
 
 DEMO_USERS = (("admin", "admin", None), ("biller", "biller", None), ("dispatcher", "dispatcher", "lucknow"))
-DEMO_PASSWORD = "tracetrack"
+DEMO_PASSWORD = "tracetrack-demo"
 
 
 def create_demo(db: Database) -> bool:

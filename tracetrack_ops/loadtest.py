@@ -49,9 +49,21 @@ def call(host: str, method: str, path: str, body: dict | None = None, token: str
         return exc.code, json.loads(exc.read() or b"null")
 
 
+def login(host: str, username: str, password: str, patience: float = 300) -> tuple[int, dict]:
+    """POST /api/auth/login, waiting out the server's per-address login limit
+    (429 Retry-After) for up to `patience` seconds: a large run logs in more
+    accounts from this one address than the limit lets through in a minute."""
+    deadline = time.monotonic() + patience
+    while True:
+        status, body = call(host, "POST", "/api/auth/login", {"username": username, "password": password})
+        if status != 429 or time.monotonic() > deadline:
+            return status, body
+        time.sleep(2)
+
+
 def prepare_accounts(host: str, admin: str, password: str, users: int) -> dict[str, list[dict]]:
     """Create (or reset) the load-test accounts and log each in once."""
-    status, body = call(host, "POST", "/api/auth/login", {"username": admin, "password": password})
+    status, body = login(host, admin, password)
     if status != 200:
         raise SystemExit(f"cannot log in as {admin!r} on {host}: {body}")
     admin_token = body["token"]
@@ -81,7 +93,7 @@ def prepare_accounts(host: str, admin: str, password: str, users: int) -> dict[s
                                                              "role": role, "dispatch_area": area}, admin_token)
             if status != 201:
                 raise SystemExit(f"cannot create {username}: {body}")
-        status, body = call(host, "POST", "/api/auth/login", {"username": username, "password": secret})
+        status, body = login(host, username, secret)
         if status != 200:
             raise SystemExit(f"cannot log in as {username}: {body}")
         tokens[role].append({"username": username, "token": body["token"]})

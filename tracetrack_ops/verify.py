@@ -154,6 +154,8 @@ def smoke(client: Client, report: VerifyReport, password: str, metrics: Client) 
         expect("/health (metrics listener)", "GET", "/health", 200, check=lambda d: d["database"]["ok"])
     finally:
         client.base = api_base
+    expect("/api/auth/logout", "POST", "/api/auth/logout", 200, check=lambda d: d["logged_out"] is True)
+    expect("/api/me (after logout)", "GET", "/api/me", 401)
 
 
 def verify(users_count: int = 20, duration: str = "15s", port: int | None = None,

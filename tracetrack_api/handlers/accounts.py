@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 from tracetrack_db import Page, areas, users
 from tracetrack_db.users import UserChanges
 
-from ..answers import LoginAnswer
-from ..errors import RateLimited
+from ..answers import LoggedOut, LoginAnswer
 from ..table import Ctx
 
 
 def login(ctx: Ctx, username: str, password: str) -> LoginAnswer:
     s = ctx.services
-    window = int(time.time() // 60)
-    if s.cache.incr(f"login:{username.lower()}:{window}", 60) > s.settings.login_attempts_per_minute:
-        raise RateLimited("too many login attempts for this user: wait a minute")
-    user = users.authenticate(ctx.db, username, password)
-    token, expires = s.signer.issue(user.id)
-    s.directory.forget(user.id)
-    return LoginAnswer(token, datetime.fromtimestamp(expires, UTC), user)
+    with s.login_guard.attempt(users.login_name(username), ctx.client):
+        done = users.authenticate(ctx.db, username, password)
+    token, expires = s.signer.issue(done.user.id, done.token_version)
+    s.directory.forget(done.user.id)
+    return LoginAnswer(token, datetime.fromtimestamp(expires, UTC), done.user)
+
+
+def logout(ctx: Ctx) -> LoggedOut:
+    users.revoke_tokens(ctx.db, ctx.user.id)
+    ctx.services.directory.forget(ctx.user.id)
+    return LoggedOut(True)
 
 
 def me(ctx: Ctx):

@@ -1,0 +1,185 @@
+"""Login throttling (tracetrack_api.login_guard) through POST /api/auth/login:
+a guesser slows down, the user it guesses at does not, counts are taken
+before the password check (no race), a flood of made-up names from one
+address is cut off, and a Redis outage does not open the gate.
+
+The client address is the X-Real-IP of a trusted peer (the test client's
+peer is 127.0.0.1, trusted by default), as behind the shipped nginx."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+import pytest
+
+from argon2 import PasswordHasher
+
+from tracetrack_api import login_guard
+from tracetrack_api.cache import LocalCache, RedisCache
+from tracetrack_db import passwords, users
+
+from .api_helpers import *  # noqa: F403
+from .api_helpers import Api, api_settings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def login_from(api: Api, address: str, username: str, password: str = PASSWORD):
+    return api.post("/api/auth/login", json={"username": username, "password": password},
+                    headers={"X-Real-IP": address})
+
+
+def test_a_guesser_slows_down_and_the_user_logs_in_from_elsewhere(db):
+    """Before: 5 wrong passwords from anyone locked the only admin out for 15 minutes."""
+    clock = Clock()
+    api = make_api(db, cache=LocalCache(clock))
+    admin = api.admin()
+    attacker = "203.0.113.66"
+    for _ in range(login_guard.FREE_TRIES + 1):  # the free tries, then one after no wait
+        assert_error(login_from(api, attacker, admin.username, "wrong-guess"), 401, "invalid_credentials")
+    refused = login_from(api, attacker, admin.username.upper(), "wrong-guess")  # one count, whatever the case
+    assert_error(refused, 429, "rate_limited")
+    assert refused.headers["retry-after"] == "2"
+    # the right password from the guessing address is refused alike: the wait tells nothing
+    assert_error(login_from(api, attacker, admin.username), 429, "rate_limited")
+    # the admin, from their own address, is not slowed down at all
+    assert login_from(api, "198.51.100.7", admin.username).status_code == 200
+    # the waits double with every attempt
+    clock.now += 10
+    assert_error(login_from(api, attacker, admin.username, "wrong-guess"), 401, "invalid_credentials")
+    assert login_from(api, attacker, admin.username, "wrong-guess").headers["retry-after"] == "16"
+    # and never exceed the cap, however long the guessing goes on
+    for _ in range(20):
+        login_from(api, attacker, admin.username, "wrong-guess")
+    assert int(login_from(api, attacker, admin.username).headers["retry-after"]) == login_guard.MAX_DELAY_SECONDS
+    # after the window, the right password works from there too, and starts the count afresh
+    clock.now += login_guard.WINDOW_SECONDS + 1
+    assert login_from(api, attacker, admin.username).status_code == 200
+    for _ in range(login_guard.FREE_TRIES):
+        assert_error(login_from(api, attacker, admin.username, "wrong-guess"), 401, "invalid_credentials")
+
+
+def test_a_success_clears_the_count(db):
+    api = make_api(db, cache=LocalCache(Clock()))
+    user = api.biller()
+    for _ in range(3):
+        for _ in range(login_guard.FREE_TRIES - 1):
+            assert_error(login_from(api, "192.0.2.1", user.username, "typo-typo"), 401, "invalid_credentials")
+        assert login_from(api, "192.0.2.1", user.username).status_code == 200
+
+
+def test_a_flood_of_made_up_names_from_one_address_is_cut_off(db, monkeypatch):
+    """Before: each made-up name got a fresh per-name counter, so one address could run
+    argon2 without end."""
+    clock = Clock()
+    api = Api(db, api_settings(login_address_rate=5), LocalCache(clock))
+    checks = []
+    real = users.verify_password
+    monkeypatch.setattr(users, "verify_password", lambda h, p: checks.append(1) or real(h, p))
+    for _ in range(5):
+        assert_error(login_from(api, "203.0.113.9", f"ghost-{uuid.uuid4().hex[:8]}"), 401, "invalid_credentials")
+    for _ in range(5):
+        limited = login_from(api, "203.0.113.9", f"ghost-{uuid.uuid4().hex[:8]}")
+        assert_error(limited, 429, "rate_limited")
+        assert limited.headers["retry-after"] == "60"
+    assert len(checks) == 5  # no password check for a refused attempt
+    assert_error(login_from(api, "203.0.113.10", "ghost-x"), 401, "invalid_credentials")  # another address
+    clock.now += 61
+    assert_error(login_from(api, "203.0.113.9", "ghost-y"), 401, "invalid_credentials")
+
+
+def test_an_untrusted_peer_cannot_pick_its_address(db):
+    """X-Real-IP counts only from a trusted proxy: a client talking to the app
+    directly cannot dodge the limit by sending a new X-Real-IP each time."""
+    api = Api(db, api_settings(login_address_rate=3, trusted_proxies=("10.9.9.9",)), LocalCache(Clock()))
+    for n in range(3):
+        assert_error(login_from(api, f"198.51.100.{n}", "ghost"), 401, "invalid_credentials")
+    assert_error(login_from(api, "198.51.100.99", "ghost"), 429, "rate_limited")
+
+
+def test_parallel_guesses_cannot_all_slip_in_before_the_count(db, redis_url, cheap_hashing):
+    """16 wrong passwords at once for one name from one address, counted in Redis:
+    exactly the free tries plus one get a password check, the rest 429 at once.
+    Before: the lock was read before the password check, so every parallel guess
+    got through."""
+    cache = RedisCache(redis_url, prefix=f"tt-test-{uuid.uuid4().hex}:")
+    api = Api(db, api_settings(login_concurrency=16), cache)
+    users.create_user(db, "target", PASSWORD, "biller")
+    start = threading.Barrier(16)
+
+    def guess(_):
+        start.wait()
+        return login_from(api, "203.0.113.5", "target", "nope-nope-nope").json["error"]["code"]
+
+    with ThreadPoolExecutor(16) as pool:
+        results = Counter(pool.map(guess, range(16)))
+    assert results == {"invalid_credentials": login_guard.FREE_TRIES + 1,
+                       "rate_limited": 16 - login_guard.FREE_TRIES - 1}
+    cache.close()
+
+
+@pytest.fixture
+def cheap_hashing(monkeypatch):
+    """Users hashed with minimal argon2 cost: the waits below are real seconds, and a
+    real-cost check (~0.3 s) on a busy machine could outlast the first one."""
+    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+
+
+def test_the_counts_are_shared_by_every_process_through_redis(db, redis_url, cheap_hashing):
+    prefix = f"tt-test-{uuid.uuid4().hex}:"
+    one, two = (Api(db, api_settings(), RedisCache(redis_url, prefix=prefix)) for _ in range(2))
+    users.create_user(db, "shared", PASSWORD, "biller")
+    for n in range(login_guard.FREE_TRIES + 1):
+        assert_error(login_from((one, two)[n % 2], "192.0.2.8", "shared", "typo-typo"), 401,
+                     "invalid_credentials")
+    assert_error(login_from(two, "192.0.2.8", "shared"), 429, "rate_limited")
+
+
+def test_with_redis_unreachable_the_limit_still_holds(db, cheap_hashing):
+    """Before: a Redis error made the counter 0, so every guess went through."""
+    api = Api(db, api_settings(), RedisCache("redis://127.0.0.1:1/0"))  # nothing listens on port 1
+    users.create_user(db, "lonely", PASSWORD, "biller")
+    for _ in range(login_guard.FREE_TRIES + 1):
+        assert_error(login_from(api, "192.0.2.9", "lonely", "typo-typo"), 401, "invalid_credentials")
+    assert_error(login_from(api, "192.0.2.9", "lonely", "typo-typo"), 429, "rate_limited")
+    assert login_from(api, "192.0.2.10", "lonely").status_code == 200
+
+
+def test_password_checks_at_once_are_bounded(db, monkeypatch, cheap_hashing):
+    """A login flood cannot run more argon2 checks at once than login_concurrency:
+    the others wait, and past the queue time get 429."""
+    api = Api(db, api_settings(login_concurrency=2, login_queue_seconds=0.5), LocalCache())
+    users.create_user(db, "slowpoke", PASSWORD, "biller")
+    running, peak, lock = [0], [0], threading.Lock()
+    release = threading.Event()
+    real = users.verify_password
+
+    def slow_check(h, p):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        release.wait(30)
+        with lock:
+            running[0] -= 1
+        return real(h, p)
+
+    monkeypatch.setattr(users, "verify_password", slow_check)
+    with ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(login_from, api, f"192.0.2.{20 + n}", "slowpoke", "typo-typo") for n in range(6)]
+        early = [f.result().json["error"]["code"] for f in itertools.islice(as_completed(futures), 4)]
+        release.set()
+        late = [f.result().json["error"]["code"] for f in futures if f.result().json["error"]["code"]
+                == "invalid_credentials"]
+    assert peak[0] == 2
+    assert early == ["rate_limited"] * 4  # refused while two checks held both slots
+    assert late == ["invalid_credentials"] * 2

@@ -1,0 +1,62 @@
+"""Login throttling that slows a guesser down without letting anyone lock a
+user out.
+
+- Per client address: at most `address_rate` login attempts in a minute, whatever
+  the usernames (a flood of made-up names costs a password check each).
+- Per username and client address: 5 free attempts in 15 minutes; after
+  that each attempt must wait for the one before: 1 s, then 2, 4, ... up to
+  5 minutes. Guessing someone's password from one address slows that address
+  down; the user, from their own address, logs in as usual.
+- Per process: at most `concurrent` argon2 checks at once (64 MiB and a few
+  hundred ms each); a login that waits longer than `queue_seconds` for one is
+  refused, so a flood cannot take every thread and all the memory.
+
+Each attempt is counted (atomically, in the shared cache) before its password
+is checked, so parallel guesses cannot all slip in before the count lands.
+Refusals are RateLimited (429) with Retry-After. The counters live in Redis
+when REDIS_URL is set (shared by every process) and in-process otherwise, or
+while Redis is unreachable.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from .cache import LocalCache, RedisCache
+from .errors import RateLimited
+
+FREE_TRIES = 5
+WINDOW_SECONDS = 15 * 60
+MAX_DELAY_SECONDS = 5 * 60
+
+
+class LoginGuard:
+    def __init__(self, cache: LocalCache | RedisCache, address_rate: int, concurrent: int,
+                 queue_seconds: float = 5.0):
+        self.cache = cache
+        self.address_rate = address_rate
+        self.queue_seconds = queue_seconds
+        self._checks = threading.BoundedSemaphore(concurrent)
+
+    @contextmanager
+    def attempt(self, name: str, address: str) -> Iterator[None]:
+        """Hold one password check for `name` (already login_name'd) from
+        `address`; raises RateLimited instead when the attempt must wait."""
+        if self.cache.incr(f"login-address:{address}", 60) > self.address_rate:  # a minute from the first
+            raise RateLimited("too many login attempts from this address: wait a minute", retry_after=60)
+        tries = f"login-tries:{name}:{address}"
+        count = self.cache.incr(tries, WINDOW_SECONDS)
+        if count > FREE_TRIES:
+            delay = min(2 ** (count - FREE_TRIES - 1), MAX_DELAY_SECONDS)
+            if not self.cache.add(f"login-wait:{name}:{address}", b"1", delay):
+                raise RateLimited("too many failed logins for this user from this address: "
+                                  f"wait {delay} s", retry_after=delay)
+        if not self._checks.acquire(timeout=self.queue_seconds):
+            raise RateLimited("too many logins at once: retry in a moment", retry_after=1)
+        try:
+            yield
+        finally:
+            self._checks.release()
+        self.cache.delete(tries)  # reached only when the login succeeded
