@@ -261,6 +261,38 @@ def test_a_retry_after_a_moved_link_never_deadlocks(db: Database, sql_conn, oper
     check_counters(sql_conn)
 
 
+def test_two_parents_linked_into_each_other_never_deadlock(db: Database, sql_conn):
+    """link(P1, child P2) and link(P2, child P1) at once. Before: each locked its
+    parent, then waited for the other's (the "child", locked before its type was
+    checked): a deadlock, one of them answered 409 conflict. Now a parent given
+    as a child is refused without a lock: while P2 is held by someone else,
+    link(P1, child P2) answers not_a_child at once instead of queueing for P2."""
+    scans.open_parent(db, "SB00001", dispatch_area="lucknow")
+    scans.open_parent(db, "SB00002", dispatch_area="lucknow")
+    done = threading.Event()
+    result: dict[str, object] = {}
+
+    def link_p2_into_p1():
+        try:
+            scans.link_child(db, "SB00001", "SB00002")
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            result["t1"] = exc
+        done.set()
+
+    with db.connection() as holder, holder.transaction():
+        holder.execute("SELECT 1 FROM bag WHERE qr_id = 'SB00002' FOR UPDATE")  # as a concurrent link(P2, …)
+        thread = threading.Thread(target=link_p2_into_p1)
+        thread.start()
+        answered_while_held = done.wait(10)
+    thread.join(30)
+    assert answered_while_held, "link(P1, child P2) queued for P2's lock: the deadlock's first half"
+    assert isinstance(result["t1"], errors.NotAChild), result
+    outcomes = Counter(outcome(r) for r in run_together(2, lambda i: scans.link_child(
+        db, ("SB00001", "SB00002")[i], ("SB00002", "SB00001")[i])))
+    assert outcomes == {"not_a_child": 2}
+    check_counters(sql_conn)
+
+
 def bags_delete(db: Database, qr: str):
     from tracetrack_db import bags
 

@@ -55,6 +55,31 @@ def test_dispatchers_area_only(db: Database):
     assert all(r["qr_id"].startswith(("C00002", "SB00002")) for r in indore["recent_scans"])
 
 
+def test_bill_figures_are_scoped_to_the_area_too(db: Database):
+    """Before: a dispatcher's dashboard counted every bill, those holding only
+    another area's parents included."""
+    full_parent(db, 1, area="lucknow", children=30)
+    full_parent(db, 2, area="indore", children=30)
+    full_parent(db, 3, area="indore", children=30)
+    full_parent(db, 4, area="indore", children=30)
+    bills.create_bill(db, "ONLY-INDORE", 2)
+    bills.add_parent(db, "ONLY-INDORE", "SB00002")
+    bills.add_parent(db, "ONLY-INDORE", "SB00003")
+    bills.complete_bill(db, "ONLY-INDORE")
+    bills.create_bill(db, "MIXED", 2)
+    bills.add_parent(db, "MIXED", "SB00001")
+    bills.add_parent(db, "MIXED", "SB00004")
+    bills.create_bill(db, "EMPTY", 1)
+    views.refresh_views(db)
+    everyone = analytics(db)["bills"]
+    assert everyone == {"by_status": {"completed": 1, "processing": 1, "new": 1}, "parents_billed": 4}
+    lucknow = analytics(db, "lucknow")["bills"]
+    assert lucknow == {"by_status": {"processing": 1}, "parents_billed": 1}  # MIXED only, its own parent only
+    indore = analytics(db, "indore")["bills"]
+    assert indore == {"by_status": {"completed": 1, "processing": 1}, "parents_billed": 3}
+    assert analytics(db, "jaipur")["bills"] == {"by_status": {}, "parents_billed": 0}
+
+
 def test_per_user_activity(db: Database):
     user = make_user(db, "dispatcher", "lucknow")
     scans.open_parent(db, "SB00001", user_id=user.id, restrict_area="lucknow")

@@ -81,7 +81,7 @@ def analytics(db: Database, area: str | None = None, recent: int = 20) -> Dashbo
     """The dashboard, from the materialized views only (never bag or event)."""
     with db.connection(read=True) as conn:
         totals = db.many("dashboard_bag_totals", {"area": area}, row=dict, conn=conn)
-        bills = db.many("dashboard_bill_totals", row=dict, conn=conn)
+        bills = db.many("dashboard_bill_totals", {"area": area}, row=dict, conn=conn)
         hourly = db.many("dashboard_hourly", {"area": area}, row=dict, conn=conn)
         activity = db.many("dashboard_user_activity", {"area": area}, row=UserActivity, conn=conn)
         scans = db.many("dashboard_recent_scans", {"area": area, "limit": recent}, row=RecentScan, conn=conn)

@@ -5,8 +5,10 @@ FROM mv_bag_totals
 WHERE %(area)s::text IS NULL OR dispatch_area = %(area)s;
 
 -- name: dashboard_bill_totals :many
--- Bills by status.
-SELECT status, bills, parents, weight_kg FROM mv_bill_totals ORDER BY status;
+-- Bills by status: all of them (NULL area), or those holding the area's parents.
+SELECT status, bills, parents, weight_kg FROM mv_bill_totals
+WHERE dispatch_area = coalesce(%(area)s, '')
+ORDER BY status;
 
 -- name: dashboard_hourly :many
 -- Scan events per hour over the last 24 hours (parent scans, links, unlinks).

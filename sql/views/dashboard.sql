@@ -10,13 +10,19 @@ FROM bag
 GROUP BY dispatch_area, type, status, (parent_id IS NOT NULL);
 CREATE UNIQUE INDEX mv_bag_totals_key ON mv_bag_totals (dispatch_area, type, status, linked);
 
+-- Bills by status, for every area ('': all bills, the empty ones too) and per
+-- area: the bills holding at least one of that area's parents, and only those
+-- parents and their weight, so a dispatcher's dashboard counts nothing of
+-- another area's.
 DROP MATERIALIZED VIEW IF EXISTS mv_bill_totals;
 CREATE MATERIALIZED VIEW mv_bill_totals AS
-SELECT status, count(*)::bigint AS bills, coalesce(sum(linked_parent_count), 0)::bigint AS parents,
-       coalesce(sum(total_weight_kg), 0) AS weight_kg
-FROM bill
-GROUP BY status;
-CREATE UNIQUE INDEX mv_bill_totals_key ON mv_bill_totals (status);
+SELECT CASE WHEN grouping(p.dispatch_area) = 1 THEN '' ELSE p.dispatch_area END AS dispatch_area, b.status,
+       count(DISTINCT b.id)::bigint AS bills, count(p.id)::bigint AS parents,
+       coalesce(sum(p.weight_kg), 0) AS weight_kg
+FROM bill b LEFT JOIN bag p ON p.bill_id = b.id
+GROUP BY GROUPING SETS ((b.status), (p.dispatch_area, b.status))
+HAVING grouping(p.dispatch_area) = 1 OR p.dispatch_area IS NOT NULL;
+CREATE UNIQUE INDEX mv_bill_totals_key ON mv_bill_totals (dispatch_area, status);
 
 -- Scans per UTC hour over the last 8 days (the BRIN index keeps this a short
 -- scan). UTC whatever the server's time zone: India is +05:30.
