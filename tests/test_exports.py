@@ -86,7 +86,8 @@ def test_bad_filter_is_refused_before_streaming(db: Database, status):
 
 def test_http_exports_give_their_slot_back_and_are_limited(db: Database):
     """Each export holds a connection while streaming: at most EXPORTS_AT_ONCE per
-    process (429 beyond), and a finished or abandoned export frees its slot."""
+    process and one per user (429 beyond), and a finished or abandoned export
+    frees its slot."""
     import falcon.testing
 
     from tracetrack_api.app import create_app
@@ -94,27 +95,33 @@ def test_http_exports_give_their_slot_back_and_are_limited(db: Database):
     from tracetrack_api.handlers import reports
     from tracetrack_db import Settings, users
 
-    users.create_user(db, "exporter", "exporter-password", "admin")
     app = create_app(db, ApiSettings(db=Settings(), secret_key="export-secret-0123456789"))
     client = falcon.testing.TestClient(app)
-    token = client.simulate_post("/api/auth/login", json={"username": "exporter",
-                                                          "password": "exporter-password"}).json["token"]
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = []
+    for n in range(reports.EXPORTS_AT_ONCE + 1):
+        users.create_user(db, f"exporter{n}", "exporter-password", "admin")
+        token = client.simulate_post("/api/auth/login", json={"username": f"exporter{n}",
+                                                              "password": "exporter-password"}).json["token"]
+        headers.append({"Authorization": f"Bearer {token}"})
     full_parent(db, 1, children=2)
     for _ in range(reports.EXPORTS_AT_ONCE + 3):  # more than the slots, one after the other
-        result = client.simulate_get("/api/exports/bags.csv", headers=headers)
+        result = client.simulate_get("/api/exports/bags.csv", headers=headers[0])
         assert result.status_code == 200 and result.text.count("\n") == 4
-    assert client.simulate_get("/api/exports/bills.csv?status=nope", headers=headers).status_code == 400
+    assert client.simulate_get("/api/exports/bills.csv?status=nope", headers=headers[0]).status_code == 400
     statuses = []
-    held = [app(falcon.testing.create_environ("/api/exports/bills.csv", headers=headers),  # started, not read
+    held = [app(falcon.testing.create_environ("/api/exports/bills.csv", headers=headers[n]),  # started, not read
                 lambda status, _headers, exc_info=None: statuses.append(status))
-            for _ in range(reports.EXPORTS_AT_ONCE)]
+            for n in range(reports.EXPORTS_AT_ONCE)]
     assert statuses == ["200 OK"] * reports.EXPORTS_AT_ONCE
-    busy = client.simulate_get("/api/exports/bags.csv", headers=headers)
+    mine = client.simulate_get("/api/exports/bags.csv", headers=headers[0])  # one at a time per user
+    assert mine.status_code == 429 and mine.json["error"]["code"] == "too_many_exports"
+    assert "you have an export running" in mine.json["error"]["message"] and mine.headers["retry-after"]
+    busy = client.simulate_get("/api/exports/bags.csv", headers=headers[-1])  # the process's slots are taken
     assert busy.status_code == 429 and busy.json["error"]["code"] == "too_many_exports"
     for body in held:
         body.close()  # the client went away: the WSGI server closes the response
-    assert client.simulate_get("/api/exports/bags.csv", headers=headers).status_code == 200
+    for h in headers:
+        assert client.simulate_get("/api/exports/bags.csv", headers=h).status_code == 200
 
 
 def test_cells_a_spreadsheet_would_run_are_neutralised(db: Database):
@@ -133,3 +140,66 @@ def test_cells_a_spreadsheet_would_run_are_neutralised(db: Database):
     assert [r["bill_no"] for r in rows] == ["CSV-1", "CSV-2"] and rows[0]["capacity"] == "1"
     bag = next(csv.DictReader(io.StringIO(b"".join(exports.bags_csv(db)).decode())))
     assert (bag["qr_id"], bag["type"], bag["weight_kg"]) == ("'-CMD-1", "child", "1.000")
+
+
+def test_a_reader_that_stops_reading_has_its_export_aborted(db_url, sql_conn):
+    """Before: a client that never read bags.csv held its export slot, the COPY, its
+    connection and its snapshot (vacuum's horizon) for as long as it kept the socket
+    open. Now the watchdog aborts an export whose reader takes no data for
+    TRACETRACK_EXPORT_STALL seconds: the COPY's session ends, the snapshot goes, and
+    the user and the process get their export slots back."""
+    import socket
+    import time
+    import urllib.request
+
+    from .test_server import login, running_server
+
+    bulk_children(sql_conn, "STALL-", 150_000)  # ~20 MB of CSV: more than every buffer on the way
+
+    def copies() -> list[tuple]:
+        return sql_conn.execute("SELECT pid, backend_xmin FROM pg_stat_activity WHERE datname = current_database() "
+                                "AND query LIKE 'COPY (SELECT%%' AND pid <> pg_backend_pid()").fetchall()
+
+    with running_server(db_url, env_extra={"TRACETRACK_EXPORT_STALL": "2"}) as (base, proc):
+        token = login(base, "admin", "tracetrack-demo")
+        host, port = base.removeprefix("http://").split(":")
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect((host, int(port)))
+        stalled.sendall(f"GET /api/exports/bags.csv HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+                        .encode())
+        assert stalled.recv(4096).startswith(b"HTTP/1.1 200")  # then read nothing more
+        try:
+            deadline = time.monotonic() + 10
+            while not copies():
+                assert time.monotonic() < deadline, "the export's COPY never showed up"
+                time.sleep(0.1)
+            assert copies()[0][1] is not None  # it holds a snapshot
+            deadline = time.monotonic() + 30
+            while copies():
+                assert time.monotonic() < deadline, f"the stalled export still holds its COPY: {copies()} {proc.log()}"
+                time.sleep(0.2)
+            # the same user may export again (and read it all) while the stalled socket stays open
+            request = urllib.request.Request(base + "/api/exports/bills.csv",
+                                             headers={"Authorization": f"Bearer {token}"})
+            with urllib.request.urlopen(request, timeout=30) as again:
+                assert again.status == 200 and again.read().startswith(b"id,bill_no")
+            assert "export aborted" in proc.log()
+        finally:
+            stalled.close()
+
+
+def test_an_export_runs_under_a_statement_timeout(db: Database, sql_conn, monkeypatch):
+    """An export's COPY cannot run (and hold its snapshot) longer than
+    TRACETRACK_EXPORT_TIMEOUT; the timeout is the export's own (SET LOCAL): the
+    pooled connection goes back without it."""
+    import psycopg
+
+    bulk_children(sql_conn, "SLOW-", 100_000)
+    monkeypatch.setenv("TRACETRACK_EXPORT_TIMEOUT", "0.001")
+    with pytest.raises(psycopg.errors.QueryCanceled, match="statement timeout"):
+        consume(exports.bags_csv(db))
+    monkeypatch.delenv("TRACETRACK_EXPORT_TIMEOUT")
+    assert consume(exports.bags_csv(db))[0] == 100_001
+    with db.connection(read=True) as conn:
+        assert conn.execute("SHOW statement_timeout").fetchone()[0] == "0"

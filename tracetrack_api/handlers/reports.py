@@ -35,18 +35,38 @@ def dashboard(ctx: Ctx, dispatch_area: str | None = None) -> RawJson:
 
 
 # An export holds a database connection for as long as the client reads; a
-# few at a time per process keep scans from waiting for a connection.
+# few at a time per process keep scans from waiting for a connection, and one
+# at a time per user (across processes, through the cache) keeps one client
+# from taking them all. The library aborts an export whose reader stalls.
 EXPORTS_AT_ONCE = 2
 _export_slots = threading.BoundedSemaphore(EXPORTS_AT_ONCE)
 
 
-class _Chunks:
-    """The CSV chunks, giving back the export slot (and the connection, by
-    closing the generator) as soon as the server closes the response."""
+class _Slot:
+    """This process's export slot and the user's export mark, given back once:
+    when the server closes the response, or when the watchdog aborts it."""
 
-    def __init__(self, first: bytes, chunks: Iterator[bytes]):
+    def __init__(self, cache, user_key: str):
+        self._cache, self._user_key = cache, user_key
+        self._lock = threading.Lock()
+        self._held = True
+
+    def release(self) -> None:
+        with self._lock:
+            if not self._held:
+                return
+            self._held = False
+        _export_slots.release()
+        self._cache.delete(self._user_key)
+
+
+class _Chunks:
+    """The CSV chunks; closing them closes the export (and its connection)."""
+
+    def __init__(self, first: bytes, chunks: Iterator[bytes], slot: _Slot):
         self._chunks = itertools.chain((first,), chunks)
         self._generator = chunks
+        self._slot = slot
 
     def __iter__(self):
         return self._chunks
@@ -55,27 +75,35 @@ class _Chunks:
         try:
             self._generator.close()
         finally:
-            _export_slots.release()
+            self._slot.release()
 
 
-def _csv(make_chunks: Callable[[], Iterator[bytes]], filename: str) -> CsvStream:
+def _csv(ctx: Ctx, make_chunks: Callable[..., Iterator[bytes]], filename: str) -> CsvStream:
+    cache = ctx.services.cache
+    user_key = f"export:{ctx.user.id}"
+    if not cache.add(user_key, b"1", exports.timeout_seconds() + exports.stall_seconds() + 60):
+        raise TooManyExports("you have an export running: wait for it to finish", retry_after=10)
     if not _export_slots.acquire(blocking=False):
+        cache.delete(user_key)
         raise TooManyExports(f"at most {EXPORTS_AT_ONCE} exports at once per server process: retry shortly")
+    slot = _Slot(cache, user_key)
     try:
-        chunks = make_chunks()
+        chunks = make_chunks(on_abort=slot.release)
         # Start the COPY before the headers go out, so a database error is
         # still a proper 503 rather than a cut stream.
         first = next(chunks, b"")
     except BaseException:
-        _export_slots.release()
+        slot.release()
         raise
-    return CsvStream(_Chunks(first, chunks), filename)
+    return CsvStream(_Chunks(first, chunks, slot), filename)
 
 
 def export_bags(ctx: Ctx, dispatch_area: str | None = None, **filters) -> CsvStream:
     area = ctx.confine(dispatch_area)
-    return _csv(lambda: exports.bags_csv(ctx.db, dispatch_area=area, **filters), "bags.csv")
+    return _csv(ctx, lambda on_abort: exports.bags_csv(ctx.db, dispatch_area=area, on_abort=on_abort, **filters),
+                "bags.csv")
 
 
 def export_bills(ctx: Ctx, status: str | None = None, q: str | None = None) -> CsvStream:
-    return _csv(lambda: exports.bills_csv(ctx.db, status=status, q=q), "bills.csv")
+    return _csv(ctx, lambda on_abort: exports.bills_csv(ctx.db, status=status, q=q, on_abort=on_abort),
+                "bills.csv")
