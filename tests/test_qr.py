@@ -29,6 +29,10 @@ from tracetrack_db.qr import normalize_qr as qr_module_normalize
     ("abcd", "ABCD"),                      # 4 characters: the minimum
     ("x" * 100, "X" * 100),               # 100 characters: the maximum
     (" a b c d ", "ABCD"),
+    ("ＳＢ００００１", "SB00001"),          # full-width characters: NFKC
+    ("ſb00001", "SB00001"),                # long s: NFKC is s
+    ("\u212aab1", "KAB1"),                # Kelvin sign: NFKC is K
+    ("ab／cd", "AB/CD"),                   # full-width solidus: NFKC is /
 ])
 def test_normalize_accepts_and_cleans(raw, expected):
     assert normalize_qr(raw) == expected
@@ -46,8 +50,12 @@ def test_normalize_accepts_and_cleans(raw, expected):
     "SB00001%",
     "SB\\0001",
     "ÉCOLE1",              # non-ASCII letter
-    "ＳＢ００００１",        # full-width characters
     "e\u0301tui",          # combining accent
+    "stra\u00dfe",         # sharp s: NFKC leaves it, not a QR character (never SS)
+    "\ufb00ab1",           # ff ligature: NFKC is two characters
+    "AB\ue000CD",          # private use: refused, never deleted
+    "AB\u0380CD",          # unassigned: refused, never deleted
+    "\U0001d400BCD",       # mathematical bold A: outside the BMP
     "A\x00BCD",            # NUL is refused, not dropped
     "\u0131abc",           # dotless i: its upper case is I, but it is no QR character
     "/ABCD", "ABCD/", "AB//CD", "/",   # QRs travel in URL paths: segments joined by single "/"
@@ -98,22 +106,27 @@ def test_the_documented_pattern_accepts_exactly_what_normalize_accepts():
         match = pattern.search(text)
         return match is not None and match.end() == len(text)
 
-    alphabet = st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcxyz0189-_/ \t\n\u200b\ufeff\u00a0\x01\x00.!\u0131")
+    alphabet = st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcxyz0189-_/ \t\n\u200b\ufeff\u00a0\x01\x00.!\u0131"
+                               "ＳＢｈ９／－＿\u212aſⒽⓘ\u00b2\u00df\ufb00\u338f\ue000\u0380\u0301\U0001d400\ud800")
     noise = st.text(st.sampled_from(" \t\n\u200b\u200d\ufeff\u00a0\u2028\x01\x7f"), max_size=2)
-    segment = st.lists(st.tuples(st.sampled_from("AbZ09-_"), noise), min_size=1, max_size=40).map(
+    segment = st.lists(st.tuples(st.sampled_from("AbZ09-_ＡｚſＫ\u212a⑨\ufe4d\ufe63"), noise), min_size=1, max_size=40).map(
         lambda chars: "".join(c + n for c, n in chars))
-    qr_like = st.builds(lambda head, segs, tail: head + "/".join(segs) + tail,
-                        noise, st.lists(segment, min_size=1, max_size=4), noise)
+    qr_like = st.builds(lambda head, segs, slash, tail: head + slash.join(segs) + tail,
+                        noise, st.lists(segment, min_size=1, max_size=4), st.sampled_from("/／"), noise)
 
     @settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
     @given(st.one_of(qr_like, st.text(alphabet, max_size=40), st.text(max_size=12),
                      st.builds(lambda w, s: w + s, qr_like,
-                               st.sampled_from(["/history", "/HISTORY", "/his\u200btory", "/", "//x"]))))
+                               st.sampled_from(["/history", "/HISTORY", "/his\u200btory", "/", "//x",
+                                                "／ＨＩＳＴＯＲＹ", "/ｈｉｓｔｏｒｙ", "/ⒽⒾⓈⓉⓄⓇⓎ", "/hiſtory",
+                                                "/HISTOR\u0178", "/histor\uff59\u0301"]))))
     def agree(text):
         assert documented(text) == accepted(text), repr(text)
 
     agree()
-    for text in ("SB00001", " sb0000\u200b1\n", "A/B/C/D", "abc/history", "X/HISTORY\t", "AB//CD", "abc"):
+    for text in ("SB00001", " sb0000\u200b1\n", "A/B/C/D", "abc/history", "X/HISTORY\t", "AB//CD", "abc",
+                 "ＳＢ９０１０１", "ſb90102", "ß90105", "\ufb00\ufb00", "\u212aAB1", "AB\ue000CD", "AB\u0380CD",
+                 "X／ｈｉｓｔｏｒｙ", "X/ⒽⒾⓈⓉⓄⓇⓎ", "X／ＨＩＳＴＯＲ", "\U0001d400BCD", "a" * 99 + "Ａ", "a" * 100 + "Ａ"):
         assert documented(text) == accepted(text), text
 
 

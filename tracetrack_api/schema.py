@@ -223,9 +223,11 @@ class _LoginNameText(Text):
 
 # the values of this API --------------------------------------------------------
 QR = QrText(max_length=qr.MAX_INPUT_LENGTH, pattern=qr.input_pattern(),
-            description="4-100 characters of A-Z 0-9 - _ / in segments joined by single '/' (not ending "
-                        "/HISTORY); letters are uppercased, whitespace, control and zero-width characters "
-                        "dropped", invalid="invalid QR code")
+            description="whitespace, control and zero-width characters are dropped, then each other "
+                        "character is NFKC-normalised and must become one of A-Z a-z 0-9 - _ / (anything else, "
+                        "and anything above U+FFFF, is refused, never dropped), letters are uppercased; the result "
+                        "is 4-100 characters in segments joined by single '/' (not ending /HISTORY)",
+            invalid="invalid QR code")
 BILL_NO = BillNoText(max_length=200, pattern=bills.input_pattern(), description=bills.BILL_NO_RULE +
                      "; whitespace around it is dropped; matched case-insensitively",
                      invalid=f"invalid bill number: {bills.BILL_NO_RULE}")
