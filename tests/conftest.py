@@ -1,6 +1,10 @@
 """Test fixtures: a real PostgreSQL (TRACETRACK_TEST_DATABASE_URL, else the
 embedded server), a template database migrated once per session, and a fresh
-clone of it for every test that asks for `db` or `db_url`."""
+clone of it for every test that asks for `db` or `db_url`.
+
+Two roles, as in production: `db_url` (and `sql_conn`) connect as the
+owner of the tables; `db` and `service_url` as SERVICE_ROLE, granted only
+what the service needs, so every library test also proves the grants."""
 
 from __future__ import annotations
 
@@ -15,9 +19,10 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from tracetrack_db import Database, migrations
+from tracetrack_db import Database, migrations, privileges
 
 REQUIRE_SERVICES = os.environ.get("TRACETRACK_REQUIRE_SERVICES") == "1"
+SERVICE_ROLE, SERVICE_PASSWORD = "tt_test_service", "tt-test-service-password"
 
 
 def service_missing(reason: str) -> None:
@@ -70,6 +75,14 @@ def template_db(pg_server_url: str) -> Iterator[str]:
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     migrations.migrate(with_dbname(pg_server_url, name))
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        try:  # roles belong to the server: made once, shared by every test database
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(SERVICE_ROLE), sql.Literal(SERVICE_PASSWORD)))
+        except psycopg.errors.DuplicateObject:
+            conn.execute(sql.SQL("ALTER ROLE {} LOGIN NOSUPERUSER PASSWORD {}").format(
+                sql.Identifier(SERVICE_ROLE), sql.Literal(SERVICE_PASSWORD)))
+    privileges.grant_service(with_dbname(pg_server_url, name), SERVICE_ROLE)  # clones inherit the grants
     yield name
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -89,10 +102,27 @@ def db_url(pg_server_url: str, template_db: str) -> Iterator[str]:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+def as_service(url: str) -> str:
+    """The same database as the service role."""
+    return privileges.with_user(url, SERVICE_ROLE, SERVICE_PASSWORD)
+
+
 @pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = Database(db_url, min_size=1, max_size=24, timeout=10)
+def service_url(db_url: str) -> str:
+    return as_service(db_url)
+
+
+@pytest.fixture
+def db(service_url: str) -> Iterator[Database]:
+    database = Database(service_url, min_size=1, max_size=24, timeout=10)
     with database:
+        yield database
+
+
+@pytest.fixture
+def owner_db(db_url: str) -> Iterator[Database]:
+    """The library as the tables' owner: for what operators do (parent formats, seeding)."""
+    with Database(db_url, min_size=1, max_size=2, timeout=10) as database:
         yield database
 
 

@@ -354,3 +354,16 @@ def test_logout_ends_every_token_of_the_caller_only(db):
     # another process (its own user cache) sees the logout within its refresh time
     elsewhere = make_api(db, user_refresh_seconds=0)
     assert_error(elsewhere.get("/api/me", phone), 401, "unauthenticated")
+
+
+def test_a_token_newer_than_a_workers_cache_is_accepted_at_once(db):
+    """Worker B cached the user at token version 0; the user logs out and in on
+    worker A (version 1). B must accept the new token at once (it looks again),
+    not refuse it for TRACETRACK_USER_REFRESH seconds, and still refuse the old."""
+    one, two = make_api(db, user_refresh_seconds=3600), make_api(db, user_refresh_seconds=3600)
+    user = one.biller()
+    assert two.get("/api/me", user).status_code == 200  # B caches version 0
+    assert one.post("/api/auth/logout", user).status_code == 200
+    fresh = one.login(user.username).json["token"]
+    assert two.get("/api/me", fresh).status_code == 200
+    assert_error(two.get("/api/me", user), 401, "unauthenticated")

@@ -246,9 +246,9 @@ def test_delete_bag_not_found_and_another_area(db, sql_conn):
 # --- list_bags --------------------------------------------------------------
 
 @pytest.fixture
-def bag_set(db):
+def bag_set(db, owner_db):
     """A mix of bags: {qr: id}."""
-    areas.create_parent_format(db, "tiny", "^TINY[0-9]{3}$", capacity=2, expected_weight_kg=2)
+    areas.create_parent_format(owner_db, "tiny", "^TINY[0-9]{3}$", capacity=2, expected_weight_kg=2)
     scans.open_parent(db, "SB00001", dispatch_area="lucknow")
     scans.link_children(db, "SB00001", ["AB_C1-01", "AB_C1-02", "LOOSE-1"])
     scans.unlink_child(db, "LOOSE-1")

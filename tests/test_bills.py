@@ -91,10 +91,10 @@ def test_get_bill_errors(db):
 
 # --- add / remove parents ---------------------------------------------------
 
-def test_add_and_remove_parents_keep_weights_and_counts(db, sql_conn):
+def test_add_and_remove_parents_keep_weights_and_counts(owner_db, db, sql_conn):
     p1 = full_parent(db, 1)                 # 30 children, completed
     p2 = full_parent(db, 2, children=10)    # in progress
-    areas.create_parent_format(db, "tiny", "^TINY[0-9]{3}$", capacity=2, expected_weight_kg=Decimal("2.5"))
+    areas.create_parent_format(owner_db, "tiny", "^TINY[0-9]{3}$", capacity=2, expected_weight_kg=Decimal("2.5"))
     scans.open_parent(db, "TINY001", dispatch_area="lucknow")
     scans.link_child(db, "TINY001", "TINY-KID-1")
     bills.create_bill(db, "BILL-1", 3)

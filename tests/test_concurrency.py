@@ -279,8 +279,8 @@ def test_two_parents_linked_into_each_other_never_deadlock(db: Database, sql_con
             result["t1"] = exc
         done.set()
 
-    with db.connection() as holder, holder.transaction():
-        holder.execute("SELECT 1 FROM bag WHERE qr_id = 'SB00002' FOR UPDATE")  # as a concurrent link(P2, …)
+    with sql_conn.transaction():
+        sql_conn.execute("SELECT 1 FROM bag WHERE qr_id = 'SB00002' FOR UPDATE")  # as a concurrent link(P2, …)
         thread = threading.Thread(target=link_p2_into_p1)
         thread.start()
         answered_while_held = done.wait(10)

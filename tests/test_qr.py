@@ -232,8 +232,8 @@ def test_other_qrs_are_not_parents(db, sql_conn):
     assert [i.result for i in batch.items] == ["linked"] * 4
 
 
-def test_a_new_format_sets_capacity_and_expected_weight(db):
-    fmt = areas.create_parent_format(db, "tiny", "^TINY[0-9]{3}$", capacity=2, expected_weight_kg=2.5)
+def test_a_new_format_sets_capacity_and_expected_weight(owner_db, db):
+    fmt = areas.create_parent_format(owner_db, "tiny", "^TINY[0-9]{3}$", capacity=2, expected_weight_kg=2.5)
     assert (fmt.name, fmt.capacity) == ("tiny", 2)
     opened = scans.open_parent(db, "tiny001", dispatch_area="indore")
     assert opened.capacity == 2
@@ -244,10 +244,10 @@ def test_a_new_format_sets_capacity_and_expected_weight(db):
         scans.link_child(db, "TINY001", "T-CHILD-3")
 
 
-def test_a_known_child_never_becomes_a_parent_even_if_a_format_matches_later(db):
+def test_a_known_child_never_becomes_a_parent_even_if_a_format_matches_later(owner_db, db):
     scans.open_parent(db, "SB00001", dispatch_area="lucknow")
     scans.link_child(db, "SB00001", "LATE12345")
-    areas.create_parent_format(db, "late", "^LATE[0-9]{5}$")
+    areas.create_parent_format(owner_db, "late", "^LATE[0-9]{5}$")
     with pytest.raises(errors.NotAParent):
         scans.open_parent(db, "LATE12345", dispatch_area="lucknow")
     assert bags.get_bag(db, "LATE12345").type == "child"
@@ -255,24 +255,24 @@ def test_a_known_child_never_becomes_a_parent_even_if_a_format_matches_later(db)
     assert scans.open_parent(db, "LATE00001", dispatch_area="lucknow").bag.type == "parent"
 
 
-def test_parent_format_validation(db):
+def test_parent_format_validation(owner_db, db):
     with pytest.raises(errors.ValidationError) as info:
-        areas.create_parent_format(db, "loose", "XY[0-9]+")
+        areas.create_parent_format(owner_db, "loose", "XY[0-9]+")
     assert info.value.field == "pattern"
     with pytest.raises(errors.ValidationError) as info:
-        areas.create_parent_format(db, "zero", "^Z[0-9]{3}$", capacity=0)
+        areas.create_parent_format(owner_db, "zero", "^Z[0-9]{3}$", capacity=0)
     assert info.value.field == "capacity"
     with pytest.raises(errors.ValidationError):
-        areas.create_parent_format(db, "huge", "^H[0-9]{3}$", capacity=1001)
+        areas.create_parent_format(owner_db, "huge", "^H[0-9]{3}$", capacity=1001)
     with pytest.raises(errors.Conflict) as info:
-        areas.create_parent_format(db, "SB", "^SBX[0-9]{5}$")
+        areas.create_parent_format(owner_db, "SB", "^SBX[0-9]{5}$")
     assert info.value.field == "name"
     assert len(areas.list_parent_formats(db)) == 2
 
 
-def test_malformed_parent_pattern_is_refused_and_does_not_break_scanning(db):
+def test_malformed_parent_pattern_is_refused_and_does_not_break_scanning(owner_db, db):
     with pytest.raises(errors.ValidationError) as info:
-        areas.create_parent_format(db, "broken", "^BR[0-9$")
+        areas.create_parent_format(owner_db, "broken", "^BR[0-9$")
     assert info.value.field == "pattern"
     assert [f.name for f in areas.list_parent_formats(db)] == ["SB", "M444"]
     assert scans.open_parent(db, "SB00001", dispatch_area="lucknow").created is True

@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 
 from tracetrack_db import errors, normalize_qr, qr
 
+from .conftest import service_missing
+
 DROP = re.compile(f"[{qr.IGNORABLE}]")
 PATTERN = re.compile(qr.input_pattern())
 
@@ -177,10 +179,11 @@ def test_pattern_uses_only_bmp_escapes():
     assert "\\U" not in pattern and "\\u{" not in pattern and "\\p" not in pattern
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_ecmascript_reads_the_pattern_as_python_does():
     """The pattern as ECMAScript (no u flag) reads it, on every BMP code point in
     context plus awkward strings: astral characters arrive as surrogate pairs."""
+    if shutil.which("node") is None:
+        service_missing("node is not installed (apt-get install nodejs)")
     samples = [f"AB{chr(code)}12" for code in range(0x10000)]
     samples += ["ABC/" + chr(code) + "ISTORY" for code in range(0x10000)]
     samples += ["ＳＢ９０１０１", "ſb90102", "ß90105", "\ufb00\ufb00", "\u212aAB1", "AB\ue000CD", "AB\u0380CD",

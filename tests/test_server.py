@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from .conftest import as_service
 from .proxy import Proxy
 
 pytestmark = pytest.mark.server
@@ -52,7 +53,8 @@ def running_server(database_url: str, *extra: str, env_extra: dict | None = None
     what it has written so far (to a file: a pipe nobody reads would fill up
     and stall the server's logging)."""
     port, metrics_port = free_port(), free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "TRACETRACK_SECRET_KEY": SECRET, **(env_extra or {})}
+    env = {**os.environ, "DATABASE_URL": as_service(database_url), "TRACETRACK_OWNER_URL": database_url,
+           "TRACETRACK_SECRET_KEY": SECRET, **(env_extra or {})}
     env.pop("REDIS_URL", None)
     demo = [] if "--no-demo" in extra or "--demo" in extra else ["--demo"]
     log = tempfile.NamedTemporaryFile("w+", prefix="tracetrack-serve-", suffix=".log")

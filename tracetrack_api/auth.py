@@ -56,6 +56,11 @@ class Authenticator:
         if claims is None:
             raise Unauthenticated("invalid or expired token")
         user = self.directory.get(claims.user_id)
+        if user is not None and claims.version > user.token_version:
+            # issued after this process last looked (a login after a logout or a new
+            # password, served by another worker): look again rather than refuse it
+            self.directory.forget(claims.user_id)
+            user = self.directory.get(claims.user_id)
         if user is None:
             raise Unauthenticated("this account is deactivated or gone")
         if claims.version != user.token_version:

@@ -16,6 +16,8 @@ from datetime import datetime
 
 import psycopg
 
+from . import privileges
+
 from .sqlfiles import sql_files
 
 FILENAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
@@ -130,6 +132,8 @@ def migrate(conninfo: str, migrations: list[Migration] | None = None,
                     progress(f"views: {filename}")
                 with conn.transaction():
                     conn.execute(text.encode())
+            with conn.transaction():  # the views were re-created: grant the service roles again
+                privileges.apply(conn)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
     return done

@@ -42,6 +42,8 @@ class Settings:
 
     database_url: str | None = None
     database_read_url: str | None = None
+    # the tables' owner, for migrations and operator commands; unset: DATABASE_URL
+    owner_url: str | None = None
     data_dir: Path = field(default_factory=default_data_dir)
     pool_min_size: int = 1
     pool_max_size: int = 8
@@ -59,6 +61,7 @@ class Settings:
         return cls(
             database_url=env("DATABASE_URL") or None,
             database_read_url=env("DATABASE_READ_URL") or None,
+            owner_url=env("TRACETRACK_OWNER_URL") or None,
             data_dir=Path(env("TRACETRACK_DATA_DIR") or default_data_dir()),
             pool_min_size=env_int("TRACETRACK_POOL_MIN_SIZE", 1),
             pool_max_size=env_int("TRACETRACK_POOL_MAX_SIZE", 8),

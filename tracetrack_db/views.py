@@ -6,7 +6,6 @@ import logging
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from psycopg import sql
 
 from .database import Database
 from .models import (BagTotals, BillTotals, Dashboard, HourBucket, RecentScan, ScanTotals, TypeCounts,
@@ -33,7 +32,8 @@ def refresh_views(db: Database, *, min_interval: float = 0.0) -> dict[str, float
         timings: dict[str, float] = {}
         for view in VIEWS:
             start = time.perf_counter()
-            conn.execute(sql.SQL("REFRESH MATERIALIZED VIEW CONCURRENTLY {}").format(sql.Identifier(view)))
+            # REFRESH needs the view's owner; the service role asks tt_refresh_view (SECURITY DEFINER)
+            conn.execute("SELECT tt_refresh_view(%s)", (view,))
             timings[view] = (time.perf_counter() - start) * 1000
             db.execute("record_view_refresh", {"view_name": view, "duration_ms": timings[view]}, conn=conn)
         return timings

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from tracetrack_db import Database, maintenance
-from tracetrack_db.runtime import database_url, migrate_and_bootstrap
+from tracetrack_db import Database, maintenance, privileges
+from tracetrack_db.runtime import database_urls, migrate_and_bootstrap
 
 from .dbcli import db_group, fail, progress_printer, users_group
 
@@ -92,12 +92,14 @@ def serve(host: str, port: int, demo: bool | None, workers: int | None, threads:
     from .sizing import default_sizing
 
     settings = ApiSettings.from_env()
-    embedded = not settings.db.database_url
-    with database_url(settings.db) as url:
-        report = migrate_and_bootstrap(settings.db, url, progress=progress_printer())
+    with database_urls(settings.db) as urls:
+        embedded, url = urls.embedded, urls.service
+        report = migrate_and_bootstrap(settings.db, urls.owner, progress=progress_printer())
         with Database(url, min_size=1, max_size=1) as db:
             max_connections = maintenance.max_connections(db)
             demo_created = (embedded if demo is None else demo) and create_demo(db)
+            with db.connection() as conn:
+                as_owner = privileges.is_owner(conn)
         sizing = default_sizing(max_connections, workers=workers, threads=threads)
         if sizing.connections > max_connections - 5:
             fail(f"{sizing.workers} workers x {sizing.pool_size} connections exceed the server's "
@@ -119,6 +121,10 @@ def serve(host: str, port: int, demo: bool | None, workers: int | None, threads:
         if host not in ("127.0.0.1", "localhost", "::1"):
             click.echo("serve behind nginx (deploy/nginx/tracetrack.conf): it bounds slow clients and login "
                        "floods, which the server alone does not")
+        if as_owner:
+            click.echo("note: DATABASE_URL's role owns the tables (it could alter them or the event log's "
+                       "trigger): connect as a service role (tracetrack db service-role) and migrate with "
+                       "TRACETRACK_OWNER_URL")
         if report.admin_created:
             click.echo(f"created admin {report.admin_created!r}")
         if demo_created:

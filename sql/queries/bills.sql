@@ -1,14 +1,7 @@
 -- name: create_bill :scalar
 -- Create a bill and record it in the event log; its id.
-WITH b AS (
-    INSERT INTO bill (bill_no, capacity, description, destination, vehicle_number, created_by)
-    VALUES (%(bill_no)s, %(capacity)s, %(description)s, %(destination)s, %(vehicle_number)s, %(user_id)s)
-    RETURNING id, bill_no
-), e AS (
-    INSERT INTO event (kind, user_id, bill_id, bill_no, idempotency_key)
-    SELECT 'bill_created', %(user_id)s, b.id, b.bill_no, %(idempotency_key)s FROM b
-)
-SELECT id FROM b;
+SELECT tt_bill_create(%(bill_no)s, %(capacity)s, %(description)s, %(destination)s, %(vehicle_number)s,
+                      %(user_id)s, %(idempotency_key)s);
 
 -- name: get_bill :one
 -- One bill (a Bill row) by number, case-insensitive.
