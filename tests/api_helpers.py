@@ -101,11 +101,12 @@ class Caller:
 class Api:
     """The app over `db`, its test client and shortcuts for authenticated calls."""
 
-    def __init__(self, db: Database, settings: ApiSettings | None = None, cache: LocalCache | None = None):
+    def __init__(self, db: Database, settings: ApiSettings | None = None, cache: LocalCache | None = None,
+                 directory=None):
         self.db = db
         self.settings = settings or api_settings()
         self.cache = cache if cache is not None else LocalCache()
-        self.app = create_app(db, self.settings, self.cache)
+        self.app = create_app(db, self.settings, self.cache, directory=directory)
         self.client = falcon.testing.TestClient(self.app)
 
     # requests --------------------------------------------------------------

@@ -367,3 +367,38 @@ def test_a_token_newer_than_a_workers_cache_is_accepted_at_once(db):
     fresh = one.login(user.username).json["token"]
     assert two.get("/api/me", fresh).status_code == 200
     assert_error(two.get("/api/me", user), 401, "unauthenticated")
+
+
+def test_a_logout_or_deactivation_reaches_every_worker_at_once(db, service_url):
+    """Two workers, each with its own user cache refreshed only hourly and its
+    UserChangeListener: a logout (or a deactivation) on one ends the tokens on
+    the other as soon as the NOTIFY arrives, not an hour later."""
+    from tracetrack_api.auth import UserChangeListener, UserDirectory
+
+    workers, listeners = [], []
+    for _ in range(2):
+        directory = UserDirectory(db, 3600)
+        listeners.append(UserChangeListener(service_url, directory).start())
+        workers.append(Api(db, api_settings(user_refresh_seconds=3600), directory=directory))
+    try:
+        assert all(listener.listening.wait(10) for listener in listeners)
+        one, two = workers
+        root, user, other = one.admin(), one.biller(), one.dispatcher()
+        for caller in (user, other):
+            assert two.get("/api/me", caller).status_code == 200  # cached by the second worker
+
+        def refused_on_two(caller) -> bool:
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                if two.get("/api/me", caller).status_code == 401:
+                    return True
+                time.sleep(0.02)
+            return False
+
+        assert one.post("/api/auth/logout", user).status_code == 200
+        assert refused_on_two(user)
+        assert one.patch(f"/api/users/{other.id}", root, json={"is_active": False}).status_code == 200
+        assert refused_on_two(other)
+    finally:
+        for listener in listeners:
+            listener.stop()

@@ -6,14 +6,14 @@ from tracetrack_ops.sizing import default_sizing
 def test_one_worker_per_cpu_and_a_pool_per_thread():
     sizing = default_sizing(max_connections=100, cpus=2)
     assert (sizing.workers, sizing.threads, sizing.pool_size) == (2, 6, 6)
-    assert sizing.connections == 12
+    assert sizing.connections == 16  # each worker's pool, refresher and user-change listener
 
 
 def test_pools_shrink_to_stay_below_max_connections():
-    sizing = default_sizing(max_connections=40, cpus=16)
+    sizing = default_sizing(max_connections=100, cpus=16)
     assert sizing.workers == 16
-    assert sizing.connections <= 40 - 10  # room kept for the refresher, admin and migrations
-    assert sizing.pool_size >= 1
+    assert sizing.connections <= 100 - 10  # room kept for admin, migrations and the metrics listener
+    assert sizing.pool_size == 3
 
 
 def test_explicit_workers_and_threads_win():

@@ -30,14 +30,15 @@ class OpenApiDocument:
 
 
 def create_app(db: Database, settings: ApiSettings | None = None,
-               cache: LocalCache | RedisCache | None = None) -> falcon.App:
-    """Build the app. `db` must be open; the app never closes it."""
+               cache: LocalCache | RedisCache | None = None, directory: UserDirectory | None = None) -> falcon.App:
+    """Build the app. `db` must be open; the app never closes it. `directory`:
+    the user cache, when the caller keeps it (to start a UserChangeListener)."""
     check_table(OPERATIONS, PATH_VALUES, SPANS_SEGMENTS)
     settings = settings or ApiSettings.from_env()
     if not settings.secret_key:
         raise ValueError("TRACETRACK_SECRET_KEY is not set (tokens must be signed)")
     signer = TokenSigner(settings.secret_key, settings.token_ttl_seconds)
-    directory = UserDirectory(db, settings.user_refresh_seconds)
+    directory = directory or UserDirectory(db, settings.user_refresh_seconds)
     cache = cache or make_cache(settings.redis_url)
     services = Services(db=db, settings=settings, cache=cache, directory=directory, signer=signer,
                         login_guard=LoginGuard(cache, settings.login_address_rate, settings.login_concurrency,

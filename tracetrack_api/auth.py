@@ -8,8 +8,11 @@ others, without a database round trip on the hot path."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+
+import psycopg
 
 from tracetrack_db import Database, Principal, users
 
@@ -25,19 +28,77 @@ class UserDirectory:
         self.refresh = refresh_seconds
         self._cache: dict[int, tuple[float, Principal | None]] = {}
         self._lock = threading.Lock()
+        self._forgotten = 0  # bumped by every forget: a lookup that raced one is not kept
 
     def get(self, user_id: int) -> Principal | None:
         now = time.monotonic()
         hit = self._cache.get(user_id)
         if hit is not None and hit[0] > now:
             return hit[1]
+        before = self._forgotten
         principal = users.get_principal(self.db, user_id)
         with self._lock:
-            self._cache[user_id] = (now + self.refresh, principal)
+            if self._forgotten == before:  # else it may predate the change just announced
+                self._cache[user_id] = (now + self.refresh, principal)
         return principal
 
     def forget(self, user_id: int) -> None:
-        self._cache.pop(user_id, None)
+        with self._lock:
+            self._forgotten += 1
+            self._cache.pop(user_id, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._forgotten += 1
+            self._cache.clear()
+
+
+log = logging.getLogger(__name__)
+
+
+class UserChangeListener:
+    """Forgets a cached user as soon as the database announces a change to it
+    (LISTEN tracetrack_user; a trigger NOTIFYs at commit): a logout, a new
+    password, a deactivation or a role change then ends that user's tokens in
+    every worker of every server at once. While it cannot listen (PgBouncer in
+    transaction mode, a lost connection) the cache's refresh time still bounds
+    the delay; after a reconnection it forgets everything it may have missed.
+    One connection of its own per worker process."""
+
+    CHANNEL = "tracetrack_user"
+
+    def __init__(self, conninfo: str, directory: UserDirectory, retry_seconds: float = 2.0):
+        self.conninfo = conninfo
+        self.directory = directory
+        self.retry = retry_seconds
+        self.listening = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tracetrack-user-listener", daemon=True)
+
+    def start(self) -> UserChangeListener:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5,
+                                     application_name="tracetrack-listener") as conn:
+                    conn.execute(f"LISTEN {self.CHANNEL}")
+                    self.directory.clear()  # whatever changed while nobody listened
+                    self.listening.set()
+                    while not self._stop.is_set():
+                        for note in conn.notifies(timeout=1.0):
+                            if note.payload.isdigit():
+                                self.directory.forget(int(note.payload))
+            except psycopg.Error as exc:
+                log.warning("user change listener: %s; the user cache refresh time applies meanwhile", exc)
+            self.listening.clear()
+            self._stop.wait(self.retry)
 
 
 class Authenticator:

@@ -15,6 +15,7 @@ from tracetrack_db import Database
 from tracetrack_db.views import Refresher
 
 from .app import create_app
+from .auth import UserChangeListener, UserDirectory
 from .config import ApiSettings
 
 
@@ -31,4 +32,7 @@ def create() -> falcon.App:
         refresher = Refresher(refresh_db, settings.refresh_interval).start()
         atexit.register(refresh_db.close)
         atexit.register(refresher.stop)
-    return create_app(db, settings)
+    directory = UserDirectory(db, settings.user_refresh_seconds)
+    listener = UserChangeListener(settings.db.database_url, directory).start()
+    atexit.register(listener.stop)
+    return create_app(db, settings, directory=directory)

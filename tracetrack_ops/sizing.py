@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+# besides its pool, each worker holds two connections of its own: the view
+# refresher's and the user-change listener's
+PER_WORKER_EXTRA = 2
+
 
 @dataclass(frozen=True)
 class Sizing:
@@ -14,17 +18,18 @@ class Sizing:
 
     @property
     def connections(self) -> int:
-        return self.workers * self.pool_size
+        return self.workers * (self.pool_size + PER_WORKER_EXTRA)
 
 
 def default_sizing(max_connections: int, cpus: int | None = None, workers: int | None = None,
                    threads: int | None = None, reserved: int = 10) -> Sizing:
     """One worker per CPU, 6 blocking threads each (measured best 4-8 on granian),
-    a pool as large as the thread count, and workers x pool kept below the
-    server's max_connections minus `reserved` (admin, refresher, migrations)."""
+    a pool as large as the thread count, and workers x (pool + their own two)
+    kept below the server's max_connections minus `reserved` (admin,
+    migrations, the metrics listener)."""
     cpus = cpus or os.cpu_count() or 1
     workers = workers or cpus
     threads = threads or 6
     budget = max(max_connections - reserved, workers)
-    pool = max(1, min(threads, budget // workers))
+    pool = max(1, min(threads, budget // workers - PER_WORKER_EXTRA))
     return Sizing(workers=workers, threads=threads, pool_size=pool)

@@ -155,6 +155,11 @@ def smoke(client: Client, report: VerifyReport, password: str, metrics: Client) 
     finally:
         client.base = api_base
     expect("/api/auth/logout", "POST", "/api/auth/logout", 200, check=lambda d: d["logged_out"] is True)
+    # every worker forgets the user when the database announces the logout (LISTEN)
+    deadline, got = time.monotonic() + 2, None
+    while time.monotonic() < deadline and got != 401:
+        got, _, ms = client("GET", "/api/me", None)
+    report.add("GET /api/me (after logout, any worker)", got == 401, "" if got == 401 else f"got {got}", ms)
 
 
 def verify(users_count: int = 20, duration: str = "15s", port: int | None = None,

@@ -101,3 +101,19 @@ BEGIN
         END LOOP;
     END LOOP;
 END $$;
+
+-- A change that ends a user's tokens or changes what they may do is announced
+-- at commit (NOTIFY tracetrack_user, the user's id): every API worker that
+-- LISTENs forgets its cached copy at once, instead of after its refresh time.
+CREATE FUNCTION tt_user_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('tracetrack_user', NEW.id::text);
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER app_user_changed
+AFTER UPDATE OF role, dispatch_area, is_active, token_version ON app_user
+FOR EACH ROW
+WHEN (OLD.role IS DISTINCT FROM NEW.role OR OLD.dispatch_area IS DISTINCT FROM NEW.dispatch_area
+      OR OLD.is_active IS DISTINCT FROM NEW.is_active OR OLD.token_version IS DISTINCT FROM NEW.token_version)
+EXECUTE FUNCTION tt_user_changed();
