@@ -113,6 +113,26 @@ def test_serve_creates_demo_data_and_answers_the_contract(db_url):
         assert status == 200 and doc["openapi"].startswith("3.1")
 
 
+def test_serving_beyond_localhost_says_to_put_nginx_in_front(db_url):
+    """Slow clients: a socket that sends Content-Length and never the body holds one
+    of granian's threads (WSGI reads the body in the thread; granian has no body
+    timeout). The documented deployment puts nginx in front, which buffers bodies
+    under client_body_timeout (test_nginx.py shows /health unaffected by such
+    sockets); `serve` says so when it listens beyond this machine, and that it
+    connects as a least-privilege role when it does not."""
+    with running_server(db_url, "--host", "0.0.0.0") as (_base, proc):
+        started = proc.log()
+    assert "serve behind nginx (deploy/nginx/tracetrack.conf)" in started
+    assert "owns the tables" not in started  # the tests' server connects as the service role
+    with running_server(db_url) as (_base, proc):
+        assert "serve behind nginx" not in proc.log()
+
+
+def test_serving_as_the_owner_is_pointed_out(db_url):
+    with running_server(db_url, env_extra={"DATABASE_URL": db_url}) as (_base, proc):
+        assert "DATABASE_URL's role owns the tables" in proc.log()
+
+
 def test_no_demo_data_on_a_database_url_unless_asked(db_url):
     """Before, `tracetrack serve` on a DATABASE_URL database created admin/tracetrack."""
     import psycopg
