@@ -145,7 +145,11 @@ def bare_loop(url: str, query: str, qrs: list[str], first_parent: int, seconds: 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
+    ap.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
+                    help="what the server and the bare loops connect as (a service role, see README Security)")
+    ap.add_argument("--owner-url", default=os.environ.get("TRACETRACK_OWNER_URL"),
+                    help="the tables' owner, for the setup (bench parents and a parent format); "
+                         "default: --database-url")
     ap.add_argument("--connections", default="64,256")
     ap.add_argument("--duration", type=int, default=20)
     ap.add_argument("--workers", type=int)
@@ -160,7 +164,8 @@ def main() -> None:
     conns = [int(c) for c in args.connections.split(",")]
     per_thread = 20000
     http_parents = per_thread * 2 * len(conns)
-    qrs = prepare(args.database_url, http_parents + 10000 * args.bare_processes)
+    owner_url = args.owner_url or args.database_url
+    qrs = prepare(owner_url, http_parents + 10000 * args.bare_processes)
     with psycopg.connect(args.database_url) as conn:
         bags = conn.execute("SELECT count(*) FROM bag").fetchone()[0]
         events = conn.execute("SELECT count(*) FROM event").fetchone()[0]
@@ -169,7 +174,8 @@ def main() -> None:
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "DATABASE_URL": args.database_url, "TRACETRACK_LOGIN_ADDRESS_RATE": "100000",
+    env = {**os.environ, "DATABASE_URL": args.database_url, "TRACETRACK_OWNER_URL": owner_url,
+           "TRACETRACK_LOGIN_ADDRESS_RATE": "100000",
            "TRACETRACK_SECRET_KEY": os.environ.get("TRACETRACK_SECRET_KEY", "bench-secret-0123456789abcdef")}
     if args.server == "granian":
         serve = [sys.executable, "-c", "from tracetrack_ops.cli import main; main()", "serve", "--no-demo",

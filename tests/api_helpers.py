@@ -102,11 +102,11 @@ class Api:
     """The app over `db`, its test client and shortcuts for authenticated calls."""
 
     def __init__(self, db: Database, settings: ApiSettings | None = None, cache: LocalCache | None = None,
-                 directory=None):
+                 directory=None, counters=None):
         self.db = db
         self.settings = settings or api_settings()
         self.cache = cache if cache is not None else LocalCache()
-        self.app = create_app(db, self.settings, self.cache, directory=directory)
+        self.app = create_app(db, self.settings, self.cache, directory=directory, counters=counters)
         self.client = falcon.testing.TestClient(self.app)
 
     # requests --------------------------------------------------------------
@@ -218,9 +218,9 @@ class Api:
         raise AssertionError("pagination never ended")
 
 
-def make_api(db: Database, cache: LocalCache | None = None, **settings: Any) -> Api:
+def make_api(db: Database, cache: LocalCache | None = None, counters=None, **settings: Any) -> Api:
     """An app with specific settings (e.g. make_api(db, user_refresh_seconds=0))."""
-    return Api(db, api_settings(**settings), cache)
+    return Api(db, api_settings(**settings), cache, counters=counters)
 
 
 @pytest.fixture

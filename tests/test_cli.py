@@ -111,3 +111,31 @@ def test_the_local_token_secret_is_private_from_the_start(tmp_path):
     path.chmod(0o644)
     with pytest.raises(SystemExit):
         local_secret(tmp_path)
+
+
+def test_service_role_command_makes_a_least_privilege_role(db_url, sql_conn):
+    """`tracetrack db service-role ROLE` as the owner: the role is created with the
+    given password, recorded, granted; the service can then connect as it and
+    is no owner. Repeating it is harmless."""
+    from tracetrack_db import privileges
+
+    role = f"tt_cli_svc_{os.getpid()}"
+    env = {"DATABASE_URL": db_url, "TRACETRACK_SERVICE_PASSWORD": "cli-service-password-7"}
+    try:
+        made = run(["db", "service-role", role], env)
+        assert made.returncode == 0, made.stderr
+        assert f"created role {role}" in made.stdout and "cli-service-password-7" not in made.stdout
+        again = run(["db", "service-role", role], env)
+        assert again.returncode == 0 and "created role" not in again.stdout
+        url = privileges.with_user(db_url, role, "cli-service-password-7")
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert not privileges.is_owner(conn)
+            assert conn.execute("SELECT count(*) FROM bag").fetchone()[0] == 0
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("DELETE FROM event")
+        refused = run(["db", "service-role", "postgres"], env)
+        assert refused.returncode == 1 and "superuser" in refused.stderr
+    finally:
+        if sql_conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+            sql_conn.execute(f"DROP OWNED BY {role}")  # its grants in this database
+            sql_conn.execute(f"DROP ROLE {role}")

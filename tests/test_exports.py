@@ -143,16 +143,19 @@ def test_cells_a_spreadsheet_would_run_are_neutralised(db: Database):
 
 
 def test_a_reader_that_stops_reading_has_its_export_aborted(db_url, sql_conn):
-    """Before: a client that never read bags.csv held its export slot, the COPY, its
-    connection and its snapshot (vacuum's horizon) for as long as it kept the socket
-    open. Now the watchdog aborts an export whose reader takes no data for
-    TRACETRACK_EXPORT_STALL seconds: the COPY's session ends, the snapshot goes, and
-    the user and the process get their export slots back."""
+    """Before: a client that never read bags.csv held the COPY, its connection and
+    its snapshot (vacuum's horizon) for as long as it kept the socket open. Now the
+    watchdog aborts an export whose reader takes no data for TRACETRACK_EXPORT_STALL
+    seconds: the COPY's session ends, the snapshot goes, and the user may export
+    again. The process's slot stays taken until the socket closes (the server
+    thread is still blocked on that client), so stalled clients hold at most
+    EXPORTS_AT_ONCE threads; nginx's send_timeout closes them in a deployment."""
     import socket
     import time
+    import urllib.error
     import urllib.request
 
-    from .test_server import login, running_server
+    from .test_server import http, login, running_server
 
     bulk_children(sql_conn, "STALL-", 150_000)  # ~20 MB of CSV: more than every buffer on the way
 
@@ -160,33 +163,53 @@ def test_a_reader_that_stops_reading_has_its_export_aborted(db_url, sql_conn):
         return sql_conn.execute("SELECT pid, backend_xmin FROM pg_stat_activity WHERE datname = current_database() "
                                 "AND query LIKE 'COPY (SELECT%%' AND pid <> pg_backend_pid()").fetchall()
 
-    with running_server(db_url, env_extra={"TRACETRACK_EXPORT_STALL": "2"}) as (base, proc):
-        token = login(base, "admin", "tracetrack-demo")
-        host, port = base.removeprefix("http://").split(":")
-        stalled = socket.socket()
-        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        stalled.connect((host, int(port)))
-        stalled.sendall(f"GET /api/exports/bags.csv HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
-                        .encode())
-        assert stalled.recv(4096).startswith(b"HTTP/1.1 200")  # then read nothing more
+    def wait_for(condition, what: str, seconds: float = 30) -> None:
+        deadline = time.monotonic() + seconds
+        while not condition():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.1)
+
+    def export(token: str) -> int:
+        request = urllib.request.Request(base + "/api/exports/bills.csv", headers={"Authorization": f"Bearer {token}"})
         try:
-            deadline = time.monotonic() + 10
-            while not copies():
-                assert time.monotonic() < deadline, "the export's COPY never showed up"
-                time.sleep(0.1)
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                assert answer.read().startswith(b"id,bill_no")
+                return answer.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    with running_server(db_url, env_extra={"TRACETRACK_EXPORT_STALL": "2"}) as (base, proc):
+        admin = login(base, "admin", "tracetrack-demo")
+        assert http("POST", base + "/api/users", {"username": "biller2", "password": "tractor-monsoon-41",
+                                                  "role": "biller"}, admin)[0] == 201
+        billers = [login(base, "biller", "tracetrack-demo"), login(base, "biller2", "tractor-monsoon-41")]
+        host, port = base.removeprefix("http://").split(":")
+        stalled = []
+
+        def stall(token: str) -> None:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect((host, int(port)))
+            sock.sendall(f"GET /api/exports/bags.csv HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+                         .encode())
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")  # then read nothing more
+            stalled.append(sock)
+
+        try:
+            stall(admin)
+            wait_for(copies, "the export's COPY never showed up", 10)
             assert copies()[0][1] is not None  # it holds a snapshot
-            deadline = time.monotonic() + 30
-            while copies():
-                assert time.monotonic() < deadline, f"the stalled export still holds its COPY: {copies()} {proc.log()}"
-                time.sleep(0.2)
-            # the same user may export again (and read it all) while the stalled socket stays open
-            request = urllib.request.Request(base + "/api/exports/bills.csv",
-                                             headers={"Authorization": f"Bearer {token}"})
-            with urllib.request.urlopen(request, timeout=30) as again:
-                assert again.status == 200 and again.read().startswith(b"id,bill_no")
+            wait_for(lambda: not copies(), f"the stalled export still holds its COPY: {copies()} {proc.log()}")
             assert "export aborted" in proc.log()
+            assert export(admin) == 200  # the same user may export again: one slot of two is free
+            stall(billers[0])
+            wait_for(lambda: proc.log().count("export aborted") == 2, "the second stalled export was not aborted")
+            assert not copies()
+            assert export(billers[1]) == 429  # both slots held by stalled threads: none for more
         finally:
-            stalled.close()
+            for sock in stalled:
+                sock.close()
+        wait_for(lambda: export(billers[1]) == 200, "closing the stalled sockets did not give the slots back")
 
 
 def test_an_export_runs_under_a_statement_timeout(db: Database, sql_conn, monkeypatch):
@@ -203,3 +226,27 @@ def test_an_export_runs_under_a_statement_timeout(db: Database, sql_conn, monkey
     assert consume(exports.bags_csv(db))[0] == 100_001
     with db.connection(read=True) as conn:
         assert conn.execute("SHOW statement_timeout").fetchone()[0] == "0"
+
+
+def test_one_export_per_user_across_processes_without_redis(db: Database):
+    """Two workers (their own in-process caches, no Redis): the user's export mark is
+    in PostgreSQL, so a second export by the same user on the other worker is 429."""
+    import falcon.testing
+
+    from tracetrack_api.app import create_app
+    from tracetrack_api.config import ApiSettings
+    from tracetrack_db import Settings, users
+
+    settings = ApiSettings(db=Settings(), secret_key="export-secret-0123456789")
+    one, two = create_app(db, settings), create_app(db, settings)
+    users.create_user(db, "exporter", "exporter-password", "admin")
+    token = falcon.testing.TestClient(one).simulate_post(
+        "/api/auth/login", json={"username": "exporter", "password": "exporter-password"}).json["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    held = one(falcon.testing.create_environ("/api/exports/bills.csv", headers=headers), lambda *a, **k: None)
+    try:
+        second = falcon.testing.TestClient(two).simulate_get("/api/exports/bags.csv", headers=headers)
+        assert second.status_code == 429 and "you have an export running" in second.json["error"]["message"]
+    finally:
+        held.close()
+    assert falcon.testing.TestClient(two).simulate_get("/api/exports/bags.csv", headers=headers).status_code == 200

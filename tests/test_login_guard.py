@@ -1,7 +1,9 @@
 """Login throttling (tracetrack_api.login_guard) through POST /api/auth/login:
 a guesser slows down, the user it guesses at does not, counts are taken
 before the password check (no race), a flood of made-up names from one
-address is cut off, and a Redis outage does not open the gate.
+address is cut off and holds few threads, the counts are shared by every
+process (through Redis, or PostgreSQL without it), and an outage of either
+does not open the gate.
 
 The client address is the X-Real-IP of a trusted peer (the test client's
 peer is 127.0.0.1, trusted by default), as behind the shipped nginx."""
@@ -42,7 +44,8 @@ def login_from(api: Api, address: str, username: str, password: str = PASSWORD):
 def test_a_guesser_slows_down_and_the_user_logs_in_from_elsewhere(db):
     """Before: 5 wrong passwords from anyone locked the only admin out for 15 minutes."""
     clock = Clock()
-    api = make_api(db, cache=LocalCache(clock))
+    local = LocalCache(clock)
+    api = make_api(db, cache=local, counters=local)
     admin = api.admin()
     attacker = "203.0.113.66"
     for _ in range(login_guard.FREE_TRIES + 1):  # the free tries, then one after no wait
@@ -70,7 +73,8 @@ def test_a_guesser_slows_down_and_the_user_logs_in_from_elsewhere(db):
 
 
 def test_a_success_clears_the_count(db):
-    api = make_api(db, cache=LocalCache(Clock()))
+    local = LocalCache(Clock())
+    api = make_api(db, cache=local, counters=local)
     user = api.biller()
     for _ in range(3):
         for _ in range(login_guard.FREE_TRIES - 1):
@@ -82,7 +86,8 @@ def test_a_flood_of_made_up_names_from_one_address_is_cut_off(db, monkeypatch):
     """Before: each made-up name got a fresh per-name counter, so one address could run
     argon2 without end."""
     clock = Clock()
-    api = Api(db, api_settings(login_address_rate=5), LocalCache(clock))
+    local = LocalCache(clock)
+    api = Api(db, api_settings(login_address_rate=5), local, counters=local)
     checks = []
     real = users.verify_password
     monkeypatch.setattr(users, "verify_password", lambda h, p: checks.append(1) or real(h, p))
@@ -101,7 +106,8 @@ def test_a_flood_of_made_up_names_from_one_address_is_cut_off(db, monkeypatch):
 def test_an_untrusted_peer_cannot_pick_its_address(db):
     """X-Real-IP counts only from a trusted proxy: a client talking to the app
     directly cannot dodge the limit by sending a new X-Real-IP each time."""
-    api = Api(db, api_settings(login_address_rate=3, trusted_proxies=("10.9.9.9",)), LocalCache(Clock()))
+    local = LocalCache(Clock())
+    api = Api(db, api_settings(login_address_rate=3, trusted_proxies=("10.9.9.9",)), local, counters=local)
     for n in range(3):
         assert_error(login_from(api, f"198.51.100.{n}", "ghost"), 401, "invalid_credentials")
     assert_error(login_from(api, "198.51.100.99", "ghost"), 429, "rate_limited")
@@ -155,10 +161,12 @@ def test_with_redis_unreachable_the_limit_still_holds(db, cheap_hashing):
     assert login_from(api, "192.0.2.10", "lonely").status_code == 200
 
 
-def test_password_checks_at_once_are_bounded(db, monkeypatch, cheap_hashing):
-    """A login flood cannot run more argon2 checks at once than login_concurrency:
-    the others wait, and past the queue time get 429."""
-    api = Api(db, api_settings(login_concurrency=2, login_queue_seconds=0.5), LocalCache())
+def test_a_flood_holds_few_threads_and_few_password_checks(db, monkeypatch, cheap_hashing):
+    """8 logins at once with login_concurrency=2: 2 run argon2, 2 wait for them,
+    and the other 4 are refused at once rather than holding a server thread
+    each. Before, every login waited up to 5 s for a check, so a flood from
+    under the per-address limit held every thread and stalled the scans."""
+    api = Api(db, api_settings(login_concurrency=2, login_queue_seconds=30), LocalCache())
     users.create_user(db, "slowpoke", PASSWORD, "biller")
     running, peak, lock = [0], [0], threading.Lock()
     release = threading.Event()
@@ -174,12 +182,38 @@ def test_password_checks_at_once_are_bounded(db, monkeypatch, cheap_hashing):
         return real(h, p)
 
     monkeypatch.setattr(users, "verify_password", slow_check)
-    with ThreadPoolExecutor(6) as pool:
-        futures = [pool.submit(login_from, api, f"192.0.2.{20 + n}", "slowpoke", "typo-typo") for n in range(6)]
-        early = [f.result().json["error"]["code"] for f in itertools.islice(as_completed(futures), 4)]
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(login_from, api, f"192.0.2.{20 + n}", "slowpoke", "typo-typo") for n in range(8)]
+        at_once = [f.result() for f in itertools.islice(as_completed(futures), 4)]
+        still_held = sum(not f.done() for f in futures)
         release.set()
-        late = [f.result().json["error"]["code"] for f in futures if f.result().json["error"]["code"]
-                == "invalid_credentials"]
-    assert peak[0] == 2
-    assert early == ["rate_limited"] * 4  # refused while two checks held both slots
-    assert late == ["invalid_credentials"] * 2
+        codes = Counter(f.result().json["error"]["code"] for f in futures)
+    assert still_held == 4  # 2 checking, 2 waiting: the most a flood holds
+    assert [r.json["error"]["code"] for r in at_once] == ["rate_limited"] * 4
+    assert all(r.headers["retry-after"] == "1" for r in at_once)
+    assert codes == {"rate_limited": 4, "invalid_credentials": 4} and peak[0] == 2
+
+
+def test_without_redis_every_process_shares_the_counts_through_postgres(db, cheap_hashing):
+    """The default (no REDIS_URL): before, each worker counted on its own, so N
+    workers gave N x 5 free guesses and N exports per user."""
+    one, two = Api(db, api_settings()), Api(db, api_settings())  # two workers: their own in-process caches
+    users.create_user(db, "shared", PASSWORD, "biller")
+    for n in range(login_guard.FREE_TRIES + 1):
+        assert_error(login_from((one, two)[n % 2], "192.0.2.8", "shared", "typo-typo"), 401,
+                     "invalid_credentials")
+    assert_error(login_from(two, "192.0.2.8", "shared"), 429, "rate_limited")
+    assert_error(login_from(one, "192.0.2.8", "shared"), 429, "rate_limited")
+
+
+def test_an_ipv6_client_is_limited_by_its_64(db):
+    """One host owns a whole /64: rotating addresses in it must not reset the limit."""
+    assert login_guard.address_key("2001:db8:1:2::1") == login_guard.address_key("2001:db8:1:2:ffff::9")
+    assert login_guard.address_key("2001:db8:1:3::1") != login_guard.address_key("2001:db8:1:2::1")
+    assert login_guard.address_key("192.0.2.1") == "192.0.2.1"
+    local = LocalCache(Clock())
+    api = Api(db, api_settings(login_address_rate=3), local, counters=local)
+    for n in range(3):
+        assert_error(login_from(api, f"2001:db8:1:2::{n + 1:x}", "ghost"), 401, "invalid_credentials")
+    assert_error(login_from(api, "2001:db8:1:2:abcd::77", "ghost"), 429, "rate_limited")
+    assert_error(login_from(api, "2001:db8:9:9::1", "ghost"), 401, "invalid_credentials")

@@ -9,7 +9,7 @@ from tracetrack_db import Database
 
 from . import errors, openapi
 from .auth import Authenticator, UserDirectory
-from .cache import LocalCache, RedisCache, make_cache
+from .cache import LocalCache, RedisCache, SharedCounters, make_cache, shared_counters
 from .config import ApiSettings
 from .endpoint import ClientAddress, Endpoint
 from .login_guard import LoginGuard
@@ -30,9 +30,12 @@ class OpenApiDocument:
 
 
 def create_app(db: Database, settings: ApiSettings | None = None,
-               cache: LocalCache | RedisCache | None = None, directory: UserDirectory | None = None) -> falcon.App:
+               cache: LocalCache | RedisCache | None = None, directory: UserDirectory | None = None,
+               counters: LocalCache | RedisCache | SharedCounters | None = None) -> falcon.App:
     """Build the app. `db` must be open; the app never closes it. `directory`:
-    the user cache, when the caller keeps it (to start a UserChangeListener)."""
+    the user cache, when the caller keeps it (to start a UserChangeListener).
+    `counters`: where the login throttle and export marks count (default: Redis
+    when configured, else PostgreSQL, so every process shares them)."""
     check_table(OPERATIONS, PATH_VALUES, SPANS_SEGMENTS)
     settings = settings or ApiSettings.from_env()
     if not settings.secret_key:
@@ -40,8 +43,10 @@ def create_app(db: Database, settings: ApiSettings | None = None,
     signer = TokenSigner(settings.secret_key, settings.token_ttl_seconds)
     directory = directory or UserDirectory(db, settings.user_refresh_seconds)
     cache = cache or make_cache(settings.redis_url)
+    counters = counters or shared_counters(cache, db)
     services = Services(db=db, settings=settings, cache=cache, directory=directory, signer=signer,
-                        login_guard=LoginGuard(cache, settings.login_address_rate, settings.login_concurrency,
+                        counters=counters,
+                        login_guard=LoginGuard(counters, settings.login_address_rate, settings.login_concurrency,
                                                 settings.login_queue_seconds))
     client = ClientAddress(settings.trusted_proxies)
     authenticate = Authenticator(signer, directory)

@@ -1,10 +1,12 @@
 """Authentication: bearer tokens checked with one HMAC (no database), and the
-caller's role, area, active flag and token version from a per-process cache
-refreshed at most every `user_refresh_seconds`. A token carries the token
-version of its user when issued; a logout, a new password, a deactivation or
-a role change bumps the version, which ends every older token: at once in
-the process that made the change, within `user_refresh_seconds` in the
-others, without a database round trip on the hot path."""
+caller's role, area, active flag and token version from a per-process cache.
+A token carries its user's token version when issued; a logout, a new
+password, a deactivation or a role change bumps the version, which ends
+every older token. The database announces such a change at commit
+(NOTIFY), and UserChangeListener makes every listening worker forget the
+user at once; where nothing listens, the cache's refresh time
+(`user_refresh_seconds`) bounds the delay. No database round trip on the
+hot path either way."""
 
 from __future__ import annotations
 
@@ -12,9 +14,8 @@ import logging
 import threading
 import time
 
-import psycopg
-
 from tracetrack_db import Database, Principal, users
+from tracetrack_db.errors import TraceTrackError
 
 from .errors import Unauthenticated
 from .tokens import TokenSigner
@@ -86,19 +87,17 @@ class UserChangeListener:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5,
-                                     application_name="tracetrack-listener") as conn:
-                    conn.execute(f"LISTEN {self.CHANNEL}")
-                    self.directory.clear()  # whatever changed while nobody listened
-                    self.listening.set()
-                    while not self._stop.is_set():
-                        for note in conn.notifies(timeout=1.0):
-                            if note.payload.isdigit():
-                                self.directory.forget(int(note.payload))
-            except psycopg.Error as exc:
+                # whatever changed while nobody listened is forgotten once listening
+                for user_id in users.watch_changes(self.conninfo, self._stop, self._listening):
+                    self.directory.forget(user_id)
+            except TraceTrackError as exc:
                 log.warning("user change listener: %s; the user cache refresh time applies meanwhile", exc)
             self.listening.clear()
             self._stop.wait(self.retry)
+
+    def _listening(self) -> None:
+        self.directory.clear()
+        self.listening.set()
 
 
 class Authenticator:

@@ -13,6 +13,9 @@ import threading
 import time
 from collections.abc import Callable
 
+from tracetrack_db import throttle
+from tracetrack_db.errors import TraceTrackError
+
 log = logging.getLogger(__name__)
 
 
@@ -56,8 +59,9 @@ class LocalCache:
             if expires < now:
                 expires, value = now + ttl, 0
             self._counters[key] = (expires, value + 1)
-            if len(self._counters) > self.MAX_ITEMS:
-                self._counters = {k: v for k, v in self._counters.items() if v[0] >= now}
+            if len(self._counters) > self.MAX_ITEMS:  # the expired go first, then the oldest, in one pass
+                live = [(k, v) for k, v in self._counters.items() if v[0] >= now]
+                self._counters = dict(live[-(self.MAX_ITEMS * 9 // 10):])
             return value + 1
 
     def add(self, key: str, value: bytes, ttl: float) -> bool:
@@ -116,10 +120,11 @@ class RedisCache:
 
     def incr(self, key: str, ttl: float) -> int:
         def go() -> int:
+            # SET NX gives a new counter its lifetime, INCR keeps it (PEXPIRE NX would need Redis 7)
             pipe = self.client.pipeline()
+            pipe.set(self.prefix + key, 0, px=int(ttl * 1000), nx=True)
             pipe.incr(self.prefix + key)
-            pipe.pexpire(self.prefix + key, int(ttl * 1000), nx=True)
-            return pipe.execute()[0]
+            return pipe.execute()[1]
 
         return self._guard("incr", go, lambda: self.local.incr(key, ttl))
 
@@ -135,3 +140,39 @@ class RedisCache:
 
 def make_cache(redis_url: str | None) -> LocalCache | RedisCache:
     return RedisCache(redis_url) if redis_url else LocalCache()
+
+
+class SharedCounters:
+    """Counters and marks every API process shares through PostgreSQL (the
+    `throttle` table), for when there is no Redis: the login throttle and the
+    one-export-per-user mark must not be per process. A database error is
+    answered from an in-process LocalCache, as a Redis error is."""
+
+    kind = "postgres"
+
+    def __init__(self, db) -> None:
+        self.db = db
+        self.local = LocalCache()
+
+    def _guard(self, what: str, call, fallback):
+        try:
+            return call()
+        except TraceTrackError as exc:
+            log.warning("shared counter %s failed (answered in-process): %s", what, exc)
+            return fallback()
+
+    def incr(self, key: str, ttl: float) -> int:
+        return self._guard("incr", lambda: throttle.incr(self.db, key, ttl), lambda: self.local.incr(key, ttl))
+
+    def add(self, key: str, value: bytes, ttl: float) -> bool:
+        return self._guard("add", lambda: throttle.add(self.db, key, ttl), lambda: self.local.add(key, value, ttl))
+
+    def delete(self, *keys: str) -> None:
+        self.local.delete(*keys)
+        self._guard("delete", lambda: throttle.delete(self.db, *keys), lambda: None)
+
+
+def shared_counters(cache: LocalCache | RedisCache, db) -> RedisCache | SharedCounters | LocalCache:
+    """Where counters every process must share live: Redis when configured, else
+    PostgreSQL. (A LocalCache given explicitly, in tests, stays itself.)"""
+    return cache if isinstance(cache, RedisCache) else SharedCounters(db)

@@ -8,23 +8,27 @@ user out.
   5 minutes. Guessing someone's password from one address slows that address
   down; the user, from their own address, logs in as usual.
 - Per process: at most `concurrent` argon2 checks at once (64 MiB and a few
-  hundred ms each); a login that waits longer than `queue_seconds` for one is
-  refused, so a flood cannot take every thread and all the memory.
+  hundred ms each) and at most as many logins waiting for one (each for up to
+  `queue_seconds`); any other login is refused at once. Logins thus hold at
+  most 2 x `concurrent` of a worker's threads, whatever the flood, and the
+  rest keep serving scans.
 
-Each attempt is counted (atomically, in the shared cache) before its password
-is checked, so parallel guesses cannot all slip in before the count lands.
-Refusals are RateLimited (429) with Retry-After. The counters live in Redis
-when REDIS_URL is set (shared by every process) and in-process otherwise, or
-while Redis is unreachable.
+Each attempt is counted (atomically, in the shared counters) before its
+password is checked, so parallel guesses cannot all slip in before the count
+lands. Refusals are RateLimited (429) with Retry-After. The counters are
+shared by every process of every server: in Redis when REDIS_URL is set,
+else in PostgreSQL (the `throttle` table); while either is unreachable, in
+the process.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .cache import LocalCache, RedisCache
+from .cache import LocalCache, RedisCache, SharedCounters
 from .errors import RateLimited
 
 FREE_TRIES = 5
@@ -33,18 +37,21 @@ MAX_DELAY_SECONDS = 5 * 60
 
 
 class LoginGuard:
-    def __init__(self, cache: LocalCache | RedisCache, address_rate: int, concurrent: int,
+    def __init__(self, cache: LocalCache | RedisCache | SharedCounters, address_rate: int, concurrent: int,
                  queue_seconds: float = 5.0):
         self.cache = cache
         self.address_rate = address_rate
         self.queue_seconds = queue_seconds
         self._checks = threading.BoundedSemaphore(concurrent)
+        self._max_waiting = concurrent
+        self._waiting = 0
+        self._lock = threading.Lock()
 
     @contextmanager
     def attempt(self, name: str, address: str) -> Iterator[None]:
         """Hold one password check for `name` (already login_name'd) from
         `address`; raises RateLimited instead when the attempt must wait."""
-        if self.cache.incr(f"login-address:{address}", 60) > self.address_rate:  # a minute from the first
+        if self.cache.incr(f"login-address:{address_key(address)}", 60) > self.address_rate:  # a minute
             raise RateLimited("too many login attempts from this address: wait a minute", retry_after=60)
         tries = f"login-tries:{name}:{address}"
         count = self.cache.incr(tries, WINDOW_SECONDS)
@@ -53,10 +60,34 @@ class LoginGuard:
             if not self.cache.add(f"login-wait:{name}:{address}", b"1", delay):
                 raise RateLimited("too many failed logins for this user from this address: "
                                   f"wait {delay} s", retry_after=delay)
-        if not self._checks.acquire(timeout=self.queue_seconds):
-            raise RateLimited("too many logins at once: retry in a moment", retry_after=1)
+        self._take_a_check()
         try:
             yield
         finally:
             self._checks.release()
         self.cache.delete(tries)  # reached only when the login succeeded
+
+    def _take_a_check(self) -> None:
+        if self._checks.acquire(blocking=False):
+            return
+        with self._lock:
+            if self._waiting >= self._max_waiting:
+                raise RateLimited("too many logins at once: retry in a moment", retry_after=1)
+            self._waiting += 1
+        try:
+            if not self._checks.acquire(timeout=self.queue_seconds):
+                raise RateLimited("too many logins at once: retry in a moment", retry_after=1)
+        finally:
+            with self._lock:
+                self._waiting -= 1
+
+
+def address_key(address: str) -> str:
+    """An IPv4 address as is; an IPv6 address by its /64, which one host can
+    fill with addresses of its own."""
+    if ":" not in address:
+        return address
+    try:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    except ValueError:
+        return address

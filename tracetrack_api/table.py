@@ -78,6 +78,7 @@ class Services:
     directory: Any   # auth.UserDirectory
     signer: Any      # tokens.TokenSigner
     login_guard: Any  # login_guard.LoginGuard
+    counters: Any = None  # cache.SharedCounters or RedisCache: what every process must share
 
 
 @dataclass(slots=True)

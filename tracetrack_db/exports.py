@@ -8,10 +8,11 @@ An export holds a read connection, a COPY and its snapshot (which keeps
 vacuum from removing dead rows) for as long as its reader takes, so it is
 bounded two ways: the COPY runs under a statement timeout (`timeout`), and
 a reader that takes no chunk for `stall` seconds has its export aborted by a
-watchdog thread, which shuts the connection's socket: PostgreSQL ends that
-session at once (even while it waits to send), the snapshot goes, and the
-pool replaces the connection. Iterating an aborted export raises
-ExportAborted.
+watchdog thread, which ends the export's session (pg_terminate_backend: a
+server blocked sending to a client that does not read notices nothing else)
+and shuts its socket (for a pooler in between): the snapshot goes, and the
+pool replaces the connection once the export is closed. Iterating an
+aborted export raises ExportAborted.
 """
 
 from __future__ import annotations

@@ -9,7 +9,11 @@ PostgreSQL lowercase some non-ASCII letters differently) can reach one user.
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+
+import psycopg
 
 from psycopg import Connection
 
@@ -157,3 +161,21 @@ def ensure_admin(db: Database, username: str, password: str) -> User | None:
         return create_user(db, username, password, "admin")
     except errors.UsernameTaken:  # created concurrently by another process
         return None
+
+
+CHANGES_CHANNEL = "tracetrack_user"  # NOTIFYed by the app_user_changed trigger
+
+
+def watch_changes(conninfo: str, stop: threading.Event,
+                  on_listening: Callable[[], None] = lambda: None) -> Iterator[int]:
+    """The ids of users whose role, area, active flag or token version changed,
+    as each change commits, until `stop` is set. Connects on its own (LISTEN
+    holds its connection); a lost connection raises DatabaseUnavailable."""
+    with errors.wrap_errors(), psycopg.connect(conninfo, autocommit=True, connect_timeout=5,
+                                               application_name="tracetrack-listener") as conn:
+        conn.execute(f"LISTEN {CHANGES_CHANNEL}")
+        on_listening()
+        while not stop.is_set():
+            for note in conn.notifies(timeout=1.0):
+                if note.payload.isdigit():
+                    yield int(note.payload)

@@ -7,6 +7,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+from . import throttle
 from .database import Database
 from .models import (BagTotals, BillTotals, Dashboard, HourBucket, RecentScan, ScanTotals, TypeCounts,
                      UserActivity)
@@ -73,6 +74,7 @@ class Refresher:
                 self.last_result = refresh_views(self.db, min_interval=self.interval)
                 if self.last_result:  # this process refreshed: it also forgets old idempotency keys
                     self.db.execute("purge_idempotency_keys", {"hours": self.idempotency_hours})
+                    throttle.purge(self.db)  # and expired login counters and export marks
             except Exception:  # noqa: BLE001 - a failed refresh must never kill the thread
                 log.exception("view refresh failed; retrying in %s s", self.interval)
 

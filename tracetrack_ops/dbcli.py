@@ -94,7 +94,8 @@ def status_command() -> None:
 @db_group.command("service-role")
 @click.argument("role")
 @click.option("--create/--no-create", default=True, show_default=True,
-              help="Create the role (LOGIN, password from TRACETRACK_PASSWORD or generated) if it does not exist.")
+              help="Create the role (LOGIN, password from TRACETRACK_SERVICE_PASSWORD or generated) if it does "
+                   "not exist.")
 def service_role_command(role: str, create: bool) -> None:
     """Make ROLE the service's least-privilege role: record it and grant it what
     the API needs (every `db migrate` grants it again). Run as the tables'
@@ -107,12 +108,12 @@ def service_role_command(role: str, create: bool) -> None:
         migrate_and_bootstrap(settings, url)
         try:
             password = privileges.grant_service(url, role, create=create,
-                                                password=os.environ.get("TRACETRACK_PASSWORD") or None)
+                                                password=os.environ.get("TRACETRACK_SERVICE_PASSWORD") or None)
         except ValueError as exc:
             fail(str(exc))
     click.echo(f"{role} is a service role of {describe_target(url)}")
     if password:
-        shown = "from TRACETRACK_PASSWORD" if os.environ.get("TRACETRACK_PASSWORD") else password
+        shown = "from TRACETRACK_SERVICE_PASSWORD" if os.environ.get("TRACETRACK_SERVICE_PASSWORD") else password
         click.echo(f"created role {role} with password {shown} (shown once): run the service with "
                    f"DATABASE_URL as {role}, and migrations with TRACETRACK_OWNER_URL")
 

@@ -52,6 +52,16 @@ EXCEPTION WHEN insufficient_privilege THEN
     RAISE WARNING 'cannot revoke CREATE on schema % from PUBLIC: ask its owner to', current_schema();
 END $$;
 
+-- Counters and marks shared by every API process (login throttling, one
+-- export per user) when there is no Redis: short-lived, so UNLOGGED (a crash
+-- empties it, which only forgives some waits). Expired rows are reused in
+-- place and purged by the refresher.
+CREATE UNLOGGED TABLE throttle (
+    key        text PRIMARY KEY,
+    value      bigint NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+
 -- The privileges, (re)applied by every migrate. A later migration that adds a
 -- write function or a table the service uses replaces this function.
 CREATE FUNCTION tt_apply_privileges() RETURNS void LANGUAGE plpgsql AS $$
@@ -91,6 +101,7 @@ BEGIN
                        'last_login_at, updated_at) ON app_user TO %I', r);
         EXECUTE format('GRANT INSERT, UPDATE, DELETE ON idempotency_key TO %I', r);
         EXECUTE format('GRANT INSERT, UPDATE ON view_refresh TO %I', r);
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON throttle TO %I', r);
         seq := pg_get_serial_sequence('app_user', 'id');
         IF seq IS NOT NULL THEN
             EXECUTE format('GRANT USAGE ON SEQUENCE %s TO %I', seq, r);

@@ -34,30 +34,38 @@ def dashboard(ctx: Ctx, dispatch_area: str | None = None) -> RawJson:
     return RawJson(data)
 
 
-# An export holds a database connection for as long as the client reads; a
-# few at a time per process keep scans from waiting for a connection, and one
-# at a time per user (across processes, through the cache) keeps one client
-# from taking them all. The library aborts an export whose reader stalls.
+# An export holds a database connection and a server thread for as long as
+# the client reads: a few at a time per process keep scans from waiting for
+# either, and one at a time per user (in the counters every process shares)
+# keeps one client from taking them all. The library aborts an export whose
+# reader stalls: its database session ends, and its user may export again;
+# the process's slot comes back only when the server closes the response (the
+# thread stays blocked on the client until then: nginx's send_timeout closes
+# it), so the slots keep bounding the threads exports hold.
 EXPORTS_AT_ONCE = 2
 _export_slots = threading.BoundedSemaphore(EXPORTS_AT_ONCE)
 
 
 class _Slot:
-    """This process's export slot and the user's export mark, given back once:
-    when the server closes the response, or when the watchdog aborts it."""
+    """This process's export slot and the user's export mark, each given back once."""
 
-    def __init__(self, cache, user_key: str):
-        self._cache, self._user_key = cache, user_key
+    def __init__(self, counters, user_key: str):
+        self._counters, self._user_key = counters, user_key
         self._lock = threading.Lock()
-        self._held = True
+        self._slot_held = self._mark_held = True
+
+    def release_mark(self) -> None:
+        with self._lock:
+            held, self._mark_held = self._mark_held, False
+        if held:
+            self._counters.delete(self._user_key)
 
     def release(self) -> None:
         with self._lock:
-            if not self._held:
-                return
-            self._held = False
-        _export_slots.release()
-        self._cache.delete(self._user_key)
+            held, self._slot_held = self._slot_held, False
+        if held:
+            _export_slots.release()
+        self.release_mark()
 
 
 class _Chunks:
@@ -79,16 +87,16 @@ class _Chunks:
 
 
 def _csv(ctx: Ctx, make_chunks: Callable[..., Iterator[bytes]], filename: str) -> CsvStream:
-    cache = ctx.services.cache
+    counters = ctx.services.counters
     user_key = f"export:{ctx.user.id}"
-    if not cache.add(user_key, b"1", exports.timeout_seconds() + exports.stall_seconds() + 60):
+    if not counters.add(user_key, b"1", exports.timeout_seconds() + exports.stall_seconds() + 60):
         raise TooManyExports("you have an export running: wait for it to finish", retry_after=10)
     if not _export_slots.acquire(blocking=False):
-        cache.delete(user_key)
+        counters.delete(user_key)
         raise TooManyExports(f"at most {EXPORTS_AT_ONCE} exports at once per server process: retry shortly")
-    slot = _Slot(cache, user_key)
+    slot = _Slot(counters, user_key)
     try:
-        chunks = make_chunks(on_abort=slot.release)
+        chunks = make_chunks(on_abort=slot.release_mark)
         # Start the COPY before the headers go out, so a database error is
         # still a proper 503 rather than a cut stream.
         first = next(chunks, b"")
