@@ -86,25 +86,10 @@ def test_the_documented_pattern_accepts_exactly_what_normalize_accepts():
     """The OpenAPI document states qr.input_pattern(); schemathesis generates from it, so it must
     match exactly the strings normalize_qr accepts: checked here on strings drawn from the pattern
     and on arbitrary text."""
-    import re
-
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
-    from tracetrack_db import qr
-
-    pattern = re.compile(qr.input_pattern())
-
-    def accepted(text: str) -> bool:
-        try:
-            normalize_qr(text)
-            return True
-        except errors.InvalidQr:
-            return False
-
-    def documented(text: str) -> bool:
-        match = pattern.search(text)
-        return match is not None and match.end() == len(text)
+    from .test_qr_unicode import accepted, documented
 
     alphabet = st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcxyz0189-_/ \t\n\u200b\ufeff\u00a0\x01\x00.!\u0131"
                                "ＳＢｈ９／－＿\u212aſⒽⓘ\u00b2\u00df\ufb00\u338f\ue000\u0380\u0301\U0001d400\ud800")
