@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,12 +21,14 @@ pytestmark = pytest.mark.server
 CONF = Path(__file__).resolve().parent.parent / "deploy" / "nginx" / "tracetrack.conf"
 
 
-@pytest.fixture
-def nginx_in_front(db_url, tmp_path):
+@contextmanager
+def nginx_and_server(db_url: str, tmp_path: Path):
+    """deploy/nginx/tracetrack.conf in a real nginx on a free 127.0.0.1 port in front
+    of `running_server`: yields (nginx's port, the server process)."""
     binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
     if binary is None:
         service_missing("nginx is not installed (apt-get install nginx)")
-    with running_server(db_url, env_extra={"TRACETRACK_REFRESH_INTERVAL": "0"}) as (base, _proc):
+    with running_server(db_url, env_extra={"TRACETRACK_REFRESH_INTERVAL": "0"}) as (base, server):
         api_port = int(base.rsplit(":", 1)[1])
         port = free_port()
         site = CONF.read_text().replace("server 127.0.0.1:5000;", f"server 127.0.0.1:{api_port};")
@@ -69,10 +72,16 @@ http {{
                 assert proc.poll() is None, proc.stderr.read()
                 assert time.monotonic() < deadline, "nginx did not come up"
                 time.sleep(0.1)
-            yield port
+            yield port, server
         finally:
             proc.terminate()
             proc.wait(10)
+
+
+@pytest.fixture
+def nginx_in_front(db_url, tmp_path):
+    with nginx_and_server(db_url, tmp_path) as (port, _server):
+        yield port
 
 
 def request(port: int, method: str, path: str, headers: dict | None = None, body: bytes | None = None):
@@ -172,3 +181,43 @@ def test_logins_have_their_own_tighter_limit(nginx_in_front):
         answers = list(pool.map(one, enumerate(conns)))
     assert {a for a in answers} <= {(401, "invalid_credentials"), (429, "rate_limited")}
     assert 1 <= sum(1 for s, _ in answers if s == 401) <= 6  # the burst (and maybe one refill)
+
+
+def test_bodies_that_never_come_hold_no_server_thread(db_url, tmp_path):
+    """Slow clients: sockets that send a Content-Length and never the body. Straight
+    to the server, each holds one of its threads (granian hands the WSGI app a body
+    to read, with no timeout): with every thread held, /health does not answer.
+    Behind nginx, which buffers bodies under client_body_timeout, the server never
+    sees them and /health answers at once. This is why the deployment puts nginx in
+    front (README, Security) and `serve` says so when it listens beyond localhost."""
+    import socket
+
+    def promise_bodies(port: int, n: int) -> list[socket.socket]:
+        socks = []
+        for _ in range(n):
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 1000\r\n\r\n{")
+            socks.append(sock)
+        return socks
+
+    with nginx_and_server(db_url, tmp_path) as (port, server):
+        api_port = int(server.args[server.args.index("--port") + 1])
+        held = promise_bodies(port, 12)  # three times the server's 4 threads
+        try:
+            time.sleep(0.5)
+            assert request(port, "GET", "/health")[0] == 200  # through nginx: unaffected
+            direct = promise_bodies(api_port, 12)
+            try:
+                time.sleep(0.5)
+                with pytest.raises(OSError):  # TimeoutError: every server thread waits for a body
+                    conn = http.client.HTTPConnection("127.0.0.1", api_port, timeout=3)
+                    conn.request("GET", "/health")
+                    conn.getresponse()
+            finally:
+                for sock in direct:
+                    sock.close()
+            assert request(port, "GET", "/health")[0] == 200
+        finally:
+            for sock in held:
+                sock.close()

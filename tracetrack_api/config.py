@@ -21,8 +21,9 @@ class ApiSettings:
     max_body_bytes: int = 64 * 1024
     # login attempts a minute from one client address (any usernames)
     login_address_rate: int = 60
-    # password checks (argon2id: 64 MiB, ~0.3 s) at once per process
-    login_concurrency: int = 2
+    # password checks (argon2id: 64 MiB, ~0.17 s of one core) at once per process;
+    # as many more may wait, others are refused at once (429)
+    login_concurrency: int = 1
     # seconds a login waits for one of those before 429
     login_queue_seconds: float = 5.0
     # peers whose X-Real-IP names the client (the nginx in front); anyone
@@ -41,7 +42,7 @@ class ApiSettings:
             user_refresh_seconds=env_int("TRACETRACK_USER_REFRESH", 15),
             max_body_bytes=env_int("TRACETRACK_MAX_BODY", 64 * 1024),
             login_address_rate=env_int("TRACETRACK_LOGIN_ADDRESS_RATE", 60),
-            login_concurrency=env_int("TRACETRACK_LOGIN_CONCURRENCY", 2),
+            login_concurrency=env_int("TRACETRACK_LOGIN_CONCURRENCY", 1),
             login_queue_seconds=env_float("TRACETRACK_LOGIN_QUEUE", 5.0),
             trusted_proxies=tuple(a.strip() for a in os.environ.get(
                 "TRACETRACK_TRUSTED_PROXIES", "127.0.0.1,::1").split(",") if a.strip()),

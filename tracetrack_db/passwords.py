@@ -18,7 +18,11 @@ from .errors import WeakPassword
 MIN_LENGTH = 12
 MAX_LENGTH = 1024
 MIN_SCORE = 2
-_hasher = PasswordHasher()  # argon2id with the library's current defaults
+# argon2id, 64 MiB, 3 passes, one lane: the memory and time argon2-cffi's
+# defaults use, but on one core (~0.17 s here) instead of four lanes that take
+# every core of a small server for ~0.12 s, starving the scans during a login
+# burst (bench/RESULTS.md). Older hashes are upgraded at their next login.
+_hasher = PasswordHasher(time_cost=3, memory_cost=64 * 1024, parallelism=1)
 
 
 @cache
