@@ -1,13 +1,33 @@
 """The HTTP service's settings: the library's (how to reach PostgreSQL) plus
-what only the service needs (token secret, Redis, limits)."""
+what only the service needs (token secret, Redis, limits), declared as the
+library declares its own (tracetrack_db.settings.Var)."""
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from tracetrack_db import Settings
-from tracetrack_db.settings import env_float, env_int
+from tracetrack_db.settings import LIBRARY_VARS, Var, name_list, number, redis_url, text, whole
+
+SECRET_KEY = Var("TRACETRACK_SECRET_KEY", None, text,
+                 "HMAC key of bearer tokens; unset: generated once into the data directory", secret=True)
+REDIS_URL = Var("REDIS_URL", None, redis_url, "shared cache and counters; unset: in-process and PostgreSQL",
+                secret=True)
+TOKEN_TTL = Var("TRACETRACK_TOKEN_TTL", 12 * 3600, whole(60, 366 * 86400), "token lifetime in seconds")
+USER_REFRESH = Var("TRACETRACK_USER_REFRESH", 15, whole(1), "seconds a worker caches a user's role and state")
+MAX_BODY = Var("TRACETRACK_MAX_BODY", 64 * 1024, whole(1024), "request body limit in bytes")
+LOGIN_ADDRESS_RATE = Var("TRACETRACK_LOGIN_ADDRESS_RATE", 60, whole(1), "login attempts per address a minute")
+LOGIN_CONCURRENCY = Var("TRACETRACK_LOGIN_CONCURRENCY", 1, whole(1), "password checks at once per process")
+LOGIN_QUEUE = Var("TRACETRACK_LOGIN_QUEUE", 5.0, number(0), "seconds a login waits for a password check")
+TRUSTED_PROXIES = Var("TRACETRACK_TRUSTED_PROXIES", ("127.0.0.1", "::1"), name_list,
+                      "peers whose X-Real-IP names the client")
+REFRESH_INTERVAL = Var("TRACETRACK_REFRESH_INTERVAL", 30.0, number(0),
+                       "seconds between view refreshes (0: no refresher)")
+
+API_VARS: tuple[Var, ...] = (SECRET_KEY, REDIS_URL, TOKEN_TTL, USER_REFRESH, MAX_BODY, LOGIN_ADDRESS_RATE,
+                             LOGIN_CONCURRENCY, LOGIN_QUEUE, TRUSTED_PROXIES, REFRESH_INTERVAL)
+ALL_VARS: tuple[Var, ...] = LIBRARY_VARS + API_VARS
 
 
 @dataclass(frozen=True)
@@ -15,36 +35,36 @@ class ApiSettings:
     db: Settings = field(default_factory=Settings)
     secret_key: str = ""
     redis_url: str | None = None
-    token_ttl_seconds: int = 12 * 3600
+    token_ttl_seconds: int = TOKEN_TTL.default
     # a changed role or a deactivation takes effect within this many seconds
-    user_refresh_seconds: int = 15
-    max_body_bytes: int = 64 * 1024
+    user_refresh_seconds: int = USER_REFRESH.default
+    max_body_bytes: int = MAX_BODY.default
     # login attempts a minute from one client address (any usernames)
-    login_address_rate: int = 60
+    login_address_rate: int = LOGIN_ADDRESS_RATE.default
     # password checks (argon2id: 64 MiB, ~0.17 s of one core) at once per process;
     # as many more may wait, others are refused at once (429)
-    login_concurrency: int = 1
+    login_concurrency: int = LOGIN_CONCURRENCY.default
     # seconds a login waits for one of those before 429
-    login_queue_seconds: float = 5.0
+    login_queue_seconds: float = LOGIN_QUEUE.default
     # peers whose X-Real-IP names the client (the nginx in front); anyone
     # else is the client itself
-    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    trusted_proxies: tuple[str, ...] = TRUSTED_PROXIES.default
     # seconds between materialized-view refreshes (0: no refresher in this process)
-    refresh_interval: float = 30.0
+    refresh_interval: float = REFRESH_INTERVAL.default
 
     @classmethod
-    def from_env(cls) -> ApiSettings:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
+        """Raises tracetrack_db.settings.ConfigError naming the first bad variable."""
         return cls(
-            db=Settings.from_env(),
-            secret_key=os.environ.get("TRACETRACK_SECRET_KEY") or "",
-            redis_url=os.environ.get("REDIS_URL") or None,
-            token_ttl_seconds=env_int("TRACETRACK_TOKEN_TTL", 12 * 3600),
-            user_refresh_seconds=env_int("TRACETRACK_USER_REFRESH", 15),
-            max_body_bytes=env_int("TRACETRACK_MAX_BODY", 64 * 1024),
-            login_address_rate=env_int("TRACETRACK_LOGIN_ADDRESS_RATE", 60),
-            login_concurrency=env_int("TRACETRACK_LOGIN_CONCURRENCY", 1),
-            login_queue_seconds=env_float("TRACETRACK_LOGIN_QUEUE", 5.0),
-            trusted_proxies=tuple(a.strip() for a in os.environ.get(
-                "TRACETRACK_TRUSTED_PROXIES", "127.0.0.1,::1").split(",") if a.strip()),
-            refresh_interval=env_float("TRACETRACK_REFRESH_INTERVAL", 30.0),
+            db=Settings.from_env(environ),
+            secret_key=SECRET_KEY.get(environ) or "",
+            redis_url=REDIS_URL.get(environ),
+            token_ttl_seconds=TOKEN_TTL.get(environ),
+            user_refresh_seconds=USER_REFRESH.get(environ),
+            max_body_bytes=MAX_BODY.get(environ),
+            login_address_rate=LOGIN_ADDRESS_RATE.get(environ),
+            login_concurrency=LOGIN_CONCURRENCY.get(environ),
+            login_queue_seconds=LOGIN_QUEUE.get(environ),
+            trusted_proxies=TRUSTED_PROXIES.get(environ),
+            refresh_interval=REFRESH_INTERVAL.get(environ),
         )

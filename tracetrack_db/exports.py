@@ -36,10 +36,9 @@ from .database import Database
 from .errors import TraceTrackError
 from .listing import where_sql
 from .models import Bag, Bill
+from .settings import EXPORT_STALL, EXPORT_TIMEOUT  # the longest a COPY may run / a reader may leave a chunk untaken
 
 CHUNK = 64 * 1024
-TIMEOUT_SECONDS = 600.0   # the longest a COPY may run
-STALL_SECONDS = 30.0      # the longest a reader may leave a chunk untaken
 
 log = logging.getLogger(__name__)
 
@@ -159,11 +158,11 @@ _watchdog = _Watchdog()
 
 
 def stall_seconds() -> float:
-    return float(os.environ.get("TRACETRACK_EXPORT_STALL") or STALL_SECONDS)
+    return float(EXPORT_STALL.get())
 
 
 def timeout_seconds() -> float:
-    return float(os.environ.get("TRACETRACK_EXPORT_TIMEOUT") or TIMEOUT_SECONDS)
+    return float(EXPORT_TIMEOUT.get())
 
 
 def _chunks(copy: psycopg.Copy) -> Iterator[bytes]:

@@ -1,38 +1,155 @@
-"""Settings read from the environment, once, into a frozen dataclass."""
+"""Settings read from the environment, once, into a frozen dataclass.
+
+Every variable is declared once, as a `Var` (name, default, parser, help),
+so that a bad value always fails the same way (ConfigError naming the
+variable; the `tracetrack` command prints it and exits 2) and `tracetrack
+config` can list each setting with its value and where it came from.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
 
-def env_int(name: str, default: int) -> int:
-    """A whole number from the environment, or the default; a bad value stops the program with its name."""
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise SystemExit(f"{name} must be a whole number, got {raw!r}") from None
+class ConfigError(ValueError):
+    """A setting's value is unusable; the message names the variable."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
+        self.name = name
 
 
-def env_float(name: str, default: float) -> float:
-    """A number from the environment, or the default; a bad value stops the program with its name."""
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
+@dataclass(frozen=True)
+class Var:
+    """One environment variable: how to read it and what it means."""
+
+    name: str
+    default: Any
+    parse: Callable[[str], Any]
+    help: str
+    secret: bool = False
+
+    def source(self, environ: Mapping[str, str] | None = None) -> str:
+        raw = (os.environ if environ is None else environ).get(self.name)
+        return "environment" if raw not in (None, "") else "default"
+
+    def get(self, environ: Mapping[str, str] | None = None) -> Any:
+        raw = (os.environ if environ is None else environ).get(self.name)
+        if raw is None or raw.strip() == "":
+            return self.default
+        try:
+            return self.parse(raw.strip())
+        except ValueError as exc:
+            raise ConfigError(self.name, f"{exc}, got {raw!r}") from None
+
+
+def whole(low: int = 0, high: int | None = None) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError("must be a whole number") from None
+        if value < low or (high is not None and value > high):
+            raise ValueError(f"must be between {low} and {high}" if high is not None else f"must be at least {low}")
+        return value
+    return parse
+
+
+def number(low: float = 0.0) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError("must be a number") from None
+        if not value >= low or value == float("inf"):  # also refuses nan
+            raise ValueError(f"must be a finite number of at least {low:g}")
+        return value
+    return parse
+
+
+def text(raw: str) -> str:
+    return raw
+
+
+def postgres_url(raw: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict
+
     try:
-        return float(raw)
-    except ValueError:
-        raise SystemExit(f"{name} must be a number, got {raw!r}") from None
+        conninfo_to_dict(raw)
+    except Exception as exc:  # noqa: BLE001 - psycopg.ProgrammingError: say it as a setting error
+        raise ValueError(f"not a PostgreSQL connection string ({str(exc).strip()})") from None
+    return raw
+
+
+def redis_url(raw: str) -> str:
+    if not raw.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("must start with redis://, rediss:// or unix://")
+    return raw
+
+
+def optional_whole(raw: str) -> int | None:
+    """A whole number, or none/off for none."""
+    if raw.lower() in ("none", "off"):
+        return None
+    return whole(0)(raw)
+
+
+def name_list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
 def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("tracetrack", appauthor=False))
+
+
+DATABASE_URL = Var("DATABASE_URL", None, postgres_url,
+                   "PostgreSQL the service connects to (its least-privilege role); unset: embedded", secret=True)
+OWNER_URL = Var("TRACETRACK_OWNER_URL", None, postgres_url,
+                "the same database as the tables' owner, for migrations; unset: DATABASE_URL", secret=True)
+DATABASE_READ_URL = Var("DATABASE_READ_URL", None, postgres_url,
+                        "replica for lag-tolerant reads; unset: DATABASE_URL", secret=True)
+DATA_DIR = Var("TRACETRACK_DATA_DIR", None, Path, "embedded PostgreSQL data and the generated token secret")
+POOL_MIN_SIZE = Var("TRACETRACK_POOL_MIN_SIZE", 1, whole(0), "connections a process keeps open")
+POOL_MAX_SIZE = Var("TRACETRACK_POOL_MAX_SIZE", 8, whole(1), "connections a process may open")
+POOL_TIMEOUT = Var("TRACETRACK_POOL_TIMEOUT", 2.0, number(0.001), "seconds a request waits for a connection")
+PREPARE_THRESHOLD = Var("TRACETRACK_PREPARE_THRESHOLD", 5, optional_whole,
+                        "psycopg prepares after N executions; none: never (PgBouncer < 1.21)")
+ADMIN_USERNAME = Var("TRACETRACK_ADMIN_USERNAME", None, text, "bootstrap admin created by migrate if missing")
+ADMIN_PASSWORD = Var("TRACETRACK_ADMIN_PASSWORD", None, text, "its password", secret=True)
+EXPORT_TIMEOUT = Var("TRACETRACK_EXPORT_TIMEOUT", 600.0, number(0.001), "seconds an export's COPY may run")
+EXPORT_STALL = Var("TRACETRACK_EXPORT_STALL", 30.0, number(1),
+                   "seconds an export may wait for its reader before it is aborted")
+# Read by single commands (never by the service): listed by `tracetrack config`, checked the same way.
+SERVICE_PASSWORD = Var("TRACETRACK_SERVICE_PASSWORD", None, text,
+                       "password `tracetrack db service-role` gives the role", secret=True)
+SEED_PASSWORD = Var("TRACETRACK_SEED_PASSWORD", None, text, "password of the users `db seed` makes", secret=True)
+USER_PASSWORD = Var("TRACETRACK_PASSWORD", None, text, "password for `tracetrack users create`", secret=True)
+
+LIBRARY_VARS: tuple[Var, ...] = (
+    DATABASE_URL, OWNER_URL, DATABASE_READ_URL, DATA_DIR, POOL_MIN_SIZE, POOL_MAX_SIZE, POOL_TIMEOUT,
+    PREPARE_THRESHOLD, ADMIN_USERNAME, ADMIN_PASSWORD, EXPORT_TIMEOUT, EXPORT_STALL,
+    SERVICE_PASSWORD, SEED_PASSWORD, USER_PASSWORD)
+
+
+def masked(value: str) -> str:
+    """A secret as `tracetrack config` shows it: a URL keeps where it points, not its password."""
+    import re
+
+    shown, found = re.subn(r"(^[a-z][a-z0-9+.-]*://[^/@:]*:)[^/@]*@", r"\1****@", value)
+    shown, more = re.subn(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", r"\1****", shown)
+    return shown if (found or more or "://" in value) else "****"
+
+
+def check(variables: Iterable[Var], environ: Mapping[str, str] | None = None) -> None:
+    """Read every variable once: the first bad one raises ConfigError."""
+    for var in variables:
+        var.get(environ)
 
 
 @dataclass(frozen=True)
@@ -55,21 +172,25 @@ class Settings:
     admin_password: str | None = None
 
     @classmethod
-    def from_env(cls) -> Settings:
-        env = os.environ.get
-        threshold = env("TRACETRACK_PREPARE_THRESHOLD", "5")
-        return cls(
-            database_url=env("DATABASE_URL") or None,
-            database_read_url=env("DATABASE_READ_URL") or None,
-            owner_url=env("TRACETRACK_OWNER_URL") or None,
-            data_dir=Path(env("TRACETRACK_DATA_DIR") or default_data_dir()),
-            pool_min_size=env_int("TRACETRACK_POOL_MIN_SIZE", 1),
-            pool_max_size=env_int("TRACETRACK_POOL_MAX_SIZE", 8),
-            pool_timeout=env_float("TRACETRACK_POOL_TIMEOUT", 2.0),
-            prepare_threshold=None if threshold.lower() in ("", "none", "off") else int(threshold),
-            admin_username=env("TRACETRACK_ADMIN_USERNAME") or None,
-            admin_password=env("TRACETRACK_ADMIN_PASSWORD") or None,
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Raises ConfigError naming the first variable with a bad value."""
+        settings = cls(
+            database_url=DATABASE_URL.get(environ),
+            database_read_url=DATABASE_READ_URL.get(environ),
+            owner_url=OWNER_URL.get(environ),
+            data_dir=DATA_DIR.get(environ) or default_data_dir(),
+            pool_min_size=POOL_MIN_SIZE.get(environ),
+            pool_max_size=POOL_MAX_SIZE.get(environ),
+            pool_timeout=POOL_TIMEOUT.get(environ),
+            prepare_threshold=PREPARE_THRESHOLD.get(environ),
+            admin_username=ADMIN_USERNAME.get(environ),
+            admin_password=ADMIN_PASSWORD.get(environ),
         )
+        if settings.pool_min_size > settings.pool_max_size:
+            raise ConfigError(POOL_MIN_SIZE.name, f"must not exceed TRACETRACK_POOL_MAX_SIZE "
+                                                  f"({settings.pool_max_size}), got {settings.pool_min_size}")
+        check((EXPORT_TIMEOUT, EXPORT_STALL), environ)  # read per export; checked at start too
+        return settings
 
     def with_database_url(self, url: str) -> Settings:
         return replace(self, database_url=url)

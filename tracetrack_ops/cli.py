@@ -13,6 +13,7 @@ import click
 from tracetrack_db import Database, maintenance, privileges
 from tracetrack_db.runtime import database_urls, migrate_and_bootstrap
 
+from .configcli import config_command
 from .dbcli import db_group, fail, progress_printer, users_group
 
 
@@ -25,18 +26,24 @@ def cli() -> None:
 
 cli.add_command(db_group)
 cli.add_command(users_group)
+cli.add_command(config_command)
 
 
 def main() -> None:
     """The `tracetrack` entry point: an unreachable database is one clear line
-    naming the target, never a traceback, whatever the command."""
+    naming the target, never a traceback, whatever the command; so is a bad
+    setting (exit code 2, as click does for a bad option)."""
     import psycopg
 
     from tracetrack_db.database import describe_target
     from tracetrack_db.errors import DatabaseUnavailable
+    from tracetrack_db.settings import ConfigError
 
     try:
         cli()
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
     except (psycopg.OperationalError, DatabaseUnavailable) as exc:
         url = os.environ.get("DATABASE_URL")
         target = describe_target(url) if url else "the embedded PostgreSQL"
@@ -91,7 +98,12 @@ def serve(host: str, port: int, demo: bool | None, workers: int | None, threads:
     from .server import run_granian
     from .sizing import default_sizing
 
+    from tracetrack_db.settings import check
+
+    from .configcli import _all_vars
+
     settings = ApiSettings.from_env()
+    check(_all_vars())  # every setting, the ones read later in a worker too, before anything starts
     with database_urls(settings.db) as urls:
         embedded, url = urls.embedded, urls.service
         report = migrate_and_bootstrap(settings.db, urls.owner, progress=progress_printer())
