@@ -29,8 +29,8 @@ def free_port() -> int:
 class OwnRedis:
     """A private redis-server on a free port, for stopping and starting."""
 
-    def __init__(self, tmp_path):
-        binary = shutil.which("redis-server")
+    def __init__(self, tmp_path, binary: str | None = None):
+        binary = binary or shutil.which("redis-server")
         if binary is None:
             service_missing("redis-server is not installed")
         self.binary, self.dir, self.port = binary, tmp_path, free_port()

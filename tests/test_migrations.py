@@ -99,14 +99,6 @@ def test_concurrent_runners_serialise_on_the_advisory_lock(empty_url):
     assert sorted(results) == [[], [], [], [1, 2]]
 
 
-def test_views_are_rerun_each_time(empty_url):
-    views = [("counts.sql", "DROP VIEW IF EXISTS v_one; CREATE VIEW v_one AS SELECT 1 AS x;")]
-    migrations.migrate(empty_url, [], views=views)
-    migrations.migrate(empty_url, [], views=views)
-    with psycopg.connect(empty_url) as conn:
-        assert conn.execute("SELECT x FROM v_one").fetchone() == (1,)
-
-
 def test_migration_checksum_is_of_the_text():
     a = Migration(1, "a", "0001_a.sql", "SELECT 1")
     assert a.checksum != Migration(1, "a", "0001_a.sql", "SELECT 2").checksum

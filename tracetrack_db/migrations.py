@@ -1,33 +1,52 @@
 """Forward-only migrations: `sql/migrations/NNNN_<name>.sql`, then the
 re-runnable view files in `sql/views/`.
 
-Each migration runs in its own transaction and is recorded with a checksum.
+Each migration runs in its own transaction and is recorded with a checksum,
+unless its first line is `-- tracetrack: no-transaction`: then its statements
+run one by one outside any transaction (what `CREATE INDEX CONCURRENTLY`
+needs), so each must be safe to run again after a failure part-way.
 Concurrent runners serialise on an advisory lock. An applied migration whose
 file has changed since is an error, never silently re-applied.
+
+A views file is re-run only when its text changed (or one of its views is
+gone): it is built into a scratch schema while readers keep the old views,
+then swapped in by one short transaction (drop old, move new, grant).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
+from psycopg import sql
 
 from . import privileges
-
 from .sqlfiles import sql_files
 
 FILENAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
+NO_TRANSACTION = "-- tracetrack: no-transaction"
 LOCK_KEY = 7_314_027_001  # pg_advisory_lock key shared by every runner
+REFRESH_LOCK_KEY = 7_314_027_002  # the view refresher's (sql/queries/dashboard.sql try_refresh_lock)
+BUILD_SCHEMA = "tt_views_build"
+SWAP_LOCK_TIMEOUT = "2s"  # a swap waiting longer for a reader gives way and tries again
+SWAP_TRIES = 10
 
 _CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
     version     integer PRIMARY KEY,
     name        text NOT NULL,
     checksum    text NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS schema_views (
+    filename    text PRIMARY KEY,
+    checksum    text NOT NULL,
+    objects     text[] NOT NULL,
     applied_at  timestamptz NOT NULL DEFAULT now()
 )"""
 
@@ -46,6 +65,10 @@ class Migration:
     @property
     def checksum(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()
+
+    @property
+    def transactional(self) -> bool:
+        return not self.sql.lstrip().startswith(NO_TRANSACTION)
 
 
 @dataclass(frozen=True)
@@ -96,10 +119,26 @@ def status(conn: psycopg.Connection, migrations: list[Migration] | None = None) 
     return out
 
 
+def views_status(conn: psycopg.Connection,
+                 views: list[tuple[str, str]] | None = None) -> list[tuple[str, str, datetime | None]]:
+    """(filename, current | changed | pending, applied_at) of each views file."""
+    views = sql_files("views") if views is None else views
+    exists = conn.execute("SELECT to_regclass('schema_views') IS NOT NULL").fetchone()[0]
+    recorded = {f: (c, at) for f, c, at in conn.execute(
+        "SELECT filename, checksum, applied_at FROM schema_views").fetchall()} if exists else {}
+    out = []
+    for filename, text in views:
+        checksum, at = recorded.get(filename, (None, None))
+        state = "pending" if checksum is None else (
+            "current" if checksum == hashlib.sha256(text.encode()).hexdigest() else "changed")
+        out.append((filename, state, at))
+    return out
+
+
 def migrate(conninfo: str, migrations: list[Migration] | None = None,
             views: list[tuple[str, str]] | None = None,
             progress: Callable[[str], None] | None = None) -> list[Migration]:
-    """Apply pending migrations, then (re)create the views; returns what was applied.
+    """Apply pending migrations, then the views files that changed; returns what was applied.
 
     Raises MigrationError when an applied migration's file changed.
     """
@@ -121,19 +160,120 @@ def migrate(conninfo: str, migrations: list[Migration] | None = None,
                     continue
                 if progress:
                     progress(f"applying {m.filename}")
-                with conn.transaction():
-                    conn.execute(m.sql.encode())
-                    conn.execute(
-                        "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
-                        (m.version, m.name, m.checksum))
+                _apply(conn, m)
                 done.append(m)
-            for filename, text in views:
-                if progress:
-                    progress(f"views: {filename}")
+            rebuilt = [filename for filename, text in views if _refresh_views_file(conn, filename, text, progress)]
+            if done and not rebuilt:  # a migration may have replaced what the service is granted
                 with conn.transaction():
-                    conn.execute(text.encode())
-            with conn.transaction():  # the views were re-created: grant the service roles again
-                privileges.apply(conn)
+                    privileges.apply(conn)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
     return done
+
+
+def _apply(conn: psycopg.Connection, m: Migration) -> None:
+    record = ("INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+              (m.version, m.name, m.checksum))
+    if m.transactional:
+        with conn.transaction():
+            conn.execute(m.sql.encode())
+            conn.execute(*record)
+        return
+    for statement in split_statements(m.sql):  # autocommit: each statement on its own
+        conn.execute(statement.encode())
+    conn.execute(*record)
+
+
+def split_statements(text: str) -> list[str]:
+    """The statements of a script, split at the semicolons that end them (not
+    those inside quotes, dollar quotes or comments)."""
+    statements, start, i, n = [], 0, 0, len(text)
+    while i < n:
+        ch = text[i]
+        if text.startswith("--", i):
+            i = text.find("\n", i)
+            i = n if i < 0 else i + 1
+        elif text.startswith("/*", i):
+            i = text.find("*/", i + 2)
+            i = n if i < 0 else i + 2
+        elif ch in "'\"":
+            i = text.find(ch, i + 1)
+            i = n if i < 0 else i + 1  # a doubled quote is two quoted runs back to back: same result
+        elif ch == "$" and (tag := re.match(r"\$[A-Za-z_]*\$", text[i:])):
+            end = text.find(tag.group(), i + len(tag.group()))
+            i = n if end < 0 else end + len(tag.group())
+        elif ch == ";":
+            statements.append(text[start:i])
+            start = i = i + 1
+        else:
+            i += 1
+    statements.append(text[start:])
+    # a piece holding nothing but comments and blank space is no statement
+    return [s.strip() for s in statements if re.sub(r"--[^\n]*|/\*.*?\*/", "", s, flags=re.S).strip()]
+
+
+def _refresh_views_file(conn: psycopg.Connection, filename: str, text: str,
+                        progress: Callable[[str], None] | None) -> bool:
+    """Build a changed views file beside the live views and swap it in; False when unchanged."""
+    if re.search(r"\bDROP\b", re.sub(r"--[^\n]*", "", text), re.I):
+        raise MigrationError(f"views file {filename}: no DROP statements (the runner replaces what the "
+                             "file creates, by swapping it in)")
+    checksum = hashlib.sha256(text.encode()).hexdigest()
+    schema = conn.execute("SELECT current_schema()").fetchone()[0]
+    row = conn.execute("SELECT checksum, objects FROM schema_views WHERE filename = %s", (filename,)).fetchone()
+    if row and row[0] == checksum and all(
+            conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.{name}",)).fetchone()[0]
+            for name in row[1]):
+        return False
+    if progress:
+        progress(f"views: building {filename}")
+    build = sql.Identifier(BUILD_SCHEMA)
+    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(build))
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(build))
+    try:
+        with conn.transaction():  # the long part: readers go on reading the old views meanwhile
+            conn.execute(sql.SQL("SET LOCAL search_path = {}, {}").format(build, sql.Identifier(schema)))
+            conn.execute(text.encode())
+        made = [name for (name,) in conn.execute(
+            "SELECT relname FROM pg_class WHERE relnamespace = %s::regnamespace AND relkind IN ('r', 'v', 'm') "
+            "ORDER BY relname", (BUILD_SCHEMA,))]
+        _swap(conn, schema, made, filename, checksum, progress)
+    finally:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(build))
+    return True
+
+
+def _swap(conn: psycopg.Connection, schema: str, names: list[str], filename: str, checksum: str,
+          progress: Callable[[str], None] | None) -> None:
+    """One short transaction: drop the old objects, move the new ones in, grant them.
+    Waiting on a long reader is bounded (lock_timeout), then tried again: a queued
+    DROP would make every new reader wait behind it."""
+    kinds = {"r": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW"}
+    for attempt in range(1, SWAP_TRIES + 1):
+        try:
+            with conn.transaction():
+                conn.execute(f"SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'")
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (REFRESH_LOCK_KEY,))  # not mid-refresh
+                for name in names:
+                    old = conn.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)",
+                                       (f"{schema}.{name}",)).fetchone()
+                    if old:
+                        conn.execute(sql.SQL("DROP {} {}.{}").format(
+                            sql.SQL(kinds[old[0]]), sql.Identifier(schema), sql.Identifier(name)))
+                    new_kind = conn.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)",
+                                            (f"{BUILD_SCHEMA}.{name}",)).fetchone()[0]
+                    conn.execute(sql.SQL("ALTER {} {}.{} SET SCHEMA {}").format(
+                        sql.SQL(kinds[new_kind]), sql.Identifier(BUILD_SCHEMA), sql.Identifier(name),
+                        sql.Identifier(schema)))
+                conn.execute(
+                    "INSERT INTO schema_views (filename, checksum, objects) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (filename) DO UPDATE SET checksum = excluded.checksum, "
+                    "objects = excluded.objects, applied_at = now()", (filename, checksum, names))
+                privileges.apply(conn)  # in the same transaction: no reader finds a view it may not read
+            return
+        except psycopg.errors.LockNotAvailable:
+            if attempt == SWAP_TRIES:
+                raise
+            if progress:
+                progress(f"views: {filename} waits for a long reader (try {attempt} of {SWAP_TRIES})")
+            time.sleep(min(attempt, 5))

@@ -70,13 +70,15 @@ def migrate_command() -> None:
 
 @db_group.command("status")
 def status_command() -> None:
-    """List migrations: applied, pending, or changed since applied."""
+    """List migrations (applied, pending, or changed since applied) and views
+    files (current, or changed/pending: the next migrate rebuilds them)."""
     import psycopg
 
     settings = Settings.from_env()
     try:
         with database_url(settings) as url, psycopg.connect(url, connect_timeout=5) as conn:
             rows = migrations.status(conn)
+            view_rows = migrations.views_status(conn)
     except psycopg.OperationalError as exc:
         fail(f"cannot connect to PostgreSQL at {describe_target(settings.database_url or '')}: "
              f"{str(exc).strip().splitlines()[0]}")
@@ -86,6 +88,8 @@ def status_command() -> None:
         click.echo(f"{row.version:04d}  {row.name:<30} {row.state:<12} {at}")
         bad = bad or row.state in ("changed", "missing_file")
     pending = sum(r.state == "pending" for r in rows)
+    for filename, state, at in view_rows:
+        click.echo(f"views {filename:<25} {state:<12} {at.isoformat(timespec='seconds') if at else ''}")
     click.echo(f"{len(rows) - pending} applied, {pending} pending")
     if bad:
         raise SystemExit(1)

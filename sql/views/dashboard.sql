@@ -1,8 +1,9 @@
--- Materialized views behind GET /api/dashboard/analytics. Re-run by every
--- `tracetrack db migrate`; refreshed CONCURRENTLY (each has a unique index)
--- by `tracetrack db refresh-views` and the service's refresher.
+-- Materialized views behind GET /api/dashboard/analytics. Re-run by
+-- `tracetrack db migrate` only when this text changes: built beside the live
+-- views, then swapped in (tracetrack_db/migrations.py), so no DROP here.
+-- Refreshed CONCURRENTLY (each has a unique index) by `tracetrack db
+-- refresh-views` and the service's refresher.
 
-DROP MATERIALIZED VIEW IF EXISTS mv_bag_totals;
 CREATE MATERIALIZED VIEW mv_bag_totals AS
 SELECT dispatch_area, type, status, (parent_id IS NOT NULL) AS linked, count(*)::bigint AS bags,
        coalesce(sum(weight_kg) FILTER (WHERE type = 'parent'), 0) AS parent_weight_kg
@@ -14,7 +15,6 @@ CREATE UNIQUE INDEX mv_bag_totals_key ON mv_bag_totals (dispatch_area, type, sta
 -- area: the bills holding at least one of that area's parents, and only those
 -- parents and their weight, so a dispatcher's dashboard counts nothing of
 -- another area's.
-DROP MATERIALIZED VIEW IF EXISTS mv_bill_totals;
 CREATE MATERIALIZED VIEW mv_bill_totals AS
 SELECT CASE WHEN grouping(p.dispatch_area) = 1 THEN '' ELSE p.dispatch_area END AS dispatch_area, b.status,
        count(DISTINCT b.id)::bigint AS bills, count(p.id)::bigint AS parents,
@@ -26,7 +26,6 @@ CREATE UNIQUE INDEX mv_bill_totals_key ON mv_bill_totals (dispatch_area, status)
 
 -- Scans per UTC hour over the last 8 days (the BRIN index keeps this a short
 -- scan). UTC whatever the server's time zone: India is +05:30.
-DROP MATERIALIZED VIEW IF EXISTS mv_hourly_scans;
 CREATE MATERIALIZED VIEW mv_hourly_scans AS
 SELECT date_trunc('hour', occurred_at, 'UTC') AS hour, coalesce(dispatch_area, '') AS dispatch_area, kind,
        count(*)::bigint AS events
@@ -36,7 +35,6 @@ GROUP BY 1, 2, 3;
 CREATE UNIQUE INDEX mv_hourly_scans_key ON mv_hourly_scans (hour, dispatch_area, kind);
 
 -- Activity per user over the last 7 days.
-DROP MATERIALIZED VIEW IF EXISTS mv_user_activity;
 CREATE MATERIALIZED VIEW mv_user_activity AS
 SELECT e.user_id, u.username, u.role, coalesce(u.dispatch_area, '') AS dispatch_area,
        count(*)::bigint AS events_7d,
@@ -49,7 +47,6 @@ GROUP BY e.user_id, u.username, u.role, u.dispatch_area;
 CREATE UNIQUE INDEX mv_user_activity_key ON mv_user_activity (user_id);
 
 -- The most recent scans (the tail of the event table, by id).
-DROP MATERIALIZED VIEW IF EXISTS mv_recent_scans;
 CREATE MATERIALIZED VIEW mv_recent_scans AS
 SELECT e.id, e.occurred_at, e.kind, e.user_id, u.username, e.qr_id, e.parent_qr, e.bill_no,
        coalesce(e.dispatch_area, '') AS dispatch_area
