@@ -101,6 +101,17 @@ def test_status_reports_a_changed_migration(db_url):
     assert refused.returncode == 1 and "0001_schema (changed)" in refused.stderr
 
 
+def test_the_packages_run_as_modules(db_url):
+    library = subprocess.run([sys.executable, "-m", "tracetrack_db", "status"], capture_output=True, text=True,
+                             timeout=60, env={**os.environ, "DATABASE_URL": db_url})
+    assert library.returncode == 0 and "0 pending" in library.stdout, library.stderr
+    assert "Usage: python -m tracetrack_db" in subprocess.run(
+        [sys.executable, "-m", "tracetrack_db", "--help"], capture_output=True, text=True, timeout=60).stdout
+    service = subprocess.run([sys.executable, "-m", "tracetrack_api", "--help"], capture_output=True, text=True,
+                             timeout=60)
+    assert service.returncode == 0 and "serve" in service.stdout and "config" in service.stdout
+
+
 def test_the_local_token_secret_is_private_from_the_start(tmp_path):
     """Before, the secret was written with the default mode and chmod'ed after:
     readable by others in between, and a readable one was used as it was."""

@@ -50,6 +50,16 @@ def test_the_library_installs_alone_without_the_http_stack(tmp_path, db_url):
         "    print(scans.link_child(db, 'SB00042', 'LIB-ONLY-1').result, bags.get_bag(db, 'LIB-ONLY-1').parent_qr)"),
         db_url], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
     assert use.stdout.split() == ["linked", "SB00042"], use.stderr
+    # the library's commands as a module, and its settings, need nothing of the service
+    as_module = subprocess.run([str(python), "-m", "tracetrack_db", "status"], capture_output=True, text=True,
+                               timeout=60, env={**env, "DATABASE_URL": db_url}, cwd=tmp_path)
+    assert as_module.returncode == 0 and "0 pending" in as_module.stdout, as_module.stdout + as_module.stderr
+    config = subprocess.run([str(tracetrack), "config"], capture_output=True, text=True, timeout=60,
+                            env={**env, "DATABASE_URL": db_url}, cwd=tmp_path)
+    assert config.returncode == 0 and "TRACETRACK_POOL_MAX_SIZE" in config.stdout, config.stderr
+    # typed packages (PEP 561)
+    site = Path(where).parent.parent
+    assert all((site / package / "py.typed").exists() for package in ("tracetrack_db", "tracetrack_api"))
     # without DATABASE_URL there is no embedded server to fall back on: one line says what to do
     embedded = subprocess.run([str(tracetrack), "db", "migrate"], capture_output=True, text=True, timeout=60,
                               env={k: v for k, v in env.items() if k != "DATABASE_URL"}, cwd=tmp_path)

@@ -10,15 +10,19 @@ from pathlib import Path
 
 import click
 
-from tracetrack_db import Database, maintenance, privileges
+from tracetrack_db import Database, __version__, maintenance, privileges
 from tracetrack_db.runtime import database_urls, migrate_and_bootstrap
 
 from .configcli import config_command
 from .dbcli import db_group, fail, progress_printer, users_group
 
+# tracetrack_api.logs.LEVELS and FORMATS (not imported: the library alone has no tracetrack_api extras)
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("text", "json")
+
 
 @click.group()
-@click.version_option(package_name="tracetrack")
+@click.version_option(__version__, prog_name="tracetrack")
 def cli() -> None:
     """TraceTrack: bag traceability. Without DATABASE_URL an embedded
     PostgreSQL keeps its data in the per-user data directory."""
@@ -29,10 +33,11 @@ cli.add_command(users_group)
 cli.add_command(config_command)
 
 
-def main() -> None:
-    """The `tracetrack` entry point: an unreachable database is one clear line
-    naming the target, never a traceback, whatever the command; so is a bad
-    setting (exit code 2, as click does for a bad option)."""
+def main(command: click.Group | None = None, prog_name: str | None = None) -> None:
+    """The `tracetrack` entry point (and `python -m tracetrack_api|tracetrack_db`):
+    an unreachable database is one clear line naming the target, never a
+    traceback, whatever the command; so is a bad setting (exit code 2, as click
+    does for a bad option)."""
     import psycopg
 
     from tracetrack_db.database import describe_target
@@ -40,7 +45,7 @@ def main() -> None:
     from tracetrack_db.settings import ConfigError
 
     try:
-        cli()
+        (command or cli)(prog_name=prog_name)
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from None
@@ -79,17 +84,30 @@ def local_secret(data_dir: Path) -> str:
 @click.option("--metrics-host", default="127.0.0.1", show_default=True,
               help="Where the metrics listener (GET /metrics, GET /health with details) listens.")
 @click.option("--metrics-port", default=9464, show_default=True, type=int, help="Its port (0: any free one).")
+@click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="info",
+              show_default=True, envvar="TRACETRACK_LOG_LEVEL", help="Of every logger (env TRACETRACK_LOG_LEVEL).")
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
+              envvar="TRACETRACK_LOG_FORMAT",
+              help="text, or json: one object a line for log shippers (env TRACETRACK_LOG_FORMAT).")
+@click.option("--access-log/--no-access-log", default=True, show_default=True, envvar="TRACETRACK_ACCESS_LOG",
+              help="One line per request: method, route, status, duration, request id, user id "
+                   "(env TRACETRACK_ACCESS_LOG=0 turns it off).")
 def serve(host: str, port: int, demo: bool | None, workers: int | None, threads: int | None,
-          metrics_host: str, metrics_port: int) -> None:
+          metrics_host: str, metrics_port: int, log_level: str, log_format: str, access_log: bool) -> None:
     """Migrate, then serve the API with granian. Put nginx in front of it
     (deploy/nginx/tracetrack.conf): it bounds slow clients, rate-limits logins
-    and buffers bodies, which granian alone does not."""
+    and buffers bodies, which granian alone does not. Logs go to stderr, an
+    access line per request with its request id (X-Request-Id) unless
+    --no-access-log."""
     # The service and its server are the 'server' extra; the library alone lacks them. Look,
     # don't import: prometheus-client must first be imported after PROMETHEUS_MULTIPROC_DIR
     # is set, or the workers keep their metrics to themselves.
     from importlib.util import find_spec
 
-    missing = [m for m in ("falcon", "granian", "prometheus_client", "redis") if find_spec(m) is None]
+    needed = ["falcon", "granian", "prometheus_client", "redis"]
+    if log_format == "json":
+        needed.append("pythonjsonlogger")
+    missing = [m for m in needed if find_spec(m) is None]
     if missing:
         fail(f"the HTTP service is not installed (no module {missing[0]}): pip install 'tracetrack[server]'")
     from tracetrack_api.config import ApiSettings
@@ -123,7 +141,9 @@ def serve(host: str, port: int, demo: bool | None, workers: int | None, threads:
         metrics_dir.mkdir(parents=True)
         env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "DATABASE_URL": url,
                "TRACETRACK_POOL_MAX_SIZE": str(sizing.pool_size),
-               "TRACETRACK_POOL_MIN_SIZE": str(min(2, sizing.pool_size)), "TRACETRACK_SECRET_KEY": secret}
+               "TRACETRACK_POOL_MIN_SIZE": str(min(2, sizing.pool_size)), "TRACETRACK_SECRET_KEY": secret,
+               "TRACETRACK_LOG_LEVEL": log_level.lower(), "TRACETRACK_LOG_FORMAT": log_format,
+               "TRACETRACK_ACCESS_LOG": "1" if access_log else "0"}
         os.environ.update(env)  # before prometheus-client is first imported, here or in a worker
         listener = start_metrics_listener(url, settings.redis_url, metrics_host, metrics_port)
         where = "embedded PostgreSQL" if embedded else "DATABASE_URL"
@@ -147,7 +167,7 @@ def serve(host: str, port: int, demo: bool | None, workers: int | None, threads:
                        f"-H 'Content-Type: application/json' "
                        f"-d '{{\"username\": \"admin\", \"password\": \"{DEMO_PASSWORD}\"}}'")
         try:
-            run_granian(host, port, sizing, env)
+            run_granian(host, port, sizing, env, log_level.lower(), log_format)
         finally:
             listener.stop()
 

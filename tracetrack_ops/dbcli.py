@@ -44,7 +44,7 @@ def db_group() -> None:
 
 @db_group.command("migrate")
 def migrate_command() -> None:
-    """Apply pending migrations and (re)create views; bootstrap the admin
+    """Apply pending migrations and rebuild changed views files; bootstrap the admin
     from TRACETRACK_ADMIN_USERNAME / TRACETRACK_ADMIN_PASSWORD if set."""
     settings = Settings.from_env()
     try:
