@@ -8,6 +8,8 @@ import urllib.request
 
 import pytest
 
+from tracetrack_db import __version__
+
 from .test_server import http, login, running_server
 
 pytestmark = pytest.mark.server
@@ -58,7 +60,8 @@ def test_metrics_and_health_details_are_not_on_the_public_port(db_url):
             status, body, _ = http("GET", base + path)
             assert status == 404 and body["error"]["code"] == "not_found", path
         status, body, _ = http("GET", base + "/health")
-        assert status == 200 and body == {"status": "ok", "checks": {"database": True, "cache": True}}
+        assert status == 200 and body == {"status": "ok", "version": __version__,
+                                          "checks": {"database": True, "cache": True}}
         with urllib.request.urlopen(proc.metrics + "/health", timeout=10) as resp:
             details = json.loads(resp.read())
         assert details["database"]["ok"] is True and details["database"]["latency_ms"] >= 0

@@ -157,6 +157,26 @@ def test_no_version_and_no_metrics_through_nginx(nginx_in_front):
         assert status == 404 and b"tracetrack_http" not in body, path
 
 
+def test_nginx_sets_the_request_id_and_passes_the_probes(db_url, tmp_path):
+    """nginx's $request_id replaces whatever the client sent; the API answers it and
+    logs it; /livez and /readyz answer through nginx."""
+    import re
+
+    with nginx_and_server(db_url, tmp_path) as (port, server):
+        status, headers, _ = request(port, "GET", "/openapi.json", {"X-Request-Id": "chosen-by-the-client"})
+        rid = headers.get("x-request-id", "")
+        assert status == 200 and re.fullmatch(r"[0-9a-f]{32}", rid), headers
+        for path in ("/livez", "/readyz"):
+            status, headers, body = request(port, "GET", path)
+            assert status == 200 and json.loads(body)["status"] in ("ok", "ready"), (path, body)
+            assert re.fullmatch(r"[0-9a-f]{32}", headers.get("x-request-id", "")), headers
+        deadline = time.monotonic() + 5
+        while f"[{rid}] GET /openapi.json 200" not in server.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert f"[{rid}] GET /openapi.json 200" in server.log()
+        assert "chosen-by-the-client" not in server.log()
+
+
 def test_logins_have_their_own_tighter_limit(nginx_in_front):
     """20 logins from one address at once: a burst of 5 passes the login zone,
     the rest are refused by nginx before any password is checked."""

@@ -39,4 +39,24 @@ class Health:
     for monitoring: GET /health and /metrics on the metrics listener."""
 
     status: str  # ok | unavailable
+    version: str  # of the running code
     checks: Checks
+
+
+@dataclass(frozen=True, slots=True)
+class Liveness:
+    """The process answers (GET /livez touches nothing else)."""
+
+    status: str  # ok
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """Whether this process should get traffic: the database answers and has
+    applied every migration this version ships."""
+
+    status: str  # ready | not_ready
+    reason: str | None  # database_unavailable | migrations_pending; null when ready
+    message: str | None
+    pending_migrations: list[str]  # "0008_name (pending)": what `tracetrack db migrate` would do

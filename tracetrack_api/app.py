@@ -7,12 +7,13 @@ import orjson
 
 from tracetrack_db import Database
 
-from . import errors, openapi
+from . import buildinfo, errors, openapi
 from .auth import Authenticator, UserDirectory
 from .cache import LocalCache, RedisCache, SharedCounters, make_cache, shared_counters
 from .config import ApiSettings
 from .endpoint import ClientAddress, Endpoint
 from .login_guard import LoginGuard
+from .logs import RequestLog
 from .metrics import MetricsMiddleware
 from .router import TableRouter
 from .routes import OPERATIONS, PATH_VALUES, SPANS_SEGMENTS
@@ -31,11 +32,14 @@ class OpenApiDocument:
 
 def create_app(db: Database, settings: ApiSettings | None = None,
                cache: LocalCache | RedisCache | None = None, directory: UserDirectory | None = None,
-               counters: LocalCache | RedisCache | SharedCounters | None = None) -> falcon.App:
+               counters: LocalCache | RedisCache | SharedCounters | None = None,
+               access_log: bool = True) -> falcon.App:
     """Build the app. `db` must be open; the app never closes it. `directory`:
     the user cache, when the caller keeps it (to start a UserChangeListener).
     `counters`: where the login throttle and export marks count (default: Redis
-    when configured, else PostgreSQL, so every process shares them)."""
+    when configured, else PostgreSQL, so every process shares them).
+    `access_log`: one line per request to the `tracetrack.access` logger (when
+    it is enabled for INFO); every answer carries X-Request-Id either way."""
     check_table(OPERATIONS, PATH_VALUES, SPANS_SEGMENTS)
     settings = settings or ApiSettings.from_env()
     if not settings.secret_key:
@@ -56,7 +60,8 @@ def create_app(db: Database, settings: ApiSettings | None = None,
         by_path.setdefault(op.path, {})[op.method] = Endpoint(op, services, authenticate, PATH_VALUES, client)
     for path, method_map in by_path.items():
         router.add(path, tuple(method_map.values()), method_map)  # the resource: its endpoints
-    app = falcon.App(router=router, middleware=[MetricsMiddleware(db)], cors_enable=False)
+    app = falcon.App(router=router, middleware=[RequestLog(access_log), MetricsMiddleware(db)], cors_enable=False)
     app.add_route("/openapi.json", OpenApiDocument(openapi.build(OPERATIONS, PATH_VALUES, SPANS_SEGMENTS)))
     errors.install(app)
+    buildinfo.publish()
     return app

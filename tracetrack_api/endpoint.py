@@ -100,6 +100,7 @@ class Endpoint:
         user = None
         if op.roles is not None:
             user = self.authenticate(req.get_header("Authorization"))
+            req.context.user_id = user.id  # for the access line
             if user.role not in op.roles:
                 raise errors.Forbidden(self.forbidden)
         params = {name: self.path_values[name].from_text(name, raw) for name, raw in path.items()}

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-import uuid
 
 import falcon
 
 from tracetrack_db.errors import TraceTrackError, ValidationError
 from tracetrack_db.jsontext import dumps
+
+from .logs import request_id_of
 
 log = logging.getLogger("tracetrack_api")
 
@@ -83,11 +84,13 @@ def http_error(req, resp, exc: falcon.HTTPError, params) -> None:
 
 
 def unexpected_error(req, resp, exc: Exception, params) -> None:
-    """A bug: log it with its traceback and answer a JSON 500 with a request id."""
+    """A bug: log it with its traceback (and the request id) and answer a JSON 500
+    with the request id and no detail: the traceback is for the log, never the client."""
     if isinstance(exc, falcon.HTTPError):
         return http_error(req, resp, exc, params)
-    request_id = req.get_header("X-Request-Id") or uuid.uuid4().hex
-    log.exception("unhandled error [request %s] %s %s", request_id, req.method, req.path)
+    request_id = req.context.get("request_id") or request_id_of(req.get_header("X-Request-Id"))
+    log.error("unhandled error [request %s] %s %s", request_id, req.method, req.uri_template or "unmatched",
+              exc_info=exc, extra={"request_id": request_id})
     _error(resp, 500, "internal_error", "an unexpected error happened; it has been logged",
            extra={"request_id": request_id})
     resp.set_header("X-Request-Id", request_id)

@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from tracetrack_db import Page, errors, idempotency
+from tracetrack_db import Page, __version__, errors, idempotency
 from tracetrack_db.cursor import CURSOR_PATTERN
 
 from . import errors as _api_errors  # noqa: F401 - registers the HTTP layer's error codes
@@ -119,7 +119,7 @@ def error_codes(op: Operation, path_values: dict[str, Value]) -> list[str]:
     if op.idempotent:
         codes += ["validation_error", "idempotency_key_reused", "conflict"]
     codes += op.errors
-    if op.id != "health":
+    if op.tag not in ("system", "docs"):  # the probes answer their own 503, the docs need no database
         codes.append("database_unavailable")
     return list(dict.fromkeys(codes))
 
@@ -171,19 +171,13 @@ def operation(op: Operation, components: Components, path_values: dict[str, Valu
 
 def build(operations: tuple[Operation, ...], path_values: dict[str, Value], spans_segments: frozenset[str],
           title: str = "TraceTrack API") -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version as installed
-
-    try:
-        version = installed("tracetrack")
-    except PackageNotFoundError:  # a checkout that was never installed
-        version = "0"
     components = Components()
     paths: dict[str, Any] = {}
     for op in operations:
         paths.setdefault(op.path, {})[op.method.lower()] = operation(op, components, path_values, spans_segments)
     return {
         "openapi": "3.1.0",
-        "info": {"title": title, "version": version,
+        "info": {"title": title, "version": __version__,
                  "description": "Bag traceability: parents, children, bills and their history. Errors are "
                                 "{\"error\": {\"code\", \"message\", \"field\"?}}; a QR or bill number holding "
                                 "\"/\" is sent as %2F in a path."},

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from tracetrack_db import Page, bags as bag_ops, bills as bill_ops, models, scans as scan_ops, users as user_ops
 
-from .answers import Deleted, Health, LoggedOut, LoginAnswer
+from .answers import Deleted, Health, Liveness, LoggedOut, LoginAnswer, Readiness
 from .handlers import accounts, bags, bills, reports, scans, system
 from .schema import (AREA, BILL_NO, CAPACITY, LOGIN_NAME, NEW_AREA_NAME, PAGE, PASSWORD, QR, ANY_PASSWORD,
                      USERNAME, Bool, DateTime, Enum, Field, Int, Param, Text, TextList, Value, body, query)
@@ -40,6 +40,13 @@ OPERATIONS: tuple[Operation, ...] = (
     # system ---------------------------------------------------------------------------------
     Operation("health", "GET", "/health", system.health, "Liveness with database and cache checks", "system",
               PUBLIC, Health, other_statuses=(503,)),
+    Operation("livez", "GET", "/livez", system.livez, "Liveness: the process answers (touches no database)",
+              "system", PUBLIC, Liveness, description="For restarts: a failing /livez means restart the process."),
+    Operation("readyz", "GET", "/readyz", system.readyz,
+              "Readiness: the database answers and every migration of this version is applied", "system",
+              PUBLIC, Readiness, other_statuses=(503,),
+              description="For traffic: 503 (with a reason: database_unavailable or migrations_pending) means "
+                          "send no requests here yet; the process itself need not restart."),
     # accounts -------------------------------------------------------------------------------
     Operation("login", "POST", "/api/auth/login", accounts.login, "Log in: a bearer token", "accounts", PUBLIC,
               LoginAnswer, body=body(username=Field(LOGIN_NAME, required=True),

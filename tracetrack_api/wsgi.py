@@ -2,25 +2,28 @@
 
 `create()` is a factory (granian --factory, gunicorn "tracetrack_api.wsgi:create()"):
 each worker process opens its own pool at start-up, never at import time.
+Logging follows TRACETRACK_LOG_LEVEL, TRACETRACK_LOG_FORMAT (text|json) and
+TRACETRACK_ACCESS_LOG (1|0), which `tracetrack serve` sets from its flags.
 """
 
 from __future__ import annotations
 
 import atexit
-import logging
 
 import falcon
 
 from tracetrack_db import Database
 from tracetrack_db.views import Refresher
 
+from . import logs
 from .app import create_app
 from .auth import UserChangeListener, UserDirectory
 from .config import ApiSettings
 
 
 def create() -> falcon.App:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level, fmt, access_log = logs.settings_from_env()  # TRACETRACK_LOG_LEVEL, _LOG_FORMAT, _ACCESS_LOG
+    logs.configure(level, fmt)
     settings = ApiSettings.from_env()
     if not settings.db.database_url:
         raise SystemExit("DATABASE_URL is not set (`tracetrack serve` sets it for its workers)")
@@ -35,4 +38,4 @@ def create() -> falcon.App:
     directory = UserDirectory(db, settings.user_refresh_seconds)
     listener = UserChangeListener(settings.db.database_url, directory).start()
     atexit.register(listener.stop)
-    return create_app(db, settings, directory=directory)
+    return create_app(db, settings, directory=directory, access_log=access_log)

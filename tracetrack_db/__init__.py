@@ -18,9 +18,10 @@ from .models import (AddParentResult, Area, Bag, BagDetail, BagHistory, BatchIte
                      RemoveParentResult, UnlinkResult, User)
 from .qr import normalize_qr
 from .settings import Settings
+from .version import __version__
 
 __all__ = [
-    "Database", "Settings", "TraceTrackError", "normalize_qr",
+    "__version__", "Database", "Settings", "TraceTrackError", "normalize_qr",
     "areas", "bags", "bills", "errors", "events", "exports", "idempotency", "maintenance", "migrations", "scans",
     "users", "views",
     "AddParentResult", "Area", "Bag", "BagDetail", "BagHistory", "BatchItem", "BatchResult", "Bill", "BillDetail",

@@ -10,7 +10,7 @@ from typing import Any
 
 from psycopg import sql
 
-from . import bags, bills, events, exports
+from . import bags, bills, events, exports, migrations
 from .database import Database
 
 # The statements composed from filters (see listing.py), by the name
@@ -29,6 +29,18 @@ def ping(db: Database) -> float:
     start = time.perf_counter()
     db.scalar("ping")
     return (time.perf_counter() - start) * 1000
+
+
+def unapplied_migrations(db: Database, shipped: list[migrations.Migration] | None = None) -> list[str]:
+    """The migrations this version ships that the database has not applied as
+    shipped ("0008_name (pending)", "0003_name (changed)"): while any is left,
+    a server of this version is not ready (/readyz). Migrations the database
+    has and this version does not know (a newer version migrated it, say in a
+    rolling deploy) do not count: forward-only migrations keep old code working.
+    DatabaseUnavailable when the database cannot be reached."""
+    with db.connection() as conn:
+        return [f"{s.version:04d}_{s.name} ({s.state})" for s in migrations.status(conn, shipped)
+                if s.state in ("pending", "changed")]
 
 
 def max_connections(db: Database) -> int:

@@ -7,11 +7,16 @@ import os
 from .sizing import Sizing
 
 
-def run_granian(host: str, port: int, sizing: Sizing, env: dict[str, str]) -> None:
+def run_granian(host: str, port: int, sizing: Sizing, env: dict[str, str], log_level: str = "info",
+                log_format: str = "text") -> None:
     """Serve until interrupted. Workers import `tracetrack_api.wsgi:create`
-    and read their settings (DATABASE_URL, pool size, secret) from `env`."""
+    and read their settings (DATABASE_URL, pool size, secret, logging) from
+    `env`; granian's own lines go through the same log format."""
     from granian import Granian
     from granian.constants import Interfaces
+    from granian.log import LogLevels
+
+    from tracetrack_api.logs import dict_config
 
     os.environ.update(env)
     Granian(
@@ -23,6 +28,8 @@ def run_granian(host: str, port: int, sizing: Sizing, env: dict[str, str]) -> No
         workers=sizing.workers,
         blocking_threads=sizing.threads,
         backlog=2048,
-        log_access=False,
+        log_access=False,  # the app writes the access line (route template, request id, user)
+        log_level=LogLevels(log_level),
+        log_dictconfig=dict_config(log_level, log_format),
         respawn_failed_workers=True,
     ).serve()

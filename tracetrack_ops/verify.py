@@ -201,7 +201,8 @@ def verify(users_count: int = 20, duration: str = "15s", port: int | None = None
         env = {**os.environ, "DATABASE_URL": urls.service, "TRACETRACK_OWNER_URL": urls.owner,
                "TRACETRACK_SECRET_KEY": os.environ.get("TRACETRACK_SECRET_KEY") or secrets.token_urlsafe(32)}
         server = subprocess.Popen([sys.executable, "-c", "from tracetrack_ops.cli import main; main()", "serve",
-                                   "--no-demo", "--port", str(port), "--metrics-port", str(metrics_port)],
+                                   "--no-demo", "--port", str(port), "--metrics-port", str(metrics_port),
+                                   "--no-access-log"],  # its stderr is a pipe read only on failure
                                   env=env, start_new_session=True,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:

@@ -1,11 +1,18 @@
-"""GET /health: public, so it says only whether the service can answer."""
+"""The probes, public and without a token: GET /health (whether the service can
+answer, and its version), GET /livez (the process answers; nothing else is
+touched) and GET /readyz (the database answers and has every migration this
+version ships: send traffic here)."""
 
 from __future__ import annotations
 
-from tracetrack_db import errors, maintenance
+from functools import cache
 
-from ..answers import Checks, Health
+from tracetrack_db import __version__, errors, maintenance, migrations
+
+from ..answers import Checks, Health, Liveness, Readiness
 from ..table import Ctx, Reply
+
+_LIVE = Liveness("ok", __version__)
 
 
 def health(ctx: Ctx) -> Reply:
@@ -16,5 +23,28 @@ def health(ctx: Ctx) -> Reply:
         database = False
     checks = Checks(database=database, cache=ctx.services.cache.ping() is not None)
     if database:
-        return Reply(Health("ok", checks), 200)
-    return Reply(Health("unavailable", checks), 503, {"Retry-After": "2"})
+        return Reply(Health("ok", __version__, checks), 200)
+    return Reply(Health("unavailable", __version__, checks), 503, {"Retry-After": "2"})
+
+
+def livez(ctx: Ctx) -> Liveness:
+    return _LIVE
+
+
+@cache
+def _shipped() -> list[migrations.Migration]:
+    """The migrations of this version, read once (the files of the running code)."""
+    return migrations.discover()
+
+
+def readyz(ctx: Ctx) -> Reply:
+    try:
+        left = maintenance.unapplied_migrations(ctx.db, _shipped())
+    except errors.DatabaseUnavailable:
+        return Reply(Readiness("not_ready", "database_unavailable", "the database does not answer", []), 503,
+                     {"Retry-After": "2"})
+    if left:
+        return Reply(Readiness("not_ready", "migrations_pending",
+                               f"{len(left)} migration(s) of version {__version__} not applied: run "
+                               "`tracetrack db migrate`", left), 503, {"Retry-After": "2"})
+    return Reply(Readiness("ready", None, None, []), 200)

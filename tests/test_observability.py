@@ -1,0 +1,306 @@
+"""What an operator meets: the request id on every answer and in every log line
+of its request, one access line per request (never a token or a password), a
+bug's traceback in the log and never in the answer, the probes (/livez,
+/readyz, /health) and the version, from one place, everywhere it shows."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import re
+import subprocess
+import sys
+import tomllib
+import urllib.request
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as installed_version
+from pathlib import Path
+
+import falcon
+import pytest
+
+from tracetrack_api import logs
+from tracetrack_db import Database, __version__
+
+from .api_helpers import *  # noqa: F403
+from .api_helpers import PASSWORD, Api, api_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+HEX32 = re.compile(r"[0-9a-f]{32}")
+
+
+@contextmanager
+def captured(fmt: str = "text"):
+    """The root logger at INFO into a string, configured as `tracetrack serve` does
+    (the request-id filter on the handler, the service's formatter)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(logs.RequestIdFilter())
+    handler.setFormatter(logs.make_formatter(fmt))
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield stream
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+
+
+class Boom:
+    """A route with a bug: it logs a line, then fails with a secret in its message."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        logging.getLogger("tracetrack_db.somewhere").warning("about to fail")
+        raise RuntimeError("secret detail: password=hunter2-internal")
+
+
+# the request id ----------------------------------------------------------------------
+def test_every_answer_carries_a_request_id_taken_from_the_request_when_it_is_safe(api):
+    for path in ("/health", "/livez", "/api/me", "/no/such/path", "/openapi.json"):
+        result = api.get(path)
+        assert HEX32.fullmatch(result.headers["X-Request-Id"]), (path, result.headers)
+    assert api.get("/livez").headers["X-Request-Id"] != api.get("/livez").headers["X-Request-Id"]
+    for given in ("0f1e2d3c4b5a69788796a5b4c3d2e1f0", "req-42", "Root=1-5759e988-bd862e3fe1be46a994272793",
+                  "a" * 128):
+        assert api.get("/livez", headers={"X-Request-Id": given}).headers["X-Request-Id"] == given
+    for bad in ("", "has space", "a" * 129, "quote\"d", "semi;colon", "new\\nline", "ünïcode", "<script>"):
+        answered = api.get("/livez", headers={"X-Request-Id": bad}).headers["X-Request-Id"]
+        assert HEX32.fullmatch(answered), (bad, answered)
+
+
+def test_one_access_line_per_request_with_route_template_status_duration_user_and_request_id(api):
+    dispatcher = api.dispatcher("lucknow")
+    api.open_parent(dispatcher, "SB01234")
+    with captured("json") as out:
+        api.get("/api/bags/SB01234", dispatcher, headers={"X-Request-Id": "look-me-up-1"})
+        api.post("/api/scans/child", dispatcher, json={"parent_qr": "SB01234", "child_qr": "CHILD-77"},
+                 headers={"X-Request-Id": "look-me-up-2"})
+        api.get("/api/bags/NOPE9999", dispatcher)
+        api.get("/api/bills", dispatcher)
+        api.login(dispatcher.username, PASSWORD)
+        api.login(dispatcher.username, "not-the-password-1")
+        api.get("/nowhere")
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    access = [line for line in lines if line["logger"] == "tracetrack.access"]
+    assert [(a["method"], a["route"], a["status"]) for a in access] == [
+        ("GET", "/api/bags/{qr}", 200), ("POST", "/api/scans/child", 200), ("GET", "/api/bags/{qr}", 404),
+        ("GET", "/api/bills", 403), ("POST", "/api/auth/login", 200), ("POST", "/api/auth/login", 401),
+        ("GET", "unmatched", 404)]
+    assert access[0]["request_id"] == "look-me-up-1" and access[1]["request_id"] == "look-me-up-2"
+    assert all(HEX32.fullmatch(a["request_id"]) for a in access[2:])
+    assert [a["user_id"] for a in access] == [dispatcher.id] * 4 + [None] * 3
+    assert all(a["level"] == "INFO" and 0 <= a["duration_ms"] < 10_000 for a in access)
+    assert access[0]["message"].startswith("GET /api/bags/{qr} 200 ") and f"user={dispatcher.id}" in \
+        access[0]["message"]
+    text = out.getvalue()
+    for secret in (dispatcher.token, PASSWORD, "not-the-password-1", "SB01234", "NOPE9999", "Bearer"):
+        assert secret not in text  # no token, no password, no raw path
+
+
+def test_the_access_log_can_be_turned_off_and_costs_nothing_when_its_logger_is_quiet(db):
+    quiet = Api(db)
+    quiet.app = create_app_without_access_log(db)
+    quiet.client = falcon.testing.TestClient(quiet.app)
+    with captured() as out:
+        result = quiet.get("/livez")
+    assert result.status_code == 200 and HEX32.fullmatch(result.headers["X-Request-Id"])
+    assert out.getvalue() == ""  # off: no line, the request id all the same
+    with captured() as out:
+        logging.getLogger(logs.ACCESS_LOGGER).setLevel(logging.WARNING)
+        try:
+            Api(db).get("/livez")
+        finally:
+            logging.getLogger(logs.ACCESS_LOGGER).setLevel(logging.NOTSET)
+    assert out.getvalue() == ""
+
+
+def create_app_without_access_log(db: Database) -> falcon.App:
+    from tracetrack_api.app import create_app
+
+    return create_app(db, api_settings(), access_log=False)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_bug_is_a_bare_500_for_the_client_and_a_traceback_in_the_log_with_the_request_id(api, fmt):
+    api.app.add_route("/test/boom", Boom())
+    with captured(fmt) as out:
+        result = api.get("/test/boom", headers={"X-Request-Id": "bug-report-7"})
+    assert result.status_code == 500
+    assert result.json == {"error": {"code": "internal_error", "request_id": "bug-report-7",
+                                     "message": "an unexpected error happened; it has been logged"}}
+    assert result.headers["X-Request-Id"] == "bug-report-7"
+    assert "Traceback" not in result.text and "secret detail" not in result.text and "hunter2" not in result.text
+    log = out.getvalue()
+    assert "Traceback (most recent call last)" in log and "RuntimeError: secret detail" in log
+    if fmt == "text":
+        lines = [line for line in log.splitlines() if re.match(r"\d{4}-\d\d-\d\dT", line)]
+        assert len(lines) == 3  # the handler's line, the error with its traceback, the access line
+        assert all("[bug-report-7]" in line for line in lines), lines
+        assert "WARNING tracetrack_db.somewhere [bug-report-7] about to fail" in lines[0]
+        assert "ERROR tracetrack_api [bug-report-7] unhandled error" in lines[1]
+        assert "INFO tracetrack.access [bug-report-7] GET /test/boom 500 " in lines[2]
+    else:
+        records = [json.loads(line) for line in log.splitlines()]  # one object a line, the traceback inside
+        assert [r["level"] for r in records] == ["WARNING", "ERROR", "INFO"]
+        assert all(r["request_id"] == "bug-report-7" for r in records)
+        assert "Traceback" in records[1]["exc_info"] and "RuntimeError" in records[1]["exc_info"]
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", records[0]["time"])
+    # a line outside any request says so
+    with captured() as out:
+        logs.REQUEST_ID.set("-")
+        logging.getLogger("tracetrack_db").warning("between requests")
+    assert "[-] between requests" in out.getvalue()
+
+
+def test_log_settings_from_the_environment_are_checked():
+    assert logs.settings_from_env({}) == ("info", "text", True)
+    assert logs.settings_from_env({"TRACETRACK_LOG_LEVEL": "DEBUG", "TRACETRACK_LOG_FORMAT": "json",
+                                   "TRACETRACK_ACCESS_LOG": "0"}) == ("debug", "json", False)
+    for bad in ({"TRACETRACK_LOG_LEVEL": "loud"}, {"TRACETRACK_LOG_FORMAT": "xml"}):
+        with pytest.raises(SystemExit, match="TRACETRACK_LOG_"):
+            logs.settings_from_env(bad)
+
+
+# probes ----------------------------------------------------------------------------
+def test_probes_answer_when_all_is_well(api):
+    assert api.get("/livez").json == {"status": "ok", "version": __version__}
+    ready = api.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json == {"status": "ready", "reason": None, "message": None, "pending_migrations": []}
+    assert api.get("/health").json["version"] == __version__
+
+
+def test_readyz_is_503_while_a_migration_is_pending_or_changed(api, sql_conn):
+    last, name = sql_conn.execute(
+        "SELECT version, name FROM schema_migrations ORDER BY version DESC LIMIT 1").fetchone()
+    saved = sql_conn.execute("SELECT * FROM schema_migrations WHERE version = %s", (last,)).fetchone()
+    sql_conn.execute("DELETE FROM schema_migrations WHERE version = %s", (last,))
+    result = api.get("/readyz")
+    assert result.status_code == 503 and result.headers["Retry-After"]
+    assert result.json["status"] == "not_ready" and result.json["reason"] == "migrations_pending"
+    assert result.json["pending_migrations"] == [f"{last:04d}_{name} (pending)"]
+    assert "tracetrack db migrate" in result.json["message"]
+    assert api.get("/livez").status_code == 200  # the process is fine: no restart
+    sql_conn.execute("INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (%s, %s, %s, %s)",
+                     saved)
+    assert api.get("/readyz").status_code == 200
+    sql_conn.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1")
+    changed = api.get("/readyz")
+    assert changed.status_code == 503 and changed.json["pending_migrations"][0].endswith("(changed)")
+    sql_conn.execute("UPDATE schema_migrations SET checksum = %s WHERE version = 1",
+                     (_checksum(1),))
+    # a newer version migrated the database (a rolling deploy): this one still serves
+    sql_conn.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (9999, 'from_the_future', 'x')")
+    assert api.get("/readyz").status_code == 200
+
+
+def _checksum(version: int) -> str:
+    from tracetrack_db import migrations
+
+    return next(m.checksum for m in migrations.discover() if m.version == version)
+
+
+def test_livez_needs_no_database_and_readyz_says_the_database_is_unreachable():
+    down = Database("postgresql://postgres@127.0.0.1:1/postgres?connect_timeout=1", min_size=0, max_size=1,
+                    timeout=0.3)
+    down.pool.open(wait=False)
+    try:
+        api = Api(down, api_settings())
+        live = api.get("/livez")
+        assert live.status_code == 200 and live.json["status"] == "ok"
+        ready = api.get("/readyz")
+        assert ready.status_code == 503 and ready.headers["Retry-After"]
+        assert ready.json == {"status": "not_ready", "reason": "database_unavailable",
+                              "message": "the database does not answer", "pending_migrations": []}
+        assert api.get("/health").status_code == 503
+    finally:
+        down.close()
+
+
+def test_probes_are_public_rows_of_the_route_table_and_the_document(api):
+    from tracetrack_api import routes
+
+    rows = {op.id: op for op in routes.OPERATIONS}
+    for op_id, path in (("livez", "/livez"), ("readyz", "/readyz"), ("health", "/health")):
+        assert rows[op_id].path == path and rows[op_id].roles is None
+    doc = api.get("/openapi.json").json
+    assert set(doc["paths"]["/livez"]["get"]["responses"]) == {"200"}
+    assert set(doc["paths"]["/readyz"]["get"]["responses"]) == {"200", "503"}
+    assert doc["paths"]["/readyz"]["get"]["responses"]["503"]["content"]["application/json"]["schema"] == \
+        {"$ref": "#/components/schemas/Readiness"}
+
+
+# the version -----------------------------------------------------------------------
+def test_the_version_comes_from_one_place():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and project["project"]["dynamic"] == ["version"]
+    assert project["tool"]["hatch"]["version"]["path"] == "tracetrack_db/version.py"
+    assert re.fullmatch(r"\d+\.\d+\.\d+.*", __version__)
+    with contextlib.suppress(PackageNotFoundError):  # a checkout that was never installed
+        assert installed_version("tracetrack") == __version__  # the installed metadata agrees
+
+
+def test_the_version_is_in_the_command_health_openapi_and_metrics(api):
+    result = subprocess.run([sys.executable, "-c", "from tracetrack_ops.cli import main; main()", "--version"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == f"tracetrack, version {__version__}"
+    assert api.get("/health").json["version"] == __version__
+    assert api.get("/openapi.json").json["info"]["version"] == __version__
+    from prometheus_client import REGISTRY, generate_latest
+
+    assert f'tracetrack_build_info{{version="{__version__}"}} 1.0' in generate_latest(REGISTRY).decode()
+
+
+# the real server ---------------------------------------------------------------------
+@pytest.mark.server
+def test_serve_logs_each_request_with_its_id_and_reports_its_version(db_url):
+    from .test_server import http, login, running_server
+
+    with running_server(db_url, env_extra={"TRACETRACK_REFRESH_INTERVAL": "0"}) as (base, proc):
+        token = login(base, "admin", "tracetrack-demo")
+        req = urllib.request.Request(base + "/api/bags/SB00001", headers={
+            "Authorization": f"Bearer {token}", "X-Request-Id": "from-nginx-123"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status == 200 and resp.headers["X-Request-Id"] == "from-nginx-123"
+        status, live, headers = http("GET", base + "/livez")
+        assert status == 200 and live["version"] == __version__ and HEX32.fullmatch(headers["X-Request-Id"])
+        assert http("GET", base + "/readyz")[0] == 200
+        with urllib.request.urlopen(proc.metrics + "/metrics", timeout=10) as resp:
+            assert f'tracetrack_build_info{{version="{__version__}"}} 1.0' in resp.read().decode()
+        log = wait_for(proc, "[from-nginx-123]")
+    line = next(line for line in log.splitlines() if "[from-nginx-123]" in line)
+    assert re.search(r"INFO tracetrack\.access \[from-nginx-123\] GET /api/bags/\{qr\} 200 [\d.]+ms user=\d+$",
+                     line), line
+    records = log[log.index(" INFO "):]  # the log lines (the demo's passwords are printed before)
+    assert token not in records and "tracetrack-demo" not in records
+    assert "/livez 200" in log and "/readyz 200" in log
+
+
+@pytest.mark.server
+def test_serve_logs_json_at_the_chosen_level_and_without_access_lines_when_asked(db_url):
+    from .test_server import http, running_server
+
+    with running_server(db_url, "--log-format", "json", "--no-access-log", "--log-level", "info",
+                        env_extra={"TRACETRACK_REFRESH_INTERVAL": "0"}) as (base, proc):
+        assert http("GET", base + "/livez")[0] == 200
+        log = proc.log()
+    records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert records, log  # granian's own lines, through the same formatter
+    assert all({"time", "level", "logger", "message", "request_id"} <= set(r) for r in records)
+    assert not [r for r in records if r["logger"] == logs.ACCESS_LOGGER]
+
+
+def wait_for(proc, text: str, seconds: float = 5) -> str:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        log = proc.log()
+        if text in log or time.monotonic() > deadline:
+            return log
+        time.sleep(0.1)

@@ -1,0 +1,183 @@
+"""The service's logs: one access line per request, a request id in every line.
+
+- Every request gets a request id: the `X-Request-Id` it came with (nginx
+  sets `$request_id`) when that is 1-128 safe characters (`A-Z a-z 0-9 . _ :
+  = / + -`), else 32 new hex digits. The answer carries it back in
+  `X-Request-Id`, and every log line emitted while the request runs carries it
+  (`REQUEST_ID`, a context variable, read by `RequestIdFilter`); lines outside
+  a request carry "-".
+- `RequestLog`, the outermost middleware, sets both and writes the access line
+  (logger `tracetrack.access`, INFO): method, route template (never the raw
+  path: it holds QR codes and bill numbers; "unmatched" when no route
+  matched), status, duration in ms, request id and user id. Never headers,
+  tokens, query strings or bodies.
+- `configure(level, fmt)` sends every logger (granian's too, through
+  `dict_config`) to stderr as text or as one JSON object a line
+  (python-json-logger over orjson).
+
+The cost is kept off the hot paths: one cached `isEnabledFor` check when the
+access log is off, and when on, a record built directly (no caller lookup,
+no thread or process names) and formatted by the handler, with the time's
+second-resolution prefix reused within a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import os
+import re
+import time
+from contextvars import ContextVar
+from typing import Any
+
+import falcon
+
+REQUEST_ID: ContextVar[str] = ContextVar("tracetrack_request_id", default="-")
+MAX_REQUEST_ID = 128
+_SAFE_ID = re.compile(r"[A-Za-z0-9._:=/+-]+")
+ACCESS_LOGGER = "tracetrack.access"
+LEVELS = ("debug", "info", "warning", "error", "critical")
+FORMATS = ("text", "json")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+_ACCESS_MESSAGE = "%s %s %s %.1fms user=%s"
+
+
+def request_id_of(header: str | None) -> str:
+    """The request's id: `header` when it is a safe, bounded id, else a new one."""
+    if header and len(header) <= MAX_REQUEST_ID and _SAFE_ID.fullmatch(header):
+        return header
+    return os.urandom(16).hex()
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds `request_id` (the current request's, or "-") to every record a handler sees."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "request_id" not in record.__dict__:
+            record.request_id = REQUEST_ID.get()
+        return True
+
+
+class _FastTime:
+    """formatTime in ISO 8601 UTC (2026-01-31T12:00:00.123Z), the second's text computed once a second."""
+
+    _second = -1
+    _prefix = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        second = int(record.created)
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._prefix}.{int(record.msecs):03d}Z"
+
+
+class TextFormatter(_FastTime, logging.Formatter):
+    def __init__(self, fmt: str = TEXT_FORMAT, **kwargs: Any):
+        super().__init__(fmt, defaults={"request_id": "-"}, **kwargs)
+
+
+def json_formatter() -> logging.Formatter:
+    """One JSON object a line: time, level, logger, message, request_id, the access
+    line's fields (method, route, status, duration_ms, user_id) and exc_info (the
+    traceback) when there is one."""
+    from pythonjsonlogger.orjson import OrjsonFormatter
+
+    class JsonFormatter(_FastTime, OrjsonFormatter):
+        pass
+
+    return JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
+                         rename_fields={"asctime": "time", "levelname": "level", "name": "logger"})
+
+
+def make_formatter(fmt: str = "text") -> logging.Formatter:
+    if fmt == "json":
+        return json_formatter()
+    if fmt == "text":
+        return TextFormatter()
+    raise ValueError(f"log format must be one of {FORMATS}, not {fmt!r}")
+
+
+def dict_config(level: str = "info", fmt: str = "text") -> dict[str, Any]:
+    """A logging.config.dictConfig for the whole process: the root logger to stderr
+    at `level` in `fmt`, and granian's loggers through it (granian applies this
+    in its main process and in every worker)."""
+    level = level.lower()
+    if level not in LEVELS:
+        raise ValueError(f"log level must be one of {LEVELS}, not {level!r}")
+    if fmt not in FORMATS:
+        raise ValueError(f"log format must be one of {FORMATS}, not {fmt!r}")
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"request_id": {"()": RequestIdFilter}},
+        "formatters": {"main": {"()": make_formatter, "fmt": fmt}},
+        "handlers": {"console": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr",
+                                 "formatter": "main", "filters": ["request_id"]}},
+        "root": {"level": level.upper(), "handlers": ["console"]},
+        "loggers": {"_granian": {"level": level.upper(), "handlers": [], "propagate": True},
+                    "granian.access": {"handlers": [], "propagate": True}},
+    }
+
+
+def configure(level: str = "info", fmt: str = "text") -> None:
+    """Configure this process's logging (see dict_config). Records carry no thread
+    or process names (neither format shows them; each costs time per line)."""
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging.config.dictConfig(dict_config(level, fmt))
+
+
+def settings_from_env(environ: dict[str, str] | None = None) -> tuple[str, str, bool]:
+    """(level, format, access log on) from TRACETRACK_LOG_LEVEL, TRACETRACK_LOG_FORMAT and
+    TRACETRACK_ACCESS_LOG (what `tracetrack serve` sets for its workers; gunicorn reads them too)."""
+    env = os.environ if environ is None else environ
+    level = (env.get("TRACETRACK_LOG_LEVEL") or "info").strip().lower()
+    fmt = (env.get("TRACETRACK_LOG_FORMAT") or "text").strip().lower()
+    access = (env.get("TRACETRACK_ACCESS_LOG") or "1").strip().lower() not in ("0", "false", "no", "off")
+    if level not in LEVELS:
+        raise SystemExit(f"TRACETRACK_LOG_LEVEL must be one of {', '.join(LEVELS)}, not {level!r}")
+    if fmt not in FORMATS:
+        raise SystemExit(f"TRACETRACK_LOG_FORMAT must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    return level, fmt, access
+
+
+class RequestLog:
+    """Falcon middleware (first in the list): the request id and the access line."""
+
+    def __init__(self, access_log: bool = True):
+        self.access_log = access_log
+        self.log = logging.getLogger(ACCESS_LOGGER)
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        rid = request_id_of(req.get_header("X-Request-Id"))
+        REQUEST_ID.set(rid)  # each request runs in its own thread: no reset needed (a CSV stream logs after)
+        context = req.context
+        context.request_id = rid
+        context.log_started = time.perf_counter()
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any,
+                         req_succeeded: bool) -> None:
+        context = req.context
+        rid = context.get("request_id")
+        if rid is None:  # process_request did not run
+            return
+        resp.set_header("X-Request-Id", rid)
+        if not self.access_log or not self.log.isEnabledFor(logging.INFO):
+            return
+        ms = (time.perf_counter() - context.log_started) * 1000
+        code = resp.status_code
+        route = req.uri_template or "unmatched"
+        user_id = context.get("user_id")
+        record = self.log.makeRecord(ACCESS_LOGGER, logging.INFO, __file__, 0, _ACCESS_MESSAGE,
+                                     (req.method, route, code, ms, "-" if user_id is None else user_id), None)
+        extra = record.__dict__
+        extra["method"] = req.method
+        extra["route"] = route
+        extra["status"] = code
+        extra["duration_ms"] = round(ms, 2)
+        extra["user_id"] = user_id
+        extra["request_id"] = rid
+        self.log.handle(record)
