@@ -137,7 +137,8 @@ def test_a_no_transaction_migration_builds_its_index_while_writes_go_on(empty_ur
     index = Migration(2, "idx", "0002_idx.sql", f"{migrations.NO_TRANSACTION}\n-- why\n{INDEX_SQL}")
     assert not index.transactional
     with psycopg.connect(empty_url) as old_snapshot:
-        old_snapshot.execute("SELECT 1").fetchone()  # an open transaction the build must wait for
+        old_snapshot.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        old_snapshot.execute("SELECT 1").fetchone()  # a snapshot held open: the build must wait for it
         builder = threading.Thread(target=migrations.migrate, args=(empty_url, [CREATE_T, index]),
                                    kwargs={"views": []})
         builder.start()

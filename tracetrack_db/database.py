@@ -80,7 +80,7 @@ class Database:
     def from_settings(cls, settings: Settings, **overrides: Any) -> Database:
         if not settings.database_url:
             raise ValueError("settings.database_url is not set (start the embedded server first)")
-        options = dict(
+        options: dict[str, Any] = dict(
             read_conninfo=settings.database_read_url, min_size=settings.pool_min_size,
             max_size=settings.pool_max_size, timeout=settings.pool_timeout,
             prepare_threshold=settings.prepare_threshold,
@@ -96,7 +96,7 @@ class Database:
     def open(self, wait: bool = True) -> Database:
         """Open the pools; with `wait`, fail at once with a clear message on a bad DSN."""
         for pool, dsn in {id(self.pool): (self.pool, self.conninfo),
-                          id(self.read_pool): (self.read_pool, self.read_pool.conninfo)}.values():
+                          id(self.read_pool): (self.read_pool, str(self.read_pool.conninfo))}.values():
             if wait:  # one direct attempt first: a wrong DSN fails now, not after the pool's retries
                 problem = self._probe(dsn)
                 if problem:

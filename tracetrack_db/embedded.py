@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +19,7 @@ class EmbeddedPostgres:
 
     def __init__(self, data_dir: Path):
         self.pgdata = Path(data_dir) / "pgdata"
-        self._server = None
+        self._server: Any = None  # pgserver.PostgresServer once started
 
     def start(self) -> str:
         """Start (or join) the server and return a connection URI."""

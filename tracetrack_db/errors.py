@@ -189,8 +189,8 @@ class DatabaseUnavailable(TraceTrackError):
     code, status = "database_unavailable", 503
 
 
-def _all_subclasses(cls: type) -> list[type]:
-    out = []
+def _all_subclasses(cls: type[TraceTrackError]) -> list[type[TraceTrackError]]:
+    out: list[type[TraceTrackError]] = []
     for sub in cls.__subclasses__():
         out.append(sub)
         out.extend(_all_subclasses(sub))
@@ -199,7 +199,8 @@ def _all_subclasses(cls: type) -> list[type]:
 
 def by_code() -> dict[str, type[TraceTrackError]]:
     """Every error class by code, including those a caller (the HTTP layer) defines."""
-    return {c.code: c for c in [TraceTrackError, *_all_subclasses(TraceTrackError)]}
+    classes: list[type[TraceTrackError]] = [TraceTrackError, *_all_subclasses(TraceTrackError)]
+    return {c.code: c for c in classes}
 
 
 BY_CODE: dict[str, type[TraceTrackError]] = by_code()  # the library's own

@@ -26,6 +26,7 @@ import psycopg
 from psycopg import sql
 
 from . import privileges
+from .rawsql import value
 from .sqlfiles import sql_files
 
 FILENAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
@@ -95,7 +96,7 @@ def discover(files: list[tuple[str, str]] | None = None) -> list[Migration]:
 
 
 def _applied(conn: psycopg.Connection) -> dict[int, tuple[str, str, datetime]]:
-    exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()[0]
+    exists = value(conn, "SELECT to_regclass('schema_migrations') IS NOT NULL")
     if not exists:
         return {}
     rows = conn.execute("SELECT version, name, checksum, applied_at FROM schema_migrations").fetchall()
@@ -123,7 +124,7 @@ def views_status(conn: psycopg.Connection,
                  views: list[tuple[str, str]] | None = None) -> list[tuple[str, str, datetime | None]]:
     """(filename, current | changed | pending, applied_at) of each views file."""
     views = sql_files("views") if views is None else views
-    exists = conn.execute("SELECT to_regclass('schema_views') IS NOT NULL").fetchone()[0]
+    exists = value(conn, "SELECT to_regclass('schema_views') IS NOT NULL")
     recorded = {f: (c, at) for f, c, at in conn.execute(
         "SELECT filename, checksum, applied_at FROM schema_views").fetchall()} if exists else {}
     out = []
@@ -219,10 +220,10 @@ def _refresh_views_file(conn: psycopg.Connection, filename: str, text: str,
         raise MigrationError(f"views file {filename}: no DROP statements (the runner replaces what the "
                              "file creates, by swapping it in)")
     checksum = hashlib.sha256(text.encode()).hexdigest()
-    schema = conn.execute("SELECT current_schema()").fetchone()[0]
+    schema = value(conn, "SELECT current_schema()")
     row = conn.execute("SELECT checksum, objects FROM schema_views WHERE filename = %s", (filename,)).fetchone()
     if row and row[0] == checksum and all(
-            conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.{name}",)).fetchone()[0]
+            value(conn, "SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.{name}",))
             for name in row[1]):
         return False
     if progress:
@@ -260,8 +261,8 @@ def _swap(conn: psycopg.Connection, schema: str, names: list[str], filename: str
                     if old:
                         conn.execute(sql.SQL("DROP {} {}.{}").format(
                             sql.SQL(kinds[old[0]]), sql.Identifier(schema), sql.Identifier(name)))
-                    new_kind = conn.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)",
-                                            (f"{BUILD_SCHEMA}.{name}",)).fetchone()[0]
+                    new_kind = value(conn, "SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)",
+                                     (f"{BUILD_SCHEMA}.{name}",))
                     conn.execute(sql.SQL("ALTER {} {}.{} SET SCHEMA {}").format(
                         sql.SQL(kinds[new_kind]), sql.Identifier(BUILD_SCHEMA), sql.Identifier(name),
                         sql.Identifier(schema)))

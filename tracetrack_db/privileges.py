@@ -15,12 +15,14 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from .rawsql import value
+
 EMBEDDED_SERVICE_ROLE = "tracetrack_service"
 
 
 def apply(conn: psycopg.Connection) -> None:
     """Re-apply the privileges (after migrations and views); a no-op before 0007."""
-    if conn.execute("SELECT to_regprocedure('tt_apply_privileges()') IS NOT NULL").fetchone()[0]:
+    if value(conn, "SELECT to_regprocedure('tt_apply_privileges()') IS NOT NULL"):
         conn.execute("SELECT tt_apply_privileges()")
 
 
@@ -60,12 +62,12 @@ def with_user(url: str, user: str, password: str | None = None) -> str:
     params.pop("password", None)
     if password:
         params["password"] = password
-    return make_conninfo(**params)
+    return make_conninfo("", **params)
 
 
 def is_owner(conn: psycopg.Connection) -> bool:
     """Whether this connection's role owns the tables (or is a superuser): a
     service that connects so could alter or drop them, or disable a trigger."""
-    return bool(conn.execute(
-        "SELECT rolsuper OR pg_has_role(current_user, (SELECT relowner FROM pg_class "
-        "WHERE oid = to_regclass('event')), 'MEMBER') FROM pg_roles WHERE rolname = current_user").fetchone()[0])
+    return bool(value(
+        conn, "SELECT rolsuper OR pg_has_role(current_user, (SELECT relowner FROM pg_class "
+        "WHERE oid = to_regclass('event')), 'MEMBER') FROM pg_roles WHERE rolname = current_user"))

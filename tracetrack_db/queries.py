@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cache
-from typing import LiteralString, cast
+from typing import LiteralString
 
 KINDS = ("one", "many", "exec", "execrows", "scalar")
 _HEADER = re.compile(r"^--\s*name:\s*(?P<name>\S+)\s*(?P<kind>:\S+)?\s*$")
@@ -46,7 +46,7 @@ def parse(text: str, source: str = "<string>") -> dict[str, Query]:
         queries[current["name"]] = Query(
             name=current["name"],
             kind=current["kind"],
-            sql=cast(LiteralString, sql),
+            sql=sql,
             doc=" ".join(current["doc"]).strip(),
             params=frozenset(_PARAM.findall(sql)),
             source=current["source"],

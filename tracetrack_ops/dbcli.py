@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 import click
 
@@ -32,7 +33,7 @@ def progress_printer() -> Callable[[str], None] | None:
     return lambda message: console.print(f"[dim]…[/dim] {message}")
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     raise SystemExit(1)
 
@@ -84,8 +85,8 @@ def status_command() -> None:
              f"{str(exc).strip().splitlines()[0]}")
     bad = False
     for row in rows:
-        at = row.applied_at.isoformat(timespec="seconds") if row.applied_at else ""
-        click.echo(f"{row.version:04d}  {row.name:<30} {row.state:<12} {at}")
+        when = row.applied_at.isoformat(timespec="seconds") if row.applied_at else ""
+        click.echo(f"{row.version:04d}  {row.name:<30} {row.state:<12} {when}")
         bad = bad or row.state in ("changed", "missing_file")
     pending = sum(r.state == "pending" for r in rows)
     for filename, state, at in view_rows:

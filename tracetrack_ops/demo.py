@@ -18,6 +18,7 @@ def create_demo(db: Database) -> bool:
         except errors.UsernameTaken:
             return False  # another process is creating the demo at the same moment
     admin = users.find_user(db, "admin")
+    assert admin is not None  # created just above
     for p in range(1, 6):
         parent = f"SB{p:05d}"
         scans.open_parent(db, parent, user_id=admin.id, dispatch_area="lucknow")

@@ -68,6 +68,7 @@ from psycopg import sql
 
 from tracetrack_db import errors
 from tracetrack_db.passwords import hash_password
+from tracetrack_db.rawsql import value
 
 __all__ = ["SeedRefused", "SeedReport", "seed"]
 
@@ -386,6 +387,7 @@ class _Plan:
                 open_bill[a] = self._new_bill(rng, a, 0)
                 open_index[a] = len(self.bills) - 1
             bill = open_bill[a]
+            assert bill is not None
             complete = bill.parents + 1 == bill.capacity
             bill_events[i] = _ADD | (_CREATED if created else 0) | (_COMPLETE if complete else 0)
             bill_of[i] = open_index[a]
@@ -511,7 +513,7 @@ class _Block(NamedTuple):
     The writers unpack it positionally, in this field order: reading the
     fields by name cost about 3% more of the writers' CPU."""
 
-    index: int          # the parent's position in the plan's arrays
+    index: int  # type: ignore[assignment]  # the parent's position in the plan's arrays (shadows tuple.index)
     parent_id: int
     qr: str
     area: str
@@ -692,7 +694,7 @@ def seed(conninfo: str, bags: int, *, seed: int = 42, password: str | None = Non
         conn.execute("SET statement_timeout = 0")
         with conn.transaction():
             _lock(conn, (*_TABLES, "parent_format"))
-            if conn.execute("SELECT EXISTS (SELECT 1 FROM bag)").fetchone()[0]:
+            if value(conn, "SELECT EXISTS (SELECT 1 FROM bag)"):
                 raise SeedRefused("the database already holds bags: seed only an empty database "
                                   "(a fresh one, migrated)")
             plan = _make_plan(conn, bags, seed, now_ms)
@@ -779,9 +781,8 @@ def _make_plan(conn: psycopg.Connection, bags: int, seed: int, now_ms: int) -> _
     child = conn.execute("SELECT capacity FROM tt_parent_format(%s)", (CHILD_TEMPLATE.format(0),)).fetchone()
     if child and child[0] is not None:
         raise SeedRefused(f"a parent format matches the seeder's child QRs ({CHILD_TEMPLATE.format(0)})")
-    child_weight = Decimal(conn.execute("SELECT tt_child_weight()").fetchone()[0])
-    bases = {t: conn.execute(_ID_BASE.format(table=sql.Identifier(t)), {"table": t}).fetchone()[0]
-             for t in _TABLES}
+    child_weight = Decimal(value(conn, "SELECT tt_child_weight()"))
+    bases = {t: value(conn, _ID_BASE.format(table=sql.Identifier(t)), {"table": t}) for t in _TABLES}
     return _Plan(bags, seed, areas, caps, child_weight, now_ms, bases)
 
 

@@ -19,6 +19,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,7 +97,7 @@ def smoke(client: Client, report: VerifyReport, password: str, metrics: Client) 
     parent, child, bill = f"M444-{run[-5:]}", f"VERIFY-{run}-C1", f"VERIFY-{run}"
 
     def expect(name: str, method: str, path: str, status: int, body: dict | None = None,
-               check: Callable[[object], bool] = lambda _: True) -> object:
+               check: Callable[[Any], bool] = lambda _: True) -> Any:
         try:
             got, data, ms = client(method, path, body)
         except OSError as exc:
@@ -215,7 +216,7 @@ def verify(users_count: int = 20, duration: str = "15s", port: int | None = None
                     break
                 except OSError:
                     if server.poll() is not None or time.monotonic() > deadline:
-                        report.add("start server", False, (server.stderr.read() or b"").decode()[-400:])
+                        report.add("start server", False, ((server.stderr and server.stderr.read()) or b"").decode()[-400:])
                         return report
                     time.sleep(0.3)
             report.add("start server", True, base)
@@ -238,6 +239,7 @@ def verify(users_count: int = 20, duration: str = "15s", port: int | None = None
                 os.killpg(server.pid, signal.SIGKILL)
         with Database(url, min_size=1, max_size=1) as db:
             me = users.find_user(db, VERIFY_ADMIN)
+            assert me is not None  # made by this run
             try:  # leave no usable account behind (the last admin stays, by the library's rule)
                 users.update_user(db, me.id, UserChanges(is_active=False))
             except errors.LastAdmin:
