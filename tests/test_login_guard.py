@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -216,6 +217,9 @@ def test_a_flood_holds_few_threads_and_few_password_checks(db, monkeypatch, chea
         futures = [pool.submit(login_from, api, f"192.0.2.{20 + n}", "slowpoke", "typo-typo") for n in range(8)]
         at_once = [f.result() for f in itertools.islice(as_completed(futures), 4)]
         still_held = sum(not f.done() for f in futures)
+        deadline = time.monotonic() + 20  # on a loaded machine the 2nd check may start a moment later
+        while running[0] < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
         release.set()
         codes = Counter(f.result().json["error"]["code"] for f in futures)
     assert still_held == 4  # 2 checking, 2 waiting: the most a flood holds
