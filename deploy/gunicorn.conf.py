@@ -5,9 +5,24 @@
 granian (`tracetrack serve`) measured faster here; see bench/RESULTS.md.
 With TRACETRACK_WORKER_CLASS=gevent (pip install "tracetrack[gunicorn]"),
 never preload: psycopg must be imported after gevent has monkey-patched.
+
+Metrics: every worker writes its figures into PROMETHEUS_MULTIPROC_DIR (a
+fresh directory made when the master starts: the operator's, emptied, or a
+temporary one); a metrics listener started by the master
+(TRACETRACK_METRICS_BIND, default 127.0.0.1:9464) answers GET /metrics with
+the sum over all workers, and GET /health with details. A worker that exits
+is marked dead (child_exit), so its gauges leave the sums and its counters
+stay in them.
 """
 
 import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
 
 _cpus = os.cpu_count() or 1
 
@@ -36,3 +51,57 @@ def on_starting(server):
         raise SystemExit("gunicorn needs DATABASE_URL (the embedded server is for `tracetrack serve`)")
     if not os.environ.get("TRACETRACK_SECRET_KEY"):
         raise SystemExit("set TRACETRACK_SECRET_KEY: every worker must sign tokens with the same key")
+    _fresh_metrics_dir()
+    _start_metrics_listener()
+
+
+_metrics = {"dir": None, "listener": None}
+
+
+def _fresh_metrics_dir():
+    """PROMETHEUS_MULTIPROC_DIR for the workers, empty: a previous run's files would add to the sums.
+    Set in the master before any worker is forked (and before prometheus-client is imported)."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(path):
+            if name.endswith(".db"):
+                os.remove(os.path.join(path, name))
+    else:
+        path = _metrics["dir"] = tempfile.mkdtemp(prefix="tracetrack-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+
+
+def _start_metrics_listener():
+    """Its own process: the master stays free of psycopg (gevent patches it in the workers)."""
+    bind = os.environ.get("TRACETRACK_METRICS_BIND", "127.0.0.1:9464")
+    proc = _metrics["listener"] = subprocess.Popen(
+        [sys.executable, "-m", "tracetrack_ops.gunicorn_metrics", "--bind", bind, "--parent", str(os.getpid())])
+    host, _, port = bind.rpartition(":")
+    deadline = time.monotonic() + 30
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"the metrics listener did not start on {bind} (TRACETRACK_METRICS_BIND)")
+
+
+def child_exit(server, worker):
+    """A worker is gone (ended, crashed or recycled by max_requests): its live gauges leave the sums."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    proc = _metrics["listener"]
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    if _metrics["dir"]:
+        shutil.rmtree(_metrics["dir"], ignore_errors=True)

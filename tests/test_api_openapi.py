@@ -19,7 +19,7 @@ METHODS = ("get", "post", "put", "patch", "delete")
 def sample(path: str, **values: str) -> str:
     def fill(match: re.Match) -> str:
         return values.get(match.group(1), {"user_id": "1", "qr": "SB00001", "bill_no": "B-1",
-                                           "parent_qr": "SB00001"}[match.group(1)])
+                                           "parent_qr": "SB00001", "asset": "docs.js"}[match.group(1)])
     return re.sub(r"\{(\w+)(?::\w+)?\}", fill, path)
 
 
@@ -205,11 +205,20 @@ def test_real_answers_match_their_documented_schemas(api, sql_conn):
         result = api.get(template, biller)
         assert result.status_code == 200 and result.headers["content-type"].startswith(media)
         response_schema("GET", template, 200, media)  # documented as CSV
+    for path, template, media in (("/docs", "/docs", "text/html"),
+                                  ("/docs/assets/swagger-ui.css", "/docs/assets/{asset}", "text/css"),
+                                  ("/docs/assets/docs.js", "/docs/assets/{asset}", "text/javascript"),
+                                  ("/docs/assets/favicon-32x32.png", "/docs/assets/{asset}", "image/png")):
+        result = api.get(path)  # public
+        assert result.status_code == 200 and result.headers["content-type"].startswith(media), path
+        response_schema("GET", template, 200, media)  # documented with its media type
+    call("GET", "/docs/assets/{asset}", values={"asset": "docs.py"}, expect=400)
     call("POST", "/api/auth/logout", biller, expect=200)
     call("POST", "/api/auth/logout", biller, expect=401)  # its token has ended
     documented_success = {(m, p) for p, item in openapi_document()["paths"].items() for m in item}
     seen_success = {(m.lower(), p) for m, p, code in checked if code < 300}
-    missing = documented_success - seen_success - {("get", "/api/exports/bags.csv"), ("get", "/api/exports/bills.csv")}
+    missing = documented_success - seen_success - {("get", "/api/exports/bags.csv"), ("get", "/api/exports/bills.csv"),
+                                                   ("get", "/docs"), ("get", "/docs/assets/{asset}")}
     assert not missing, f"no successful answer checked for {sorted(missing)}"
 
 

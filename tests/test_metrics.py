@@ -43,10 +43,13 @@ def test_metrics_count_requests_of_every_worker(db_url):
             assert value(text, r'tracetrack_http_requests_total\{method="GET",route="/api/bags/\{qr\}",'
                                r'status="200"\}') == 40
         text = scrapes[-1]
-        assert value(text, r'tracetrack_http_request_seconds_count\{method="GET",route="/api/bags/\{qr\}"') == 40
-        assert value(text, r'tracetrack_cache_total\{result="miss"\}') >= 1
-        assert value(text, r'tracetrack_cache_total\{result="(hit|miss)"\}') == 3
+        assert value(text, r'tracetrack_http_request_duration_seconds_count'
+                           r'\{method="GET",route="/api/bags/\{qr\}"') == 40
+        assert value(text, r'tracetrack_dashboard_cache_requests_total\{result="miss"\}') >= 1
+        assert value(text, r'tracetrack_dashboard_cache_requests_total\{result="(hit|miss)"\}') == 3
         assert value(text, r'tracetrack_pool_connections\{pool="write",state="size"\}') >= 1
+        assert re.search(r'tracetrack_pool_requests_waiting\{pool="write"\} \d', text)  # requests, not connections
+        assert 'state="waiting"' not in text
         assert re.search(r'tracetrack_view_age_seconds\{view="mv_bag_totals"\} \d', text)
 
 

@@ -20,7 +20,7 @@ from tracetrack_db.jsontext import dumps
 from .auth import Authenticator
 from .errors import InvalidJson, LengthRequired, PayloadTooLarge
 from .schema import Value
-from .table import CsvStream, Ctx, Operation, RawJson, Reply, Services
+from .table import CsvStream, Ctx, Operation, RawJson, Reply, Services, Static
 
 
 def read_body(req: falcon.Request, limit: int) -> bytes:
@@ -150,6 +150,11 @@ class Endpoint:
             resp.content_type = "text/csv; charset=utf-8"
             resp.set_header("Content-Disposition", f'attachment; filename="{result.filename}"')
             resp.stream = result.chunks
+        elif isinstance(result, Static):
+            resp.status = self.op.status
+            resp.content_type = result.content_type
+            resp.data = result.data
+            resp.set_headers(result.headers)
         else:
             status, value = self.outcome(result)
             resp.status = status

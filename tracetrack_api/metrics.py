@@ -1,10 +1,12 @@
 """Prometheus metrics (prometheus-client), served on their own listener.
 
 Every worker records into PROMETHEUS_MULTIPROC_DIR (set by `tracetrack
-serve` before any worker starts). The metrics listener (`MetricsListener`,
-started by `tracetrack serve` in its main process, bound to 127.0.0.1 by
-default) answers GET /metrics for all workers together and GET /health with
-the details the public /health leaves out. The API port serves neither.
+serve`, or deploy/gunicorn.conf.py, before any worker starts). The metrics
+listener (`MetricsListener`, started by `tracetrack serve` in its main
+process, or by gunicorn's master as tracetrack_ops.gunicorn_metrics; bound to
+127.0.0.1 by default) answers GET /metrics for all workers together and GET
+/health with the details the public /health leaves out. The API port serves
+neither.
 """
 
 from __future__ import annotations
@@ -23,11 +25,15 @@ from tracetrack_db import Database, errors, maintenance, views
 from tracetrack_db.jsontext import dumps
 
 REQUESTS = Counter("tracetrack_http_requests_total", "HTTP requests", ["method", "route", "status"])
-LATENCY = Histogram("tracetrack_http_request_seconds", "HTTP request latency", ["method", "route"],
+LATENCY = Histogram("tracetrack_http_request_duration_seconds", "Time to answer an HTTP request, in seconds",
+                    ["method", "route"],
                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
-POOL = Gauge("tracetrack_pool_connections", "Connection pool state per process", ["pool", "state"],
-             multiprocess_mode="livesum")
-CACHE = Counter("tracetrack_cache_total", "Dashboard cache lookups", ["result"])
+POOL = Gauge("tracetrack_pool_connections", "Database connections of the pools (size: open, available: idle), "
+             "summed over live processes", ["pool", "state"], multiprocess_mode="livesum")
+POOL_WAITING = Gauge("tracetrack_pool_requests_waiting", "Requests waiting for a connection of the pool, "
+                     "summed over live processes", ["pool"], multiprocess_mode="livesum")
+CACHE = Counter("tracetrack_dashboard_cache_requests_total", "Dashboard requests by cache result: hit (answered "
+                "from the cached JSON) or miss (built from the views)", ["result"])
 
 
 _METHODS = frozenset(("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"))
@@ -61,7 +67,7 @@ class MetricsMiddleware:
             for name, stats in self.db.stats().items():
                 POOL.labels(name, "size").set(stats.get("pool_size", 0))
                 POOL.labels(name, "available").set(stats.get("pool_available", 0))
-                POOL.labels(name, "waiting").set(stats.get("requests_waiting", 0))
+                POOL_WAITING.labels(name).set(stats.get("requests_waiting", 0))
 
 
 class ViewAges:

@@ -15,7 +15,7 @@ from tracetrack_db.cursor import CURSOR_PATTERN
 
 from . import errors as _api_errors  # noqa: F401 - registers the HTTP layer's error codes
 from .schema import Value
-from .table import CSV, Operation
+from .table import Operation
 
 _SCALARS: dict[Any, dict[str, Any]] = {
     int: {"type": "integer"}, str: {"type": "string"}, bool: {"type": "boolean"}, float: {"type": "number"},
@@ -28,6 +28,7 @@ TAGS = [
     {"name": "scans", "description": "Scanning parents and children; recent scans."},
     {"name": "bills", "description": "Bills (a truck's dispatch document) and the parents on them."},
     {"name": "reports", "description": "The dashboard and CSV exports."},
+    {"name": "docs", "description": "Browsable API docs (Swagger UI over this document), served offline."},
 ]
 
 ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
@@ -127,7 +128,8 @@ def error_codes(op: Operation, path_values: dict[str, Value]) -> list[str]:
 def operation(op: Operation, components: Components, path_values: dict[str, Value],
               spans_segments: frozenset[str]) -> dict[str, Any]:
     classes = errors.by_code()
-    content = ({CSV: {"schema": {"type": "string"}}} if op.answer == CSV
+    content = ({media: {"schema": {"type": "string"}} for media in op.answer} if isinstance(op.answer, tuple)
+               else {op.answer: {"schema": {"type": "string"}}} if isinstance(op.answer, str)  # CSV, HTML
                else {"application/json": {"schema": components.of(op.answer)}})
     responses: dict[str, Any] = {str(status): {"description": "OK" if status < 300 else "unavailable",
                                                "content": content}

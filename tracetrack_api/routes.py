@@ -12,16 +12,18 @@ from __future__ import annotations
 from tracetrack_db import Page, bags as bag_ops, bills as bill_ops, models, scans as scan_ops, users as user_ops
 
 from .answers import Deleted, Health, Liveness, LoggedOut, LoginAnswer, Readiness
-from .handlers import accounts, bags, bills, reports, scans, system
+from .docs import ASSETS as DOC_ASSETS, MEDIA_TYPES as DOC_MEDIA_TYPES
+from .handlers import accounts, bags, bills, docs, reports, scans, system
 from .schema import (AREA, BILL_NO, CAPACITY, LOGIN_NAME, NEW_AREA_NAME, PAGE, PASSWORD, QR, ANY_PASSWORD,
                      USERNAME, Bool, DateTime, Enum, Field, Int, Param, Text, TextList, Value, body, query)
-from .table import ANY_ROLE, CSV, PUBLIC, Operation
+from .table import ANY_ROLE, CSV, HTML, PUBLIC, Operation
 
 BILLERS = ("admin", "biller")
 SCANNERS = ("admin", "dispatcher")
 
 # Path parameters, by name. QRs and bill numbers may hold "/" (sent as %2F).
-PATH_VALUES: dict[str, Value] = {"qr": QR, "parent_qr": QR, "bill_no": BILL_NO, "user_id": Int(1)}
+PATH_VALUES: dict[str, Value] = {"qr": QR, "parent_qr": QR, "bill_no": BILL_NO, "user_id": Int(1),
+                                "asset": Enum(DOC_ASSETS)}
 SPANS_SEGMENTS = frozenset({"qr", "parent_qr", "bill_no"})
 
 BAG_FILTERS = {
@@ -172,4 +174,10 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("export_bills", "GET", "/api/exports/bills.csv", reports.export_bills,
               "Every matching bill as CSV (streamed; the columns of Bill)", "reports", BILLERS, CSV,
               query=query(**BILL_FILTERS), errors=("too_many_exports",)),
+    # docs -----------------------------------------------------------------------------------
+    Operation("get_docs", "GET", "/docs", docs.page, "Browsable API docs: Swagger UI over /openapi.json", "docs",
+              PUBLIC, HTML, description="Everything the page loads comes from this server (no CDN; works "
+                                        "offline); its Content-Security-Policy allows this origin only."),
+    Operation("get_docs_asset", "GET", "/docs/assets/{asset}", docs.asset, "A file of the docs page", "docs",
+              PUBLIC, DOC_MEDIA_TYPES, description="Read once at start-up; cached by browsers for a day."),
 )

@@ -48,6 +48,7 @@ class Operation:
 
 
 CSV = "text/csv"
+HTML = "text/html"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,15 @@ class RawJson:
 class CsvStream:
     chunks: Iterator[bytes]
     filename: str
+
+
+@dataclass(frozen=True, slots=True)
+class Static:
+    """Bytes answered as they are, with their content type and headers (the docs page and its files)."""
+
+    data: bytes
+    content_type: str
+    headers: dict[str, str]
 
 
 @dataclass
