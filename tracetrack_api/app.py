@@ -60,7 +60,9 @@ def create_app(db: Database, settings: ApiSettings | None = None,
         by_path.setdefault(op.path, {})[op.method] = Endpoint(op, services, authenticate, PATH_VALUES, client)
     for path, method_map in by_path.items():
         router.add(path, tuple(method_map.values()), method_map)  # the resource: its endpoints
-    app = falcon.App(router=router, middleware=[RequestLog(access_log), MetricsMiddleware(db)], cors_enable=False)
+    # falcon's types name its CompiledRouter for router=; any object with its methods works
+    app = falcon.App(router=router, middleware=[RequestLog(access_log), MetricsMiddleware(db)],  # type: ignore[call-overload]
+                     cors_enable=False)
     app.add_route("/openapi.json", OpenApiDocument(openapi.build(OPERATIONS, PATH_VALUES, SPANS_SEGMENTS)))
     errors.install(app)
     buildinfo.publish()

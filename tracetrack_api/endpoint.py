@@ -122,6 +122,7 @@ class Endpoint:
             ctx.key, ctx.conn = key, conn
             return self.outcome(op.handler(ctx, **params))
 
+        assert user is not None  # the table makes every idempotent operation need a role
         stored = idempotency.run_once(self.services.db, user.id, key,
                                       idempotency.fingerprint(req.method, req.relative_uri, raw), write)
         for action in ctx.after:  # committed now

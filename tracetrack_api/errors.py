@@ -77,9 +77,9 @@ def http_error(req, resp, exc: falcon.HTTPError, params) -> None:
     if status == 404 and not message:
         message = f"no such path: {req.path}"
     elif status == 405 and not message:
-        message = f"{req.method} is not an operation of this path; it takes {(exc.headers or {}).get('Allow', '')}"
+        message = f"{req.method} is not an operation of this path; it takes {dict(exc.headers or {}).get('Allow', '')}"
     _error(resp, status, code, message or exc.title or code.replace("_", " "))
-    for name, value in (exc.headers or {}).items():
+    for name, value in dict(exc.headers or {}).items():
         resp.set_header(name, value)
 
 

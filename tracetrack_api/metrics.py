@@ -15,6 +15,7 @@ import os
 import threading
 import time
 from socketserver import ThreadingMixIn
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import falcon
@@ -120,7 +121,7 @@ class MetricsListener:
         else:  # one process (tests, an embedding program): its own metrics
             self.registry.register(_ThisProcess())
         self.registry.register(ViewAges(db))
-        self._server = None
+        self._server: _ThreadingServer | None = None
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -139,7 +140,7 @@ class MetricsListener:
     def health(self) -> dict:
         start = time.perf_counter()
         try:
-            database = {"ok": True, "latency_ms": round(maintenance.ping(self.db), 2), "error": None}
+            database: dict[str, Any] = {"ok": True, "latency_ms": round(maintenance.ping(self.db), 2), "error": None}
         except errors.DatabaseUnavailable as exc:
             database = {"ok": False, "latency_ms": round((time.perf_counter() - start) * 1000, 2),
                         "error": exc.message}
@@ -149,13 +150,15 @@ class MetricsListener:
                           "latency_ms": None if latency is None else round(latency, 2)}}
 
     def start(self, host: str, port: int) -> MetricsListener:
-        self._server = make_server(host, port, self, server_class=_ThreadingServer, handler_class=_Quiet)
-        threading.Thread(target=self._server.serve_forever, name="tracetrack-metrics", daemon=True).start()
+        self._server = server = make_server(host, port, self, server_class=_ThreadingServer, handler_class=_Quiet)
+        threading.Thread(target=server.serve_forever, name="tracetrack-metrics", daemon=True).start()
         return self
 
     @property
     def port(self) -> int:
-        return self._server.server_address[1]
+        if self._server is None:
+            raise RuntimeError("the metrics listener is not started")
+        return int(self._server.server_address[1])
 
     def stop(self) -> None:
         if self._server is not None:

@@ -73,7 +73,7 @@ class Components:
             return self.page(args[0])
         if tp is Any:
             return {}
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             return self.dataclass(tp)
         return dict(_SCALARS[tp])
 

@@ -11,7 +11,7 @@ the operation's status), a `Reply` (a value and a status of its choosing),
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,7 +65,7 @@ class RawJson:
 
 @dataclass(slots=True)
 class CsvStream:
-    chunks: Iterator[bytes]
+    chunks: Iterable[bytes]  # closed (if it has close()) when the answer is done
     filename: str
 
 
@@ -105,6 +105,13 @@ class Ctx:
     @property
     def db(self) -> Database:
         return self.services.db
+
+    @property
+    def caller(self) -> Principal:
+        """The authenticated caller, for an operation with roles (never a public one)."""
+        if self.user is None:
+            raise TypeError("a public operation has no caller")
+        return self.user
 
     @property
     def area(self) -> str | None:
@@ -159,8 +166,9 @@ def check_table(operations: tuple[Operation, ...], path_values: dict[str, Any],
         names = path + query + body
         if len(set(names)) != len(names):
             raise ValueError(f"{where}: a parameter is named twice among path, query and body: {names}")
-        _check_handler(where, op, set(names), set(path) | {n for n in body if op.body.fields[n].required}
-                       | {n for n in query if op.query.params[n].default is not None})
+        required = {n for n in body if op.body and op.body.fields[n].required}
+        defaulted = {n for n in query if op.query and op.query.params[n].default is not None}
+        _check_handler(where, op, set(names), set(path) | required | defaulted)
         _check_words(where, segments, path_values, spans_segments)
 
 

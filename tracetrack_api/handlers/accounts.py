@@ -21,13 +21,13 @@ def login(ctx: Ctx, username: str, password: str) -> LoginAnswer:
 
 
 def logout(ctx: Ctx) -> LoggedOut:
-    users.revoke_tokens(ctx.db, ctx.user.id)
-    ctx.services.directory.forget(ctx.user.id)
+    users.revoke_tokens(ctx.db, ctx.caller.id)
+    ctx.services.directory.forget(ctx.caller.id)
     return LoggedOut(True)
 
 
 def me(ctx: Ctx):
-    return users.get_user(ctx.db, ctx.user.id)
+    return users.get_user(ctx.db, ctx.caller.id)
 
 
 def list_users(ctx: Ctx, limit: int, cursor: str | None = None):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 from tracetrack_db import areas, exports, views
 from tracetrack_db.jsontext import dumps
@@ -71,7 +71,7 @@ class _Slot:
 class _Chunks:
     """The CSV chunks; closing them closes the export (and its connection)."""
 
-    def __init__(self, first: bytes, chunks: Iterator[bytes], slot: _Slot):
+    def __init__(self, first: bytes, chunks: Generator[bytes, None, None], slot: _Slot):
         self._chunks = itertools.chain((first,), chunks)
         self._generator = chunks
         self._slot = slot
@@ -86,9 +86,9 @@ class _Chunks:
             self._slot.release()
 
 
-def _csv(ctx: Ctx, make_chunks: Callable[..., Iterator[bytes]], filename: str) -> CsvStream:
+def _csv(ctx: Ctx, make_chunks: Callable[..., Generator[bytes, None, None]], filename: str) -> CsvStream:
     counters = ctx.services.counters
-    user_key = f"export:{ctx.user.id}"
+    user_key = f"export:{ctx.caller.id}"
     if not counters.add(user_key, b"1", exports.timeout_seconds() + exports.stall_seconds() + 60):
         raise TooManyExports("you have an export running: wait for it to finish", retry_after=10)
     if not _export_slots.acquire(blocking=False):
