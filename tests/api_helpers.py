@@ -67,7 +67,7 @@ def _hash_once(password: str):
         yield
         return
     stored = _real_hash(password)
-    users.hash_password = lambda p, name=None: stored if p == password else original(p, name)
+    users.hash_password = lambda p, name=None: stored if p == password else original(p, name)  # type: ignore[assignment]
     try:
         yield
     finally:

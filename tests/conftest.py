@@ -12,6 +12,7 @@ import itertools
 import os
 import uuid
 from collections.abc import Iterator
+from typing import NoReturn
 from pathlib import Path
 
 import psycopg
@@ -25,7 +26,7 @@ REQUIRE_SERVICES = os.environ.get("TRACETRACK_REQUIRE_SERVICES") == "1"
 SERVICE_ROLE, SERVICE_PASSWORD = "tt_test_service", "tt-test-service-password"
 
 
-def service_missing(reason: str) -> None:
+def service_missing(reason: str) -> NoReturn:
     """Skip, or fail when TRACETRACK_REQUIRE_SERVICES=1 (CI)."""
     if REQUIRE_SERVICES:
         pytest.fail(f"required service missing: {reason}", pytrace=False)
@@ -45,7 +46,7 @@ def require_module(name: str):
 def with_dbname(url: str, dbname: str) -> str:
     params = conninfo_to_dict(url)
     params["dbname"] = dbname
-    return make_conninfo(**params)
+    return make_conninfo("", **params)
 
 
 @pytest.fixture(scope="session")

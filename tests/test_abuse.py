@@ -210,7 +210,8 @@ def stream(port: int, token: str, seconds: float) -> tuple[list[tuple[float, flo
 
     def one_address(i: int, source: str) -> tuple[list[tuple[float, float]], Counter]:
         conn = connect(port, source)
-        latencies, statuses = [], Counter()
+        latencies: list[tuple[float, float]] = []
+        statuses: Counter[int] = Counter()
         try:
             start = time.monotonic()
             due = start + i * interval / len(STREAM_ADDRESSES)  # staggered, not all at once

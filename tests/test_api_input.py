@@ -29,7 +29,7 @@ def kind(spec) -> str:
             schema.Enum: "enum"}.get(type(spec.value), "string")
 
 
-VALID = {  # a valid body per operation (before any hostile change)
+VALID: dict[tuple[str, str], dict] = {  # a valid body per operation (before any hostile change)
     ("POST", "/api/auth/login"): {"username": "nobody", "password": "correct-horse-9-staple"},
     ("POST", "/api/users"): {"username": "fresh", "password": PASSWORD, "role": "biller"},
     ("PATCH", "/api/users/{user_id}"): {"is_active": True},

@@ -170,7 +170,7 @@ def test_mixed_operations_never_deadlock_and_keep_counters_exact(db: Database, s
                 unexpected.append(exc)
         return counts
 
-    totals = sum(run_together(THREADS, work), Counter())
+    totals: Counter[str] = sum(run_together(THREADS, work), Counter())
     assert unexpected == []
     assert "conflict" not in totals
     assert totals["ok"] > 0

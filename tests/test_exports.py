@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import io
 import tracemalloc
+from typing import Any
 
 import pytest
 
@@ -95,7 +96,7 @@ def test_http_exports_give_their_slot_back_and_are_limited(db: Database):
     from tracetrack_api.handlers import reports
     from tracetrack_db import Settings, users
 
-    app = create_app(db, ApiSettings(db=Settings(), secret_key="export-secret-0123456789"))
+    app: Any = create_app(db, ApiSettings(db=Settings(), secret_key="export-secret-0123456789"))  # called as WSGI
     client = falcon.testing.TestClient(app)
     headers = []
     for n in range(reports.EXPORTS_AT_ONCE + 1):
@@ -238,7 +239,8 @@ def test_one_export_per_user_across_processes_without_redis(db: Database):
     from tracetrack_db import Settings, users
 
     settings = ApiSettings(db=Settings(), secret_key="export-secret-0123456789")
-    one, two = create_app(db, settings), create_app(db, settings)
+    one: Any = create_app(db, settings)  # called as WSGI below
+    two = create_app(db, settings)
     users.create_user(db, "exporter", "exporter-password", "admin")
     token = falcon.testing.TestClient(one).simulate_post(
         "/api/auth/login", json={"username": "exporter", "password": "exporter-password"}).json["token"]

@@ -39,7 +39,7 @@ def clone(pg_server_url: str, template_db: str) -> Iterator[str]:
     params = conninfo_to_dict(pg_server_url)
     params["dbname"] = name
     try:
-        yield make_conninfo(**params)
+        yield make_conninfo("", **params)
     finally:
         with psycopg.connect(pg_server_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 import os
 import signal
 import socket
@@ -32,7 +33,7 @@ def free_port() -> int:
 
 
 def http(method: str, url: str, body: dict | None = None, token: str | None = None,
-         timeout: float = 10) -> tuple[int, dict, dict]:
+         timeout: float = 10) -> tuple[int, Any, Any]:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)
     if data is not None:
@@ -63,13 +64,13 @@ def running_server(database_url: str, *extra: str, env_extra: dict | None = None
          "--metrics-port", str(metrics_port), "--workers", "1", "--threads", "4", *demo, *extra],
         env=env, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    proc.metrics = f"http://127.0.0.1:{metrics_port}"
-    proc.log = lambda: Path(log.name).read_text(errors="replace")
+    proc.metrics = f"http://127.0.0.1:{metrics_port}"  # type: ignore[attr-defined]
+    proc.log = lambda: Path(log.name).read_text(errors="replace")  # type: ignore[attr-defined]
     try:
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
-                raise AssertionError(f"server exited: {proc.log()}")
+                raise AssertionError(f"server exited: {proc.log()}")  # type: ignore[attr-defined]
             try:
                 if http("GET", base + "/health", timeout=2)[0] in (200, 503):
                     break
