@@ -65,10 +65,9 @@ def test_every_answer_carries_a_request_id_taken_from_the_request_when_it_is_saf
         result = api.get(path)
         assert HEX32.fullmatch(result.headers["X-Request-Id"]), (path, result.headers)
     assert api.get("/livez").headers["X-Request-Id"] != api.get("/livez").headers["X-Request-Id"]
-    for given in ("0f1e2d3c4b5a69788796a5b4c3d2e1f0", "req-42", "Root=1-5759e988-bd862e3fe1be46a994272793",
-                  "a" * 128):
+    for given in ("0f1e2d3c4b5a69788796a5b4c3d2e1f0", "req-42", "Root=1-5759e988-bd862e3fe1be46a994272793", "a" * 128):
         assert api.get("/livez", headers={"X-Request-Id": given}).headers["X-Request-Id"] == given
-    for bad in ("", "has space", "a" * 129, "quote\"d", "semi;colon", "new\\nline", "ünïcode", "<script>"):
+    for bad in ("", "has space", "a" * 129, 'quote"d', "semi;colon", "new\\nline", "ünïcode", "<script>"):
         answered = api.get("/livez", headers={"X-Request-Id": bad}).headers["X-Request-Id"]
         assert HEX32.fullmatch(answered), (bad, answered)
 
@@ -78,8 +77,12 @@ def test_one_access_line_per_request_with_route_template_status_duration_user_an
     api.open_parent(dispatcher, "SB01234")
     with captured("json") as out:
         api.get("/api/bags/SB01234", dispatcher, headers={"X-Request-Id": "look-me-up-1"})
-        api.post("/api/scans/child", dispatcher, json={"parent_qr": "SB01234", "child_qr": "CHILD-77"},
-                 headers={"X-Request-Id": "look-me-up-2"})
+        api.post(
+            "/api/scans/child",
+            dispatcher,
+            json={"parent_qr": "SB01234", "child_qr": "CHILD-77"},
+            headers={"X-Request-Id": "look-me-up-2"},
+        )
         api.get("/api/bags/NOPE9999", dispatcher)
         api.get("/api/bills", dispatcher)
         api.login(dispatcher.username, PASSWORD)
@@ -88,15 +91,21 @@ def test_one_access_line_per_request_with_route_template_status_duration_user_an
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     access = [line for line in lines if line["logger"] == "tracetrack.access"]
     assert [(a["method"], a["route"], a["status"]) for a in access] == [
-        ("GET", "/api/bags/{qr}", 200), ("POST", "/api/scans/child", 200), ("GET", "/api/bags/{qr}", 404),
-        ("GET", "/api/bills", 403), ("POST", "/api/auth/login", 200), ("POST", "/api/auth/login", 401),
-        ("GET", "unmatched", 404)]
+        ("GET", "/api/bags/{qr}", 200),
+        ("POST", "/api/scans/child", 200),
+        ("GET", "/api/bags/{qr}", 404),
+        ("GET", "/api/bills", 403),
+        ("POST", "/api/auth/login", 200),
+        ("POST", "/api/auth/login", 401),
+        ("GET", "unmatched", 404),
+    ]
     assert access[0]["request_id"] == "look-me-up-1" and access[1]["request_id"] == "look-me-up-2"
     assert all(HEX32.fullmatch(a["request_id"]) for a in access[2:])
     assert [a["user_id"] for a in access] == [dispatcher.id] * 4 + [None] * 3
     assert all(a["level"] == "INFO" and 0 <= a["duration_ms"] < 10_000 for a in access)
-    assert access[0]["message"].startswith("GET /api/bags/{qr} 200 ") and f"user={dispatcher.id}" in \
-        access[0]["message"]
+    assert (
+        access[0]["message"].startswith("GET /api/bags/{qr} 200 ") and f"user={dispatcher.id}" in access[0]["message"]
+    )
     text = out.getvalue()
     for secret in (dispatcher.token, PASSWORD, "not-the-password-1", "SB01234", "NOPE9999", "Bearer"):
         assert secret not in text  # no token, no password, no raw path
@@ -131,8 +140,13 @@ def test_a_bug_is_a_bare_500_for_the_client_and_a_traceback_in_the_log_with_the_
     with captured(fmt) as out:
         result = api.get("/test/boom", headers={"X-Request-Id": "bug-report-7"})
     assert result.status_code == 500
-    assert result.json == {"error": {"code": "internal_error", "request_id": "bug-report-7",
-                                     "message": "an unexpected error happened; it has been logged"}}
+    assert result.json == {
+        "error": {
+            "code": "internal_error",
+            "request_id": "bug-report-7",
+            "message": "an unexpected error happened; it has been logged",
+        }
+    }
     assert result.headers["X-Request-Id"] == "bug-report-7"
     assert "Traceback" not in result.text and "secret detail" not in result.text and "hunter2" not in result.text
     log = out.getvalue()
@@ -159,8 +173,9 @@ def test_a_bug_is_a_bare_500_for_the_client_and_a_traceback_in_the_log_with_the_
 
 def test_log_settings_from_the_environment_are_checked():
     assert logs.settings_from_env({}) == ("info", "text", True)
-    assert logs.settings_from_env({"TRACETRACK_LOG_LEVEL": "DEBUG", "TRACETRACK_LOG_FORMAT": "json",
-                                   "TRACETRACK_ACCESS_LOG": "0"}) == ("debug", "json", False)
+    assert logs.settings_from_env(
+        {"TRACETRACK_LOG_LEVEL": "DEBUG", "TRACETRACK_LOG_FORMAT": "json", "TRACETRACK_ACCESS_LOG": "0"}
+    ) == ("debug", "json", False)
     for bad in ({"TRACETRACK_LOG_LEVEL": "loud"}, {"TRACETRACK_LOG_FORMAT": "xml"}):
         with pytest.raises(SystemExit, match="TRACETRACK_LOG_"):
             logs.settings_from_env(bad)
@@ -177,7 +192,8 @@ def test_probes_answer_when_all_is_well(api):
 
 def test_readyz_is_503_while_a_migration_is_pending_or_changed(api, sql_conn):
     last, name = sql_conn.execute(
-        "SELECT version, name FROM schema_migrations ORDER BY version DESC LIMIT 1").fetchone()
+        "SELECT version, name FROM schema_migrations ORDER BY version DESC LIMIT 1"
+    ).fetchone()
     saved = sql_conn.execute("SELECT * FROM schema_migrations WHERE version = %s", (last,)).fetchone()
     sql_conn.execute("DELETE FROM schema_migrations WHERE version = %s", (last,))
     result = api.get("/readyz")
@@ -186,14 +202,14 @@ def test_readyz_is_503_while_a_migration_is_pending_or_changed(api, sql_conn):
     assert result.json["pending_migrations"] == [f"{last:04d}_{name} (pending)"]
     assert "tracetrack db migrate" in result.json["message"]
     assert api.get("/livez").status_code == 200  # the process is fine: no restart
-    sql_conn.execute("INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (%s, %s, %s, %s)",
-                     saved)
+    sql_conn.execute(
+        "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (%s, %s, %s, %s)", saved
+    )
     assert api.get("/readyz").status_code == 200
     sql_conn.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1")
     changed = api.get("/readyz")
     assert changed.status_code == 503 and changed.json["pending_migrations"][0].endswith("(changed)")
-    sql_conn.execute("UPDATE schema_migrations SET checksum = %s WHERE version = 1",
-                     (_checksum(1),))
+    sql_conn.execute("UPDATE schema_migrations SET checksum = %s WHERE version = 1", (_checksum(1),))
     # a newer version migrated the database (a rolling deploy): this one still serves
     sql_conn.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (9999, 'from_the_future', 'x')")
     assert api.get("/readyz").status_code == 200
@@ -206,8 +222,7 @@ def _checksum(version: int) -> str:
 
 
 def test_livez_needs_no_database_and_readyz_says_the_database_is_unreachable():
-    down = Database("postgresql://postgres@127.0.0.1:1/postgres?connect_timeout=1", min_size=0, max_size=1,
-                    timeout=0.3)
+    down = Database("postgresql://postgres@127.0.0.1:1/postgres?connect_timeout=1", min_size=0, max_size=1, timeout=0.3)
     down.pool.open(wait=False)
     try:
         api = Api(down, api_settings())
@@ -215,8 +230,12 @@ def test_livez_needs_no_database_and_readyz_says_the_database_is_unreachable():
         assert live.status_code == 200 and live.json["status"] == "ok"
         ready = api.get("/readyz")
         assert ready.status_code == 503 and ready.headers["Retry-After"]
-        assert ready.json == {"status": "not_ready", "reason": "database_unavailable",
-                              "message": "the database does not answer", "pending_migrations": []}
+        assert ready.json == {
+            "status": "not_ready",
+            "reason": "database_unavailable",
+            "message": "the database does not answer",
+            "pending_migrations": [],
+        }
         assert api.get("/health").status_code == 503
     finally:
         down.close()
@@ -231,8 +250,9 @@ def test_probes_are_public_rows_of_the_route_table_and_the_document(api):
     doc = api.get("/openapi.json").json
     assert set(doc["paths"]["/livez"]["get"]["responses"]) == {"200"}
     assert set(doc["paths"]["/readyz"]["get"]["responses"]) == {"200", "503"}
-    assert doc["paths"]["/readyz"]["get"]["responses"]["503"]["content"]["application/json"]["schema"] == \
-        {"$ref": "#/components/schemas/Readiness"}
+    assert doc["paths"]["/readyz"]["get"]["responses"]["503"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Readiness"
+    }
 
 
 # the version -----------------------------------------------------------------------
@@ -246,8 +266,12 @@ def test_the_version_comes_from_one_place():
 
 
 def test_the_version_is_in_the_command_health_openapi_and_metrics(api):
-    result = subprocess.run([sys.executable, "-c", "from tracetrack_ops.cli import main; main()", "--version"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", "from tracetrack_ops.cli import main; main()", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0 and result.stdout.strip() == f"tracetrack, version {__version__}"
     assert api.get("/health").json["version"] == __version__
     assert api.get("/openapi.json").json["info"]["version"] == __version__
@@ -263,8 +287,9 @@ def test_serve_logs_each_request_with_its_id_and_reports_its_version(db_url):
 
     with running_server(db_url, env_extra={"TRACETRACK_REFRESH_INTERVAL": "0"}) as (base, proc):
         token = login(base, "admin", "tracetrack-demo")
-        req = urllib.request.Request(base + "/api/bags/SB00001", headers={
-            "Authorization": f"Bearer {token}", "X-Request-Id": "from-nginx-123"})
+        req = urllib.request.Request(
+            base + "/api/bags/SB00001", headers={"Authorization": f"Bearer {token}", "X-Request-Id": "from-nginx-123"}
+        )
         with urllib.request.urlopen(req, timeout=10) as resp:
             assert resp.status == 200 and resp.headers["X-Request-Id"] == "from-nginx-123"
         status, live, headers = http("GET", base + "/livez")
@@ -274,9 +299,10 @@ def test_serve_logs_each_request_with_its_id_and_reports_its_version(db_url):
             assert f'tracetrack_build_info{{version="{__version__}"}} 1.0' in resp.read().decode()
         log = wait_for(proc, "[from-nginx-123]")
     line = next(line for line in log.splitlines() if "[from-nginx-123]" in line)
-    assert re.search(r"INFO tracetrack\.access \[from-nginx-123\] GET /api/bags/\{qr\} 200 [\d.]+ms user=\d+$",
-                     line), line
-    records = log[log.index(" INFO "):]  # the log lines (the demo's passwords are printed before)
+    assert re.search(r"INFO tracetrack\.access \[from-nginx-123\] GET /api/bags/\{qr\} 200 [\d.]+ms user=\d+$", line), (
+        line
+    )
+    records = log[log.index(" INFO ") :]  # the log lines (the demo's passwords are printed before)
     assert token not in records and "tracetrack-demo" not in records
     assert "/livez 200" in log and "/readyz 200" in log
 
@@ -285,8 +311,15 @@ def test_serve_logs_each_request_with_its_id_and_reports_its_version(db_url):
 def test_serve_logs_json_at_the_chosen_level_and_without_access_lines_when_asked(db_url):
     from .test_server import http, running_server
 
-    with running_server(db_url, "--log-format", "json", "--no-access-log", "--log-level", "info",
-                        env_extra={"TRACETRACK_REFRESH_INTERVAL": "0"}) as (base, proc):
+    with running_server(
+        db_url,
+        "--log-format",
+        "json",
+        "--no-access-log",
+        "--log-level",
+        "info",
+        env_extra={"TRACETRACK_REFRESH_INTERVAL": "0"},
+    ) as (base, proc):
         assert http("GET", base + "/livez")[0] == 200
         log = proc.log()
     records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]

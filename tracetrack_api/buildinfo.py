@@ -7,8 +7,9 @@ from prometheus_client import Gauge
 
 from tracetrack_db import __version__
 
-BUILD_INFO = Gauge("tracetrack_build_info", "The running TraceTrack version (always 1)", ["version"],
-                   multiprocess_mode="max")
+BUILD_INFO = Gauge(
+    "tracetrack_build_info", "The running TraceTrack version (always 1)", ["version"], multiprocess_mode="max"
+)
 
 
 def publish() -> None:

@@ -84,8 +84,10 @@ class TextFormatter(_FastTime, logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         if not self._fast or record.exc_info or record.exc_text or record.stack_info:
             return super().format(record)
-        return (f"{self.formatTime(record)} {record.levelname} {record.name} "
-                f"[{record.__dict__.get('request_id', '-')}] {record.getMessage()}")
+        return (
+            f"{self.formatTime(record)} {record.levelname} {record.name} "
+            f"[{record.__dict__.get('request_id', '-')}] {record.getMessage()}"
+        )
 
 
 def json_formatter() -> logging.Formatter:
@@ -103,15 +105,21 @@ def json_formatter() -> logging.Formatter:
         def format(self, record: logging.LogRecord) -> str:
             if record.exc_info or record.exc_text or record.stack_info or isinstance(record.msg, dict):
                 return super().format(record)
-            data = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
-                    "message": record.getMessage()}
+            data = {
+                "time": self.formatTime(record),
+                "level": record.levelname,
+                "logger": record.name,
+                "message": record.getMessage(),
+            }
             for key, value in record.__dict__.items():
                 if key not in skip and key[0] != "_":
                     data[key] = value
             return orjson.dumps(data, default=str).decode()
 
-    return JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
-                         rename_fields={"asctime": "time", "levelname": "level", "name": "logger"})
+    return JsonFormatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s",
+        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+    )
 
 
 def make_formatter(fmt: str = "text") -> logging.Formatter:
@@ -136,11 +144,19 @@ def dict_config(level: str = "info", fmt: str = "text") -> dict[str, Any]:
         "disable_existing_loggers": False,
         "filters": {"request_id": {"()": RequestIdFilter}},
         "formatters": {"main": {"()": make_formatter, "fmt": fmt}},
-        "handlers": {"console": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr",
-                                 "formatter": "main", "filters": ["request_id"]}},
+        "handlers": {
+            "console": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+                "formatter": "main",
+                "filters": ["request_id"],
+            }
+        },
         "root": {"level": level.upper(), "handlers": ["console"]},
-        "loggers": {"_granian": {"level": level.upper(), "handlers": [], "propagate": True},
-                    "granian.access": {"handlers": [], "propagate": True}},
+        "loggers": {
+            "_granian": {"level": level.upper(), "handlers": [], "propagate": True},
+            "granian.access": {"handlers": [], "propagate": True},
+        },
     }
 
 
@@ -181,8 +197,7 @@ class RequestLog:
         context.request_id = rid
         context.log_started = time.perf_counter()
 
-    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any,
-                         req_succeeded: bool) -> None:
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
         context = req.context
         rid = context.get("request_id")
         if rid is None:  # process_request did not run
@@ -194,8 +209,15 @@ class RequestLog:
         code = resp.status_code
         route = req.uri_template or "unmatched"
         user_id = context.get("user_id")
-        record = self.log.makeRecord(ACCESS_LOGGER, logging.INFO, "", 0, _ACCESS_MESSAGE,
-                                     (req.method, route, code, ms, "-" if user_id is None else user_id), None)
+        record = self.log.makeRecord(
+            ACCESS_LOGGER,
+            logging.INFO,
+            "",
+            0,
+            _ACCESS_MESSAGE,
+            (req.method, route, code, ms, "-" if user_id is None else user_id),
+            None,
+        )
         extra = record.__dict__
         extra["method"] = req.method
         extra["route"] = route

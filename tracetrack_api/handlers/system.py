@@ -41,10 +41,20 @@ def readyz(ctx: Ctx) -> Reply:
     try:
         left = maintenance.unapplied_migrations(ctx.db, _shipped())
     except errors.DatabaseUnavailable:
-        return Reply(Readiness("not_ready", "database_unavailable", "the database does not answer", []), 503,
-                     {"Retry-After": "2"})
+        return Reply(
+            Readiness("not_ready", "database_unavailable", "the database does not answer", []),
+            503,
+            {"Retry-After": "2"},
+        )
     if left:
-        return Reply(Readiness("not_ready", "migrations_pending",
-                               f"{len(left)} migration(s) of version {__version__} not applied: run "
-                               "`tracetrack db migrate`", left), 503, {"Retry-After": "2"})
+        return Reply(
+            Readiness(
+                "not_ready",
+                "migrations_pending",
+                f"{len(left)} migration(s) of version {__version__} not applied: run `tracetrack db migrate`",
+                left,
+            ),
+            503,
+            {"Retry-After": "2"},
+        )
     return Reply(Readiness("ready", None, None, []), 200)
