@@ -21,6 +21,8 @@ BAD = [
     ("TRACETRACK_EXPORT_STALL", "abc"),
     ("DATABASE_URL", "postgresql://[::1"),
     ("REDIS_URL", "http://127.0.0.1:6379"),
+    ("TRACETRACK_LOG_FORMAT", "xml"),
+    ("TRACETRACK_ACCESS_LOG", "maybe"),
 ]
 
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from tracetrack_db import Settings
-from tracetrack_db.settings import LIBRARY_VARS, Var, name_list, number, redis_url, text, whole
+from tracetrack_db.settings import LIBRARY_VARS, Var, flag, name_list, number, one_of, redis_url, text, whole
 
 SECRET_KEY = Var("TRACETRACK_SECRET_KEY", None, text,
                  "HMAC key of bearer tokens; unset: generated once into the data directory", secret=True)
@@ -25,8 +25,14 @@ TRUSTED_PROXIES = Var("TRACETRACK_TRUSTED_PROXIES", ("127.0.0.1", "::1"), name_l
 REFRESH_INTERVAL = Var("TRACETRACK_REFRESH_INTERVAL", 30.0, number(0),
                        "seconds between view refreshes (0: no refresher)")
 
+LOG_LEVEL = Var("TRACETRACK_LOG_LEVEL", "info", one_of("debug", "info", "warning", "error", "critical"),
+                "level of every logger (serve --log-level)")
+LOG_FORMAT = Var("TRACETRACK_LOG_FORMAT", "text", one_of("text", "json"), "text, or json a line (serve --log-format)")
+ACCESS_LOG = Var("TRACETRACK_ACCESS_LOG", True, flag, "one line per request (serve --no-access-log: 0)")
+
 API_VARS: tuple[Var, ...] = (SECRET_KEY, REDIS_URL, TOKEN_TTL, USER_REFRESH, MAX_BODY, LOGIN_ADDRESS_RATE,
-                             LOGIN_CONCURRENCY, LOGIN_QUEUE, TRUSTED_PROXIES, REFRESH_INTERVAL)
+                             LOGIN_CONCURRENCY, LOGIN_QUEUE, TRUSTED_PROXIES, REFRESH_INTERVAL,
+                             LOG_LEVEL, LOG_FORMAT, ACCESS_LOG)
 ALL_VARS: tuple[Var, ...] = LIBRARY_VARS + API_VARS
 
 

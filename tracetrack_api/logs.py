@@ -172,15 +172,9 @@ def configure(level: str = "info", fmt: str = "text") -> None:
 def settings_from_env(environ: dict[str, str] | None = None) -> tuple[str, str, bool]:
     """(level, format, access log on) from TRACETRACK_LOG_LEVEL, TRACETRACK_LOG_FORMAT and
     TRACETRACK_ACCESS_LOG (what `tracetrack serve` sets for its workers; gunicorn reads them too)."""
-    env = os.environ if environ is None else environ
-    level = (env.get("TRACETRACK_LOG_LEVEL") or "info").strip().lower()
-    fmt = (env.get("TRACETRACK_LOG_FORMAT") or "text").strip().lower()
-    access = (env.get("TRACETRACK_ACCESS_LOG") or "1").strip().lower() not in ("0", "false", "no", "off")
-    if level not in LEVELS:
-        raise SystemExit(f"TRACETRACK_LOG_LEVEL must be one of {', '.join(LEVELS)}, not {level!r}")
-    if fmt not in FORMATS:
-        raise SystemExit(f"TRACETRACK_LOG_FORMAT must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    return level, fmt, access
+    from .config import ACCESS_LOG, LOG_FORMAT, LOG_LEVEL  # declared with every other setting
+
+    return LOG_LEVEL.get(environ), LOG_FORMAT.get(environ), ACCESS_LOG.get(environ)
 
 
 class RequestLog:

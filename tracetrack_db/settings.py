@@ -77,6 +77,22 @@ def text(raw: str) -> str:
     return raw
 
 
+def one_of(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw.lower() not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return raw.lower()
+    return parse
+
+
+def flag(raw: str) -> bool:
+    """1/true/yes/on or 0/false/no/off."""
+    word = raw.lower()
+    if word not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise ValueError("must be 1 or 0 (true/false, yes/no, on/off)")
+    return word in ("1", "true", "yes", "on")
+
+
 def postgres_url(raw: str) -> str:
     from psycopg.conninfo import conninfo_to_dict
 

@@ -84,16 +84,16 @@ def local_secret(data_dir: Path) -> str:
 @click.option("--metrics-host", default="127.0.0.1", show_default=True,
               help="Where the metrics listener (GET /metrics, GET /health with details) listens.")
 @click.option("--metrics-port", default=9464, show_default=True, type=int, help="Its port (0: any free one).")
-@click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="info",
-              show_default=True, envvar="TRACETRACK_LOG_LEVEL", help="Of every logger (env TRACETRACK_LOG_LEVEL).")
-@click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
-              envvar="TRACETRACK_LOG_FORMAT",
-              help="text, or json: one object a line for log shippers (env TRACETRACK_LOG_FORMAT).")
-@click.option("--access-log/--no-access-log", default=True, show_default=True, envvar="TRACETRACK_ACCESS_LOG",
+@click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default=None,
+              help="Of every logger (default: TRACETRACK_LOG_LEVEL, else info).")
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), default=None,
+              help="text, or json: one object a line for log shippers (default: TRACETRACK_LOG_FORMAT, else text).")
+@click.option("--access-log/--no-access-log", default=None,
               help="One line per request: method, route, status, duration, request id, user id "
-                   "(env TRACETRACK_ACCESS_LOG=0 turns it off).")
+                   "(default: on; TRACETRACK_ACCESS_LOG=0 turns it off).")
 def serve(host: str, port: int, demo: bool | None, workers: int | None, threads: int | None,
-          metrics_host: str, metrics_port: int, log_level: str, log_format: str, access_log: bool) -> None:
+          metrics_host: str, metrics_port: int, log_level: str | None, log_format: str | None,
+          access_log: bool | None) -> None:
     """Migrate, then serve the API with granian. Put nginx in front of it
     (deploy/nginx/tracetrack.conf): it bounds slow clients, rate-limits logins
     and buffers bodies, which granian alone does not. Logs go to stderr, an
@@ -104,6 +104,11 @@ def serve(host: str, port: int, demo: bool | None, workers: int | None, threads:
     # is set, or the workers keep their metrics to themselves.
     from importlib.util import find_spec
 
+    from tracetrack_api.config import ACCESS_LOG, LOG_FORMAT, LOG_LEVEL  # a flag wins over the environment
+
+    log_level = (log_level or LOG_LEVEL.get()).lower()
+    log_format = log_format or LOG_FORMAT.get()
+    access_log = ACCESS_LOG.get() if access_log is None else access_log
     needed = ["falcon", "granian", "prometheus_client", "redis"]
     if log_format == "json":
         needed.append("pythonjsonlogger")
@@ -142,7 +147,7 @@ def serve(host: str, port: int, demo: bool | None, workers: int | None, threads:
         env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "DATABASE_URL": url,
                "TRACETRACK_POOL_MAX_SIZE": str(sizing.pool_size),
                "TRACETRACK_POOL_MIN_SIZE": str(min(2, sizing.pool_size)), "TRACETRACK_SECRET_KEY": secret,
-               "TRACETRACK_LOG_LEVEL": log_level.lower(), "TRACETRACK_LOG_FORMAT": log_format,
+               "TRACETRACK_LOG_LEVEL": log_level, "TRACETRACK_LOG_FORMAT": log_format,
                "TRACETRACK_ACCESS_LOG": "1" if access_log else "0"}
         os.environ.update(env)  # before prometheus-client is first imported, here or in a worker
         listener = start_metrics_listener(url, settings.redis_url, metrics_host, metrics_port)
@@ -167,7 +172,7 @@ def serve(host: str, port: int, demo: bool | None, workers: int | None, threads:
                        f"-H 'Content-Type: application/json' "
                        f"-d '{{\"username\": \"admin\", \"password\": \"{DEMO_PASSWORD}\"}}'")
         try:
-            run_granian(host, port, sizing, env, log_level.lower(), log_format)
+            run_granian(host, port, sizing, env, log_level, log_format)
         finally:
             listener.stop()
 
