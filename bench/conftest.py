@@ -1,58 +1,61 @@
 """Benchmark fixtures: a seeded database, built once per size and reused.
 
-    pytest bench                               # 600,000 bags
-    pytest bench --bags 6000000                # the large run
-    pytest bench --benchmark-autosave          # save JSON; compare with --benchmark-compare
+    pytest bench/ --benchmark-storage=file://bench/baselines --benchmark-save=600k     # see README, Benchmarks
 
-TRACETRACK_BENCH_SERVER_URL (default: TRACETRACK_TEST_DATABASE_URL, else
-the local PostgreSQL) is the server the database `tt_bench_<bags>` lives on.
+The server: TRACETRACK_BENCH_SERVER_URL, else TRACETRACK_TEST_DATABASE_URL, else the
+embedded PostgreSQL (pgserver, as the tests use); on it the database `tt_bench_600k`
+(`tt_bench_6m` with --bags 6000000), seeded on first use. See bench/benchdb.py.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
-import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from benchdb import BenchServer, label
 
-from tracetrack_db import Database, maintenance, migrations, views
-from tracetrack_ops.seed import seed
+from tracetrack_db import Database, maintenance
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--bags", type=int, default=600_000, help="size of the seeded benchmark database")
 
 
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
+    """Every saved file says its data size (the baseline's name says it too)."""
+    output_json["bags"] = config.getoption("--bags")
+    output_json["data"] = label(config.getoption("--bags"))
+
+
 @pytest.fixture(scope="session")
-def bench_url(request: pytest.FixtureRequest) -> str:
-    bags = request.config.getoption("--bags")
-    server = (os.environ.get("TRACETRACK_BENCH_SERVER_URL") or os.environ.get("TRACETRACK_TEST_DATABASE_URL")
-              or "postgresql://postgres@127.0.0.1:5432/postgres")
-    name = f"tt_bench_{bags}"
-    url = make_conninfo(**{**conninfo_to_dict(server), "dbname": name})
-    with psycopg.connect(server, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    migrations.migrate(url)
-    with psycopg.connect(url) as conn:
-        have = conn.execute("SELECT count(*) FROM bag").fetchone()[0]
-    if have == 0:
-        seed(url, bags, seed=42)
-        with Database(url, min_size=1, max_size=1) as db:
-            maintenance.vacuum_analyze(db)
-            views.refresh_views(db)
-    elif have < bags * 0.99:
-        pytest.exit(f"{name} holds {have} bags, not {bags}: drop it to reseed", returncode=2)
-    return url
+def bench_server() -> Iterator[BenchServer]:
+    server = BenchServer()
+    try:
+        server.start()
+    except SystemExit as exc:
+        pytest.exit(str(exc), returncode=2)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def bench_url(request: pytest.FixtureRequest, bench_server: BenchServer) -> str:
+    try:
+        return bench_server.seeded(request.config.getoption("--bags"))
+    except SystemExit as exc:
+        pytest.exit(str(exc), returncode=2)
 
 
 @pytest.fixture(scope="session")
 def bench_db(bench_url: str) -> Iterator[Database]:
+    """The rolled-back writes of every run leave dead row versions (thousands of
+    the same app_user, bill and parent rows): vacuumed first, so that each run
+    starts from the same state (unvacuumed, count_active_admins got 3.5x
+    slower over three runs of the same code)."""
     with Database(bench_url, min_size=1, max_size=4, timeout=30) as db:
+        maintenance.vacuum_analyze(db)
         yield db
 
 
@@ -66,7 +69,8 @@ def sample(bench_db: Database) -> dict:
                                "AND bill_id IS NULL ORDER BY id DESC LIMIT 1"),
             "open_parent": one("SELECT qr_id, id FROM bag WHERE type = 'parent' AND status <> 'completed' "
                                "AND bill_id IS NULL ORDER BY id DESC LIMIT 1"),
-            "billed_parent": one("SELECT b.qr_id, b.id, b.bill_id, bl.bill_no FROM bag b JOIN bill bl ON bl.id = b.bill_id "
+            "billed_parent": one("SELECT b.qr_id, b.id, b.bill_id, bl.bill_no FROM bag b "
+                                 "JOIN bill bl ON bl.id = b.bill_id "
                                  "WHERE bl.status = 'processing' ORDER BY b.id LIMIT 1"),
             "linked_child": one("SELECT c.qr_id, c.id FROM bag c JOIN bag p ON p.id = c.parent_id "
                                 "WHERE p.bill_id IS NULL ORDER BY c.id DESC LIMIT 1"),
@@ -75,6 +79,9 @@ def sample(bench_db: Database) -> dict:
             "open_bill": one("SELECT bill_no, id FROM bill WHERE status <> 'completed' "
                              "AND linked_parent_count < capacity ORDER BY id DESC LIMIT 1"),
             "completed_bill": one("SELECT bill_no, id FROM bill WHERE status = 'completed' ORDER BY id LIMIT 1"),
+            "full_bill": one("SELECT bill_no, id FROM bill WHERE linked_parent_count > 0 "
+                             "ORDER BY linked_parent_count DESC, id LIMIT 1"),
             "user": one("SELECT id, username FROM app_user ORDER BY id LIMIT 1"),
             "bags": conn.execute("SELECT count(*) FROM bag").fetchone()[0],
+            "server_version": conn.info.server_version,
         }

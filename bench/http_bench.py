@@ -5,7 +5,7 @@ with no HTTP, measured in the same run.
     tracetrack db seed --bags 600000            # DATABASE_URL set
     python bench/http_bench.py --connections 64,256 --duration 20
 
-Writes bench/results/http-<timestamp>.json and prints a Markdown table.
+Writes bench/.results/http-<timestamp>.json (git-ignored) and prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def main() -> None:
     ap.add_argument("--bare-processes", type=int, default=2)
     ap.add_argument("--server", choices=["granian", "gunicorn-gthread", "gunicorn-gevent"], default="granian",
                     help="granian: `tracetrack serve`; gunicorn-*: deploy/gunicorn.conf.py")
-    ap.add_argument("--out", default=str(HERE / "results"))
+    ap.add_argument("--out", default=str(HERE / ".results"))
     args = ap.parse_args()
     if not args.database_url:
         raise SystemExit("set DATABASE_URL (or --database-url) to a seeded database")

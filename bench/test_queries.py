@@ -1,6 +1,20 @@
-"""A benchmark for every named query and every composed list and export
-statement at 600,000 bags (6,000,000 with --bags), and a check that none of
+"""A benchmark for every named query, every composed list and export statement,
+and the Python path over them (the library's functions, `Database` verbs and row
+factories), at 600,000 bags (6,000,000 with --bags), and a check that none of
 them scans the big tables.
+
+Groups (pytest-benchmark's table per group, and `group` in the saved JSON):
+- one per SQL file (`bags.sql`, `scans.sql` ...): each named query run bare
+  (`test_query[<name>]`) beside the library function that runs it
+  (`test_python[<module>.<function>]`), so the Python cost is read off one table;
+- `lists: bags` / `lists: bills` / `lists: events`: the composed keyset statements
+  bare (`test_composed`) and through `list_bags`/`list_bills`/`recent_events`
+  (one page of 50 rows as dataclasses, with the next-page cursor);
+- `exports`: the COPY SELECT on a narrow filter bare, `exports.bags_csv` and
+  `bills_csv` streamed whole, and every bag exported (`test_export_all_bags`);
+- `row factories`: one page of `bag_row` (50 rows) and one row fetched as
+  tuples, dicts and `Bag` dataclasses through `Database.run_sql`/`one`, and
+  `Database.one` against a bare cursor.
 
 Writes run inside a transaction that is rolled back, so every round measures
 the same work on the same data (the commit's WAL flush is measured by the
@@ -10,10 +24,12 @@ HTTP benchmark and the bare write loop in bench/http_bench.py).
 from __future__ import annotations
 
 import itertools
+import time
 
 import pytest
 
-from tracetrack_db import Database
+from tracetrack_db import Database, bags, bills, events, exports, maintenance, scans, users
+from tracetrack_db.models import Bag
 from tracetrack_db.queries import load
 
 BIG_TABLES = ("bag", "bill", "event")
@@ -43,7 +59,9 @@ def params_for(name: str, s: dict) -> dict:
                                  "expected_weight_kg": 30},
         "create_user": {"username": f"bench-user-{n}", "password_hash": "x", "role": "biller",
                         "dispatch_area": None},
-        "dashboard_bag_totals": {"area": None}, "dashboard_hourly": {"area": None},
+        "area_exists": {"name": "lucknow"},
+        "dashboard_bag_totals": {"area": None}, "dashboard_bill_totals": {"area": None},
+        "dashboard_hourly": {"area": None},
         "dashboard_recent_scans": {"area": None, "limit": 20}, "dashboard_user_activity": {"area": None},
         "delete_bag": {**common, "qr_id": s["linked_child"][0]},
         "get_bag": {"qr_id": s["linked_child"][0], "area": None}, "get_bag_by_id": {"id": s["full_parent"][1]},
@@ -81,22 +99,104 @@ def run_rolled_back(db: Database, name: str, params: dict) -> None:
             cur.fetchall()
 
 
-QUERIES = [q.name for q in load() if q.name not in ("try_refresh_lock", "release_refresh_lock")]
+NAMED = {q.name: q for q in load() if q.name not in ("try_refresh_lock", "release_refresh_lock")}
+QUERIES = sorted(NAMED)
+
+
+def sql_file(name: str) -> str:
+    """The file a named query comes from ("bags.sql:12" -> "bags.sql"): its benchmark group."""
+    return NAMED[name].source.rsplit(":", 1)[0].rsplit("/", 1)[-1]
+
+
+def describe(benchmark, sample: dict, group: str) -> None:
+    benchmark.group = group
+    benchmark.extra_info["bags"] = sample["bags"]
 
 
 @pytest.mark.parametrize("name", QUERIES)
 def test_query(benchmark, bench_db: Database, sample: dict, name: str):
-    benchmark.group = "named queries"
-    benchmark.extra_info["bags"] = sample["bags"]
+    """The statement alone: BEGIN, execute, fetch, ROLLBACK on one pooled connection."""
+    describe(benchmark, sample, sql_file(name))
     benchmark(lambda: run_rolled_back(bench_db, name, params_for(name, sample)))
 
 
-def seq_scans(db: Database) -> dict[str, int]:
-    with db.connection() as conn:
+# The library's functions over the same queries (normalising the input, the
+# Database verb, the row factory building dataclasses, and for some a second
+# query): name -> (the SQL file of its main query, a call taking (db, sample, conn)).
+# `conn` is a connection inside a transaction that is rolled back, for writes.
+PYTHON = {
+    "bags.get_bag": ("bags.sql", lambda db, s, c: bags.get_bag(db, s["linked_child"][0])),
+    "bags.get_bag_detail_json": ("bags.sql", lambda db, s, c: bags.get_bag_detail_json(db, s["billed_parent"][0])),
+    "bags.visible_bag_id": ("bags.sql", lambda db, s, c: bags.visible_bag_id(db, s["linked_child"][0])),
+    "bags.register_bag": ("bags.sql", lambda db, s, c: bags.register_bag(
+        db, f"BENCH-REG-{next(_n)}", "child", "lucknow", user_id=s["user"][0], conn=c)),
+    "bags.delete_bag": ("bags.sql", lambda db, s, c: bags.delete_bag(db, s["linked_child"][0], conn=c)),
+    "scans.open_parent": ("scans.sql", lambda db, s, c: scans.open_parent(
+        db, f"M444-{next(_n) % 100000:05d}", dispatch_area="lucknow", user_id=s["user"][0], conn=c)),
+    "scans.link_child": ("scans.sql", lambda db, s, c: scans.link_child(
+        db, s["open_parent"][0], f"BENCH-CHILD-{next(_n)}", user_id=s["user"][0], conn=c)),
+    "scans.link_children(5)": ("scans.sql", lambda db, s, c: scans.link_children(
+        db, s["open_parent"][0], [f"BENCH-BATCH-{next(_n)}-{i}" for i in range(5)], user_id=s["user"][0], conn=c)),
+    "scans.unlink_child": ("scans.sql", lambda db, s, c: scans.unlink_child(db, s["linked_child"][0], conn=c)),
+    "bills.get_bill": ("bills.sql", lambda db, s, c: bills.get_bill(db, s["open_bill"][0])),
+    "bills.get_bill_detail": ("bills.sql", lambda db, s, c: bills.get_bill_detail(db, s["full_bill"][0])),
+    "bills.create_bill": ("bills.sql", lambda db, s, c: bills.create_bill(db, f"BENCH-{next(_n)}", 10, conn=c)),
+    "bills.add_parent": ("bills.sql", lambda db, s, c: bills.add_parent(
+        db, s["open_bill"][0], s["full_parent"][0], conn=c)),
+    "bills.remove_parent": ("bills.sql", lambda db, s, c: bills.remove_parent(
+        db, s["billed_parent"][3], s["billed_parent"][0], conn=c)),
+    "events.bag_history": ("events.sql", lambda db, s, c: events.bag_history(db, s["billed_parent"][0])),
+    "users.find_user": ("users.sql", lambda db, s, c: users.find_user(db, s["user"][1])),
+    "users.get_principal": ("users.sql", lambda db, s, c: users.get_principal(db, s["user"][0])),
+    "users.list_users": ("users.sql", lambda db, s, c: users.list_users(db)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PYTHON))
+def test_python(benchmark, bench_db: Database, sample: dict, name: str):
+    """The library function: what a caller of tracetrack_db (and the API) pays."""
+    group, call = PYTHON[name]
+    describe(benchmark, sample, group)
+
+    def once() -> None:
+        with bench_db.connection() as conn, conn.transaction(force_rollback=True):
+            call(bench_db, sample, conn)
+
+    benchmark(once)
+
+
+# -- sequential scans -------------------------------------------------------------------------
+
+def _flush_stats(conn) -> None:
+    """Make this backend's table counters visible to a read of pg_stat_user_tables.
+    PostgreSQL 15+: pg_stat_force_next_flush(). 13 and 14 have no such function:
+    a backend sends its counters when it goes idle, at most every 500 ms, to the
+    statistics collector, so wait that long, end one more transaction, and read
+    a fresh snapshot (the collector handles the counters before the request)."""
+    if conn.info.server_version >= 150000:
         conn.execute("SELECT pg_stat_force_next_flush()")
-        conn.execute("SELECT pg_stat_clear_snapshot()")
-        return dict(conn.execute("SELECT relname, seq_scan FROM pg_stat_user_tables WHERE relname = ANY(%s)",
-                                 (list(BIG_TABLES),)).fetchall())
+    else:
+        time.sleep(0.55)
+        conn.execute("SELECT 1")
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+
+
+def _seq_scans(conn) -> dict[str, int]:
+    _flush_stats(conn)
+    return dict(conn.execute("SELECT relname, seq_scan FROM pg_stat_user_tables WHERE relname = ANY(%s)",
+                             (list(BIG_TABLES),)).fetchall())
+
+
+def scans_during(db: Database, run) -> list[str]:
+    """The big tables `run(conn)` scanned sequentially, by PostgreSQL's own counters
+    (which also count the scans inside server-side functions). One connection for
+    the run and the counting, so its counters are the ones flushed."""
+    with db.connection() as conn:
+        conn.execute("SET enable_seqscan = on")
+        before = _seq_scans(conn)
+        run(conn)
+        after = _seq_scans(conn)
+    return [t for t in BIG_TABLES if after.get(t) != before.get(t)]
 
 
 @pytest.mark.parametrize("name", QUERIES)
@@ -105,17 +205,22 @@ def test_query_never_scans_a_big_table(bench_db: Database, sample: dict, name: s
     sequential scan of bag, bill or event, including inside the functions."""
     if name in ("index_usage", "table_stats", "purge_idempotency_keys", "unaddressable_identifiers"):
         pytest.skip("maintenance query over catalogs, the small idempotency table, or a deliberate full check")
-    with bench_db.connection() as conn:
-        conn.execute("SET enable_seqscan = on")
-    before = seq_scans(bench_db)
-    run_rolled_back(bench_db, name, params_for(name, sample))
-    after = seq_scans(bench_db)
-    assert after == before, f"{name} scanned {[t for t in BIG_TABLES if after.get(t) != before.get(t)]}"
 
+    def run(conn) -> None:
+        with conn.transaction(force_rollback=True), conn.cursor() as cur:
+            cur.execute(NAMED[name].sql, params_for(name, sample))
+            if cur.description is not None:
+                cur.fetchall()
+
+    assert scans_during(bench_db, run) == [], name
+
+
+# -- lists and exports --------------------------------------------------------------------------
 
 # The composed statements (tracetrack_db.listing), by the names `tracetrack db explain` knows,
-# with the filter combinations the API sends. Exports are measured on a narrow filter: their
-# cost is the rows they stream (a full export is timed in bench/RESULTS.md).
+# with the filter combinations the API sends. Exports are measured on a narrow filter here
+# (their cost is the rows they stream); test_export_all_bags and bench/export_bench.py
+# measure whole exports.
 COMPOSED = [
     ("list_bags", {}), ("list_bags", {"type": "child"}), ("list_bags", {"status": "pending"}),
     ("list_bags", {"dispatch_area": "jaipur"}), ("list_bags", {"q": "SB012"}), ("list_bags", {"linked": False}),
@@ -125,34 +230,100 @@ COMPOSED = [
     ("list_events", {}), ("list_events", {"dispatch_area": "indore"}), ("list_events", {"qr_id": "SB00015"}),
     ("export_bags", {"q": "SB0001"}), ("export_bills", {"status": "processing"}),
 ]
+GROUP = {"list_bags": "lists: bags", "list_bills": "lists: bills", "list_events": "lists: events",
+         "export_bags": "exports", "export_bills": "exports"}
 
 
-def run_composed(db: Database, name: str, filters: dict) -> None:
-    from tracetrack_db import maintenance
-
+def run_composed(db: Database, name: str, filters: dict, conn=None) -> None:
     query, params = maintenance.COMPOSED[name](db, **filters)
-    db.run_sql(query, params)
+    db.run_sql(query, params, conn=conn)
 
 
-@pytest.mark.parametrize(("name", "filters"), COMPOSED, ids=[f"{n}{f or ''}" for n, f in COMPOSED])
+def ids(cases: list) -> list[str]:
+    return [f"{n}{f or ''}" for n, f in cases]
+
+
+@pytest.mark.parametrize(("name", "filters"), COMPOSED, ids=ids(COMPOSED))
 def test_composed(benchmark, bench_db: Database, sample: dict, name: str, filters: dict):
-    benchmark.group = "lists and exports"
-    benchmark.extra_info["bags"] = sample["bags"]
+    """The composed statement alone (tuples, no paging)."""
+    describe(benchmark, sample, GROUP[name])
     benchmark(lambda: run_composed(bench_db, name, filters))
 
 
-@pytest.mark.parametrize(("name", "filters"), COMPOSED, ids=[f"{n}{f or ''}" for n, f in COMPOSED])
+# The same through the library: a Page of dataclasses with its next cursor, or
+# the CSV stream (COPY) read to its end.
+LIBRARY = [
+    ("list_bags", {}), ("list_bags", {"type": "child"}), ("list_bags", {"q": "SB012"}),
+    ("list_bags", {"billed": True}), ("list_bags", {"type": "parent", "dispatch_area": "lucknow"}),
+    ("list_bills", {}), ("list_bills", {"status": "processing"}),
+    ("list_events", {}), ("list_events", {"qr_id": "SB00015"}),
+    ("export_bags", {"q": "SB0001"}), ("export_bills", {"status": "processing"}),
+]
+_LIBRARY_CALLS = {
+    "list_bags": lambda db, f: bags.list_bags(db, **f),
+    "list_bills": lambda db, f: bills.list_bills(db, **f),
+    "list_events": lambda db, f: events.recent_events(db, **f),
+    "export_bags": lambda db, f: sum(map(len, exports.bags_csv(db, **f))),
+    "export_bills": lambda db, f: sum(map(len, exports.bills_csv(db, **f))),
+}
+_LIBRARY_NAMES = {"list_bags": "bags.list_bags", "list_bills": "bills.list_bills",
+                  "list_events": "events.recent_events", "export_bags": "exports.bags_csv",
+                  "export_bills": "exports.bills_csv"}
+
+
+@pytest.mark.parametrize(("name", "filters"), LIBRARY,
+                         ids=[f"{_LIBRARY_NAMES[n]}{f or ''}" for n, f in LIBRARY])
+def test_library(benchmark, bench_db: Database, sample: dict, name: str, filters: dict):
+    describe(benchmark, sample, GROUP[name])
+    benchmark(lambda: _LIBRARY_CALLS[name](bench_db, filters))
+
+
+def test_export_all_bags(benchmark, bench_db: Database, sample: dict):
+    """Every bag through exports.bags_csv (COPY, 64 KiB chunks), read to the end."""
+    describe(benchmark, sample, "exports")
+    size = benchmark.pedantic(lambda: sum(map(len, exports.bags_csv(bench_db))), rounds=3, iterations=1)
+    benchmark.extra_info["bytes"] = size
+    if benchmark.stats is not None:  # None under --benchmark-disable
+        benchmark.extra_info["rows_per_s"] = round(sample["bags"] / benchmark.stats.stats.median)
+
+
+@pytest.mark.parametrize(("name", "filters"), COMPOSED, ids=ids(COMPOSED))
 def test_composed_never_scans_a_big_table(bench_db: Database, name: str, filters: dict):
-    before = seq_scans(bench_db)
-    run_composed(bench_db, name, filters)
-    assert seq_scans(bench_db) == before, (name, filters)
+    assert scans_during(bench_db, lambda conn: run_composed(bench_db, name, filters, conn)) == [], (name, filters)
 
 
 @pytest.mark.parametrize("filters", [{"type": "child"}, {"q": "SB012"}, {"dispatch_area": "lucknow"}])
 def test_next_pages_never_scan_a_big_table(bench_db: Database, filters: dict):
-    from tracetrack_db import bags
-
     page = bags.list_bags(bench_db, limit=50, **filters)
-    before = seq_scans(bench_db)
-    bags.list_bags(bench_db, limit=50, cursor=page.next_cursor, **filters)
-    assert seq_scans(bench_db) == before, filters
+    query, params = bags.list_query(limit=50, cursor=page.next_cursor, **filters)
+    assert scans_during(bench_db, lambda conn: bench_db.run_sql(query, params, conn=conn)) == [], filters
+
+
+# -- row factories and the verbs ---------------------------------------------------------------
+
+@pytest.mark.parametrize("row", ["tuple", "dict", "Bag"])
+def test_row_factory_page(benchmark, bench_db: Database, sample: dict, row: str):
+    """One page of bag_row (50 rows, 14 columns) built as tuples, dicts or Bag dataclasses."""
+    describe(benchmark, sample, "row factories")
+    query, params = bags.list_query(limit=50, type="child")
+    factory = {"tuple": None, "dict": dict, "Bag": Bag}[row]
+    benchmark(lambda: bench_db.run_sql(query, params, row=factory))
+
+
+@pytest.mark.parametrize("how", ["cursor", "Database.one tuple", "Database.one Bag"])
+def test_verb_one_row(benchmark, bench_db: Database, sample: dict, how: str):
+    """get_bag by a bare cursor on a pooled connection, and by the Database verb
+    (parameter check, the cached row factory) as a tuple and as a Bag."""
+    describe(benchmark, sample, "row factories")
+    text = NAMED["get_bag"].sql
+    params = {"qr_id": sample["linked_child"][0], "area": None}
+    if how == "cursor":
+        def once():
+            with bench_db.connection(read=True) as conn:
+                return conn.execute(text, params).fetchone()
+    else:
+        factory = Bag if how.endswith("Bag") else None
+
+        def once():
+            return bench_db.one("get_bag", params, row=factory, read=True)
+    assert benchmark(once) is not None

@@ -26,9 +26,10 @@ import time
 import typing
 from collections.abc import Callable, Iterator
 from functools import cache
+from typing import LiteralString
 
 import psycopg
-from psycopg import sql
+from psycopg import generators, pq, sql
 
 from .bags import bag_filters
 from .bills import bill_filters
@@ -49,24 +50,45 @@ class ExportAborted(TraceTrackError):
 _COPY = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER)")
 
 
+# The bag export looks bag_row's two computed columns up by LATERAL joins, not
+# through the view: there they are scalar subqueries, and tt_csv_text names
+# its argument three times, so a child's parent_qr was looked up three times
+# per row. Joined, each lookup runs once per row, and PostgreSQL 14+ memoizes
+# it (the children of one parent are neighbours in id order): a full export
+# of bag_row runs about 3x faster (bench/RESULTS.md, Issue 10). `OFFSET 0`
+# keeps each lookup a per-row index probe (as in the view): merged into a
+# plain join, a narrow export would hash the whole bill table. Same rows and
+# cells as bag_row (tests/test_exports.py compares them with the list).
+_BAG_FROM = sql.SQL(
+    "bag r LEFT JOIN LATERAL (SELECT p.qr_id FROM bag p WHERE p.id = r.parent_id OFFSET 0) p ON true"
+    " LEFT JOIN LATERAL (SELECT x.bill_no FROM bill x WHERE x.id = r.bill_id OFFSET 0) x ON true")
+_BAG_JOINED = (("parent_qr", "p.qr_id"), ("bill_no", "x.bill_no"))
+
+
 @cache
-def _columns(row: type) -> sql.Composable:
-    """The row type's columns of `r`, in order; text ones through tt_csv_text."""
+def _columns(row: type, joined: tuple[tuple[str, LiteralString], ...] = ()) -> sql.Composable:
+    """The row type's columns, in order: `r.<field>`, or the expression `joined`
+    gives for it; text ones through tt_csv_text (each cell computed once)."""
     hints = typing.get_type_hints(row)
+    source = {name: sql.SQL(expression) for name, expression in joined}
     out = []
     for f in dataclasses.fields(row):
         column = sql.Identifier(f.name)
+        value = source.get(f.name, sql.SQL("r.{}").format(column))
         if str in (hints[f.name], *typing.get_args(hints[f.name])):
-            out.append(sql.SQL("tt_csv_text(r.{0}) AS {0}").format(column))
+            out.append(sql.SQL("tt_csv_text({}) AS {}").format(value, column))
         else:
-            out.append(sql.SQL("r.{}").format(column))
+            out.append(sql.SQL("{} AS {}").format(value, column))
     return sql.SQL(", ").join(out)
 
 
 def bags_query(**filters) -> tuple[sql.Composed, dict]:
-    """The SELECT that `bags_csv` copies (also for `tracetrack db explain export_bags`)."""
+    """The SELECT that `bags_csv` copies (also for `tracetrack db explain export_bags`):
+    the rows of bag_row, by joins (above). The filters are on columns of `bag r`."""
     where = bag_filters(**filters)
-    return sql.SQL("SELECT {} FROM bag_row r {} ORDER BY r.id").format(_columns(Bag), where_sql(where)), where.params
+    query = sql.SQL("SELECT {} FROM {} {} ORDER BY r.id").format(
+        _columns(Bag, _BAG_JOINED), _BAG_FROM, where_sql(where))
+    return query, where.params
 
 
 def bills_query(status: str | None = None, q: str | None = None) -> tuple[sql.Composed, dict]:
@@ -166,6 +188,46 @@ def timeout_seconds() -> float:
 
 
 def _chunks(copy: psycopg.Copy) -> Iterator[bytes]:
+    """The COPY's rows joined into chunks of about CHUNK bytes.
+
+    PostgreSQL sends one message per row (~150 bytes of CSV). Taken through
+    `Copy.read()`, each costs a trip through psycopg's generator and wait
+    machinery (~2 µs of Python per row: 2/3 of the throughput of psql on the
+    same COPY). Here a row libpq already holds is taken straight from it
+    (`get_copy_data` without waiting); only when none is there does psycopg
+    wait for the socket (with the GIL released) and read on. The end of the
+    COPY is finished as psycopg's own `Copy.read()` does (its final result:
+    a row count, or the error, e.g. the statement timeout)."""
+    if not hasattr(copy, "_finished"):  # a psycopg whose Copy works otherwise: the plain loop
+        yield from _chunks_by_row(copy)
+        return
+    conn = copy.connection
+    pgconn = conn.pgconn
+    take = pgconn.get_copy_data
+    buffer = bytearray()
+    while True:
+        nbytes, data = take(1)  # 1: never block
+        if nbytes > 0:
+            buffer += data
+            if len(buffer) >= CHUNK:
+                yield bytes(buffer)
+                buffer.clear()
+        elif nbytes == 0:  # nothing received yet: wait through psycopg
+            row = copy.read()
+            if not row:
+                break
+            buffer += row
+        else:  # -1: the COPY ended; its result (or error) follows
+            copy._finished = True  # what Copy.read() records, so that leaving `with cur.copy()` reads no more
+            result = conn.wait(generators.fetch_many(pgconn))[-1]
+            if result.status != pq.ExecStatus.COMMAND_OK:
+                raise psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
+            break
+    if buffer:
+        yield bytes(buffer)
+
+
+def _chunks_by_row(copy: psycopg.Copy) -> Iterator[bytes]:
     buffer = bytearray()
     for data in copy:
         buffer += data
