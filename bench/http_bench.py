@@ -179,7 +179,7 @@ def main() -> None:
            "TRACETRACK_SECRET_KEY": os.environ.get("TRACETRACK_SECRET_KEY", "bench-secret-0123456789abcdef")}
     if args.server == "granian":
         serve = [sys.executable, "-c", "from tracetrack_ops.cli import main; main()", "serve", "--no-demo",
-                 "--port", str(port)]
+                 "--port", str(port), "--metrics-port", "0"]
         if args.workers:
             serve += ["--workers", str(args.workers)]
         if args.threads:
@@ -188,11 +188,14 @@ def main() -> None:
         serve = [sys.executable, "-m", "gunicorn", "-c", str(HERE.parent / "deploy" / "gunicorn.conf.py"),
                  "--bind", f"127.0.0.1:{port}"]
         env["TRACETRACK_WORKER_CLASS"] = args.server.split("-")[1]
+        env["TRACETRACK_METRICS_BIND"] = f"127.0.0.1:{free_port()}"
         if args.workers:
             env["WEB_CONCURRENCY"] = str(args.workers)
         if args.threads:
             env["TRACETRACK_THREADS"] = str(args.threads)
-    server = subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    # the server's log (an access line per request) to a file: a pipe nobody reads fills and stalls it
+    server_log = tempfile.TemporaryFile()
+    server = subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL, stderr=server_log,
                               start_new_session=True)
     results: dict = {"bags": bags, "events": events, "machine": f"{os.cpu_count()} cores", "server": args.server,
                      "runs": []}
