@@ -34,11 +34,15 @@ def main() -> None:
         if users.find_user(db, "overhead-admin") is None:
             users.create_user(db, "overhead-admin", "overhead-password", "admin")
         app = create_app(db, ApiSettings(db=Settings(), secret_key="overhead-secret-0123456789abcdef"))
-        token = falcon.testing.TestClient(app).simulate_post(
-            "/api/auth/login", json={"username": "overhead-admin", "password": "overhead-password"}).json["token"]
+        token = (
+            falcon.testing.TestClient(app)
+            .simulate_post("/api/auth/login", json={"username": "overhead-admin", "password": "overhead-password"})
+            .json["token"]
+        )
         qrs = [r[0] for r in db.run_sql("SELECT qr_id FROM bag WHERE id % 97 = 0 AND qr_id NOT LIKE 'BW%' LIMIT 2000")]
-        environs = [falcon.testing.create_environ(f"/api/bags/{qr}", headers={"Authorization": f"Bearer {token}"})
-                    for qr in qrs]
+        environs = [
+            falcon.testing.create_environ(f"/api/bags/{qr}", headers={"Authorization": f"Bearer {token}"}) for qr in qrs
+        ]
 
         def start_response(status, headers, exc_info=None):
             start_response.status = status
@@ -51,7 +55,7 @@ def main() -> None:
             started = time.perf_counter()
             b"".join(app(environ, start_response))
             through_app.append(time.perf_counter() - started)
-            assert start_response.status.startswith("200"), start_response.status
+            assert start_response.status.startswith("200"), start_response.status  # type: ignore[attr-defined]
         statement = load()["get_bag_detail_json"].sql
         bare = []
         with db.connection() as conn:
@@ -60,8 +64,10 @@ def main() -> None:
                 conn.execute(statement, {"qr_id": qrs[i % len(qrs)], "area": None}).fetchall()
                 bare.append(time.perf_counter() - started)
     app_us, bare_us = statistics.median(through_app) * 1e6, statistics.median(bare) * 1e6
-    print(f"{len(qrs)} QRs, {args.requests} requests: through the app {app_us:.0f} us, bare statement "
-          f"{bare_us:.0f} us, the HTTP layer {app_us - bare_us:.0f} us per request (medians)")
+    print(
+        f"{len(qrs)} QRs, {args.requests} requests: through the app {app_us:.0f} us, bare statement "
+        f"{bare_us:.0f} us, the HTTP layer {app_us - bare_us:.0f} us per request (medians)"
+    )
 
 
 if __name__ == "__main__":

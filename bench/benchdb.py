@@ -18,15 +18,18 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 MIN_SERVER_VERSION = 130000
-NEEDS = ("the benchmarks need a PostgreSQL 13+ server on which they may CREATE DATABASE: set "
-         "TRACETRACK_BENCH_SERVER_URL=postgresql://postgres@127.0.0.1:5432/postgres (a maintenance URL), "
-         "or install the embedded server with pip install -e '.[server]'")
+NEEDS = (
+    "the benchmarks need a PostgreSQL 13+ server on which they may CREATE DATABASE: set "
+    "TRACETRACK_BENCH_SERVER_URL=postgresql://postgres@127.0.0.1:5432/postgres (a maintenance URL), "
+    "or install the embedded server with pip install -e '.[server]'"
+)
 
 
 def label(bags: int) -> str:
@@ -38,16 +41,17 @@ def label(bags: int) -> str:
 
 
 def with_dbname(url: str, dbname: str) -> str:
-    return make_conninfo(**{**conninfo_to_dict(url), "dbname": dbname})
+    return make_conninfo("", **{**conninfo_to_dict(url), "dbname": dbname})
 
 
 class BenchServer:
     """The server the benchmark databases live on; `stop()` ends an embedded one."""
 
     def __init__(self, url: str | None = None):
-        self.url = url or os.environ.get("TRACETRACK_BENCH_SERVER_URL") or os.environ.get(
-            "TRACETRACK_TEST_DATABASE_URL")
-        self.embedded = None
+        self.url = (
+            url or os.environ.get("TRACETRACK_BENCH_SERVER_URL") or os.environ.get("TRACETRACK_TEST_DATABASE_URL")
+        )
+        self.embedded: Any = None  # an EmbeddedPostgres once started
         self.version = 0
 
     def start(self) -> str:
@@ -105,8 +109,9 @@ class BenchServer:
                 views.refresh_views(db)
             log(f"seeded {name} in {time.monotonic() - started:.0f} s")
         elif have < bags:  # more is fine: the HTTP benchmarks add their own rows
-            raise SystemExit(f"{name} holds {have:,} bags, fewer than {bags:,}: drop it to reseed "
-                             f"(DROP DATABASE {name})")
+            raise SystemExit(
+                f"{name} holds {have:,} bags, fewer than {bags:,}: drop it to reseed (DROP DATABASE {name})"
+            )
         return url
 
 

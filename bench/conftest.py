@@ -65,22 +65,35 @@ def sample(bench_db: Database) -> dict:
     with bench_db.connection() as conn:
         one = lambda q: conn.execute(q).fetchone()  # noqa: E731
         return {
-            "full_parent": one("SELECT qr_id, id FROM bag WHERE type = 'parent' AND status = 'completed' "
-                               "AND bill_id IS NULL ORDER BY id DESC LIMIT 1"),
-            "open_parent": one("SELECT qr_id, id FROM bag WHERE type = 'parent' AND status <> 'completed' "
-                               "AND bill_id IS NULL ORDER BY id DESC LIMIT 1"),
-            "billed_parent": one("SELECT b.qr_id, b.id, b.bill_id, bl.bill_no FROM bag b "
-                                 "JOIN bill bl ON bl.id = b.bill_id "
-                                 "WHERE bl.status = 'processing' ORDER BY b.id LIMIT 1"),
-            "linked_child": one("SELECT c.qr_id, c.id FROM bag c JOIN bag p ON p.id = c.parent_id "
-                                "WHERE p.bill_id IS NULL ORDER BY c.id DESC LIMIT 1"),
-            "loose_child": one("SELECT qr_id, id FROM bag WHERE type = 'child' AND parent_id IS NULL "
-                               "ORDER BY id DESC LIMIT 1"),
-            "open_bill": one("SELECT bill_no, id FROM bill WHERE status <> 'completed' "
-                             "AND linked_parent_count < capacity ORDER BY id DESC LIMIT 1"),
+            "full_parent": one(
+                "SELECT qr_id, id FROM bag WHERE type = 'parent' AND status = 'completed' "
+                "AND bill_id IS NULL ORDER BY id DESC LIMIT 1"
+            ),
+            "open_parent": one(
+                "SELECT qr_id, id FROM bag WHERE type = 'parent' AND status <> 'completed' "
+                "AND bill_id IS NULL ORDER BY id DESC LIMIT 1"
+            ),
+            "billed_parent": one(
+                "SELECT b.qr_id, b.id, b.bill_id, bl.bill_no FROM bag b "
+                "JOIN bill bl ON bl.id = b.bill_id "
+                "WHERE bl.status = 'processing' ORDER BY b.id LIMIT 1"
+            ),
+            "linked_child": one(
+                "SELECT c.qr_id, c.id FROM bag c JOIN bag p ON p.id = c.parent_id "
+                "WHERE p.bill_id IS NULL ORDER BY c.id DESC LIMIT 1"
+            ),
+            "loose_child": one(
+                "SELECT qr_id, id FROM bag WHERE type = 'child' AND parent_id IS NULL ORDER BY id DESC LIMIT 1"
+            ),
+            "open_bill": one(
+                "SELECT bill_no, id FROM bill WHERE status <> 'completed' "
+                "AND linked_parent_count < capacity ORDER BY id DESC LIMIT 1"
+            ),
             "completed_bill": one("SELECT bill_no, id FROM bill WHERE status = 'completed' ORDER BY id LIMIT 1"),
-            "full_bill": one("SELECT bill_no, id FROM bill WHERE linked_parent_count > 0 "
-                             "ORDER BY linked_parent_count DESC, id LIMIT 1"),
+            "full_bill": one(
+                "SELECT bill_no, id FROM bill WHERE linked_parent_count > 0 "
+                "ORDER BY linked_parent_count DESC, id LIMIT 1"
+            ),
             "user": one("SELECT id, username FROM app_user ORDER BY id LIMIT 1"),
             "bags": conn.execute("SELECT count(*) FROM bag").fetchone()[0],
             "server_version": conn.info.server_version,

@@ -59,9 +59,11 @@ def psql_floor(url: str, select: str) -> dict:
     started = time.perf_counter()
     with open(os.devnull, "wb") as devnull:
         subprocess.run(cmd, stdout=devnull, check=True)
-    return {"seconds": time.perf_counter() - started,
-            "command": "psql -X -q -d <url> -c \"COPY (<exports.bags_query()>) TO STDOUT WITH (FORMAT csv, HEADER)\" "
-                       "> /dev/null"}
+    return {
+        "seconds": time.perf_counter() - started,
+        "command": 'psql -X -q -d <url> -c "COPY (<exports.bags_query()>) TO STDOUT WITH (FORMAT csv, HEADER)" '
+        "> /dev/null",
+    }
 
 
 class MemorySampler(threading.Thread):
@@ -107,8 +109,18 @@ class MemorySampler(threading.Thread):
 
 
 def http_export(base: str, token: str, sampler: MemorySampler) -> dict:
-    cmd = ["curl", "-sS", "--fail", "-o", os.devnull, "-H", f"Authorization: Bearer {token}",
-           "-w", "%{http_code} %{size_download} %{time_starttransfer} %{time_total}", base + ROUTE]
+    cmd = [
+        "curl",
+        "-sS",
+        "--fail",
+        "-o",
+        os.devnull,
+        "-H",
+        f"Authorization: Bearer {token}",
+        "-w",
+        "%{http_code} %{size_download} %{time_starttransfer} %{time_total}",
+        base + ROUTE,
+    ]
     before = sampler.rss()
     start = len(sampler.samples)
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
@@ -116,9 +128,15 @@ def http_export(base: str, token: str, sampler: MemorySampler) -> dict:
     status, size, first, total = int(out[0]), int(out[1]), float(out[2]), float(out[3])
     if status != 200:
         raise SystemExit(f"GET {ROUTE} answered {status}")
-    return {"seconds": total, "first_byte_s": first, "bytes": size, "rss_before": before,
-            "rss_max_during": max(during), "rss_after": sampler.rss(),
-            "command": f"curl -sS --fail -o /dev/null -H 'Authorization: Bearer …' {ROUTE}"}
+    return {
+        "seconds": total,
+        "first_byte_s": first,
+        "bytes": size,
+        "rss_before": before,
+        "rss_max_during": max(during),
+        "rss_after": sampler.rss(),
+        "command": f"curl -sS --fail -o /dev/null -H 'Authorization: Bearer …' {ROUTE}",
+    }
 
 
 def sha256_of(cmd: list[str]) -> str:
@@ -170,18 +188,34 @@ def run(args: argparse.Namespace, url: str) -> None:
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "DATABASE_URL": url, "TRACETRACK_LOGIN_ADDRESS_RATE": "100000",
-           "TRACETRACK_SECRET_KEY": os.environ.get("TRACETRACK_SECRET_KEY", "bench-secret-0123456789abcdef")}
-    serve = [sys.executable, "-c", "from tracetrack_ops.cli import main; main()", "serve", "--no-demo",
-             "--port", str(port)]
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "TRACETRACK_LOGIN_ADDRESS_RATE": "100000",
+        "TRACETRACK_SECRET_KEY": os.environ.get("TRACETRACK_SECRET_KEY", "bench-secret-0123456789abcdef"),
+    }
+    serve = [
+        sys.executable,
+        "-c",
+        "from tracetrack_ops.cli import main; main()",
+        "serve",
+        "--no-demo",
+        "--port",
+        str(port),
+    ]
     if args.workers:
         serve += ["--workers", str(args.workers)]
     if args.threads:
         serve += ["--threads", str(args.threads)]
-    server = subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              start_new_session=True)
-    result: dict = {"bags": rows, "postgresql": version, "machine": f"{os.cpu_count()} cores, "
-                    f"{psutil.virtual_memory().total / 2**30:.0f} GiB", "route": ROUTE, "select": select, "runs": []}
+    server = subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    result: dict = {
+        "bags": rows,
+        "postgresql": version,
+        "machine": f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB",
+        "route": ROUTE,
+        "select": select,
+        "runs": [],
+    }
     try:
         wait_http(base + "/health")
         token = login(base)
@@ -192,15 +226,17 @@ def run(args: argparse.Namespace, url: str) -> None:
             floor = psql_floor(url, select)
             http = http_export(base, token, sampler)
             result["runs"].append({"floor": floor, "http": http})
-            print(f"run {i + 1}: psql {rows / floor['seconds']:,.0f} rows/s, HTTP {rows / http['seconds']:,.0f} "
-                  f"rows/s ({floor['seconds'] / http['seconds']:.0%} of the floor), server RSS "
-                  f"{http['rss_before'] / 2**20:.0f} -> max {http['rss_max_during'] / 2**20:.0f} MiB", flush=True)
+            print(
+                f"run {i + 1}: psql {rows / floor['seconds']:,.0f} rows/s, HTTP {rows / http['seconds']:,.0f} "
+                f"rows/s ({floor['seconds'] / http['seconds']:.0%} of the floor), server RSS "
+                f"{http['rss_before'] / 2**20:.0f} -> max {http['rss_max_during'] / 2**20:.0f} MiB",
+                flush=True,
+            )
         sampler.stop()
         result["vmhwm"] = {str(k): v for k, v in sampler.hwm().items()}
         if args.check:
             a = sha256_of(["curl", "-sS", "--fail", "-H", f"Authorization: Bearer {token}", base + ROUTE])
-            b = sha256_of(["psql", "-X", "-q", "-d", url, "-c",
-                           f"COPY ({select}) TO STDOUT WITH (FORMAT csv, HEADER)"])
+            b = sha256_of(["psql", "-X", "-q", "-d", url, "-c", f"COPY ({select}) TO STDOUT WITH (FORMAT csv, HEADER)"])
             result["identical_to_psql"] = a == b
             print(f"HTTP body {'==' if a == b else '!='} psql output (sha256 {a[:16]}…)")
     finally:
@@ -218,17 +254,25 @@ def run(args: argparse.Namespace, url: str) -> None:
     peak_rss = max(r["http"]["rss_max_during"] for r in runs)
     size = runs[0]["http"]["bytes"]
     print(f"\n{rows:,} bags, PostgreSQL {version}, {result['machine']}; {path}\n")
-    print("| run | psql COPY > /dev/null (floor) s | rows/s | GET bags.csv s | rows/s | vs floor "
-          "| server RSS before → peak during |")
+    print(
+        "| run | psql COPY > /dev/null (floor) s | rows/s | GET bags.csv s | rows/s | vs floor "
+        "| server RSS before → peak during |"
+    )
     print("|---|---|---|---|---|---|---|")
     for i, r in enumerate(runs, 1):
         f, h = r["floor"]["seconds"], r["http"]["seconds"]
-        print(f"| {i} | {f:.2f} | {rows / f:,.0f} | {h:.2f} | {rows / h:,.0f} | {f / h:.0%} "
-              f"| {r['http']['rss_before'] / 2**20:.0f} → {r['http']['rss_max_during'] / 2**20:.0f} MiB |")
-    print(f"| median | {floor_s:.2f} | {rows / floor_s:,.0f} | {http_s:.2f} | {rows / http_s:,.0f} | {share:.0%} "
-          f"| idle {result['rss_idle'] / 2**20:.0f}, peak {peak_rss / 2**20:.0f} MiB |")
-    print(f"\nbody {size:,} bytes ({size / http_s / 1e6:,.0f} MB/s over HTTP); "
-          "VmHWM per server process (MiB): " + ", ".join(f"{v / 2**20:.0f}" for v in result["vmhwm"].values()))
+        print(
+            f"| {i} | {f:.2f} | {rows / f:,.0f} | {h:.2f} | {rows / h:,.0f} | {f / h:.0%} "
+            f"| {r['http']['rss_before'] / 2**20:.0f} → {r['http']['rss_max_during'] / 2**20:.0f} MiB |"
+        )
+    print(
+        f"| median | {floor_s:.2f} | {rows / floor_s:,.0f} | {http_s:.2f} | {rows / http_s:,.0f} | {share:.0%} "
+        f"| idle {result['rss_idle'] / 2**20:.0f}, peak {peak_rss / 2**20:.0f} MiB |"
+    )
+    print(
+        f"\nbody {size:,} bytes ({size / http_s / 1e6:,.0f} MB/s over HTTP); "
+        "VmHWM per server process (MiB): " + ", ".join(f"{v / 2**20:.0f}" for v in result["vmhwm"].values())
+    )
     ok = rows / http_s >= GOAL_ROWS_PER_S and share >= GOAL_FLOOR_SHARE
     verdict = "met" if ok else "NOT met"
     print(f"goal (≥ {GOAL_ROWS_PER_S:,} rows/s and ≥ {GOAL_FLOOR_SHARE:.0%} of the floor): {verdict}")

@@ -47,9 +47,12 @@ def prepare(url: str, parents: int) -> list[str]:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("""INSERT INTO parent_format (name, pattern, capacity, expected_weight_kg)
                         VALUES ('BENCH', '^BW[0-9]{6}$', 30, 30) ON CONFLICT (name) DO NOTHING""")
-        conn.execute("""INSERT INTO bag (qr_id, type, dispatch_area, capacity, expected_weight_kg)
+        conn.execute(
+            """INSERT INTO bag (qr_id, type, dispatch_area, capacity, expected_weight_kg)
                         SELECT 'BW' || lpad(n::text, 6, '0'), 'parent', 'lucknow', 30, 30
-                        FROM generate_series(0, %s - 1) n ON CONFLICT (qr_id) DO NOTHING""", (parents,))
+                        FROM generate_series(0, %s - 1) n ON CONFLICT (qr_id) DO NOTHING""",
+            (parents,),
+        )
         total = conn.execute("SELECT max(id) FROM bag").fetchone()[0]
         rnd = random.Random(7)
         ids = [rnd.randint(1, total) for _ in range(20000)]
@@ -70,9 +73,12 @@ def wait_http(url: str, timeout: float = 60) -> None:
 
 
 def login(base: str) -> str:
-    req = urllib.request.Request(base + "/api/auth/login", method="POST",
-                                 data=json.dumps({"username": ADMIN, "password": PASSWORD}).encode(),
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        base + "/api/auth/login",
+        method="POST",
+        data=json.dumps({"username": ADMIN, "password": PASSWORD}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     return json.loads(urllib.request.urlopen(req).read())["token"]
 
 
@@ -86,13 +92,28 @@ def parse_wrk(out: str) -> dict:
 
     pct = dict(re.findall(r"^\s+(50|75|90|99)(?:\.\d+)?%\s+(\S+)", out, re.M))
     extra = json.loads(re.search(r"^JSON (.*)$", out, re.M).group(1))
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "p50_ms": ms(pct["50"]), "p90_ms": ms(pct["90"]), "p99_ms": ms(pct["99"]), **extra}
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50_ms": ms(pct["50"]),
+        "p90_ms": ms(pct["90"]),
+        "p99_ms": ms(pct["99"]),
+        **extra,
+    }
 
 
 def run_wrk(script: str, base: str, path: str, conns: int, duration: int, env: dict) -> dict:
-    cmd = ["wrk", "-t2", f"-c{conns}", f"-d{duration}s", "--latency", "--timeout", "10s",
-           "-s", str(HERE / "wrk" / script), base + path]
+    cmd = [
+        "wrk",
+        "-t2",
+        f"-c{conns}",
+        f"-d{duration}s",
+        "--latency",
+        "--timeout",
+        "10s",
+        "-s",
+        str(HERE / "wrk" / script),
+        base + path,
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env}, check=True).stdout
     return {"command": " ".join(cmd[:-1] + [path]), **parse_wrk(out)}
 
@@ -102,12 +123,16 @@ def _read_params(qrs: list[str], n: int, rnd: random.Random, first_parent: int) 
 
 
 def _write_params(qrs: list[str], n: int, rnd: random.Random, first_parent: int) -> dict:
-    return {"parent_qr": f"BW{first_parent + n % 10000:06d}", "child_qr": f"BARE{os.getpid()}-{n}",
-            "user_id": None, "restrict_area": None, "idempotency_key": None}
+    return {
+        "parent_qr": f"BW{first_parent + n % 10000:06d}",
+        "child_qr": f"BARE{os.getpid()}-{n}",
+        "user_id": None,
+        "restrict_area": None,
+        "idempotency_key": None,
+    }
 
 
-def _bare_worker(url: str, query: str, make_params, qrs: list[str], first_parent: int, seconds: float,
-                 queue) -> None:
+def _bare_worker(url: str, query: str, make_params, qrs: list[str], first_parent: int, seconds: float, queue) -> None:
     from tracetrack_db.queries import load
 
     sql = load()[query].sql
@@ -128,9 +153,13 @@ def _bare_worker(url: str, query: str, make_params, qrs: list[str], first_parent
 def bare_loop(url: str, query: str, qrs: list[str], first_parent: int, seconds: float, processes: int) -> dict:
     """The endpoint's own statement in a loop with no HTTP, one connection per process."""
     make_params = _write_params if query == "link_child" else _read_params
-    queue = multiprocessing.Queue()
-    procs = [multiprocessing.Process(target=_bare_worker, args=(
-        url, query, make_params, qrs, first_parent + i * 10000, seconds, queue)) for i in range(processes)]
+    queue: multiprocessing.Queue = multiprocessing.Queue()
+    procs = [
+        multiprocessing.Process(
+            target=_bare_worker, args=(url, query, make_params, qrs, first_parent + i * 10000, seconds, queue)
+        )
+        for i in range(processes)
+    ]
     for p in procs:
         p.start()
     lat = sorted(x for _ in procs for x in queue.get())
@@ -138,25 +167,38 @@ def bare_loop(url: str, query: str, qrs: list[str], first_parent: int, seconds: 
         p.join()
     if any(p.exitcode for p in procs) or not lat:
         raise SystemExit(f"the bare {query} loop failed (see the traceback above)")
-    return {"command": f"bare psycopg loop, {processes} processes, query {query}",
-            "rps": len(lat) / seconds, "p50_ms": lat[len(lat) // 2] * 1000,
-            "p99_ms": lat[int(len(lat) * 0.99)] * 1000, "requests": len(lat)}
+    return {
+        "command": f"bare psycopg loop, {processes} processes, query {query}",
+        "rps": len(lat) / seconds,
+        "p50_ms": lat[len(lat) // 2] * 1000,
+        "p99_ms": lat[int(len(lat) * 0.99)] * 1000,
+        "requests": len(lat),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
-                    help="what the server and the bare loops connect as (a service role, see README Security)")
-    ap.add_argument("--owner-url", default=os.environ.get("TRACETRACK_OWNER_URL"),
-                    help="the tables' owner, for the setup (bench parents and a parent format); "
-                         "default: --database-url")
+    ap.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL"),
+        help="what the server and the bare loops connect as (a service role, see README Security)",
+    )
+    ap.add_argument(
+        "--owner-url",
+        default=os.environ.get("TRACETRACK_OWNER_URL"),
+        help="the tables' owner, for the setup (bench parents and a parent format); default: --database-url",
+    )
     ap.add_argument("--connections", default="64,256")
     ap.add_argument("--duration", type=int, default=20)
     ap.add_argument("--workers", type=int)
     ap.add_argument("--threads", type=int)
     ap.add_argument("--bare-processes", type=int, default=2)
-    ap.add_argument("--server", choices=["granian", "gunicorn-gthread", "gunicorn-gevent"], default="granian",
-                    help="granian: `tracetrack serve`; gunicorn-*: deploy/gunicorn.conf.py")
+    ap.add_argument(
+        "--server",
+        choices=["granian", "gunicorn-gthread", "gunicorn-gevent"],
+        default="granian",
+        help="granian: `tracetrack serve`; gunicorn-*: deploy/gunicorn.conf.py",
+    )
     ap.add_argument("--out", default=str(HERE / ".results"))
     args = ap.parse_args()
     if not args.database_url:
@@ -174,19 +216,39 @@ def main() -> None:
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "DATABASE_URL": args.database_url, "TRACETRACK_OWNER_URL": owner_url,
-           "TRACETRACK_LOGIN_ADDRESS_RATE": "100000",
-           "TRACETRACK_SECRET_KEY": os.environ.get("TRACETRACK_SECRET_KEY", "bench-secret-0123456789abcdef")}
+    env = {
+        **os.environ,
+        "DATABASE_URL": args.database_url,
+        "TRACETRACK_OWNER_URL": owner_url,
+        "TRACETRACK_LOGIN_ADDRESS_RATE": "100000",
+        "TRACETRACK_SECRET_KEY": os.environ.get("TRACETRACK_SECRET_KEY", "bench-secret-0123456789abcdef"),
+    }
     if args.server == "granian":
-        serve = [sys.executable, "-c", "from tracetrack_ops.cli import main; main()", "serve", "--no-demo",
-                 "--port", str(port), "--metrics-port", "0"]
+        serve = [
+            sys.executable,
+            "-c",
+            "from tracetrack_ops.cli import main; main()",
+            "serve",
+            "--no-demo",
+            "--port",
+            str(port),
+            "--metrics-port",
+            "0",
+        ]
         if args.workers:
             serve += ["--workers", str(args.workers)]
         if args.threads:
             serve += ["--threads", str(args.threads)]
     else:
-        serve = [sys.executable, "-m", "gunicorn", "-c", str(HERE.parent / "deploy" / "gunicorn.conf.py"),
-                 "--bind", f"127.0.0.1:{port}"]
+        serve = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(HERE.parent / "deploy" / "gunicorn.conf.py"),
+            "--bind",
+            f"127.0.0.1:{port}",
+        ]
         env["TRACETRACK_WORKER_CLASS"] = args.server.split("-")[1]
         env["TRACETRACK_METRICS_BIND"] = f"127.0.0.1:{free_port()}"
         if args.workers:
@@ -194,11 +256,15 @@ def main() -> None:
         if args.threads:
             env["TRACETRACK_THREADS"] = str(args.threads)
     # the server's log (an access line per request) to a file: a pipe nobody reads fills and stalls it
-    server_log = tempfile.TemporaryFile()
-    server = subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL, stderr=server_log,
-                              start_new_session=True)
-    results: dict = {"bags": bags, "events": events, "machine": f"{os.cpu_count()} cores", "server": args.server,
-                     "runs": []}
+    server_log = tempfile.TemporaryFile()  # noqa: SIM115 - open for the server's whole life, closed in finally
+    server = subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL, stderr=server_log, start_new_session=True)
+    results: dict = {
+        "bags": bags,
+        "events": events,
+        "machine": f"{os.cpu_count()} cores",
+        "server": args.server,
+        "runs": [],
+    }
     try:
         wait_http(base + "/health")
         token = login(base)
@@ -206,11 +272,18 @@ def main() -> None:
         run_wrk("get_bag.lua", base, "/api/bags/X", 16, 3, run_env)  # warm-up: prepare statements
         for i, c in enumerate(conns):
             get = run_wrk("get_bag.lua", base, "/api/bags/{qr}", c, args.duration, run_env)
-            post = run_wrk("post_child.lua", base, "/api/scans/child", c, args.duration,
-                           {**run_env, "RUN_ID": f"{int(time.time())}{i}",
-                            "PARENT_OFFSET": str(i * 2 * per_thread)})
-            results["runs"] += [{"endpoint": "GET /api/bags/{qr}", "connections": c, **get},
-                                {"endpoint": "POST /api/scans/child", "connections": c, **post}]
+            post = run_wrk(
+                "post_child.lua",
+                base,
+                "/api/scans/child",
+                c,
+                args.duration,
+                {**run_env, "RUN_ID": f"{int(time.time())}{i}", "PARENT_OFFSET": str(i * 2 * per_thread)},
+            )
+            results["runs"] += [
+                {"endpoint": "GET /api/bags/{qr}", "connections": c, **get},
+                {"endpoint": "POST /api/scans/child", "connections": c, **post},
+            ]
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(20)
@@ -226,12 +299,16 @@ def main() -> None:
     print("| endpoint | connections | req/s | p50 ms | p99 ms | non-2xx | vs bare loop |")
     print("|---|---|---|---|---|---|---|")
     for r in results["runs"]:
-        base = bare if r["endpoint"].startswith("GET") else bare_write
-        print(f"| {r['endpoint']} | {r['connections']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
-              f"| {r['non2xx']} | {r['rps'] / base['rps']:.0%} |")
+        floor = bare if r["endpoint"].startswith("GET") else bare_write
+        print(
+            f"| {r['endpoint']} | {r['connections']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
+            f"| {r['non2xx']} | {r['rps'] / floor['rps']:.0%} |"
+        )
     for name, b in (("get_bag_detail_json", bare), ("link_child", bare_write)):
-        print(f"| bare psycopg loop, {name} ({args.bare_processes} processes) | - | {b['rps']:,.0f} "
-              f"| {b['p50_ms']:.2f} | {b['p99_ms']:.2f} | - | 100% |")
+        print(
+            f"| bare psycopg loop, {name} ({args.bare_processes} processes) | - | {b['rps']:,.0f} "
+            f"| {b['p50_ms']:.2f} | {b['p99_ms']:.2f} | - | 100% |"
+        )
 
 
 if __name__ == "__main__":

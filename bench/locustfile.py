@@ -24,8 +24,18 @@ from locust import FastHttpUser, between, task
 TOKENS = json.loads(Path(os.environ["TT_TOKENS"]).read_text()) if os.environ.get("TT_TOKENS") else {}
 RUN = os.environ.get("TT_RUN_ID") or str(int(time.time()) % 100000)
 _serial = itertools.count()
-RACE_CODES = {"parent_full", "parent_on_bill", "parent_on_other_bill", "bill_full", "bill_completed",
-              "child_in_other_parent", "parent_empty", "not_a_parent", "wrong_area", "already_added"}
+RACE_CODES = {
+    "parent_full",
+    "parent_on_bill",
+    "parent_on_other_bill",
+    "bill_full",
+    "bill_completed",
+    "child_in_other_parent",
+    "parent_empty",
+    "not_a_parent",
+    "wrong_area",
+    "already_added",
+}
 
 
 def _code(response) -> str | None:
@@ -47,7 +57,7 @@ class TraceTrackUser(FastHttpUser):
         self.auth = {"Authorization": f"Bearer {self.account['token']}"}
         self.n = next(_serial)
 
-    def post(self, path: str, body: dict, name: str | None = None, ok_codes: set[str] = frozenset()):
+    def post(self, path: str, body: dict, name: str | None = None, ok_codes: frozenset[str] | set[str] = frozenset()):
         with self.client.post(path, json=body, name=name or path, headers=self.auth, catch_response=True) as resp:
             if resp.status_code < 300 or _code(resp) in ok_codes:
                 resp.success()
@@ -85,8 +95,7 @@ class Dispatcher(TraceTrackUser):
             if self.parent is None:
                 return
         child = f"LT{RUN}-{self.n}-{len(self.scanned)}-{random.randint(0, 9999)}"
-        resp = self.post("/api/scans/child", {"parent_qr": self.parent, "child_qr": child},
-                         ok_codes=RACE_CODES)
+        resp = self.post("/api/scans/child", {"parent_qr": self.parent, "child_qr": child}, ok_codes=RACE_CODES)
         if resp.status_code == 200:
             self.scanned.append(child)
             if resp.json()["parent_status"] == "completed":
@@ -97,8 +106,7 @@ class Dispatcher(TraceTrackUser):
     @task(3)
     def look_up(self) -> None:
         qr = random.choice(self.scanned) if self.scanned else (self.parent or "SB00001")
-        with self.client.get(f"/api/bags/{qr}", name="/api/bags/{qr}", headers=self.auth,
-                             catch_response=True) as resp:
+        with self.client.get(f"/api/bags/{qr}", name="/api/bags/{qr}", headers=self.auth, catch_response=True) as resp:
             if resp.status_code == 200 or _code(resp) in ("bag_not_found", "wrong_area"):
                 resp.success()
 
@@ -134,14 +142,21 @@ class Biller(TraceTrackUser):
             self.post(f"/api/bills/{self.bill}/complete", {}, name="/api/bills/{bill_no}/complete")
             self.bill = None
             return
-        resp = self.client.get("/api/bags?type=parent&status=completed&billed=false&limit=20",
-                               name="/api/bags?type=parent&billed=false", headers=self.auth)
+        resp = self.client.get(
+            "/api/bags?type=parent&status=completed&billed=false&limit=20",
+            name="/api/bags?type=parent&billed=false",
+            headers=self.auth,
+        )
         items = resp.json().get("items", []) if resp.status_code == 200 else []
         if not items:
             return
         parent = random.choice(items)["qr_id"]
-        resp = self.post(f"/api/bills/{self.bill}/parents", {"parent_qr": parent},
-                         name="/api/bills/{bill_no}/parents", ok_codes=RACE_CODES)
+        resp = self.post(
+            f"/api/bills/{self.bill}/parents",
+            {"parent_qr": parent},
+            name="/api/bills/{bill_no}/parents",
+            ok_codes=RACE_CODES,
+        )
         if resp.status_code == 200 and resp.json()["result"] == "added":
             self.added += 1
 
@@ -175,10 +190,10 @@ class Admin(TraceTrackUser):
     @task(2)
     def history(self) -> None:
         if self.seen:
-            self.client.get(f"/api/bags/{random.choice(self.seen)}/history", name="/api/bags/{qr}/history",
-                            headers=self.auth)
+            self.client.get(
+                f"/api/bags/{random.choice(self.seen)}/history", name="/api/bags/{qr}/history", headers=self.auth
+            )
 
     @task(1)
     def export(self) -> None:
-        self.client.get("/api/exports/bills.csv?status=completed", name="/api/exports/bills.csv",
-                        headers=self.auth)
+        self.client.get("/api/exports/bills.csv?status=completed", name="/api/exports/bills.csv", headers=self.auth)

@@ -29,11 +29,15 @@ def client_factory(bench_db: Database):
         users.create_user(bench_db, "bench-dashboard", "bench-password", "admin")
 
     def make(cache):
-        app = create_app(bench_db, ApiSettings(db=Settings(), secret_key="bench-secret-0123456789abcdef",
-                                               login_address_rate=10_000), cache=cache)
+        app = create_app(
+            bench_db,
+            ApiSettings(db=Settings(), secret_key="bench-secret-0123456789abcdef", login_address_rate=10_000),
+            cache=cache,
+        )
         client = falcon.testing.TestClient(app)
-        token = client.simulate_post("/api/auth/login", json={"username": "bench-dashboard",
-                                                              "password": "bench-password"}).json["token"]
+        token = client.simulate_post(
+            "/api/auth/login", json={"username": "bench-dashboard", "password": "bench-password"}
+        ).json["token"]
         return client, {"Authorization": f"Bearer {token}"}
 
     return make
@@ -57,8 +61,9 @@ def test_dashboard_endpoint_from_cache(benchmark, client_factory, kind):
     else:
         cache = LocalCache()
     client, headers = client_factory(cache)
-    result = benchmark.pedantic(lambda: client.simulate_get("/api/dashboard/analytics", headers=headers),
-                                rounds=1000, warmup_rounds=20)
+    result = benchmark.pedantic(
+        lambda: client.simulate_get("/api/dashboard/analytics", headers=headers), rounds=1000, warmup_rounds=20
+    )
     assert result.status_code == 200 and result.json["as_of"]
     benchmark.extra_info["p99_ms"] = p99_ms(benchmark)
     assert benchmark.extra_info["p99_ms"] < P99_TARGET_MS

@@ -49,31 +49,50 @@ def params_for(name: str, s: dict) -> dict:
         "bill_parents": {"bill_id": s["billed_parent"][2]},
         "bill_remove_parent": {**common, "bill_no": s["billed_parent"][3], "parent_qr": s["billed_parent"][0]},
         "bill_reopen": {**common, "bill_no": s["completed_bill"][0]},
-        "bill_update": {**common, "bill_no": s["open_bill"][0], "capacity": None, "description": "d",
-                        "destination": None, "vehicle_number": None},
+        "bill_update": {
+            **common,
+            "bill_no": s["open_bill"][0],
+            "capacity": None,
+            "description": "d",
+            "destination": None,
+            "vehicle_number": None,
+        },
         "claim_idempotency_key": {"user_id": user, "key": f"k{n}", "fingerprint": "f"},
         "create_area": {"name": f"bench_area_{n}", "label": "Bench"},
-        "create_bill": {**common, "bill_no": f"BENCH-{n}", "capacity": 10, "description": "", "destination": "",
-                        "vehicle_number": ""},
-        "create_parent_format": {"name": f"BF{n}", "pattern": "^BF[0-9]{6}$", "capacity": 30,
-                                 "expected_weight_kg": 30},
-        "create_user": {"username": f"bench-user-{n}", "password_hash": "x", "role": "biller",
-                        "dispatch_area": None},
+        "create_bill": {
+            **common,
+            "bill_no": f"BENCH-{n}",
+            "capacity": 10,
+            "description": "",
+            "destination": "",
+            "vehicle_number": "",
+        },
+        "create_parent_format": {"name": f"BF{n}", "pattern": "^BF[0-9]{6}$", "capacity": 30, "expected_weight_kg": 30},
+        "create_user": {"username": f"bench-user-{n}", "password_hash": "x", "role": "biller", "dispatch_area": None},
         "area_exists": {"name": "lucknow"},
-        "dashboard_bag_totals": {"area": None}, "dashboard_bill_totals": {"area": None},
+        "dashboard_bag_totals": {"area": None},
+        "dashboard_bill_totals": {"area": None},
         "dashboard_hourly": {"area": None},
-        "dashboard_recent_scans": {"area": None, "limit": 20}, "dashboard_user_activity": {"area": None},
+        "dashboard_recent_scans": {"area": None, "limit": 20},
+        "dashboard_user_activity": {"area": None},
         "delete_bag": {**common, "qr_id": s["linked_child"][0]},
-        "get_bag": {"qr_id": s["linked_child"][0], "area": None}, "get_bag_by_id": {"id": s["full_parent"][1]},
+        "get_bag": {"qr_id": s["linked_child"][0], "area": None},
+        "get_bag_by_id": {"id": s["full_parent"][1]},
         "get_bag_detail_json": {"qr_id": s["billed_parent"][0], "area": None},
         "visible_bag_id": {"qr_id": s["linked_child"][0], "area": None},
-        "get_bill": {"bill_no": s["open_bill"][0]}, "get_bill_by_id": {"id": s["open_bill"][1]},
+        "get_bill": {"bill_no": s["open_bill"][0]},
+        "get_bill_by_id": {"id": s["open_bill"][1]},
         "get_idempotency_key": {"user_id": user, "key": "k"},
-        "get_login": {"username": s["user"][1]}, "get_user": {"id": user}, "get_principal": {"id": user},
+        "get_login": {"username": s["user"][1]},
+        "get_user": {"id": user},
+        "get_principal": {"id": user},
         "get_user_by_username": {"username": s["user"][1]},
         "link_child": {**common, "parent_qr": s["open_parent"][0], "child_qr": f"BENCH-CHILD-{n}"},
-        "link_children": {**common, "parent_qr": s["open_parent"][0],
-                          "child_qrs": [f"BENCH-BATCH-{n}-{i}" for i in range(5)]},
+        "link_children": {
+            **common,
+            "parent_qr": s["open_parent"][0],
+            "child_qrs": [f"BENCH-BATCH-{n}-{i}" for i in range(5)],
+        },
         "list_users": {"after_id": 0, "limit": 50},
         "revoke_tokens": {"id": user},
         "throttle_incr": {"key": f"login-tries:bench{n}:127.0.0.1", "ttl": 900},
@@ -86,8 +105,14 @@ def params_for(name: str, s: dict) -> dict:
         "register_bag": {**common, "qr_id": f"BENCH-REG-{n}", "type": "child", "dispatch_area": "lucknow"},
         "store_idempotent_response": {"user_id": user, "key": "k", "status": 200, "response": b"{}"},
         "unlink_child": {**common, "child_qr": s["linked_child"][0]},
-        "update_user": {"id": user, "role": None, "dispatch_area": None, "clear_area": False, "is_active": None,
-                        "password_hash": None},
+        "update_user": {
+            "id": user,
+            "role": None,
+            "dispatch_area": None,
+            "clear_area": False,
+            "is_active": None,
+            "password_hash": None,
+        },
     }
     return table.get(name, {})
 
@@ -128,23 +153,43 @@ PYTHON = {
     "bags.get_bag": ("bags.sql", lambda db, s, c: bags.get_bag(db, s["linked_child"][0])),
     "bags.get_bag_detail_json": ("bags.sql", lambda db, s, c: bags.get_bag_detail_json(db, s["billed_parent"][0])),
     "bags.visible_bag_id": ("bags.sql", lambda db, s, c: bags.visible_bag_id(db, s["linked_child"][0])),
-    "bags.register_bag": ("bags.sql", lambda db, s, c: bags.register_bag(
-        db, f"BENCH-REG-{next(_n)}", "child", "lucknow", user_id=s["user"][0], conn=c)),
+    "bags.register_bag": (
+        "bags.sql",
+        lambda db, s, c: bags.register_bag(
+            db, f"BENCH-REG-{next(_n)}", "child", "lucknow", user_id=s["user"][0], conn=c
+        ),
+    ),
     "bags.delete_bag": ("bags.sql", lambda db, s, c: bags.delete_bag(db, s["linked_child"][0], conn=c)),
-    "scans.open_parent": ("scans.sql", lambda db, s, c: scans.open_parent(
-        db, f"M444-{next(_n) % 100000:05d}", dispatch_area="lucknow", user_id=s["user"][0], conn=c)),
-    "scans.link_child": ("scans.sql", lambda db, s, c: scans.link_child(
-        db, s["open_parent"][0], f"BENCH-CHILD-{next(_n)}", user_id=s["user"][0], conn=c)),
-    "scans.link_children(5)": ("scans.sql", lambda db, s, c: scans.link_children(
-        db, s["open_parent"][0], [f"BENCH-BATCH-{next(_n)}-{i}" for i in range(5)], user_id=s["user"][0], conn=c)),
+    "scans.open_parent": (
+        "scans.sql",
+        lambda db, s, c: scans.open_parent(
+            db, f"M444-{next(_n) % 100000:05d}", dispatch_area="lucknow", user_id=s["user"][0], conn=c
+        ),
+    ),
+    "scans.link_child": (
+        "scans.sql",
+        lambda db, s, c: scans.link_child(
+            db, s["open_parent"][0], f"BENCH-CHILD-{next(_n)}", user_id=s["user"][0], conn=c
+        ),
+    ),
+    "scans.link_children(5)": (
+        "scans.sql",
+        lambda db, s, c: scans.link_children(
+            db, s["open_parent"][0], [f"BENCH-BATCH-{next(_n)}-{i}" for i in range(5)], user_id=s["user"][0], conn=c
+        ),
+    ),
     "scans.unlink_child": ("scans.sql", lambda db, s, c: scans.unlink_child(db, s["linked_child"][0], conn=c)),
     "bills.get_bill": ("bills.sql", lambda db, s, c: bills.get_bill(db, s["open_bill"][0])),
     "bills.get_bill_detail": ("bills.sql", lambda db, s, c: bills.get_bill_detail(db, s["full_bill"][0])),
     "bills.create_bill": ("bills.sql", lambda db, s, c: bills.create_bill(db, f"BENCH-{next(_n)}", 10, conn=c)),
-    "bills.add_parent": ("bills.sql", lambda db, s, c: bills.add_parent(
-        db, s["open_bill"][0], s["full_parent"][0], conn=c)),
-    "bills.remove_parent": ("bills.sql", lambda db, s, c: bills.remove_parent(
-        db, s["billed_parent"][3], s["billed_parent"][0], conn=c)),
+    "bills.add_parent": (
+        "bills.sql",
+        lambda db, s, c: bills.add_parent(db, s["open_bill"][0], s["full_parent"][0], conn=c),
+    ),
+    "bills.remove_parent": (
+        "bills.sql",
+        lambda db, s, c: bills.remove_parent(db, s["billed_parent"][3], s["billed_parent"][0], conn=c),
+    ),
     "events.bag_history": ("events.sql", lambda db, s, c: events.bag_history(db, s["billed_parent"][0])),
     "users.find_user": ("users.sql", lambda db, s, c: users.find_user(db, s["user"][1])),
     "users.get_principal": ("users.sql", lambda db, s, c: users.get_principal(db, s["user"][0])),
@@ -167,6 +212,7 @@ def test_python(benchmark, bench_db: Database, sample: dict, name: str):
 
 # -- sequential scans -------------------------------------------------------------------------
 
+
 def _flush_stats(conn) -> None:
     """Make this backend's table counters visible to a read of pg_stat_user_tables.
     PostgreSQL 15+: pg_stat_force_next_flush(). 13 and 14 have no such function:
@@ -183,8 +229,11 @@ def _flush_stats(conn) -> None:
 
 def _seq_scans(conn) -> dict[str, int]:
     _flush_stats(conn)
-    return dict(conn.execute("SELECT relname, seq_scan FROM pg_stat_user_tables WHERE relname = ANY(%s)",
-                             (list(BIG_TABLES),)).fetchall())
+    return dict(
+        conn.execute(
+            "SELECT relname, seq_scan FROM pg_stat_user_tables WHERE relname = ANY(%s)", (list(BIG_TABLES),)
+        ).fetchall()
+    )
 
 
 def scans_during(db: Database, run) -> list[str]:
@@ -222,16 +271,32 @@ def test_query_never_scans_a_big_table(bench_db: Database, sample: dict, name: s
 # (their cost is the rows they stream); test_export_all_bags and bench/export_bench.py
 # measure whole exports.
 COMPOSED = [
-    ("list_bags", {}), ("list_bags", {"type": "child"}), ("list_bags", {"status": "pending"}),
-    ("list_bags", {"dispatch_area": "jaipur"}), ("list_bags", {"q": "SB012"}), ("list_bags", {"linked": False}),
-    ("list_bags", {"billed": True}), ("list_bags", {"billed": False}), ("list_bags", {"linked": True}),
+    ("list_bags", {}),
+    ("list_bags", {"type": "child"}),
+    ("list_bags", {"status": "pending"}),
+    ("list_bags", {"dispatch_area": "jaipur"}),
+    ("list_bags", {"q": "SB012"}),
+    ("list_bags", {"linked": False}),
+    ("list_bags", {"billed": True}),
+    ("list_bags", {"billed": False}),
+    ("list_bags", {"linked": True}),
     ("list_bags", {"type": "parent", "dispatch_area": "lucknow"}),
-    ("list_bills", {}), ("list_bills", {"status": "processing"}), ("list_bills", {"q": "lucknow/"}),
-    ("list_events", {}), ("list_events", {"dispatch_area": "indore"}), ("list_events", {"qr_id": "SB00015"}),
-    ("export_bags", {"q": "SB0001"}), ("export_bills", {"status": "processing"}),
+    ("list_bills", {}),
+    ("list_bills", {"status": "processing"}),
+    ("list_bills", {"q": "lucknow/"}),
+    ("list_events", {}),
+    ("list_events", {"dispatch_area": "indore"}),
+    ("list_events", {"qr_id": "SB00015"}),
+    ("export_bags", {"q": "SB0001"}),
+    ("export_bills", {"status": "processing"}),
 ]
-GROUP = {"list_bags": "lists: bags", "list_bills": "lists: bills", "list_events": "lists: events",
-         "export_bags": "exports", "export_bills": "exports"}
+GROUP = {
+    "list_bags": "lists: bags",
+    "list_bills": "lists: bills",
+    "list_events": "lists: events",
+    "export_bags": "exports",
+    "export_bills": "exports",
+}
 
 
 def run_composed(db: Database, name: str, filters: dict, conn=None) -> None:
@@ -253,11 +318,17 @@ def test_composed(benchmark, bench_db: Database, sample: dict, name: str, filter
 # The same through the library: a Page of dataclasses with its next cursor, or
 # the CSV stream (COPY) read to its end.
 LIBRARY = [
-    ("list_bags", {}), ("list_bags", {"type": "child"}), ("list_bags", {"q": "SB012"}),
-    ("list_bags", {"billed": True}), ("list_bags", {"type": "parent", "dispatch_area": "lucknow"}),
-    ("list_bills", {}), ("list_bills", {"status": "processing"}),
-    ("list_events", {}), ("list_events", {"qr_id": "SB00015"}),
-    ("export_bags", {"q": "SB0001"}), ("export_bills", {"status": "processing"}),
+    ("list_bags", {}),
+    ("list_bags", {"type": "child"}),
+    ("list_bags", {"q": "SB012"}),
+    ("list_bags", {"billed": True}),
+    ("list_bags", {"type": "parent", "dispatch_area": "lucknow"}),
+    ("list_bills", {}),
+    ("list_bills", {"status": "processing"}),
+    ("list_events", {}),
+    ("list_events", {"qr_id": "SB00015"}),
+    ("export_bags", {"q": "SB0001"}),
+    ("export_bills", {"status": "processing"}),
 ]
 _LIBRARY_CALLS = {
     "list_bags": lambda db, f: bags.list_bags(db, **f),
@@ -266,13 +337,16 @@ _LIBRARY_CALLS = {
     "export_bags": lambda db, f: sum(map(len, exports.bags_csv(db, **f))),
     "export_bills": lambda db, f: sum(map(len, exports.bills_csv(db, **f))),
 }
-_LIBRARY_NAMES = {"list_bags": "bags.list_bags", "list_bills": "bills.list_bills",
-                  "list_events": "events.recent_events", "export_bags": "exports.bags_csv",
-                  "export_bills": "exports.bills_csv"}
+_LIBRARY_NAMES = {
+    "list_bags": "bags.list_bags",
+    "list_bills": "bills.list_bills",
+    "list_events": "events.recent_events",
+    "export_bags": "exports.bags_csv",
+    "export_bills": "exports.bills_csv",
+}
 
 
-@pytest.mark.parametrize(("name", "filters"), LIBRARY,
-                         ids=[f"{_LIBRARY_NAMES[n]}{f or ''}" for n, f in LIBRARY])
+@pytest.mark.parametrize(("name", "filters"), LIBRARY, ids=[f"{_LIBRARY_NAMES[n]}{f or ''}" for n, f in LIBRARY])
 def test_library(benchmark, bench_db: Database, sample: dict, name: str, filters: dict):
     describe(benchmark, sample, GROUP[name])
     benchmark(lambda: _LIBRARY_CALLS[name](bench_db, filters))
@@ -301,6 +375,7 @@ def test_next_pages_never_scan_a_big_table(bench_db: Database, filters: dict):
 
 # -- row factories and the verbs ---------------------------------------------------------------
 
+
 @pytest.mark.parametrize("row", ["tuple", "dict", "Bag"])
 def test_row_factory_page(benchmark, bench_db: Database, sample: dict, row: str):
     """One page of bag_row (50 rows, 14 columns) built as tuples, dicts or Bag dataclasses."""
@@ -318,6 +393,7 @@ def test_verb_one_row(benchmark, bench_db: Database, sample: dict, how: str):
     text = NAMED["get_bag"].sql
     params = {"qr_id": sample["linked_child"][0], "area": None}
     if how == "cursor":
+
         def once():
             with bench_db.connection(read=True) as conn:
                 return conn.execute(text, params).fetchone()
@@ -326,4 +402,5 @@ def test_verb_one_row(benchmark, bench_db: Database, sample: dict, how: str):
 
         def once():
             return bench_db.one("get_bag", params, row=factory, read=True)
+
     assert benchmark(once) is not None

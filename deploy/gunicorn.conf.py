@@ -76,7 +76,8 @@ def _start_metrics_listener():
     """Its own process: the master stays free of psycopg (gevent patches it in the workers)."""
     bind = os.environ.get("TRACETRACK_METRICS_BIND", "127.0.0.1:9464")
     proc = _metrics["listener"] = subprocess.Popen(
-        [sys.executable, "-m", "tracetrack_ops.gunicorn_metrics", "--bind", bind, "--parent", str(os.getpid())])
+        [sys.executable, "-m", "tracetrack_ops.gunicorn_metrics", "--bind", bind, "--parent", str(os.getpid())]
+    )
     host, _, port = bind.rpartition(":")
     deadline = time.monotonic() + 30
     while proc.poll() is None and time.monotonic() < deadline:

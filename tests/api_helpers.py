@@ -30,23 +30,82 @@ from tracetrack_db import passwords as password_module
 from .conftest import require_module
 
 __all__ = [
-    "SECRET", "PASSWORD", "Api", "Caller", "api", "make_api", "api_settings", "assert_error",
-    "assert_schema", "openapi_document", "response_schema", "count_rows", "count_events",
-    "sql_value", "doc_path", "BAG_KEYS", "BILL_KEYS", "EVENT_KEYS", "USER_KEYS", "require_module",
+    "SECRET",
+    "PASSWORD",
+    "Api",
+    "Caller",
+    "api",
+    "make_api",
+    "api_settings",
+    "assert_error",
+    "assert_schema",
+    "openapi_document",
+    "response_schema",
+    "count_rows",
+    "count_events",
+    "sql_value",
+    "doc_path",
+    "BAG_KEYS",
+    "BILL_KEYS",
+    "EVENT_KEYS",
+    "USER_KEYS",
+    "require_module",
 ]
 
 SECRET = "test-secret-" + "s3cr3t-f0r-t3sts-0nly"[:20]
 PASSWORD = "correct-horse-9-staple"
 
-BAG_KEYS = {"id", "qr_id", "type", "status", "dispatch_area", "parent_id", "parent_qr", "bill_id",
-            "bill_no", "capacity", "child_count", "weight_kg", "created_by", "created_at", "updated_at"}
-BILL_KEYS = {"id", "bill_no", "capacity", "description", "destination", "vehicle_number", "status",
-             "linked_parent_count", "total_child_count", "total_weight_kg", "expected_weight_kg",
-             "created_by", "created_at", "updated_at", "completed_at"}
-EVENT_KEYS = {"id", "occurred_at", "kind", "user_id", "username", "bag_id", "qr_id", "parent_id",
-              "parent_qr", "bill_id", "bill_no", "dispatch_area", "idempotency_key", "details"}
-USER_KEYS = {"id", "username", "role", "dispatch_area", "is_active", "last_login_at",
-             "created_at", "updated_at"}
+BAG_KEYS = {
+    "id",
+    "qr_id",
+    "type",
+    "status",
+    "dispatch_area",
+    "parent_id",
+    "parent_qr",
+    "bill_id",
+    "bill_no",
+    "capacity",
+    "child_count",
+    "weight_kg",
+    "created_by",
+    "created_at",
+    "updated_at",
+}
+BILL_KEYS = {
+    "id",
+    "bill_no",
+    "capacity",
+    "description",
+    "destination",
+    "vehicle_number",
+    "status",
+    "linked_parent_count",
+    "total_child_count",
+    "total_weight_kg",
+    "expected_weight_kg",
+    "created_by",
+    "created_at",
+    "updated_at",
+    "completed_at",
+}
+EVENT_KEYS = {
+    "id",
+    "occurred_at",
+    "kind",
+    "user_id",
+    "username",
+    "bag_id",
+    "qr_id",
+    "parent_id",
+    "parent_qr",
+    "bill_id",
+    "bill_no",
+    "dispatch_area",
+    "idempotency_key",
+    "details",
+}
+USER_KEYS = {"id", "username", "role", "dispatch_area", "is_active", "last_login_at", "created_at", "updated_at"}
 
 _names = itertools.count(1)
 
@@ -101,8 +160,14 @@ class Caller:
 class Api:
     """The app over `db`, its test client and shortcuts for authenticated calls."""
 
-    def __init__(self, db: Database, settings: ApiSettings | None = None, cache: LocalCache | None = None,
-                 directory=None, counters=None):
+    def __init__(
+        self,
+        db: Database,
+        settings: ApiSettings | None = None,
+        cache: LocalCache | None = None,
+        directory=None,
+        counters=None,
+    ):
         self.db = db
         self.settings = settings or api_settings()
         self.cache = cache if cache is not None else LocalCache()
@@ -110,9 +175,18 @@ class Api:
         self.client = falcon.testing.TestClient(self.app)
 
     # requests --------------------------------------------------------------
-    def request(self, method: str, path: str, caller: Caller | str | None = None, *,
-                json: Any = None, body: bytes | str | None = None, params: dict | None = None,
-                headers: dict[str, str] | None = None, key: str | None = None) -> falcon.testing.Result:
+    def request(
+        self,
+        method: str,
+        path: str,
+        caller: Caller | str | None = None,
+        *,
+        json: Any = None,
+        body: bytes | str | None = None,
+        params: dict | None = None,
+        headers: dict[str, str] | None = None,
+        key: str | None = None,
+    ) -> falcon.testing.Result:
         """`caller`: a Caller, a raw token string, or None (no Authorization)."""
         all_headers: dict[str, str] = {}
         if isinstance(caller, Caller):
@@ -129,8 +203,9 @@ class Api:
             except TypeError:  # integers beyond 64 bits
                 body = stdlib_json.dumps(json).encode()
             all_headers.setdefault("Content-Type", "application/json")
-        return self.client.simulate_request(method, path, body=body, params=params, headers=all_headers,
-                                            remote_addr="127.0.0.1")  # as a local nginx or a server sets it
+        return self.client.simulate_request(
+            method, path, body=body, params=params, headers=all_headers, remote_addr="127.0.0.1"
+        )  # as a local nginx or a server sets it
 
     def get(self, path: str, caller=None, **kw) -> falcon.testing.Result:
         return self.request("GET", path, caller, **kw)
@@ -148,8 +223,14 @@ class Api:
     def login(self, username: str, password: str = PASSWORD) -> falcon.testing.Result:
         return self.post("/api/auth/login", json={"username": username, "password": password})
 
-    def user(self, role: str = "dispatcher", area: str | None = "lucknow", *,
-             username: str | None = None, password: str = PASSWORD) -> Caller:
+    def user(
+        self,
+        role: str = "dispatcher",
+        area: str | None = "lucknow",
+        *,
+        username: str | None = None,
+        password: str = PASSWORD,
+    ) -> Caller:
         """Create a user through tracetrack_db.users and log in through the API."""
         name = username or f"{role}{next(_names)}"
         with _hash_once(password):
@@ -289,4 +370,5 @@ def assert_schema(result: falcon.testing.Result, method: str, path: str) -> None
     validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
     errors = sorted(validator.iter_errors(result.json), key=lambda e: list(e.absolute_path))
     assert not errors, f"{method} {path} {result.status_code}: " + "; ".join(
-        f"{list(e.absolute_path)}: {e.message}" for e in errors[:5])
+        f"{list(e.absolute_path)}: {e.message}" for e in errors[:5]
+    )

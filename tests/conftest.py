@@ -12,8 +12,8 @@ import itertools
 import os
 import uuid
 from collections.abc import Iterator
-from typing import NoReturn
 from pathlib import Path
+from typing import NoReturn
 
 import psycopg
 import pytest
@@ -78,11 +78,17 @@ def template_db(pg_server_url: str) -> Iterator[str]:
     migrations.migrate(with_dbname(pg_server_url, name))
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
         try:  # roles belong to the server: made once, shared by every test database
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                sql.Identifier(SERVICE_ROLE), sql.Literal(SERVICE_PASSWORD)))
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(SERVICE_ROLE), sql.Literal(SERVICE_PASSWORD)
+                )
+            )
         except psycopg.errors.DuplicateObject:
-            conn.execute(sql.SQL("ALTER ROLE {} LOGIN NOSUPERUSER PASSWORD {}").format(
-                sql.Identifier(SERVICE_ROLE), sql.Literal(SERVICE_PASSWORD)))
+            conn.execute(
+                sql.SQL("ALTER ROLE {} LOGIN NOSUPERUSER PASSWORD {}").format(
+                    sql.Identifier(SERVICE_ROLE), sql.Literal(SERVICE_PASSWORD)
+                )
+            )
     privileges.grant_service(with_dbname(pg_server_url, name), SERVICE_ROLE)  # clones inherit the grants
     yield name
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
@@ -96,8 +102,9 @@ _clone_numbers = itertools.count()
 def db_url(pg_server_url: str, template_db: str) -> Iterator[str]:
     name = f"{template_db}_t{next(_clone_numbers)}_{os.getpid()}"
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(template_db)))
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_db))
+        )
     yield with_dbname(pg_server_url, name)
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -9,8 +9,14 @@ from tracetrack_db import Database, scans, users
 _n = itertools.count(1)
 
 
-def make_user(db: Database, role: str = "dispatcher", area: str | None = "lucknow", *,
-              username: str | None = None, password: str = "correct-horse-9-staple"):
+def make_user(
+    db: Database,
+    role: str = "dispatcher",
+    area: str | None = "lucknow",
+    *,
+    username: str | None = None,
+    password: str = "correct-horse-9-staple",
+):
     name = username or f"{role}{next(_n)}"
     return users.create_user(db, name, password, role, area if role == "dispatcher" else None)
 

@@ -3,6 +3,7 @@ for a running server without touching the shared PostgreSQL itself."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -11,8 +12,11 @@ import threading
 class Proxy:
     def __init__(self, target_host: str, target_port: int):
         # a libpq host starting with "/" is a Unix socket directory (the embedded server)
-        self.target = (os.path.join(target_host, f".s.PGSQL.{target_port}") if target_host.startswith("/")
-                       else (target_host, target_port))
+        self.target = (
+            os.path.join(target_host, f".s.PGSQL.{target_port}")
+            if target_host.startswith("/")
+            else (target_host, target_port)
+        )
         self._listener: socket.socket | None = None
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -32,18 +36,14 @@ class Proxy:
     def down(self) -> None:
         """Refuse new connections and cut every open one."""
         if self._listener is not None:
-            try:  # wakes the thread blocked in accept(); close() alone does not on Linux
+            with contextlib.suppress(OSError):  # wakes the thread blocked in accept(); close() alone does not
                 self._listener.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             self._listener.close()
             self._listener = None
         with self._lock:
             for conn in self._conns:
-                try:
+                with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 conn.close()
             self._conns.clear()
 
@@ -78,7 +78,5 @@ class Proxy:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass

@@ -30,6 +30,7 @@ def valid_requests_are_accepted_unless_the_data_decides(ctx, response, case):
     except (ValueError, KeyError, TypeError):
         code = None
     if code not in DATA_DEPENDENT:
-        raise AssertionError(f"a schema-valid request was refused with {response.status_code} {code}: "
-                             f"{response.text[:300]}")
+        raise AssertionError(
+            f"a schema-valid request was refused with {response.status_code} {code}: {response.text[:300]}"
+        )
     return None

@@ -88,17 +88,17 @@ ATTACKERS = ("127.0.0.3", "127.0.0.5")  # the second only for a second measureme
 ADMIN_ADDRESS = "127.0.0.2"
 SETUP_ADDRESS = "127.0.0.4"
 STREAM_ADDRESSES = tuple(f"127.0.0.{10 + i}" for i in range(6))
-STREAM_RATE = 25.0        # GETs a second from each stream address (nginx's per-client zone: 50 r/s)
-IDLE_SECONDS = 5.0        # each of the stream's two idle windows, before and after the flood
-FLOOD_SECONDS = 10.0      # the flood; the stream is measured during FLOOD_SECONDS - 2 of it
-FLOOD_THREADS = 16        # connections, one post at a time each: nginx queues up to its burst (5) of them
-FLOOD_RATE = 1000.0       # login posts a second, all threads together
-ADMIN_EVERY = 4           # one flood post in this many is a wrong password for admin
-LOCKOUT_SECONDS = 8       # the wait the lockout attempt must have earned before the admin logs in
-LOGIN_ZONE = (5, 2.0)     # deploy/nginx/tracetrack.conf: zone tracetrack_login burst=5, rate=2r/s
-P99_FLOOR = 0.002         # seconds
+STREAM_RATE = 25.0  # GETs a second from each stream address (nginx's per-client zone: 50 r/s)
+IDLE_SECONDS = 5.0  # each of the stream's two idle windows, before and after the flood
+FLOOD_SECONDS = 10.0  # the flood; the stream is measured during FLOOD_SECONDS - 2 of it
+FLOOD_THREADS = 16  # connections, one post at a time each: nginx queues up to its burst (5) of them
+FLOOD_RATE = 1000.0  # login posts a second, all threads together
+ADMIN_EVERY = 4  # one flood post in this many is a wrong password for admin
+LOCKOUT_SECONDS = 8  # the wait the lockout attempt must have earned before the admin logs in
+LOGIN_ZONE = (5, 2.0)  # deploy/nginx/tracetrack.conf: zone tracetrack_login burst=5, rate=2r/s
+P99_FLOOR = 0.002  # seconds
 P99_FACTOR = 5.0
-FOREIGN_LIMIT = 0.25      # other processes' share of the CPUs above which a measurement may be repeated
+FOREIGN_LIMIT = 0.25  # other processes' share of the CPUs above which a measurement may be repeated
 
 # the body of nginx's own 429 (location @rate_limited), read from the site file itself
 NGINX_429 = re.search(r"return 429 '([^']*)'", CONF.read_text()).group(1).encode()
@@ -108,8 +108,9 @@ def connect(port: int, source: str, timeout: float = 30) -> http.client.HTTPConn
     return http.client.HTTPConnection("127.0.0.1", port, timeout=timeout, source_address=(source, 0))
 
 
-def call(conn: http.client.HTTPConnection, method: str, path: str, body: dict | None = None,
-         token: str | None = None) -> tuple[int, dict, bytes]:
+def call(
+    conn: http.client.HTTPConnection, method: str, path: str, body: dict | None = None, token: str | None = None
+) -> tuple[int, dict, bytes]:
     headers = {"Content-Type": "application/json"} if body is not None else {}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -170,9 +171,15 @@ class CpuMeter:
                 continue
             procs[int(entry)] = (int(fields[1]), int(fields[2]), cmd, (int(fields[11]) + int(fields[12])) / self.tick)
         masters = {pid for pid, (_, _, cmd, _) in procs.items() if "nginx" in cmd and self.nginx_marker in cmd}
-        return {pid: cpu for pid, (ppid, pgrp, cmd, cpu) in procs.items()
-                if pid in self.pids or pgrp == self.server_pid or pid in masters or ppid in masters
-                or (cmd.startswith("postgres: ") and f" {self.dbname} " in cmd)}
+        return {
+            pid: cpu
+            for pid, (ppid, pgrp, cmd, cpu) in procs.items()
+            if pid in self.pids
+            or pgrp == self.server_pid
+            or pid in masters
+            or ppid in masters
+            or (cmd.startswith("postgres: ") and f" {self.dbname} " in cmd)
+        }
 
     def _machine(self) -> float:
         with open("/proc/stat") as f:
@@ -329,8 +336,9 @@ def lock_out_admin(port: int, source: str, wait_seconds: float, deadline_seconds
                 return answers, sent + min(2 ** (counted - 6), 300)
     finally:
         conn.close()
-    raise AssertionError(f"admin from {source} not kept waiting {wait_seconds} s within {deadline_seconds} s: "
-                         f"{answers}")
+    raise AssertionError(
+        f"admin from {source} not kept waiting {wait_seconds} s within {deadline_seconds} s: {answers}"
+    )
 
 
 def admin_logs_in(port: int) -> tuple[int, bytes, tuple | None]:
@@ -346,15 +354,15 @@ class Round:
     (and the admin logging in from its own address meanwhile), then idle again."""
 
     attacker: str
-    idle_before: list = field(default_factory=list)        # (latency, due at) of the stream's GETs
+    idle_before: list = field(default_factory=list)  # (latency, due at) of the stream's GETs
     idle_after: list = field(default_factory=list)
     busy: list = field(default_factory=list)
     flood_began: float = 0.0
-    statuses: Counter = field(default_factory=Counter)     # the stream's, in all three windows
-    answers: Counter = field(default_factory=Counter)      # the flood's
-    api: Counter = field(default_factory=Counter)          # the API's own count during the flood
+    statuses: Counter = field(default_factory=Counter)  # the stream's, in all three windows
+    answers: Counter = field(default_factory=Counter)  # the flood's
+    api: Counter = field(default_factory=Counter)  # the API's own count during the flood
     admin: tuple = ()
-    foreign: dict = field(default_factory=dict)            # window: share of the CPUs others used
+    foreign: dict = field(default_factory=dict)  # window: share of the CPUs others used
 
     @property
     def p99_idle(self) -> float:
@@ -387,17 +395,19 @@ class Round:
 
     def __str__(self) -> str:
         logins = {s: n for (m, r, s), n in self.api.items() if (m, r) == ("POST", LOGIN)}
-        return (f"flood from {self.attacker}: GET p99 idle {self.p99_idle * 1000:.2f} ms "
-                f"({len(self.idle_before) + len(self.idle_after)} GETs; before "
-                f"{p99(self.idle_before) * 1000:.2f}, after {p99(self.idle_after) * 1000:.2f}), under the flood "
-                f"{p99(self.busy) * 1000:.2f} ms ({len(self.busy)} GETs): {self.ratio:.2f}x (floor "
-                f"{P99_FLOOR * 1000:.0f} ms); the slowest under the flood (ms at s into it): "
-                f"{', '.join(f'{lat * 1000:.0f} at {at - self.flood_began:.2f}' for lat, at in sorted(self.busy)[-6:])}; "
-                f"p99 after its first second {p99([x for x in self.busy if x[1] > self.flood_began + 1]) * 1000:.2f} ms; "
-                f"other processes' share of the CPUs "
-                f"{ {k: f'{v:.0%}' for k, v in self.foreign.items()} }; flood {self.sent} posts, "
-                f"{self.from_nginx} refused by nginx, {self.sent - self.from_nginx} answered by the API: "
-                f"{dict(self.answers)}; the API's login count {logins}")
+        return (
+            f"flood from {self.attacker}: GET p99 idle {self.p99_idle * 1000:.2f} ms "
+            f"({len(self.idle_before) + len(self.idle_after)} GETs; before "
+            f"{p99(self.idle_before) * 1000:.2f}, after {p99(self.idle_after) * 1000:.2f}), under the flood "
+            f"{p99(self.busy) * 1000:.2f} ms ({len(self.busy)} GETs): {self.ratio:.2f}x (floor "
+            f"{P99_FLOOR * 1000:.0f} ms); the slowest under the flood (ms at s into it): "
+            f"{', '.join(f'{lat * 1000:.0f} at {at - self.flood_began:.2f}' for lat, at in sorted(self.busy)[-6:])}; "
+            f"p99 after its first second {p99([x for x in self.busy if x[1] > self.flood_began + 1]) * 1000:.2f} ms; "
+            f"other processes' share of the CPUs "
+            f"{ {k: f'{v:.0%}' for k, v in self.foreign.items()} }; flood {self.sent} posts, "
+            f"{self.from_nginx} refused by nginx, {self.sent - self.from_nginx} answered by the API: "
+            f"{dict(self.answers)}; the API's login count {logins}"
+        )
 
 
 def flood_round(port: int, token: str, server, cpu: CpuMeter, attacker: str) -> Round:
@@ -408,10 +418,26 @@ def flood_round(port: int, token: str, server, cpu: CpuMeter, attacker: str) -> 
     r.foreign["idle before"] = cpu.foreign_since(mark)
     before = api_requests(server)
     flood = subprocess.Popen(
-        [sys.executable, "-c", FLOOD, json.dumps({
-            "port": port, "source": attacker, "seconds": FLOOD_SECONDS, "threads": FLOOD_THREADS,
-            "rate": FLOOD_RATE, "admin_every": ADMIN_EVERY, "nginx_429": NGINX_429.decode()})],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            FLOOD,
+            json.dumps(
+                {
+                    "port": port,
+                    "source": attacker,
+                    "seconds": FLOOD_SECONDS,
+                    "threads": FLOOD_THREADS,
+                    "rate": FLOOD_RATE,
+                    "admin_every": ADMIN_EVERY,
+                    "nginx_429": NGINX_429.decode(),
+                }
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     cpu.pids.add(flood.pid)
     try:
         assert flood.stdout.readline().strip() == "ready", flood.stderr.read()
@@ -454,8 +480,9 @@ def test_login_flood_is_cut_by_nginx_and_admin_logs_in_from_elsewhere(db_url, tm
         assert admin_status == 200, (admin_status, admin_body)
         assert me is not None and me[0] == 200 and json.loads(me[2])["username"] == "admin", me
         for _ in range(20):  # through nginx's login zone first: the guesser has used up its burst
-            right_status, right_headers, right_body = once(port, ATTACKERS[0], "POST", LOGIN,
-                                                           {"username": "admin", "password": PASSWORD})
+            right_status, right_headers, right_body = once(
+                port, ATTACKERS[0], "POST", LOGIN, {"username": "admin", "password": PASSWORD}
+            )
             if not by_nginx(right_status, right_body):
                 break
             time.sleep(0.25)
@@ -480,7 +507,10 @@ def test_login_flood_is_cut_by_nginx_and_admin_logs_in_from_elsewhere(db_url, tm
             # the flood: answered, almost all by nginx, the rest by the API's own rules
             assert not [kind for kind in r.answers if " error " in kind], report
             assert {kind.split(" ", 1)[1] for kind in r.answers} <= {
-                "nginx 429", "api 401 invalid_credentials", "api 429 rate_limited"}, report
+                "nginx 429",
+                "api 401 invalid_credentials",
+                "api 429 rate_limited",
+            }, report
             # at the zone's rate over the flood, plus its burst, which nginx queues (no nodelay) and
             # passes on at that rate once the flood stops: up to burst / rate seconds more
             assert r.sent - r.from_nginx <= burst + rate * (FLOOD_SECONDS + 1 + burst / rate), report
@@ -507,4 +537,5 @@ def test_login_flood_is_cut_by_nginx_and_admin_logs_in_from_elsewhere(db_url, tm
         assert last.sent >= 0.5 * FLOOD_RATE * FLOOD_SECONDS, f"the flood did not get going:\n{report}"
         assert last.ratio <= P99_FACTOR, (
             f"the p99 of GET /api/bags/{{qr}} rose {last.ratio:.2f}x under the login flood (at most "
-            f"{P99_FACTOR}x):\n{report}")
+            f"{P99_FACTOR}x):\n{report}"
+        )

@@ -36,8 +36,11 @@ def operations() -> dict[tuple[str, str], set[str] | None]:
 
 def published_roles() -> dict[tuple[str, str], set[str] | None]:
     """The same, as the OpenAPI document says (x-roles)."""
-    return {(method.upper(), path): (None if op["x-roles"] is None else set(op["x-roles"]))
-            for path, item in openapi_document()["paths"].items() for method, op in item.items()}
+    return {
+        (method.upper(), path): (None if op["x-roles"] is None else set(op["x-roles"]))
+        for path, item in openapi_document()["paths"].items()
+        for method, op in item.items()
+    }
 
 
 # login ------------------------------------------------------------------------
@@ -50,7 +53,10 @@ def test_login_answers_a_token_its_expiry_and_the_user_and_me_is_the_caller(api)
     assert set(body) == {"token", "expires_at", "user"}
     assert set(body["user"]) == USER_KEYS  # never the password hash
     assert (body["user"]["username"], body["user"]["role"], body["user"]["dispatch_area"]) == (
-        "Alice", "dispatcher", "indore")
+        "Alice",
+        "dispatcher",
+        "indore",
+    )
     assert body["user"]["last_login_at"] is not None and body["user"]["is_active"] is True
     expires = datetime.fromisoformat(body["expires_at"]).timestamp()
     ttl = api.settings.token_ttl_seconds
@@ -81,10 +87,18 @@ def test_bad_credentials_are_401_invalid_credentials(api, sql_conn):
     # the body is checked first
     assert_error(api.post("/api/auth/login", json={"username": "x"}), 400, "validation_error", "password")
     assert_error(api.post("/api/auth/login", json={"password": "x"}), 400, "validation_error", "username")
-    assert_error(api.post("/api/auth/login", json={"username": "u" * 65, "password": "correct-horse-9-staple"}),
-                 400, "validation_error", "username")
-    assert_error(api.post("/api/auth/login", json={"username": 5, "password": "correct-horse-9-staple"}),
-                 400, "validation_error", "username")
+    assert_error(
+        api.post("/api/auth/login", json={"username": "u" * 65, "password": "correct-horse-9-staple"}),
+        400,
+        "validation_error",
+        "username",
+    )
+    assert_error(
+        api.post("/api/auth/login", json={"username": 5, "password": "correct-horse-9-staple"}),
+        400,
+        "validation_error",
+        "username",
+    )
 
 
 # tokens -------------------------------------------------------------------------
@@ -97,8 +111,13 @@ def test_every_protected_route_answers_401_without_a_valid_token(db):
     just_expired, _ = signer.issue(user.id, 0, now=time.time() - ttl - 1)
     other_secret, _ = TokenSigner("another-secret-" + "y" * 20, ttl).issue(user.id, 0)
     payload, _, signature = user.token.partition(".")
-    forged_payload = base64.urlsafe_b64encode(orjson.dumps(
-        {"u": user.id + 1, "v": 0, "i": int(time.time()), "e": int(time.time()) + 3600})).rstrip(b"=").decode()
+    forged_payload = (
+        base64.urlsafe_b64encode(
+            orjson.dumps({"u": user.id + 1, "v": 0, "i": int(time.time()), "e": int(time.time()) + 3600})
+        )
+        .rstrip(b"=")
+        .decode()
+    )
     unknown_user, _ = signer.issue(999_999, 0)
     other_version, _ = signer.issue(user.id, 1)
     bad_headers = {
@@ -155,10 +174,15 @@ def test_every_operation_answers_every_role_as_the_published_document_says(api, 
     callers = {"admin": admin, "biller": biller, "dispatcher": dispatcher}
 
     def state():
-        return (count_events(sql_conn), count_rows(sql_conn, "bag"), count_rows(sql_conn, "bill"),
-                count_rows(sql_conn, "app_user"), count_rows(sql_conn, "dispatch_area"),
-                sql_value(sql_conn, "SELECT string_agg(role || is_active::text, ',' ORDER BY id) FROM app_user"),
-                sql_value(sql_conn, "SELECT description || status FROM bill WHERE bill_no = 'B-1'"))
+        return (
+            count_events(sql_conn),
+            count_rows(sql_conn, "bag"),
+            count_rows(sql_conn, "bill"),
+            count_rows(sql_conn, "app_user"),
+            count_rows(sql_conn, "dispatch_area"),
+            sql_value(sql_conn, "SELECT string_agg(role || is_active::text, ',' ORDER BY id) FROM app_user"),
+            sql_value(sql_conn, "SELECT description || status FROM bill WHERE bill_no = 'B-1'"),
+        )
 
     checked = 0
     # logout last: it ends the callers' tokens
@@ -190,14 +214,31 @@ def test_the_contracts_role_rules():
     ops = operations()
     everyone = {k for k, v in ops.items() if v == ALL_ROLES}
     assert everyone == {
-        ("GET", "/api/me"), ("POST", "/api/auth/logout"), ("GET", "/api/areas"), ("GET", "/api/bags"), ("POST", "/api/bags"),
-        ("GET", "/api/bags/{qr}"), ("GET", "/api/bags/{qr}/history"), ("GET", "/api/scans"),
-        ("GET", "/api/dashboard/analytics")}
-    assert {k for k, v in ops.items() if v is None} == {("GET", "/health"), ("POST", "/api/auth/login"),
-                                                        ("GET", "/livez"), ("GET", "/readyz"),
-                                                        ("GET", "/docs"), ("GET", "/docs/assets/{asset}")}
-    admin_only = {("GET", "/api/users"), ("POST", "/api/users"), ("PATCH", "/api/users/{user_id}"),
-                  ("POST", "/api/areas"), ("DELETE", "/api/bills/{bill_no}")}
+        ("GET", "/api/me"),
+        ("POST", "/api/auth/logout"),
+        ("GET", "/api/areas"),
+        ("GET", "/api/bags"),
+        ("POST", "/api/bags"),
+        ("GET", "/api/bags/{qr}"),
+        ("GET", "/api/bags/{qr}/history"),
+        ("GET", "/api/scans"),
+        ("GET", "/api/dashboard/analytics"),
+    }
+    assert {k for k, v in ops.items() if v is None} == {
+        ("GET", "/health"),
+        ("POST", "/api/auth/login"),
+        ("GET", "/livez"),
+        ("GET", "/readyz"),
+        ("GET", "/docs"),
+        ("GET", "/docs/assets/{asset}"),
+    }
+    admin_only = {
+        ("GET", "/api/users"),
+        ("POST", "/api/users"),
+        ("PATCH", "/api/users/{user_id}"),
+        ("POST", "/api/areas"),
+        ("DELETE", "/api/bills/{bill_no}"),
+    }
     for (method, path), roles in ops.items():
         if (method, path) in everyone or roles is None:
             continue
@@ -298,8 +339,9 @@ def test_an_unexpected_exception_is_a_json_500_with_a_request_id(api, caplog):
     assert_error(api.get("/nothing"), 404, "not_found")
     assert_error(api.get("/api/users/not-a-number", biller), 405, "method_not_allowed")  # PATCH only
     assert_error(api.patch("/api/users/not-a-number", biller), 403, "forbidden")  # the role first ...
-    assert_error(api.patch("/api/users/not-a-number", api.admin(), json={"role": "biller"}), 400,
-                 "validation_error", "user_id")  # ... then the path
+    assert_error(
+        api.patch("/api/users/not-a-number", api.admin(), json={"role": "biller"}), 400, "validation_error", "user_id"
+    )  # ... then the path
     assert_error(api.request("PUT", "/api/bags", biller), 405, "method_not_allowed")
     assert_error(api.delete("/api/scans", biller), 405, "method_not_allowed")
 

@@ -13,47 +13,87 @@ from .api_helpers import Api
 
 def test_register_bags(api, sql_conn):
     admin, biller, dispatcher = api.admin(), api.biller(), api.dispatcher("lucknow")
-    parent = api.post("/api/bags", admin, json={"qr_id": " sb00001\u200b ", "type": "parent",
-                                                "dispatch_area": "indore"})
+    parent = api.post(
+        "/api/bags", admin, json={"qr_id": " sb00001\u200b ", "type": "parent", "dispatch_area": "indore"}
+    )
     assert parent.status_code == 201, parent.text
     bag = parent.json
     assert set(bag) == BAG_KEYS
-    assert (bag["qr_id"], bag["type"], bag["status"], bag["dispatch_area"]) == ("SB00001", "parent", "pending",
-                                                                                 "indore")
+    assert (bag["qr_id"], bag["type"], bag["status"], bag["dispatch_area"]) == (
+        "SB00001",
+        "parent",
+        "pending",
+        "indore",
+    )
     assert (bag["capacity"], bag["child_count"], bag["weight_kg"], bag["created_by"]) == (30, 0, 0, admin.id)
     assert bag["parent_id"] is None and bag["bill_id"] is None
-    other_format = api.post("/api/bags", admin, json={"qr_id": "m444-00001", "type": "parent",
-                                                      "dispatch_area": "akola"})
+    other_format = api.post(
+        "/api/bags", admin, json={"qr_id": "m444-00001", "type": "parent", "dispatch_area": "akola"}
+    )
     assert other_format.status_code == 201 and other_format.json["capacity"] == 30
     child = api.post("/api/bags", biller, json={"qr_id": "loose-1", "type": "child", "dispatch_area": "jaipur"})
     assert child.status_code == 201, child.text
     assert (child.json["qr_id"], child.json["type"], child.json["capacity"], child.json["weight_kg"]) == (
-        "LOOSE-1", "child", None, 1)
+        "LOOSE-1",
+        "child",
+        None,
+        1,
+    )
     # a dispatcher registers in their own area without naming it
     own = api.post("/api/bags", dispatcher, json={"qr_id": "LOOSE-2", "type": "child"})
     assert own.status_code == 201 and own.json["dispatch_area"] == "lucknow"
     assert count_events(sql_conn, "bag_created") == 4
     before = (count_rows(sql_conn, "bag"), count_events(sql_conn))
     # errors change nothing
-    assert_error(api.post("/api/bags", admin, json={"qr_id": "SB00001", "type": "parent", "dispatch_area": "indore"}),
-                 409, "qr_taken")
-    assert_error(api.post("/api/bags", admin, json={"qr_id": "loose-1 ", "type": "child", "dispatch_area": "jaipur"}),
-                 409, "qr_taken")
-    assert_error(api.post("/api/bags", admin, json={"qr_id": "CHILD-9", "type": "parent", "dispatch_area": "indore"}),
-                 422, "not_a_parent")
-    assert_error(api.post("/api/bags", admin, json={"qr_id": "SB00009", "type": "child", "dispatch_area": "indore"}),
-                 422, "not_a_child")
+    assert_error(
+        api.post("/api/bags", admin, json={"qr_id": "SB00001", "type": "parent", "dispatch_area": "indore"}),
+        409,
+        "qr_taken",
+    )
+    assert_error(
+        api.post("/api/bags", admin, json={"qr_id": "loose-1 ", "type": "child", "dispatch_area": "jaipur"}),
+        409,
+        "qr_taken",
+    )
+    assert_error(
+        api.post("/api/bags", admin, json={"qr_id": "CHILD-9", "type": "parent", "dispatch_area": "indore"}),
+        422,
+        "not_a_parent",
+    )
+    assert_error(
+        api.post("/api/bags", admin, json={"qr_id": "SB00009", "type": "child", "dispatch_area": "indore"}),
+        422,
+        "not_a_child",
+    )
     for bad in ("AB", "A B!", "x" * 101, "\u200b\u200b"):
-        assert_error(api.post("/api/bags", admin, json={"qr_id": bad, "type": "child", "dispatch_area": "indore"}),
-                     400, "invalid_qr", "qr_id")
-    assert_error(api.post("/api/bags", admin, json={"qr_id": "CHILD-9", "type": "child"}), 400,
-                 "dispatch_area_required", "dispatch_area")
-    assert_error(api.post("/api/bags", admin, json={"qr_id": "CHILD-9", "type": "child", "dispatch_area": "mars"}),
-                 400, "unknown_area")
-    assert_error(api.post("/api/bags", admin, json={"qr_id": "CHILD-9", "type": "box", "dispatch_area": "indore"}),
-                 400, "validation_error", "type")
-    assert_error(api.post("/api/bags", dispatcher, json={"qr_id": "CHILD-9", "type": "child",
-                                                         "dispatch_area": "indore"}), 403, "wrong_area")
+        assert_error(
+            api.post("/api/bags", admin, json={"qr_id": bad, "type": "child", "dispatch_area": "indore"}),
+            400,
+            "invalid_qr",
+            "qr_id",
+        )
+    assert_error(
+        api.post("/api/bags", admin, json={"qr_id": "CHILD-9", "type": "child"}),
+        400,
+        "dispatch_area_required",
+        "dispatch_area",
+    )
+    assert_error(
+        api.post("/api/bags", admin, json={"qr_id": "CHILD-9", "type": "child", "dispatch_area": "mars"}),
+        400,
+        "unknown_area",
+    )
+    assert_error(
+        api.post("/api/bags", admin, json={"qr_id": "CHILD-9", "type": "box", "dispatch_area": "indore"}),
+        400,
+        "validation_error",
+        "type",
+    )
+    assert_error(
+        api.post("/api/bags", dispatcher, json={"qr_id": "CHILD-9", "type": "child", "dispatch_area": "indore"}),
+        403,
+        "wrong_area",
+    )
     assert (count_rows(sql_conn, "bag"), count_events(sql_conn)) == before
 
 
@@ -75,7 +115,10 @@ def test_bag_detail_has_the_family_and_the_bill(api):
     assert all(set(c) == BAG_KEYS and c["parent_qr"] == "SB00001" for c in detail["children"])
     assert set(detail["bill"]) == BILL_KEYS
     assert (detail["bill"]["bill_no"], detail["bill"]["destination"], detail["bill"]["linked_parent_count"]) == (
-        "B-7", "Delhi", 1)
+        "B-7",
+        "Delhi",
+        1,
+    )
 
     child = api.get("/api/bags/sb00001-c001", admin)  # any case
     assert child.status_code == 200, child.text
@@ -134,10 +177,19 @@ def test_list_bags_with_filters(api, sql_conn):
     assert "LOOSE-1" not in qrs(created_after=cut, limit=200)
     assert qrs(created_after=cut.replace("+00:00", "Z"), type="parent") == {"SB00001", "SB00002", "SB00003"}
     # bad filters are 400 with the field
-    for name, value in (("type", "box"), ("status", "lost"), ("linked", "maybe"), ("billed", "2"),
-                        ("created_after", "yesterday"), ("created_before", "2024-01-01T00:00:00"),
-                        ("q", "x" * 101), ("limit", "201"), ("limit", "0"), ("limit", "ten"),
-                        ("cursor", "not-a-cursor")):
+    for name, value in (
+        ("type", "box"),
+        ("status", "lost"),
+        ("linked", "maybe"),
+        ("billed", "2"),
+        ("created_after", "yesterday"),
+        ("created_before", "2024-01-01T00:00:00"),
+        ("q", "x" * 101),
+        ("limit", "201"),
+        ("limit", "0"),
+        ("limit", "ten"),
+        ("cursor", "not-a-cursor"),
+    ):
         code = "invalid_cursor" if name == "cursor" else "validation_error"
         assert_error(api.get("/api/bags", admin, params={name: value}), 400, code, name)
 
@@ -221,9 +273,13 @@ def test_history_is_the_whole_genealogy(api):
     seen = [(e["kind"], e["qr_id"] or e["bill_no"]) for e in items]
     assert seen == [
         ("parent_scan", "SB00001"),
-        ("link", "KID-1"), ("link", "KID-2"), ("link", "KID-3"),
+        ("link", "KID-1"),
+        ("link", "KID-2"),
+        ("link", "KID-3"),
         ("unlink", "KID-3"),
-        ("bill_created", "B-1"), ("bill_add", "B-1"), ("bill_complete", "B-1"),
+        ("bill_created", "B-1"),
+        ("bill_add", "B-1"),
+        ("bill_complete", "B-1"),
     ], seen
     # the bag's own link to SB00002 belongs to KID-3's history, not to SB00001's
     assert all(e["parent_qr"] in (None, "SB00001") for e in items)
@@ -232,10 +288,17 @@ def test_history_is_the_whole_genealogy(api):
 
     child = api.get("/api/bags/KID-1/history", dispatcher).json["items"]
     assert [(e["kind"], e["qr_id"] or e["bill_no"]) for e in child] == [
-        ("link", "KID-1"), ("bill_created", "B-1"), ("bill_add", "B-1"), ("bill_complete", "B-1")]
+        ("link", "KID-1"),
+        ("bill_created", "B-1"),
+        ("bill_add", "B-1"),
+        ("bill_complete", "B-1"),
+    ]
     moved = api.get("/api/bags/KID-3/history", dispatcher).json["items"]
     assert [(e["kind"], e["parent_qr"]) for e in moved] == [
-        ("link", "SB00001"), ("unlink", "SB00001"), ("link", "SB00002")]
+        ("link", "SB00001"),
+        ("unlink", "SB00001"),
+        ("link", "SB00002"),
+    ]
 
 
 def test_the_history_of_a_deleted_bag_is_still_readable(api):
@@ -253,21 +316,28 @@ def test_dispatchers_see_only_their_area(api):
     api.parent_with_children(admin, "SB00002", 2, area="lucknow")
     api.post("/api/bags", admin, json={"qr_id": "LOOSE-1", "type": "child", "dispatch_area": "indore"})
 
-    for path in ("/api/bags/SB00001", "/api/bags/SB00001-C000", "/api/bags/LOOSE-1",
-                 "/api/bags/SB00001/history", "/api/bags/SB00001-C001/history"):
+    for path in (
+        "/api/bags/SB00001",
+        "/api/bags/SB00001-C000",
+        "/api/bags/LOOSE-1",
+        "/api/bags/SB00001/history",
+        "/api/bags/SB00001-C001/history",
+    ):
         # exactly what an unknown QR gets: the same status, code and message
         other = api.get(path, dispatcher)
         unknown = api.get(path.replace("SB00001", "SB00404").replace("LOOSE-1", "LOOSE-404"), dispatcher)
         assert_error(other, 404, "bag_not_found")
-        assert other.json["error"]["message"] == unknown.json["error"]["message"].replace(
-            "SB00404", "SB00001").replace("LOOSE-404", "LOOSE-1"), path
+        assert other.json["error"]["message"] == unknown.json["error"]["message"].replace("SB00404", "SB00001").replace(
+            "LOOSE-404", "LOOSE-1"
+        ), path
     assert api.get("/api/bags/SB00002", dispatcher).status_code == 200
     assert api.get("/api/bags/SB00002/history", dispatcher).status_code == 200
     # the list is confined to their area, whatever they ask
     mine = api.walk("/api/bags", dispatcher, limit=2)
     assert {b["qr_id"] for b in mine} == {"SB00002", "SB00002-C000", "SB00002-C001"}
-    assert {b["qr_id"] for b in api.get("/api/bags", dispatcher, params={"dispatch_area": "lucknow"}).json["items"]} \
-        == {"SB00002", "SB00002-C000", "SB00002-C001"}
+    assert {
+        b["qr_id"] for b in api.get("/api/bags", dispatcher, params={"dispatch_area": "lucknow"}).json["items"]
+    } == {"SB00002", "SB00002-C000", "SB00002-C001"}
     assert api.get("/api/bags", dispatcher, params={"q": "SB00001"}).json["items"] == []
     assert api.get("/api/bags", dispatcher, params={"linked": "false"}).json["items"] == []
     assert_error(api.get("/api/bags", dispatcher, params={"dispatch_area": "indore"}), 403, "wrong_area")
@@ -316,14 +386,16 @@ def test_dashboard_totals_from_the_views_per_area(api, sql_conn):
     area = mine.json
     assert area["dispatch_area"] == "lucknow"
     assert (area["bags"]["total"], area["bags"]["by_area"], area["bags"]["unlinked_children"]) == (
-        3, {"lucknow": {"parent": 1, "child": 2}}, 0)
+        3,
+        {"lucknow": {"parent": 1, "child": 2}},
+        0,
+    )
     assert sum(b["scans"] for b in area["scans"]["hourly"]) == 3
     assert {s["qr_id"] for s in area["recent_scans"]} == {"SB00001", "KID-1", "KID-2"}
     assert [u["username"] for u in area["users"]] == [dispatcher.username]
     same = api.get("/api/dashboard/analytics", dispatcher, params={"dispatch_area": "lucknow"})
     assert same.json["bags"]["total"] == 3
-    assert_error(api.get("/api/dashboard/analytics", dispatcher, params={"dispatch_area": "indore"}), 403,
-                 "wrong_area")
+    assert_error(api.get("/api/dashboard/analytics", dispatcher, params={"dispatch_area": "indore"}), 403, "wrong_area")
     # admins may look at one area
     indore = api.get("/api/dashboard/analytics", admin, params={"dispatch_area": "indore"}).json
     assert (indore["dispatch_area"], indore["bags"]["total"], indore["bags"]["unlinked_children"]) == ("indore", 3, 1)
@@ -337,7 +409,8 @@ def test_bag_export_streams_every_matching_row(api, sql_conn):
     api.parent_with_children(admin, "SB00001", 2, area="lucknow")
     sql_conn.execute(
         "INSERT INTO bag (qr_id, type, dispatch_area, weight_kg) "
-        "SELECT 'BULK-' || lpad(n::text, 5, '0'), 'child', 'indore', 1 FROM generate_series(1, 450) n")
+        "SELECT 'BULK-' || lpad(n::text, 5, '0'), 'child', 'indore', 1 FROM generate_series(1, 450) n"
+    )
     result = api.get("/api/exports/bags.csv", biller)
     assert result.status_code == 200, result.text[:300]
     assert result.headers["content-type"].startswith("text/csv")
@@ -348,17 +421,19 @@ def test_bag_export_streams_every_matching_row(api, sql_conn):
     assert [r["qr_id"] for r in rows[:3]] == ["SB00001", "SB00001-C000", "SB00001-C001"]  # oldest first
     assert rows[1]["parent_qr"] == "SB00001" and rows[0]["child_count"] == "2"
     # the list filters apply
-    parents = list(csv.DictReader(io.StringIO(api.get("/api/exports/bags.csv", admin,
-                                                      params={"type": "parent"}).text)))
+    parents = list(csv.DictReader(io.StringIO(api.get("/api/exports/bags.csv", admin, params={"type": "parent"}).text)))
     assert [r["qr_id"] for r in parents] == ["SB00001"]
     lucknow = api.get("/api/exports/bags.csv", admin, params={"dispatch_area": "lucknow", "linked": "true"}).text
     assert [r["qr_id"] for r in csv.DictReader(io.StringIO(lucknow))] == ["SB00001-C000", "SB00001-C001"]
     nothing = api.get("/api/exports/bags.csv", admin, params={"q": "NOPE"})
     assert nothing.status_code == 200 and len(nothing.text.strip().splitlines()) == 1  # the header only
-    assert_error(api.get("/api/exports/bags.csv", admin, params={"linked": "maybe"}), 400, "validation_error",
-                 "linked")
-    assert_error(api.get("/api/exports/bags.csv", admin, params={"created_after": "soon"}), 400, "validation_error",
-                 "created_after")
+    assert_error(api.get("/api/exports/bags.csv", admin, params={"linked": "maybe"}), 400, "validation_error", "linked")
+    assert_error(
+        api.get("/api/exports/bags.csv", admin, params={"created_after": "soon"}),
+        400,
+        "validation_error",
+        "created_after",
+    )
 
 
 def test_dashboard_counts_scans_per_hour_on_a_server_in_india(db_url, sql_conn):
@@ -379,8 +454,12 @@ def test_dashboard_counts_scans_per_hour_on_a_server_in_india(db_url, sql_conn):
 
 def test_bags_and_bills_whose_codes_contain_a_slash_are_reachable(api):
     admin = api.admin()
-    assert api.post("/api/bags", admin, json={"qr_id": "LOT/2024/0001", "type": "child",
-                                              "dispatch_area": "lucknow"}).status_code == 201
+    assert (
+        api.post(
+            "/api/bags", admin, json={"qr_id": "LOT/2024/0001", "type": "child", "dispatch_area": "lucknow"}
+        ).status_code
+        == 201
+    )
     api.bill(admin, "INV/2024/001", capacity=1)
     assert api.get("/api/bags", admin, params={"q": "LOT/2024/0001"}).json["items"][0]["qr_id"] == "LOT/2024/0001"
     assert api.get("/api/bags/LOT%2F2024%2F0001", admin).status_code == 200
@@ -391,8 +470,9 @@ def test_bags_and_bills_whose_codes_contain_a_slash_are_reachable(api):
 def test_dashboard_refuses_an_empty_or_malformed_area_and_caches_per_area(api):
     admin = api.admin()
     for bad in ("", "NOT AN AREA", "x", "well_formed_but_not_there"):
-        assert_error(api.get(f"/api/dashboard/analytics?dispatch_area={bad}", admin), 400, "unknown_area",
-                     "dispatch_area")
+        assert_error(
+            api.get(f"/api/dashboard/analytics?dispatch_area={bad}", admin), 400, "unknown_area", "dispatch_area"
+        )
     assert not [k for k in api.cache._data if "well_formed" in k]  # nothing cached for it
     everything = api.get("/api/dashboard/analytics", admin).json
     assert api.get("/api/dashboard/analytics?dispatch_area=akola", admin).json["dispatch_area"] == "akola"

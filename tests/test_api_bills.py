@@ -7,21 +7,36 @@ import dataclasses
 
 from tracetrack_db import Bill
 
-
 from .api_helpers import *  # noqa: F403
 
 
 def test_create_and_read_bills(api, sql_conn):
     biller = api.biller()
-    created = api.post("/api/bills", biller, json={
-        "bill_no": "INV-2024/001", "capacity": 3, "description": "rice", "destination": "Delhi",
-        "vehicle_number": "UP32 AB 1234"})
+    created = api.post(
+        "/api/bills",
+        biller,
+        json={
+            "bill_no": "INV-2024/001",
+            "capacity": 3,
+            "description": "rice",
+            "destination": "Delhi",
+            "vehicle_number": "UP32 AB 1234",
+        },
+    )
     assert created.status_code == 201, created.text
     bill = created.json
     assert set(bill) == BILL_KEYS
-    assert (bill["bill_no"], bill["capacity"], bill["status"], bill["linked_parent_count"], bill["total_child_count"],
-            bill["total_weight_kg"], bill["expected_weight_kg"], bill["completed_at"], bill["created_by"]) == (
-        "INV-2024/001", 3, "new", 0, 0, 0, 0, None, biller.id)
+    assert (
+        bill["bill_no"],
+        bill["capacity"],
+        bill["status"],
+        bill["linked_parent_count"],
+        bill["total_child_count"],
+        bill["total_weight_kg"],
+        bill["expected_weight_kg"],
+        bill["completed_at"],
+        bill["created_by"],
+    ) == ("INV-2024/001", 3, "new", 0, 0, 0, 0, None, biller.id)
     assert (bill["description"], bill["destination"], bill["vehicle_number"]) == ("rice", "Delhi", "UP32 AB 1234")
     minimal = api.post("/api/bills", biller, json={"bill_no": "B-2", "capacity": 1}, key="bill-2")
     assert minimal.status_code == 201 and minimal.json["description"] == ""
@@ -40,20 +55,34 @@ def test_create_and_read_bills(api, sql_conn):
     # bill numbers are unique whatever their case
     before = count_rows(sql_conn, "bill")
     for same in ("B-2", "b-2", "inv-2024/001"):
-        assert_error(api.post("/api/bills", biller, json={"bill_no": same, "capacity": 1}), 409, "bill_exists",
-                     "bill_no")
+        assert_error(
+            api.post("/api/bills", biller, json={"bill_no": same, "capacity": 1}), 409, "bill_exists", "bill_no"
+        )
     # validation
     for capacity in (0, 501, -1):
-        assert_error(api.post("/api/bills", biller, json={"bill_no": "B-9", "capacity": capacity}), 400,
-                     "validation_error", "capacity")
+        assert_error(
+            api.post("/api/bills", biller, json={"bill_no": "B-9", "capacity": capacity}),
+            400,
+            "validation_error",
+            "capacity",
+        )
     for capacity in ("5", 2.5, True, None):
-        assert_error(api.post("/api/bills", biller, json={"bill_no": "B-9", "capacity": capacity}), 400,
-                     "validation_error", "capacity")
+        assert_error(
+            api.post("/api/bills", biller, json={"bill_no": "B-9", "capacity": capacity}),
+            400,
+            "validation_error",
+            "capacity",
+        )
     for bill_no in ("", " ", "-starts-with-dash", "has space", "x" * 65):
-        assert_error(api.post("/api/bills", biller, json={"bill_no": bill_no, "capacity": 1}), 400,
-                     "validation_error", "bill_no")
-    assert_error(api.post("/api/bills", biller, json={"bill_no": "B-9", "capacity": 1, "vehicle_number": "v" * 51}),
-                 400, "validation_error", "vehicle_number")
+        assert_error(
+            api.post("/api/bills", biller, json={"bill_no": bill_no, "capacity": 1}), 400, "validation_error", "bill_no"
+        )
+    assert_error(
+        api.post("/api/bills", biller, json={"bill_no": "B-9", "capacity": 1, "vehicle_number": "v" * 51}),
+        400,
+        "validation_error",
+        "vehicle_number",
+    )
     assert_error(api.post("/api/bills", biller, json={"capacity": 1}), 400, "validation_error", "bill_no")
     assert count_rows(sql_conn, "bill") == before
 
@@ -77,10 +106,18 @@ def test_list_bills_with_filters_and_pages(api):
     assert len(api.get("/api/bills", admin, params={"status": "new"}).json["items"]) == 5
     assert [b["bill_no"] for b in api.get("/api/bills", admin, params={"q": "x"}).json["items"]] == ["X-1"]
     assert [b["bill_no"] for b in api.walk("/api/bills", admin, params={"q": "b-", "status": "new"}, limit=2)] == [
-        "B-5", "B-4", "B-3", "B-1"]
+        "B-5",
+        "B-4",
+        "B-3",
+        "B-1",
+    ]
     assert api.get("/api/bills", admin, params={"q": "%"}).json["items"] == []  # not a wildcard
-    for name, value, code in (("status", "open", "validation_error"), ("q", "q" * 65, "validation_error"),
-                              ("limit", "500", "validation_error"), ("cursor", "!!", "invalid_cursor")):
+    for name, value, code in (
+        ("status", "open", "validation_error"),
+        ("q", "q" * 65, "validation_error"),
+        ("limit", "500", "validation_error"),
+        ("cursor", "!!", "invalid_cursor"),
+    ):
         assert_error(api.get("/api/bills", admin, params={name: value}), 400, code, name)
 
 
@@ -95,8 +132,13 @@ def test_parents_on_and_off_a_bill(api, sql_conn):
     assert set(added.json) == {"result", "bill"} and added.json["result"] == "added"
     bill = added.json["bill"]
     assert set(bill) == BILL_KEYS
-    assert (bill["status"], bill["linked_parent_count"], bill["total_child_count"], bill["total_weight_kg"],
-            bill["expected_weight_kg"]) == ("processing", 1, 30, 30, 30)
+    assert (
+        bill["status"],
+        bill["linked_parent_count"],
+        bill["total_child_count"],
+        bill["total_weight_kg"],
+        bill["expected_weight_kg"],
+    ) == ("processing", 1, 30, 30, 30)
     again = api.add_parent(biller, "B-1", "SB00001")
     assert again.status_code == 200 and again.json["result"] == "already_added"
     assert again.json["bill"]["linked_parent_count"] == 1
@@ -111,8 +153,11 @@ def test_parents_on_and_off_a_bill(api, sql_conn):
     removed = api.delete("/api/bills/B-1/parents/sb00002", biller)
     assert removed.status_code == 200, removed.text
     assert set(removed.json) == {"result", "bill"} and removed.json["result"] == "removed"
-    assert (removed.json["bill"]["linked_parent_count"], removed.json["bill"]["total_child_count"],
-            removed.json["bill"]["total_weight_kg"]) == (1, 30, 30)
+    assert (
+        removed.json["bill"]["linked_parent_count"],
+        removed.json["bill"]["total_child_count"],
+        removed.json["bill"]["total_weight_kg"],
+    ) == (1, 30, 30)
     assert api.get("/api/bags/SB00002", biller).json["bag"]["bill_id"] is None
     assert [e for e in (count_events(sql_conn, "bill_add"), count_events(sql_conn, "bill_remove"))] == [2, 1]
 
@@ -157,15 +202,19 @@ def test_complete_and_reopen(api, sql_conn):
     assert completed.status_code == 200, completed.text
     assert set(completed.json) == BILL_KEYS
     assert (completed.json["status"], completed.json["linked_parent_count"], completed.json["total_child_count"]) == (
-        "completed", 2, 5)
+        "completed",
+        2,
+        5,
+    )
     assert completed.json["completed_at"] is not None
     # a completed bill is frozen
     events = count_events(sql_conn)
     assert_error(api.add_parent(biller, "B-1", "SB00003"), 409, "bill_completed")
     assert_error(api.delete("/api/bills/B-1/parents/SB00001", biller), 409, "bill_completed")
     assert_error(api.patch("/api/bills/B-1", biller, json={"description": "late"}), 409, "bill_completed")
-    assert_error(api.post("/api/scans/child", admin, json={"parent_qr": "SB00001", "child_qr": "KID-1"}), 409,
-                 "parent_on_bill")
+    assert_error(
+        api.post("/api/scans/child", admin, json={"parent_qr": "SB00001", "child_qr": "KID-1"}), 409, "parent_on_bill"
+    )
     again = api.post("/api/bills/B-1/complete", biller)  # completing twice changes nothing
     assert again.status_code == 200 and again.json["completed_at"] == completed.json["completed_at"]
     assert count_events(sql_conn) == events
@@ -192,8 +241,9 @@ def test_edit_a_bill(api, sql_conn):
     assert_error(api.patch("/api/bills/B-1", biller, json={"capacity": 1}), 409, "bill_capacity_too_small")
     assert_error(api.patch("/api/bills/B-1", biller, json={"capacity": 0}), 400, "validation_error", "capacity")
     assert_error(api.patch("/api/bills/B-1", biller, json={"capacity": "2"}), 400, "validation_error", "capacity")
-    assert_error(api.patch("/api/bills/B-1", biller, json={"description": None}), 400, "validation_error",
-                 "description")
+    assert_error(
+        api.patch("/api/bills/B-1", biller, json={"description": None}), 400, "validation_error", "description"
+    )
     assert_error(api.patch("/api/bills/B-1", biller, json={"bill_no": "B-9"}), 400, "validation_error", "bill_no")
     assert_error(api.patch("/api/bills/B-404", biller, json={"capacity": 5}), 404, "bill_not_found")
     assert count_events(sql_conn, "bill_updated") == 1
@@ -229,7 +279,7 @@ def test_bill_export_streams_every_matching_bill(api):
 
     admin, biller = api.admin(), api.biller()
     api.parent_with_children(admin, "SB00001", 1, area="lucknow")
-    api.bill(biller, "B-1", capacity=1, destination="Agra, \"North\"")
+    api.bill(biller, "B-1", capacity=1, destination='Agra, "North"')
     api.bill(biller, "B-2", capacity=5)
     api.bill(biller, "X-1", capacity=5)
     assert api.add_parent(biller, "B-1", "SB00001").status_code == 200
@@ -241,16 +291,20 @@ def test_bill_export_streams_every_matching_bill(api):
     rows = list(csv.DictReader(io.StringIO(result.text)))
     assert list(rows[0]) == [f.name for f in dataclasses.fields(Bill)]  # the columns of Bill, in order
     assert [r["bill_no"] for r in rows] == ["B-1", "B-2", "X-1"]
-    assert [rows[0][k] for k in ("status", "capacity", "linked_parent_count", "total_child_count")] == \
-        ["completed", "1", "1", "1"]
+    assert [rows[0][k] for k in ("status", "capacity", "linked_parent_count", "total_child_count")] == [
+        "completed",
+        "1",
+        "1",
+        "1",
+    ]
     assert rows[0]["destination"] == 'Agra, "North"' and rows[0]["completed_at"]
-    completed = list(csv.DictReader(io.StringIO(api.get("/api/exports/bills.csv", admin,
-                                                        params={"status": "completed"}).text)))
+    completed = list(
+        csv.DictReader(io.StringIO(api.get("/api/exports/bills.csv", admin, params={"status": "completed"}).text))
+    )
     assert [r["bill_no"] for r in completed] == ["B-1"]
     prefixed = csv.DictReader(io.StringIO(api.get("/api/exports/bills.csv", admin, params={"q": "b-"}).text))
     assert [r["bill_no"] for r in prefixed] == ["B-1", "B-2"]
-    assert_error(api.get("/api/exports/bills.csv", admin, params={"status": "lost"}), 400, "validation_error",
-                 "status")
+    assert_error(api.get("/api/exports/bills.csv", admin, params={"status": "lost"}), 400, "validation_error", "status")
 
 
 def test_a_parents_history_shows_that_its_bill_was_deleted(api):

@@ -4,7 +4,6 @@ never produces a 500."""
 
 from __future__ import annotations
 
-
 from tracetrack_api import routes, schema
 
 from .api_helpers import *  # noqa: F403
@@ -19,14 +18,19 @@ def body_operations() -> list[tuple[str, str, object]]:
 
 
 def concrete(path: str, user_id: int) -> str:
-    return (path.replace("{user_id}", str(user_id))
-            .replace("{bill_no}", "B-1").replace("{qr}", "SB00001").replace("{parent_qr}", "SB00001"))
+    return (
+        path.replace("{user_id}", str(user_id))
+        .replace("{bill_no}", "B-1")
+        .replace("{qr}", "SB00001")
+        .replace("{parent_qr}", "SB00001")
+    )
 
 
 def kind(spec) -> str:
     """string | integer | boolean | string_list | enum, of a body field."""
-    return {schema.Int: "integer", schema.Bool: "boolean", schema.TextList: "string_list",
-            schema.Enum: "enum"}.get(type(spec.value), "string")
+    return {schema.Int: "integer", schema.Bool: "boolean", schema.TextList: "string_list", schema.Enum: "enum"}.get(
+        type(spec.value), "string"
+    )
 
 
 VALID: dict[tuple[str, str], dict] = {  # a valid body per operation (before any hostile change)
@@ -74,8 +78,11 @@ def test_malformed_json_and_bodies_that_are_not_objects(api, sql_conn):
     for method, template, _spec in body_operations():
         path = concrete(template, admin.id)
         for raw in (b"{not json", b'{"qr_id": "SB00001"', b"{}}", b"\xff\xfe", b'{"a": 1,}', b"nul"):
-            error = assert_error(api.request(method, path, admin, body=raw,
-                                             headers={"Content-Type": "application/json"}), 400, "invalid_json")
+            error = assert_error(
+                api.request(method, path, admin, body=raw, headers={"Content-Type": "application/json"}),
+                400,
+                "invalid_json",
+            )
             assert "JSON" in error["message"] or "json" in error["message"], (method, path, raw)
         for raw in (b"[]", b'"text"', b"5", b"null", b"[{}]"):
             assert_error(api.request(method, path, admin, body=raw), 400, "validation_error")
@@ -86,33 +93,50 @@ def test_unknown_wrongly_typed_and_missing_fields_name_the_field(api, sql_conn):
     admin = api.admin()
     api.open_parent(admin, "SB00001", area="lucknow")
     api.bill(admin, "B-1", capacity=1)
-    before = (count_rows(sql_conn, "bag"), count_rows(sql_conn, "bill"), count_rows(sql_conn, "app_user"),
-              count_events(sql_conn))
+    before = (
+        count_rows(sql_conn, "bag"),
+        count_rows(sql_conn, "bill"),
+        count_rows(sql_conn, "app_user"),
+        count_events(sql_conn),
+    )
     wrong_type = {"string": 12, "enum": 12, "integer": "12", "boolean": "true", "string_list": "KID-1"}
     for method, template, spec in body_operations():
         path = concrete(template, admin.id)
         body = valid_body(method, template)
-        error = assert_error(api.request(method, path, admin, json={**body, "surprise": 1}), 400,
-                             "validation_error", "surprise")
+        error = assert_error(
+            api.request(method, path, admin, json={**body, "surprise": 1}), 400, "validation_error", "surprise"
+        )
         assert "surprise" in error["message"]
         for name, field_spec in spec.fields.items():
-            assert_error(api.request(method, path, admin, json={**body, name: wrong_type[kind(field_spec)]}),
-                         400, "validation_error", name)
+            assert_error(
+                api.request(method, path, admin, json={**body, name: wrong_type[kind(field_spec)]}),
+                400,
+                "validation_error",
+                name,
+            )
             for value in ([{"x": 1}] if kind(field_spec) == "string_list" else [name], {"x": 1}, 1.5):
-                assert_error(api.request(method, path, admin, json={**body, name: value}),
-                             400, "validation_error", name)
+                assert_error(
+                    api.request(method, path, admin, json={**body, name: value}), 400, "validation_error", name
+                )
             if not field_spec.nullable:
-                assert_error(api.request(method, path, admin, json={**body, name: None}), 400,
-                             "validation_error", name)
+                assert_error(api.request(method, path, admin, json={**body, name: None}), 400, "validation_error", name)
             max_length = getattr(field_spec.value, "max_length", None)
             if max_length:
-                assert_error(api.request(method, path, admin, json={**body, name: "A" * (max_length + 1)}),
-                             400, "validation_error", name)
+                assert_error(
+                    api.request(method, path, admin, json={**body, name: "A" * (max_length + 1)}),
+                    400,
+                    "validation_error",
+                    name,
+                )
             if field_spec.required:
                 missing = {k: v for k, v in body.items() if k != name}
                 assert_error(api.request(method, path, admin, json=missing), 400, "validation_error", name)
-    after = (count_rows(sql_conn, "bag"), count_rows(sql_conn, "bill"), count_rows(sql_conn, "app_user"),
-             count_events(sql_conn))
+    after = (
+        count_rows(sql_conn, "bag"),
+        count_rows(sql_conn, "bill"),
+        count_rows(sql_conn, "app_user"),
+        count_events(sql_conn),
+    )
     assert after == before
 
 
@@ -138,8 +162,29 @@ def _never_a_500(api):
     admin = api.admin()
     api.open_parent(admin, "SB00001", area="lucknow")
     api.bill(admin, "B-1", capacity=1)
-    hostile = [2**63, -(2**63) - 1, 10**30, -1, 0, 1e308, "", " ", "\x00", "A\x00B", "\u202e\u200b", "\ud7ff",
-               "x" * 5000, "'; DROP TABLE bag; --", "%", "_", "\\", "../../etc", ["\x00"], [""] * 3, {"a": None}]
+    hostile = [
+        2**63,
+        -(2**63) - 1,
+        10**30,
+        -1,
+        0,
+        1e308,
+        "",
+        " ",
+        "\x00",
+        "A\x00B",
+        "\u202e\u200b",
+        "\ud7ff",
+        "x" * 5000,
+        "'; DROP TABLE bag; --",
+        "%",
+        "_",
+        "\\",
+        "../../etc",
+        ["\x00"],
+        [""] * 3,
+        {"a": None},
+    ]
     problems: list[str] = []
 
     def check(result, what):
@@ -157,39 +202,79 @@ def _never_a_500(api):
             if name == "password":
                 continue  # a valid odd password is hashed (slow) and proves nothing more
             for value in hostile:
-                check(api.request(method, path, admin, json={**body, name: value}),
-                      f"{method} {path} {name}={value!r:.40}")
+                check(
+                    api.request(method, path, admin, json={**body, name: value}),
+                    f"{method} {path} {name}={value!r:.40}",
+                )
     bag_filters = ["type", "status", "dispatch_area", "q", "linked", "billed", "created_after", "created_before"]
     query_params = {
-        "/api/bags": bag_filters + ["limit", "cursor"], "/api/scans": ["user", "bag", "since", "limit", "cursor"],
-        "/api/bills": ["status", "q", "limit", "cursor"], "/api/users": ["limit", "cursor"],
-        "/api/exports/bags.csv": bag_filters, "/api/exports/bills.csv": ["status", "q"],
+        "/api/bags": bag_filters + ["limit", "cursor"],
+        "/api/scans": ["user", "bag", "since", "limit", "cursor"],
+        "/api/bills": ["status", "q", "limit", "cursor"],
+        "/api/users": ["limit", "cursor"],
+        "/api/exports/bags.csv": bag_filters,
+        "/api/exports/bills.csv": ["status", "q"],
         "/api/dashboard/analytics": ["dispatch_area"],
     }
     for path, names in query_params.items():
         for name in names:
-            for value in ("\x00", "A\x00", "%", "_", "x" * 300, "9" * 40, "-1", "2024-13-45T99:99:99Z",
-                          "9999-12-31T23:59:59+14:00", "0001-01-01T00:00:00-12:00", "\u202e"):
+            for value in (
+                "\x00",
+                "A\x00",
+                "%",
+                "_",
+                "x" * 300,
+                "9" * 40,
+                "-1",
+                "2024-13-45T99:99:99Z",
+                "9999-12-31T23:59:59+14:00",
+                "0001-01-01T00:00:00-12:00",
+                "\u202e",
+            ):
                 check(api.get(path, admin, params={name: value}), f"GET {path}?{name}={value!r:.40}")
-    for path in ("/api/bags/%00", "/api/bags/A%00B/history", "/api/bills/B%001", "/api/bills/%00/complete",
-                 "/api/bills/B-1/parents/%00", "/api/bags/" + "A" * 5000, "/api/bills/" + "B" * 5000,
-                 "/api/bags/%E2%80%AE", "/api/users/99999999999999999999999999"):
+    for path in (
+        "/api/bags/%00",
+        "/api/bags/A%00B/history",
+        "/api/bills/B%001",
+        "/api/bills/%00/complete",
+        "/api/bills/B-1/parents/%00",
+        "/api/bags/" + "A" * 5000,
+        "/api/bills/" + "B" * 5000,
+        "/api/bags/%E2%80%AE",
+        "/api/users/99999999999999999999999999",
+    ):
         for method in ("GET", "DELETE", "PATCH", "POST"):
             check(api.request(method, path, admin, json={}), f"{method} {path[:60]}")
     for key in ("\x00", "k" * 201, " ", "\u00e9t\u00e9"):
-        check(api.post("/api/bags", admin, json={"qr_id": "KEYED-1", "type": "child", "dispatch_area": "lucknow"},
-                       headers={"Idempotency-Key": key}), f"Idempotency-Key {key!r:.20}")
+        check(
+            api.post(
+                "/api/bags",
+                admin,
+                json={"qr_id": "KEYED-1", "type": "child", "dispatch_area": "lucknow"},
+                headers={"Idempotency-Key": key},
+            ),
+            f"Idempotency-Key {key!r:.20}",
+        )
     assert not problems, "\n".join(problems)
 
 
 def test_sql_side_validation_errors_name_their_field(api):
     admin = api.admin()
-    assert_error(api.post("/api/scans/parent", admin, json={"qr_id": "SB00001", "dispatch_area": "mars"}), 400,
-                 "unknown_area", "dispatch_area")
-    assert_error(api.post("/api/scans/parent", admin, json={"qr_id": "SB00001"}), 400, "dispatch_area_required",
-                 "dispatch_area")
-    assert_error(api.post("/api/bags", admin, json={"qr_id": "KID-1", "type": "child", "dispatch_area": "mars"}),
-                 400, "unknown_area", "dispatch_area")
+    assert_error(
+        api.post("/api/scans/parent", admin, json={"qr_id": "SB00001", "dispatch_area": "mars"}),
+        400,
+        "unknown_area",
+        "dispatch_area",
+    )
+    assert_error(
+        api.post("/api/scans/parent", admin, json={"qr_id": "SB00001"}), 400, "dispatch_area_required", "dispatch_area"
+    )
+    assert_error(
+        api.post("/api/bags", admin, json={"qr_id": "KID-1", "type": "child", "dispatch_area": "mars"}),
+        400,
+        "unknown_area",
+        "dispatch_area",
+    )
 
 
 def test_a_chunked_body_the_server_cannot_delimit_is_411(api, sql_conn):
@@ -198,8 +283,11 @@ def test_a_chunked_body_the_server_cannot_delimit_is_411(api, sql_conn):
     admin = api.admin()
     api.bill(admin, "B-CHUNK", capacity=2)
     result = api.client.simulate_request(
-        "PATCH", "/api/bills/B-CHUNK", body=b'{"capacity": 3}',
+        "PATCH",
+        "/api/bills/B-CHUNK",
+        body=b'{"capacity": 3}',
         headers={**admin.headers, "Transfer-Encoding": "chunked", "Content-Type": "application/json"},
-        extras={"CONTENT_LENGTH": "", "wsgi.input_terminated": False})
+        extras={"CONTENT_LENGTH": "", "wsgi.input_terminated": False},
+    )
     assert_error(result, 411, "length_required")
     assert sql_value(sql_conn, "SELECT capacity FROM bill WHERE bill_no = 'B-CHUNK'") == 2

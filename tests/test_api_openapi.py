@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 
-
 from tracetrack_api import routes
 from tracetrack_api.tokens import TokenSigner
 from tracetrack_db import Database, __version__
@@ -18,8 +17,13 @@ METHODS = ("get", "post", "put", "patch", "delete")
 
 def sample(path: str, **values: str) -> str:
     def fill(match: re.Match) -> str:
-        return values.get(match.group(1), {"user_id": "1", "qr": "SB00001", "bill_no": "B-1",
-                                           "parent_qr": "SB00001", "asset": "docs.js"}[match.group(1)])
+        return values.get(
+            match.group(1),
+            {"user_id": "1", "qr": "SB00001", "bill_no": "B-1", "parent_qr": "SB00001", "asset": "docs.js"}[
+                match.group(1)
+            ],
+        )
+
     return re.sub(r"\{(\w+)(?::\w+)?\}", fill, path)
 
 
@@ -41,8 +45,9 @@ def test_the_document_is_valid_openapi_3_1_with_every_route(api):
     assert doc["info"]["title"] and doc["info"]["version"]
     require_module("openapi_spec_validator").validate(doc)
     # every operation of the table, and nothing else
-    assert {(p, m.upper()) for p, item in doc["paths"].items() for m in item} == \
-        {(op.path, op.method) for op in routes.OPERATIONS}
+    assert {(p, m.upper()) for p, item in doc["paths"].items() for m in item} == {
+        (op.path, op.method) for op in routes.OPERATIONS
+    }
     ids = [op["operationId"] for item in doc["paths"].values() for op in item.values()]
     assert len(ids) == len(set(ids)) == len(routes.OPERATIONS)
     assert all(re.fullmatch(r"[a-z][a-z_]+", i) for i in ids)
@@ -98,7 +103,9 @@ def test_documented_operations_are_routed_and_others_are_405(api):
             result = api.request(method.upper(), concrete, user, json={} if method in ("post", "patch") else None)
             if method in item:
                 assert result.status_code not in (404, 405) or result.json["error"]["code"] not in (
-                    "not_found", "method_not_allowed"), (method, path, result.text)
+                    "not_found",
+                    "method_not_allowed",
+                ), (method, path, result.text)
             else:
                 assert_error(result, 405, "method_not_allowed")
 
@@ -106,15 +113,30 @@ def test_documented_operations_are_routed_and_others_are_405(api):
 def test_the_contract_table_is_in_the_document():
     paths = openapi_document()["paths"]
     contract = {
-        "/health": {"get"}, "/openapi.json": set(), "/api/auth/login": {"post"}, "/api/me": {"get"},
-        "/api/users": {"get", "post"}, "/api/users/{user_id}": {"patch"}, "/api/areas": {"get", "post"},
-        "/api/bags": {"get", "post"}, "/api/bags/{qr}": {"get", "delete"}, "/api/bags/{qr}/history": {"get"},
-        "/api/scans/parent": {"post"}, "/api/scans/child": {"post"}, "/api/scans/batch": {"post"},
-        "/api/scans/unlink": {"post"}, "/api/scans": {"get"}, "/api/bills": {"get", "post"},
-        "/api/bills/{bill_no}": {"get", "patch", "delete"}, "/api/bills/{bill_no}/parents": {"post"},
-        "/api/bills/{bill_no}/parents/{parent_qr}": {"delete"}, "/api/bills/{bill_no}/complete": {"post"},
-        "/api/bills/{bill_no}/reopen": {"post"}, "/api/dashboard/analytics": {"get"},
-        "/api/exports/bags.csv": {"get"}, "/api/exports/bills.csv": {"get"},
+        "/health": {"get"},
+        "/openapi.json": set(),
+        "/api/auth/login": {"post"},
+        "/api/me": {"get"},
+        "/api/users": {"get", "post"},
+        "/api/users/{user_id}": {"patch"},
+        "/api/areas": {"get", "post"},
+        "/api/bags": {"get", "post"},
+        "/api/bags/{qr}": {"get", "delete"},
+        "/api/bags/{qr}/history": {"get"},
+        "/api/scans/parent": {"post"},
+        "/api/scans/child": {"post"},
+        "/api/scans/batch": {"post"},
+        "/api/scans/unlink": {"post"},
+        "/api/scans": {"get"},
+        "/api/bills": {"get", "post"},
+        "/api/bills/{bill_no}": {"get", "patch", "delete"},
+        "/api/bills/{bill_no}/parents": {"post"},
+        "/api/bills/{bill_no}/parents/{parent_qr}": {"delete"},
+        "/api/bills/{bill_no}/complete": {"post"},
+        "/api/bills/{bill_no}/reopen": {"post"},
+        "/api/dashboard/analytics": {"get"},
+        "/api/exports/bags.csv": {"get"},
+        "/api/exports/bills.csv": {"get"},
     }
     for path, methods in contract.items():
         if path == "/openapi.json":
@@ -149,27 +171,37 @@ def test_real_answers_match_their_documented_schemas(api, sql_conn):
     call("GET", "/api/me", None, expect=401)
     call("GET", "/api/users", admin, expect=200)
     call("GET", "/api/users", biller, expect=403)
-    new_user = call("POST", "/api/users", admin, json={"username": "x.y", "password": PASSWORD, "role": "biller"},
-                    expect=201)
+    new_user = call(
+        "POST", "/api/users", admin, json={"username": "x.y", "password": PASSWORD, "role": "biller"}, expect=201
+    )
     call("POST", "/api/users", admin, json={"username": "x.y", "password": PASSWORD, "role": "biller"}, expect=409)
-    call("PATCH", "/api/users/{user_id}", admin, json={"is_active": False},
-         values={"user_id": str(new_user.json["id"])}, expect=200)
-    call("PATCH", "/api/users/{user_id}", admin, json={"is_active": False}, values={"user_id": "999999"},
-         expect=404)
+    call(
+        "PATCH",
+        "/api/users/{user_id}",
+        admin,
+        json={"is_active": False},
+        values={"user_id": str(new_user.json["id"])},
+        expect=200,
+    )
+    call("PATCH", "/api/users/{user_id}", admin, json={"is_active": False}, values={"user_id": "999999"}, expect=404)
     call("GET", "/api/areas", dispatcher, expect=200)
     call("POST", "/api/areas", admin, json={"name": "zone_q"}, expect=201)
-    call("POST", "/api/bags", admin, json={"qr_id": "LOOSE-1", "type": "child", "dispatch_area": "lucknow"},
-         expect=201)
-    call("POST", "/api/bags", admin, json={"qr_id": "LOOSE-1", "type": "child", "dispatch_area": "lucknow"},
-         expect=409)
-    call("POST", "/api/bags", admin, json={"qr_id": "LOOSE-2", "type": "parent", "dispatch_area": "lucknow"},
-         expect=422)
+    call("POST", "/api/bags", admin, json={"qr_id": "LOOSE-1", "type": "child", "dispatch_area": "lucknow"}, expect=201)
+    call("POST", "/api/bags", admin, json={"qr_id": "LOOSE-1", "type": "child", "dispatch_area": "lucknow"}, expect=409)
+    call(
+        "POST", "/api/bags", admin, json={"qr_id": "LOOSE-2", "type": "parent", "dispatch_area": "lucknow"}, expect=422
+    )
     call("POST", "/api/scans/parent", dispatcher, json={"qr_id": "SB00001"}, expect=201)
     call("POST", "/api/scans/parent", dispatcher, json={"qr_id": "SB00001"}, expect=200)
     call("POST", "/api/scans/child", dispatcher, json={"parent_qr": "SB00001", "child_qr": "KID-1"}, expect=200)
     call("POST", "/api/scans/child", dispatcher, json={"parent_qr": "SB00001", "child_qr": "SB00002"}, expect=422)
-    call("POST", "/api/scans/batch", dispatcher, json={"parent_qr": "SB00001", "child_qrs": ["KID-2", "SB00003"]},
-         expect=200)
+    call(
+        "POST",
+        "/api/scans/batch",
+        dispatcher,
+        json={"parent_qr": "SB00001", "child_qrs": ["KID-2", "SB00003"]},
+        expect=200,
+    )
     call("POST", "/api/scans/batch", dispatcher, json={"parent_qr": "SB00404", "child_qrs": ["KID-2"]}, expect=404)
     call("POST", "/api/scans/unlink", dispatcher, json={"child_qr": "KID-2"}, expect=200)
     call("POST", "/api/scans/unlink", dispatcher, json={"child_qr": "KID-2"}, expect=409)
@@ -205,10 +237,12 @@ def test_real_answers_match_their_documented_schemas(api, sql_conn):
         result = api.get(template, biller)
         assert result.status_code == 200 and result.headers["content-type"].startswith(media)
         response_schema("GET", template, 200, media)  # documented as CSV
-    for path, template, media in (("/docs", "/docs", "text/html"),
-                                  ("/docs/assets/swagger-ui.css", "/docs/assets/{asset}", "text/css"),
-                                  ("/docs/assets/docs.js", "/docs/assets/{asset}", "text/javascript"),
-                                  ("/docs/assets/favicon-32x32.png", "/docs/assets/{asset}", "image/png")):
+    for path, template, media in (
+        ("/docs", "/docs", "text/html"),
+        ("/docs/assets/swagger-ui.css", "/docs/assets/{asset}", "text/css"),
+        ("/docs/assets/docs.js", "/docs/assets/{asset}", "text/javascript"),
+        ("/docs/assets/favicon-32x32.png", "/docs/assets/{asset}", "image/png"),
+    ):
         result = api.get(path)  # public
         assert result.status_code == 200 and result.headers["content-type"].startswith(media), path
         response_schema("GET", template, 200, media)  # documented with its media type
@@ -217,8 +251,16 @@ def test_real_answers_match_their_documented_schemas(api, sql_conn):
     call("POST", "/api/auth/logout", biller, expect=401)  # its token has ended
     documented_success = {(m, p) for p, item in openapi_document()["paths"].items() for m in item}
     seen_success = {(m.lower(), p) for m, p, code in checked if code < 300}
-    missing = documented_success - seen_success - {("get", "/api/exports/bags.csv"), ("get", "/api/exports/bills.csv"),
-                                                   ("get", "/docs"), ("get", "/docs/assets/{asset}")}
+    missing = (
+        documented_success
+        - seen_success
+        - {
+            ("get", "/api/exports/bags.csv"),
+            ("get", "/api/exports/bills.csv"),
+            ("get", "/docs"),
+            ("get", "/docs/assets/{asset}"),
+        }
+    )
     assert not missing, f"no successful answer checked for {sorted(missing)}"
 
 
@@ -228,13 +270,15 @@ def test_health_reports_the_database_the_cache_and_the_pool(api):
     assert result.status_code == 200, result.text
     body = result.json
     assert body["status"] == "ok"
-    assert body == {"status": "ok", "version": __version__,
-                    "checks": {"database": True, "cache": True}}  # no details in public
+    assert body == {
+        "status": "ok",
+        "version": __version__,
+        "checks": {"database": True, "cache": True},
+    }  # no details in public
 
 
 def test_a_database_outage_is_503_with_retry_after(db):
-    down = Database("postgresql://postgres@127.0.0.1:1/postgres?connect_timeout=1", min_size=0, max_size=1,
-                    timeout=0.3)
+    down = Database("postgresql://postgres@127.0.0.1:1/postgres?connect_timeout=1", min_size=0, max_size=1, timeout=0.3)
     down.pool.open(wait=False)
     try:
         api = Api(down, api_settings())
@@ -243,8 +287,11 @@ def test_a_database_outage_is_503_with_retry_after(db):
         assert health.headers.get("retry-after")
         assert health.json["status"] == "unavailable" and health.json["checks"]["database"] is False
         token, _ = TokenSigner(SECRET, 3600).issue(1, 0)
-        for method, path, body in (("GET", "/api/bags", None), ("POST", "/api/scans/parent", {"qr_id": "SB00001"}),
-                                   ("GET", "/api/areas", None)):
+        for method, path, body in (
+            ("GET", "/api/bags", None),
+            ("POST", "/api/scans/parent", {"qr_id": "SB00001"}),
+            ("GET", "/api/areas", None),
+        ):
             result = api.request(method, path, token, json=body)
             assert_error(result, 503, "database_unavailable")
             assert result.headers.get("retry-after"), (method, path)

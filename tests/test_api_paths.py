@@ -19,19 +19,27 @@ def test_operations_on_x_slash_never_touch_x(api, sql_conn):
     api.bill(admin, "ZZB1", capacity=1)
 
     def state():
-        return (sql_conn.execute("SELECT id, qr_id, parent_id, updated_at FROM bag ORDER BY id").fetchall(),
-                sql_conn.execute("SELECT id, bill_no, description, status, updated_at FROM bill").fetchall(),
-                count_events(sql_conn))
+        return (
+            sql_conn.execute("SELECT id, qr_id, parent_id, updated_at FROM bag ORDER BY id").fetchall(),
+            sql_conn.execute("SELECT id, bill_no, description, status, updated_at FROM bill").fetchall(),
+            count_events(sql_conn),
+        )
 
     before = state()
     calls = []
     for op in routes.OPERATIONS:
         if "{qr}" in op.path or "{bill_no}" in op.path or "{parent_qr}" in op.path:
             for slash in ("%2F", "/"):
-                path = (op.path.replace("{qr}", "ZZTS01" + slash).replace("{bill_no}", "ZZB1" + slash)
-                        .replace("{parent_qr}", "SB00001" + slash))
-                body = {"description": "touched"} if op.method == "PATCH" else (
-                    {"parent_qr": "SB00001"} if op.body is not None else None)
+                path = (
+                    op.path.replace("{qr}", "ZZTS01" + slash)
+                    .replace("{bill_no}", "ZZB1" + slash)
+                    .replace("{parent_qr}", "SB00001" + slash)
+                )
+                body = (
+                    {"description": "touched"}
+                    if op.method == "PATCH"
+                    else ({"parent_qr": "SB00001"} if op.body is not None else None)
+                )
                 result = api.request(op.method, path, admin, json=body)
                 calls.append((op.id, slash))
                 assert result.status_code == 400, (op.id, path, result.text)
@@ -58,11 +66,16 @@ def test_identifiers_holding_a_slash_are_reached_with_percent_2f(api):
     assert removed.status_code == 200 and removed.json["result"] == "removed"
     # QRs and bill numbers that would end in a route's word, or break a path, are refused at entry
     for qr in ("CH9/HISTORY", "ch9/history", "A//BB", "ABCD/", "/ABCD"):
-        assert_error(api.post("/api/bags", admin, json={"qr_id": qr, "type": "child", "dispatch_area": "lucknow"}),
-                     400, "invalid_qr", "qr_id")
+        assert_error(
+            api.post("/api/bags", admin, json={"qr_id": qr, "type": "child", "dispatch_area": "lucknow"}),
+            400,
+            "invalid_qr",
+            "qr_id",
+        )
     for bill_no in ("B/complete", "parents", "B//C", "B/", "/B", "B/.x"):
-        assert_error(api.post("/api/bills", admin, json={"bill_no": bill_no, "capacity": 1}), 400,
-                     "validation_error", "bill_no")
+        assert_error(
+            api.post("/api/bills", admin, json={"bill_no": bill_no, "capacity": 1}), 400, "validation_error", "bill_no"
+        )
     # so "ch99%2Fhistory" has one reading: the history of CH99
     api.post("/api/bags", admin, json={"qr_id": "CH99", "type": "child", "dispatch_area": "lucknow"})
     history = api.get("/api/bags/ch99%2Fhistory", admin)
@@ -103,12 +116,14 @@ def test_bill_rules_of_the_contract(api, sql_conn):
     assert count_events(sql_conn, "bill_updated") == events
     changed = api.patch("/api/bills/ECHO-1", admin, json={"description": "second", "capacity": 2})
     assert changed.status_code == 200
-    assert sql_conn.execute("SELECT details FROM event WHERE kind = 'bill_updated'").fetchall() == \
-        [({"description": "second"},)]
+    assert sql_conn.execute("SELECT details FROM event WHERE kind = 'bill_updated'").fetchall() == [
+        ({"description": "second"},)
+    ]
     # a JSON integer may be written 2.0 (JSON Schema counts it as one); 2.5 is no integer
     assert api.bill(admin, "ECHO-2", capacity=2.0)["capacity"] == 2
-    assert_error(api.post("/api/bills", admin, json={"bill_no": "ECHO-3", "capacity": 2.5}), 400,
-                 "validation_error", "capacity")
+    assert_error(
+        api.post("/api/bills", admin, json={"bill_no": "ECHO-3", "capacity": 2.5}), 400, "validation_error", "capacity"
+    )
     # a deleted bill is answered by its own number, however the path spelt it
     deleted = api.delete("/api/bills/%20echo-1%09", admin)
     assert deleted.status_code == 200 and deleted.json == {"deleted": "ECHO-1"}
@@ -118,9 +133,17 @@ def test_idempotency_key_characters_are_checked_with_a_clear_message(api, sql_co
     admin = api.admin()
     before = count_rows(sql_conn, "bag")
     for key in ("\u00e9t\u00e9", "has space", "k" * 201):
-        error = assert_error(api.post("/api/bags", admin, json={"qr_id": "KEYED-1", "type": "child",
-                                                                 "dispatch_area": "lucknow"},
-                                      headers={"Idempotency-Key": key}), 400, "validation_error", "Idempotency-Key")
+        error = assert_error(
+            api.post(
+                "/api/bags",
+                admin,
+                json={"qr_id": "KEYED-1", "type": "child", "dispatch_area": "lucknow"},
+                headers={"Idempotency-Key": key},
+            ),
+            400,
+            "validation_error",
+            "Idempotency-Key",
+        )
         assert "visible ASCII" in error["message"]
     assert count_rows(sql_conn, "bag") == before
 
@@ -134,6 +157,8 @@ def test_a_dispatchers_scan_list_of_another_areas_bag_is_not_found(api):
     assert_error(other, 404, "bag_not_found")
     assert other.json["error"].keys() == unknown.json["error"].keys()
     assert other.json["error"]["message"] == unknown.json["error"]["message"].replace("SB00404", "SB00001")
-    assert [e["qr_id"] for e in api.get("/api/scans", dispatcher, params={"bag": "SB00002"}).json["items"]] == \
-        ["SB00002-C000", "SB00002"]
+    assert [e["qr_id"] for e in api.get("/api/scans", dispatcher, params={"bag": "SB00002"}).json["items"]] == [
+        "SB00002-C000",
+        "SB00002",
+    ]
     assert len(api.get("/api/scans", admin, params={"bag": "SB00001"}).json["items"]) == 2

@@ -7,21 +7,29 @@ from .api_helpers import *  # noqa: F403
 
 def test_admin_creates_lists_and_pages_through_users(api, sql_conn):
     admin = api.admin()
-    created = api.post("/api/users", admin, json={
-        "username": "Disp.One", "password": "a-long-password", "role": "dispatcher", "dispatch_area": "ranchi"})
+    created = api.post(
+        "/api/users",
+        admin,
+        json={"username": "Disp.One", "password": "a-long-password", "role": "dispatcher", "dispatch_area": "ranchi"},
+    )
     assert created.status_code == 201, created.text
     user = created.json
     assert set(user) == USER_KEYS
     assert (user["username"], user["role"], user["dispatch_area"], user["is_active"]) == (
-        "Disp.One", "dispatcher", "ranchi", True)
+        "Disp.One",
+        "dispatcher",
+        "ranchi",
+        True,
+    )
     assert user["last_login_at"] is None
     stored = sql_value(sql_conn, "SELECT password_hash FROM app_user WHERE id = %s", (user["id"],))
     assert stored.startswith("$argon2id$") and "a-long-password" not in stored
     # the new user logs in with that password
     login = api.login("disp.one", "a-long-password")
     assert login.status_code == 200 and login.json["user"]["id"] == user["id"]
-    weak = api.post("/api/users", admin, json={"username": "warehouse.clerk", "password": "WAREHOUSE.CLERK",
-                                               "role": "biller"})
+    weak = api.post(
+        "/api/users", admin, json={"username": "warehouse.clerk", "password": "WAREHOUSE.CLERK", "role": "biller"}
+    )
     assert_error(weak, 400, "weak_password", "password")
     new_biller = {"username": "bill.er", "password": "sorghum-ledger-77", "role": "biller"}
     biller = api.post("/api/users", admin, json=new_biller, key="user-2")
@@ -48,20 +56,33 @@ def test_user_creation_errors(api, sql_conn):
     taken = api.post("/api/users", admin, json={**new, "username": admin.username.upper()})
     assert_error(taken, 409, "username_taken", "username")
     for password in ("short", "1234567", ""):
-        assert_error(api.post("/api/users", admin, json={**new, "password": password}), 400, "weak_password",
-                     "password")
-    assert_error(api.post("/api/users", admin, json={**new, "password": "p" * 1025}), 400, "validation_error",
-                 "password")
-    assert_error(api.post("/api/users", admin, json={**new, "role": "dispatcher"}), 400, "dispatch_area_required",
-                 "dispatch_area")
-    assert_error(api.post("/api/users", admin, json={**new, "role": "dispatcher", "dispatch_area": "atlantis"}),
-                 400, "unknown_area", "dispatch_area")
+        assert_error(
+            api.post("/api/users", admin, json={**new, "password": password}), 400, "weak_password", "password"
+        )
+    assert_error(
+        api.post("/api/users", admin, json={**new, "password": "p" * 1025}), 400, "validation_error", "password"
+    )
+    assert_error(
+        api.post("/api/users", admin, json={**new, "role": "dispatcher"}),
+        400,
+        "dispatch_area_required",
+        "dispatch_area",
+    )
+    assert_error(
+        api.post("/api/users", admin, json={**new, "role": "dispatcher", "dispatch_area": "atlantis"}),
+        400,
+        "unknown_area",
+        "dispatch_area",
+    )
     assert_error(api.post("/api/users", admin, json={**new, "role": "root"}), 400, "validation_error", "role")
     for name in ("ab", "has space", "semi;colon"):
-        assert_error(api.post("/api/users", admin, json={**new, "username": name}), 400, "validation_error",
-                     "username")
-    assert_error(api.post("/api/users", admin, json={"username": "valid1", "role": "biller"}), 400,
-                 "validation_error", "password")
+        assert_error(api.post("/api/users", admin, json={**new, "username": name}), 400, "validation_error", "username")
+    assert_error(
+        api.post("/api/users", admin, json={"username": "valid1", "role": "biller"}),
+        400,
+        "validation_error",
+        "password",
+    )
     assert count_rows(sql_conn, "app_user") == before
 
 
@@ -84,16 +105,27 @@ def test_admin_changes_a_user(api, sql_conn):
     assert_error(api.patch(f"/api/users/{dispatcher.id}", admin, json={}), 400, "validation_error")
     assert sql_value(sql_conn, "SELECT updated_at FROM app_user WHERE id = %s", (dispatcher.id,)) == updated
     # errors
-    assert_error(api.patch(f"/api/users/{dispatcher.id}", admin, json={"password": "short"}), 400, "weak_password",
-                 "password")
-    assert_error(api.patch(f"/api/users/{dispatcher.id}", admin, json={"dispatch_area": None}), 400,
-                 "dispatch_area_required", "dispatch_area")
-    assert_error(api.patch(f"/api/users/{dispatcher.id}", admin, json={"dispatch_area": "atlantis"}), 400,
-                 "unknown_area", "dispatch_area")
-    assert_error(api.patch(f"/api/users/{dispatcher.id}", admin, json={"role": "king"}), 400, "validation_error",
-                 "role")
-    assert_error(api.patch(f"/api/users/{dispatcher.id}", admin, json={"is_active": "no"}), 400,
-                 "validation_error", "is_active")
+    assert_error(
+        api.patch(f"/api/users/{dispatcher.id}", admin, json={"password": "short"}), 400, "weak_password", "password"
+    )
+    assert_error(
+        api.patch(f"/api/users/{dispatcher.id}", admin, json={"dispatch_area": None}),
+        400,
+        "dispatch_area_required",
+        "dispatch_area",
+    )
+    assert_error(
+        api.patch(f"/api/users/{dispatcher.id}", admin, json={"dispatch_area": "atlantis"}),
+        400,
+        "unknown_area",
+        "dispatch_area",
+    )
+    assert_error(
+        api.patch(f"/api/users/{dispatcher.id}", admin, json={"role": "king"}), 400, "validation_error", "role"
+    )
+    assert_error(
+        api.patch(f"/api/users/{dispatcher.id}", admin, json={"is_active": "no"}), 400, "validation_error", "is_active"
+    )
     assert_error(api.patch("/api/users/999999", admin, json={"is_active": False}), 404, "user_not_found")
     assert sql_value(sql_conn, "SELECT dispatch_area FROM app_user WHERE id = %s", (dispatcher.id,)) == "indore"
 
@@ -121,8 +153,18 @@ def test_areas(api, sql_conn):
     assert listed.json["next_cursor"] is None
     names = [a["name"] for a in listed.json["items"]]
     assert names == sorted(names)
-    assert set(names) == {"lucknow", "indore", "jaipur", "hisar", "sri_ganganagar", "sangaria", "bathinda",
-                          "raipur", "ranchi", "akola"}
+    assert set(names) == {
+        "lucknow",
+        "indore",
+        "jaipur",
+        "hisar",
+        "sri_ganganagar",
+        "sangaria",
+        "bathinda",
+        "raipur",
+        "ranchi",
+        "akola",
+    }
     assert all(set(a) == {"name", "label"} and a["label"] for a in listed.json["items"])
     created = api.post("/api/areas", admin, json={"name": "new_town", "label": "New Town"})
     assert created.status_code == 201, created.text

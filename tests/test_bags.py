@@ -9,15 +9,16 @@ import orjson
 import psycopg
 import pytest
 
-from tracetrack_db import areas, bags, bills, errors, jsontext, scans
-
 from tests.factories import full_parent, make_user
+from tracetrack_db import areas, bags, bills, errors, jsontext, scans
 
 
 def bag_row(sql_conn, qr: str):
     return sql_conn.execute(
         "SELECT b.type, b.status, p.qr_id, b.child_count, b.weight_kg FROM bag b "
-        "LEFT JOIN bag p ON p.id = b.parent_id WHERE b.qr_id = %s", (qr,)).fetchone()
+        "LEFT JOIN bag p ON p.id = b.parent_id WHERE b.qr_id = %s",
+        (qr,),
+    ).fetchone()
 
 
 def counts(sql_conn) -> tuple[int, int]:
@@ -26,18 +27,31 @@ def counts(sql_conn) -> tuple[int, int]:
 
 # --- register_bag -----------------------------------------------------------
 
+
 def test_register_child_and_parent(db, sql_conn):
     user = make_user(db, "admin")
     child = bags.register_bag(db, " loose-0001 ", "child", "lucknow", user_id=user.id, idempotency_key="key-1")
-    assert (child.qr_id, child.type, child.status, child.parent_id, child.dispatch_area) == \
-        ("LOOSE-0001", "child", "pending", None, "lucknow")
+    assert (child.qr_id, child.type, child.status, child.parent_id, child.dispatch_area) == (
+        "LOOSE-0001",
+        "child",
+        "pending",
+        None,
+        "lucknow",
+    )
     assert (child.weight_kg, child.capacity, child.child_count, child.created_by) == (Decimal(1), None, 0, user.id)
     assert bags.get_bag(db, "LOOSE-0001") == child
     parent = bags.register_bag(db, "m444-00001", "parent", "lucknow")
-    assert (parent.qr_id, parent.type, parent.status, parent.capacity, parent.child_count, parent.weight_kg) == \
-        ("M444-00001", "parent", "pending", 30, 0, Decimal(0))
-    event = sql_conn.execute("SELECT kind, user_id, bag_id, qr_id, dispatch_area, idempotency_key FROM event "
-                             "ORDER BY id LIMIT 1").fetchone()
+    assert (parent.qr_id, parent.type, parent.status, parent.capacity, parent.child_count, parent.weight_kg) == (
+        "M444-00001",
+        "parent",
+        "pending",
+        30,
+        0,
+        Decimal(0),
+    )
+    event = sql_conn.execute(
+        "SELECT kind, user_id, bag_id, qr_id, dispatch_area, idempotency_key FROM event ORDER BY id LIMIT 1"
+    ).fetchone()
     assert event == ("bag_created", user.id, child.id, "LOOSE-0001", "lucknow", "key-1")
     # a registered child links like a scanned one, a registered parent opens like a scanned one
     assert scans.open_parent(db, "M444-00001").created is False
@@ -78,6 +92,7 @@ def test_a_bags_type_never_changes_even_behind_the_library(db, sql_conn):
 
 
 # --- get_bag / get_bag_detail_json ------------------------------------------
+
 
 def detail(db, qr, **kw) -> dict:
     return orjson.loads(bags.get_bag_detail_json(db, qr, **kw))
@@ -136,6 +151,7 @@ def test_another_areas_bag_is_not_found_like_an_unknown_one(db):
 def test_the_hot_reads_json_has_exactly_the_rows_of_the_typed_reads(db):
     """GET /api/bags/{qr} answers with JSON PostgreSQL renders from bag_row and
     bill_row: each object must equal the typed Bag / Bill of the same row."""
+
     def typed(row) -> dict:
         return orjson.loads(jsontext.dumps(row))
 
@@ -171,6 +187,7 @@ def normal(value):
 
 
 # --- delete_bag -------------------------------------------------------------
+
 
 def test_delete_parent_with_children_is_refused_until_they_are_unlinked(db, sql_conn):
     qr = full_parent(db, 1, children=2)
@@ -209,7 +226,8 @@ def test_deleting_a_linked_child_decrements_its_parent(db, sql_conn):
     assert bag_row(sql_conn, qr) == ("parent", "in_progress", None, 29, Decimal(29))
     events = sql_conn.execute(
         "SELECT kind, user_id, qr_id, parent_qr, idempotency_key, details FROM event "
-        "WHERE qr_id = 'C00001-07' AND kind IN ('unlink', 'bag_deleted') ORDER BY id").fetchall()
+        "WHERE qr_id = 'C00001-07' AND kind IN ('unlink', 'bag_deleted') ORDER BY id"
+    ).fetchall()
     assert events == [
         ("unlink", user.id, "C00001-07", qr, "del-1", None),
         ("bag_deleted", user.id, "C00001-07", qr, "del-1", {"type": "child", "status": "completed"}),
@@ -244,6 +262,7 @@ def test_delete_bag_not_found_and_another_area(db, sql_conn):
 
 
 # --- list_bags --------------------------------------------------------------
+
 
 @pytest.fixture
 def bag_set(db, owner_db):
@@ -291,8 +310,15 @@ def test_list_bags_filters(db, sql_conn, bag_set):
 
     assert qrs(type="parent") == ["M444-00001", "SB00001", "SB00002", "TINY001"]
     assert qrs(type="child") == sorted(set(bag_set) - {"M444-00001", "SB00001", "SB00002", "TINY001"})
-    assert qrs(status="completed") == ["ABC1-04", "ABXC1-03", "AB_C1-01", "AB_C1-02", "TINY-KID-1",
-                                       "TINY-KID-2", "TINY001"]
+    assert qrs(status="completed") == [
+        "ABC1-04",
+        "ABXC1-03",
+        "AB_C1-01",
+        "AB_C1-02",
+        "TINY-KID-1",
+        "TINY-KID-2",
+        "TINY001",
+    ]
     assert qrs(status="pending") == ["LOOSE-1", "M444-00001"]
     assert qrs(status="in_progress") == ["SB00001", "SB00002"]
     assert qrs(dispatch_area="indore") == ["ABC1-04", "ABXC1-03", "SB00002"]
@@ -311,7 +337,7 @@ def test_list_bags_filters(db, sql_conn, bag_set):
     assert billed.bill_no == "BILL-1" and billed.bill_id is not None
     linked = bags.list_bags(db, q="ABC1-04").items[0]
     assert linked.parent_qr == "SB00002"
-    tomorrow, = sql_conn.execute("SELECT now() + interval '1 day'").fetchone()
+    (tomorrow,) = sql_conn.execute("SELECT now() + interval '1 day'").fetchone()
     assert bags.list_bags(db, created_after=tomorrow).items == []
     assert len(bags.list_bags(db, created_before=tomorrow, limit=200).items) == len(bag_set)
 
@@ -339,10 +365,12 @@ def test_list_bags_refuses_a_limit_out_of_range(db, bag_set):
 
 # --- dispatch areas ---------------------------------------------------------
 
+
 def test_default_areas_and_adding_one(db):
     names = [a.name for a in areas.list_areas(db)]
-    assert names == sorted(["lucknow", "indore", "jaipur", "hisar", "sri_ganganagar", "sangaria",
-                            "bathinda", "raipur", "ranchi", "akola"])
+    assert names == sorted(
+        ["lucknow", "indore", "jaipur", "hisar", "sri_ganganagar", "sangaria", "bathinda", "raipur", "ranchi", "akola"]
+    )
     assert {a.name: a.label for a in areas.list_areas(db)}["sri_ganganagar"] == "Sri Ganganagar"
     area = areas.create_area(db, "new_delhi")
     assert (area.name, area.label) == ("new_delhi", "New Delhi")

@@ -8,10 +8,9 @@ from decimal import Decimal
 
 import pytest
 
+from tests.factories import full_parent, make_user
 from tracetrack_db import areas, bags, bills, errors, scans
 from tracetrack_db.bills import BillChanges
-
-from tests.factories import full_parent, make_user
 
 
 def event_count(sql_conn) -> int:
@@ -27,20 +26,34 @@ def check_bill_consistent(db, bill_no: str):
     bill = bills.get_bill(db, bill_no)
     real = db.run_sql(
         "SELECT count(*)::int AS linked_parent_count, coalesce(sum(child_count), 0)::int AS total_child_count, "
-        "coalesce(sum(weight_kg), 0) AS total_weight_kg FROM bag WHERE bill_id = %(id)s", {"id": bill.id},
-        row=dict)[0]
-    assert (bill.linked_parent_count, bill.total_child_count, bill.total_weight_kg) == \
-        (real["linked_parent_count"], real["total_child_count"], real["total_weight_kg"])
+        "coalesce(sum(weight_kg), 0) AS total_weight_kg FROM bag WHERE bill_id = %(id)s",
+        {"id": bill.id},
+        row=dict,
+    )[0]
+    assert (bill.linked_parent_count, bill.total_child_count, bill.total_weight_kg) == (
+        real["linked_parent_count"],
+        real["total_child_count"],
+        real["total_weight_kg"],
+    )
     assert 0 <= bill.linked_parent_count <= bill.capacity
     return bill
 
 
 # --- create / get -----------------------------------------------------------
 
+
 def test_create_bill(db, sql_conn):
     user = make_user(db, "biller")
-    bill = bills.create_bill(db, "  Bill-2024/001 ", 3, description="rice", destination="Delhi",
-                             vehicle_number="UP32 AB 1234", user_id=user.id, idempotency_key="k-1")
+    bill = bills.create_bill(
+        db,
+        "  Bill-2024/001 ",
+        3,
+        description="rice",
+        destination="Delhi",
+        vehicle_number="UP32 AB 1234",
+        user_id=user.id,
+        idempotency_key="k-1",
+    )
     assert (bill.bill_no, bill.capacity, bill.status) == ("Bill-2024/001", 3, "new")
     assert (bill.description, bill.destination, bill.vehicle_number) == ("rice", "Delhi", "UP32 AB 1234")
     assert totals(bill) == (0, 0, Decimal(0), Decimal(0))
@@ -91,9 +104,10 @@ def test_get_bill_errors(db):
 
 # --- add / remove parents ---------------------------------------------------
 
+
 def test_add_and_remove_parents_keep_weights_and_counts(owner_db, db, sql_conn):
-    p1 = full_parent(db, 1)                 # 30 children, completed
-    p2 = full_parent(db, 2, children=10)    # in progress
+    p1 = full_parent(db, 1)  # 30 children, completed
+    p2 = full_parent(db, 2, children=10)  # in progress
     areas.create_parent_format(owner_db, "tiny", "^TINY[0-9]{3}$", capacity=2, expected_weight_kg=Decimal("2.5"))
     scans.open_parent(db, "TINY001", dispatch_area="lucknow")
     scans.link_child(db, "TINY001", "TINY-KID-1")
@@ -126,7 +140,9 @@ def test_add_and_remove_parents_keep_weights_and_counts(owner_db, db, sql_conn):
     detail = bills.get_bill_detail(db, "bill-1")
     assert detail.bill == bills.get_bill(db, "BILL-1")
     assert [(p.qr_id, p.child_count, p.weight_kg, p.bill_no) for p in detail.parents] == [
-        ("SB00001", 30, Decimal(30), "BILL-1"), ("TINY001", 1, Decimal(1), "BILL-1")]
+        ("SB00001", 30, Decimal(30), "BILL-1"),
+        ("TINY001", 1, Decimal(1), "BILL-1"),
+    ]
 
 
 def test_add_parent_errors(db, sql_conn):
@@ -141,8 +157,11 @@ def test_add_parent_errors(db, sql_conn):
     bills.add_parent(db, "OTHER", p2)
     bills.add_parent(db, "DONE", p3)
     bills.complete_bill(db, "DONE")
-    before = (sql_conn.execute("SELECT * FROM bill ORDER BY id").fetchall(),
-              sql_conn.execute("SELECT id, bill_id FROM bag ORDER BY id").fetchall(), event_count(sql_conn))
+    before = (
+        sql_conn.execute("SELECT * FROM bill ORDER BY id").fetchall(),
+        sql_conn.execute("SELECT id, bill_id FROM bag ORDER BY id").fetchall(),
+        event_count(sql_conn),
+    )
     cases = [
         ("ONE", "SB00009", errors.BillFull, "bill_full", 409),
         ("ONE", p2, errors.ParentOnOtherBill, "parent_on_other_bill", 409),
@@ -158,8 +177,11 @@ def test_add_parent_errors(db, sql_conn):
         assert (info.value.code, info.value.status) == (code, status), (bill_no, parent)
     with pytest.raises(errors.InvalidQr):
         bills.add_parent(db, "OTHER", "x!")
-    after = (sql_conn.execute("SELECT * FROM bill ORDER BY id").fetchall(),
-             sql_conn.execute("SELECT id, bill_id FROM bag ORDER BY id").fetchall(), event_count(sql_conn))
+    after = (
+        sql_conn.execute("SELECT * FROM bill ORDER BY id").fetchall(),
+        sql_conn.execute("SELECT id, bill_id FROM bag ORDER BY id").fetchall(),
+        event_count(sql_conn),
+    )
     assert after == before
     # already on this completed bill is still just "already_added"
     assert bills.add_parent(db, "DONE", p3).result == "already_added"
@@ -186,6 +208,7 @@ def test_remove_parent_errors(db, sql_conn):
 
 
 # --- complete / reopen ------------------------------------------------------
+
 
 def test_complete_needs_a_full_bill_and_reopen_goes_back_to_processing(db, sql_conn):
     p1 = full_parent(db, 1, children=5)
@@ -233,12 +256,12 @@ def test_complete_needs_a_full_bill_and_reopen_goes_back_to_processing(db, sql_c
     for call in (bills.complete_bill, bills.reopen_bill):
         with pytest.raises(errors.BillNotFound):
             call(db, "NOPE")
-    kinds = [r[0] for r in sql_conn.execute(
-        "SELECT kind FROM event WHERE bill_no = 'BILL-1' ORDER BY id")]
+    kinds = [r[0] for r in sql_conn.execute("SELECT kind FROM event WHERE bill_no = 'BILL-1' ORDER BY id")]
     assert kinds == ["bill_created", "bill_add", "bill_add", "bill_complete", "bill_reopen", "bill_remove"]
 
 
 # --- update -----------------------------------------------------------------
+
 
 def test_update_bill(db, sql_conn):
     user = make_user(db, "biller")
@@ -248,12 +271,18 @@ def test_update_bill(db, sql_conn):
     bills.add_parent(db, "BILL-1", p1)
     bills.add_parent(db, "BILL-1", p2)
 
-    changed = bills.update_bill(db, "bill-1", BillChanges(description="new", vehicle_number="V2"),
-                                user_id=user.id, idempotency_key="u-1")
-    assert (changed.description, changed.destination, changed.vehicle_number, changed.capacity) == \
-        ("new", "Agra", "V2", 5)
-    event = sql_conn.execute("SELECT kind, user_id, bill_no, idempotency_key, details FROM event "
-                             "ORDER BY id DESC LIMIT 1").fetchone()
+    changed = bills.update_bill(
+        db, "bill-1", BillChanges(description="new", vehicle_number="V2"), user_id=user.id, idempotency_key="u-1"
+    )
+    assert (changed.description, changed.destination, changed.vehicle_number, changed.capacity) == (
+        "new",
+        "Agra",
+        "V2",
+        5,
+    )
+    event = sql_conn.execute(
+        "SELECT kind, user_id, bill_no, idempotency_key, details FROM event ORDER BY id DESC LIMIT 1"
+    ).fetchone()
     assert event == ("bill_updated", user.id, "BILL-1", "u-1", {"description": "new", "vehicle_number": "V2"})
 
     with pytest.raises(errors.BillCapacityTooSmall) as info:
@@ -277,6 +306,7 @@ def test_update_bill(db, sql_conn):
 
 # --- delete -----------------------------------------------------------------
 
+
 def test_delete_bill_releases_parents_and_keeps_history(db, sql_conn):
     user = make_user(db, "admin")
     p1 = full_parent(db, 1)
@@ -293,17 +323,24 @@ def test_delete_bill_releases_parents_and_keeps_history(db, sql_conn):
     for qr in (p1, p2):
         parent = bags.get_bag(db, qr)
         assert (parent.bill_id, parent.bill_no, parent.child_count, parent.status) == (None, None, 30, "completed")
-    last = sql_conn.execute("SELECT kind, user_id, bill_id, bill_no, idempotency_key, details FROM event "
-                            "ORDER BY id DESC LIMIT 1").fetchone()
-    assert last == ("bill_deleted", user.id, bill.id, "BILL-1", "d-1",
-                    {"parents_released": 2, "status": "completed"})
+    last = sql_conn.execute(
+        "SELECT kind, user_id, bill_id, bill_no, idempotency_key, details FROM event ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    assert last == ("bill_deleted", user.id, bill.id, "BILL-1", "d-1", {"parents_released": 2, "status": "completed"})
     # a bill_remove per released parent (its own history says how it left), then bill_deleted
     assert event_count(sql_conn) == events_before + 3
     removed = sql_conn.execute("SELECT parent_qr, details FROM event WHERE kind = 'bill_remove' ORDER BY id").fetchall()
     assert removed == [(p1, {"bill_deleted": True}), (p2, {"bill_deleted": True})]
     kinds = [r[0] for r in sql_conn.execute("SELECT kind FROM event WHERE bill_id = %s ORDER BY id", (bill.id,))]
-    assert kinds == ["bill_created", "bill_add", "bill_add", "bill_complete", "bill_remove", "bill_remove",
-                     "bill_deleted"]
+    assert kinds == [
+        "bill_created",
+        "bill_add",
+        "bill_add",
+        "bill_complete",
+        "bill_remove",
+        "bill_remove",
+        "bill_deleted",
+    ]
 
     # the parents are free: they can be unlinked from or go on a new bill
     assert scans.unlink_child(db, "C00001-00").child_count == 29
@@ -314,6 +351,7 @@ def test_delete_bill_releases_parents_and_keeps_history(db, sql_conn):
 
 
 # --- list -------------------------------------------------------------------
+
 
 def test_list_bills(db):
     p1 = full_parent(db, 1, children=1)
@@ -348,6 +386,7 @@ def test_list_bills(db):
 
 
 # --- counters ---------------------------------------------------------------
+
 
 def test_bill_counters_equal_real_totals_after_a_sequence(db):
     rng = random.Random(7)

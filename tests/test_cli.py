@@ -11,17 +11,25 @@ import psutil
 import psycopg
 import pytest
 
-
 ENTRY = [sys.executable, "-c", "from tracetrack_ops.cli import main; main()"]
 
 
 def run(args, env_extra, input_text=None, timeout=120):
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "TRACETRACK_ADMIN_USERNAME", "TRACETRACK_ADMIN_PASSWORD",
-                        "TRACETRACK_PASSWORD")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "TRACETRACK_ADMIN_USERNAME", "TRACETRACK_ADMIN_PASSWORD", "TRACETRACK_PASSWORD")
+    }
     env.update(env_extra)
-    return subprocess.run(ENTRY + args, env=env, capture_output=True, text=True, timeout=timeout,
-                          input=input_text, cwd=Path(__file__).parent.parent)
+    return subprocess.run(
+        ENTRY + args,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input_text,
+        cwd=Path(__file__).parent.parent,
+    )
 
 
 def postgres_running_on(pgdata: Path) -> bool:
@@ -38,8 +46,9 @@ def test_migrate_on_embedded_postgres_persists_and_stops(tmp_path):
     assert "migrated embedded PostgreSQL: 0001_schema.sql" in first.stdout
     assert (tmp_path / "pgdata" / "PG_VERSION").exists()
     assert not postgres_running_on(tmp_path / "pgdata")  # stopped cleanly on exit
-    second = run(["db", "migrate"], {**env, "TRACETRACK_ADMIN_USERNAME": "boss",
-                                     "TRACETRACK_ADMIN_PASSWORD": "boss-password-77"})
+    second = run(
+        ["db", "migrate"], {**env, "TRACETRACK_ADMIN_USERNAME": "boss", "TRACETRACK_ADMIN_PASSWORD": "boss-password-77"}
+    )
     assert second.returncode == 0, second.stderr
     assert "nothing to apply" in second.stdout  # the data directory was reused
     assert "created admin user 'boss'" in second.stdout
@@ -49,8 +58,11 @@ def test_migrate_on_embedded_postgres_persists_and_stops(tmp_path):
 
 
 def test_migrate_with_database_url_and_admin_bootstrap(db_url):
-    env = {"DATABASE_URL": db_url, "TRACETRACK_ADMIN_USERNAME": "chief",
-           "TRACETRACK_ADMIN_PASSWORD": "chief-password-77"}
+    env = {
+        "DATABASE_URL": db_url,
+        "TRACETRACK_ADMIN_USERNAME": "chief",
+        "TRACETRACK_ADMIN_PASSWORD": "chief-password-77",
+    }
     result = run(["db", "migrate"], env)
     assert result.returncode == 0, result.stderr
     assert "created admin user 'chief'" in result.stdout
@@ -60,12 +72,21 @@ def test_migrate_with_database_url_and_admin_bootstrap(db_url):
         assert conn.execute("SELECT role FROM app_user WHERE username = 'chief'").fetchall() == [("admin",)]
 
 
-@pytest.mark.parametrize("command", [["db", "migrate"], ["db", "status"], ["db", "table-stats"],
-                                     ["serve", "--port", "1"], ["users", "create", "--username", "abc",
-                                                                "--role", "admin"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["db", "migrate"],
+        ["db", "status"],
+        ["db", "table-stats"],
+        ["serve", "--port", "1"],
+        ["users", "create", "--username", "abc", "--role", "admin"],
+    ],
+)
 def test_bad_database_url_fails_with_the_host_named_and_no_traceback(command):
-    result = run(command, {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nowhere",
-                           "TRACETRACK_PASSWORD": "long-enough-for-sure"})
+    result = run(
+        command,
+        {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nowhere", "TRACETRACK_PASSWORD": "long-enough-for-sure"},
+    )
     assert result.returncode == 1
     assert "cannot connect to PostgreSQL at 127.0.0.1:1/nowhere" in result.stderr
     assert "Traceback" not in result.stderr
@@ -102,13 +123,23 @@ def test_status_reports_a_changed_migration(db_url):
 
 
 def test_the_packages_run_as_modules(db_url):
-    library = subprocess.run([sys.executable, "-m", "tracetrack_db", "status"], capture_output=True, text=True,
-                             timeout=60, env={**os.environ, "DATABASE_URL": db_url})
+    library = subprocess.run(
+        [sys.executable, "-m", "tracetrack_db", "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "DATABASE_URL": db_url},
+    )
     assert library.returncode == 0 and "0 pending" in library.stdout, library.stderr
-    assert "Usage: python -m tracetrack_db" in subprocess.run(
-        [sys.executable, "-m", "tracetrack_db", "--help"], capture_output=True, text=True, timeout=60).stdout
-    service = subprocess.run([sys.executable, "-m", "tracetrack_api", "--help"], capture_output=True, text=True,
-                             timeout=60)
+    assert (
+        "Usage: python -m tracetrack_db"
+        in subprocess.run(
+            [sys.executable, "-m", "tracetrack_db", "--help"], capture_output=True, text=True, timeout=60
+        ).stdout
+    )
+    service = subprocess.run(
+        [sys.executable, "-m", "tracetrack_api", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert service.returncode == 0 and "serve" in service.stdout and "config" in service.stdout
 
 

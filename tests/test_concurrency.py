@@ -43,8 +43,10 @@ def test_many_scanners_fill_one_parent_never_above_capacity(db: Database, sql_co
     per_thread = 4  # 64 children race for 30 places
 
     def work(i):
-        return [outcome_of(lambda c=c: scans.link_child(db, parent_qr(1), child_qr(i * per_thread + c)))
-                for c in range(per_thread)]
+        return [
+            outcome_of(lambda c=c: scans.link_child(db, parent_qr(1), child_qr(i * per_thread + c)))
+            for c in range(per_thread)
+        ]
 
     def outcome_of(call):
         try:
@@ -55,7 +57,8 @@ def test_many_scanners_fill_one_parent_never_above_capacity(db: Database, sql_co
     results = Counter(r for rs in run_together(THREADS, work) for r in rs)
     assert results == {"linked": 30, "parent_full": THREADS * per_thread - 30}
     row = sql_conn.execute(
-        "SELECT child_count, status, weight_kg FROM bag WHERE qr_id = %s", (parent_qr(1),)).fetchone()
+        "SELECT child_count, status, weight_kg FROM bag WHERE qr_id = %s", (parent_qr(1),)
+    ).fetchone()
     assert row[0] == 30 and row[1] == "completed" and row[2] == 30
     check_counters(sql_conn)
 
@@ -66,11 +69,16 @@ def test_one_child_scanned_into_many_parents_at_once_exactly_one_wins(db: Databa
         for p in parents:
             scans.open_parent(db, p, dispatch_area="lucknow")
         child = child_qr(round_)
-        results = Counter(outcome(r) for r in run_together(
-            THREADS, lambda i: scans.link_child(db, parents[i], child)))
+        results = Counter(
+            outcome(r)
+            for r in run_together(
+                THREADS, lambda i, parents=parents, child=child: scans.link_child(db, parents[i], child)
+            )
+        )
         assert results == {"linked": 1, "child_in_other_parent": THREADS - 1}
         holders = sql_conn.execute(
-            "SELECT count(*) FROM bag WHERE qr_id = %s AND parent_id IS NOT NULL", (child,)).fetchone()[0]
+            "SELECT count(*) FROM bag WHERE qr_id = %s AND parent_id IS NOT NULL", (child,)
+        ).fetchone()[0]
         assert holders == 1
     check_counters(sql_conn)
 
@@ -79,8 +87,7 @@ def test_one_parent_added_to_many_bills_at_once_exactly_one_wins(db: Database, s
     parent = full_parent(db, 1)
     for i in range(THREADS):
         bills.create_bill(db, f"RACE-{i}", 5)
-    results = Counter(outcome(r) for r in run_together(
-        THREADS, lambda i: bills.add_parent(db, f"RACE-{i}", parent)))
+    results = Counter(outcome(r) for r in run_together(THREADS, lambda i: bills.add_parent(db, f"RACE-{i}", parent)))
     assert results == {"added": 1, "parent_on_other_bill": THREADS - 1}
     on_bills = sql_conn.execute("SELECT sum(linked_parent_count) FROM bill").fetchone()[0]
     assert on_bills == 1
@@ -90,8 +97,7 @@ def test_one_parent_added_to_many_bills_at_once_exactly_one_wins(db: Database, s
 def test_bill_never_exceeds_its_capacity(db: Database, sql_conn):
     parents = [full_parent(db, i, children=2) for i in range(THREADS)]
     bills.create_bill(db, "SMALL", 5)
-    results = Counter(outcome(r) for r in run_together(
-        THREADS, lambda i: bills.add_parent(db, "SMALL", parents[i])))
+    results = Counter(outcome(r) for r in run_together(THREADS, lambda i: bills.add_parent(db, "SMALL", parents[i])))
     assert results == {"added": 5, "bill_full": THREADS - 5}
     check_counters(sql_conn)
 
@@ -166,7 +172,7 @@ def test_mixed_operations_never_deadlock_and_keep_counters_exact(db: Database, s
                 if exc.code == "conflict" or exc.status not in (403, 404, 409, 422):
                     unexpected.append(exc)
                 counts[exc.code] += 1
-            except BaseException as exc:  # any other database error
+            except BaseException as exc:  # noqa: BLE001 - any other database error is recorded, never expected
                 unexpected.append(exc)
         return counts
 
@@ -212,8 +218,12 @@ def _wait_for_lock_waiters(sql_conn, n: int) -> None:
     import time
 
     deadline = time.monotonic() + 20
-    while sql_conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                           "AND wait_event_type = 'Lock'").fetchone()[0] < n:
+    while (
+        sql_conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).fetchone()[0]
+        < n
+    ):
         assert time.monotonic() < deadline, "the transactions never queued on the row locks"
         time.sleep(0.01)
 
@@ -287,8 +297,10 @@ def test_two_parents_linked_into_each_other_never_deadlock(db: Database, sql_con
     thread.join(30)
     assert answered_while_held, "link(P1, child P2) queued for P2's lock: the deadlock's first half"
     assert isinstance(result["t1"], errors.NotAChild), result
-    outcomes = Counter(outcome(r) for r in run_together(2, lambda i: scans.link_child(
-        db, ("SB00001", "SB00002")[i], ("SB00002", "SB00001")[i])))
+    outcomes = Counter(
+        outcome(r)
+        for r in run_together(2, lambda i: scans.link_child(db, ("SB00001", "SB00002")[i], ("SB00002", "SB00001")[i]))
+    )
     assert outcomes == {"not_a_child": 2}
     check_counters(sql_conn)
 
@@ -305,10 +317,11 @@ def test_two_admins_demoting_each_other_at_once_leave_one_admin(db: Database, sq
     for round_ in range(8):
         a = users.create_user(db, f"admin-a{round_}", "correct-horse-9-staple", "admin")
         b = users.create_user(db, f"admin-b{round_}", "correct-horse-9-staple", "admin")
-        sql_conn.execute("UPDATE app_user SET is_active = false WHERE role = 'admin' AND id NOT IN (%s, %s)",
-                         (a.id, b.id))
+        sql_conn.execute(
+            "UPDATE app_user SET is_active = false WHERE role = 'admin' AND id NOT IN (%s, %s)", (a.id, b.id)
+        )
         change = UserChanges(role="biller") if round_ % 2 else UserChanges(is_active=False)
-        results = run_together(2, lambda i: users.update_user(db, (b, a)[i].id, change))
+        results = run_together(2, lambda i, a=a, b=b, change=change: users.update_user(db, (b, a)[i].id, change))
         assert sorted(type(r).__name__ for r in results) == ["LastAdmin", "User"], results
         active = sql_conn.execute("SELECT count(*) FROM app_user WHERE role = 'admin' AND is_active").fetchone()[0]
         assert active == 1

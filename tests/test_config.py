@@ -38,23 +38,34 @@ def test_a_bad_value_is_one_line_naming_the_variable_and_exit_code_2(tmp_path, n
 
 def test_library_commands_fail_the_same_way(tmp_path):
     result = run(["db", "status"], {"TRACETRACK_DATA_DIR": str(tmp_path), "TRACETRACK_POOL_MIN_SIZE": "x"})
-    assert result.returncode == 2 and result.stderr == "error: TRACETRACK_POOL_MIN_SIZE: must be a whole number, got 'x'\n"
+    assert (
+        result.returncode == 2 and result.stderr == "error: TRACETRACK_POOL_MIN_SIZE: must be a whole number, got 'x'\n"
+    )
 
 
 def test_the_library_raises_config_error_not_system_exit():
     with pytest.raises(ConfigError) as caught:
         ApiSettings.from_env({"TRACETRACK_POOL_MIN_SIZE": "9", "TRACETRACK_POOL_MAX_SIZE": "4"})
     assert caught.value.name == "TRACETRACK_POOL_MIN_SIZE"
-    settings = ApiSettings.from_env({"TRACETRACK_TOKEN_TTL": " 3600 ", "TRACETRACK_PREPARE_THRESHOLD": "none",
-                                     "TRACETRACK_TRUSTED_PROXIES": "10.0.0.0/8, ::1"})
+    settings = ApiSettings.from_env(
+        {
+            "TRACETRACK_TOKEN_TTL": " 3600 ",
+            "TRACETRACK_PREPARE_THRESHOLD": "none",
+            "TRACETRACK_TRUSTED_PROXIES": "10.0.0.0/8, ::1",
+        }
+    )
     assert (settings.token_ttl_seconds, settings.db.prepare_threshold) == (3600, None)
     assert settings.trusted_proxies == ("10.0.0.0/8", "::1")
 
 
 def test_config_lists_every_setting_with_its_source_and_masks_secrets(tmp_path):
-    env = {"TRACETRACK_DATA_DIR": str(tmp_path), "DATABASE_URL": "postgresql://svc:hunter2-secret@db.example/tt",
-           "TRACETRACK_SECRET_KEY": "very-secret-key-value", "REDIS_URL": "redis://:redis-pw@cache:6379/0",
-           "TRACETRACK_TOKEN_TTL": "7200"}
+    env = {
+        "TRACETRACK_DATA_DIR": str(tmp_path),
+        "DATABASE_URL": "postgresql://svc:hunter2-secret@db.example/tt",
+        "TRACETRACK_SECRET_KEY": "very-secret-key-value",
+        "REDIS_URL": "redis://:redis-pw@cache:6379/0",
+        "TRACETRACK_TOKEN_TTL": "7200",
+    }
     result = run(["config", "--format", "json"], env)
     assert result.returncode == 0, result.stderr
     rows = {r["name"]: r for r in orjson.loads(result.stdout)}
@@ -76,15 +87,21 @@ def test_config_says_what_stands_in_for_unset_settings(tmp_path):
     rows = {r["name"]: r for r in orjson.loads(result.stdout)}
     assert rows["DATABASE_URL"]["value"] == f"embedded PostgreSQL in {tmp_path / 'pgdata'}"
     assert rows["TRACETRACK_SECRET_KEY"]["source"] == "data directory"
-    assert rows["TRACETRACK_DATA_DIR"] == {"name": "TRACETRACK_DATA_DIR", "value": str(tmp_path),
-                                           "source": "environment"}
+    assert rows["TRACETRACK_DATA_DIR"] == {
+        "name": "TRACETRACK_DATA_DIR",
+        "value": str(tmp_path),
+        "source": "environment",
+    }
 
 
-@pytest.mark.parametrize(("value", "shown"), [
-    ("postgresql://u:pw@h:5432/db", "postgresql://u:****@h:5432/db"),
-    ("postgresql://u@h/db?password=pw&sslmode=require", "postgresql://u@h/db?password=****&sslmode=require"),
-    ("host=h password='a b' dbname=x", "host=h password=**** dbname=x"),
-    ("just-a-secret", "****"),
-])
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("postgresql://u:pw@h:5432/db", "postgresql://u:****@h:5432/db"),
+        ("postgresql://u@h/db?password=pw&sslmode=require", "postgresql://u@h/db?password=****&sslmode=require"),
+        ("host=h password='a b' dbname=x", "host=h password=**** dbname=x"),
+        ("just-a-secret", "****"),
+    ],
+)
 def test_masking(value, shown):
     assert masked(value) == shown

@@ -31,8 +31,12 @@ def test_docs_page_and_its_files_are_served_by_the_app(api):
     assert all(source in ("'self'", "'none'", "data:") for value in directives.values() for source in value.split())
     assert "<script>" not in page.text and "http" not in page.text  # no inline script, nothing from elsewhere
     assert page.headers["cache-control"] == "no-cache"
-    expected = {"swagger-ui.css": "text/css; charset=utf-8", "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
-                "favicon-32x32.png": "image/png", "docs.js": "text/javascript; charset=utf-8"}
+    expected = {
+        "swagger-ui.css": "text/css; charset=utf-8",
+        "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+        "favicon-32x32.png": "image/png",
+        "docs.js": "text/javascript; charset=utf-8",
+    }
     assert set(expected) == set(docs.ASSETS)
     for name, content_type in expected.items():
         assert f'"docs/assets/{name}"' in page.text
@@ -50,8 +54,13 @@ def test_docs_page_and_its_files_are_served_by_the_app(api):
 
 
 def test_no_other_file_is_reachable_through_docs(api):
-    for path in ("/docs/assets/swagger-ui.css.map", "/docs/assets/index.html", "/docs/assets/__init__.py",
-                 "/docs/assets/docs.py", "/docs/assets/swagger-ui.css%00.png"):
+    for path in (
+        "/docs/assets/swagger-ui.css.map",
+        "/docs/assets/index.html",
+        "/docs/assets/__init__.py",
+        "/docs/assets/docs.py",
+        "/docs/assets/swagger-ui.css%00.png",
+    ):
         assert_error(api.get(path), 400, "validation_error", "asset")
     for path in ("/docs/", "/docs/assets", "/docs/assets/", "/docs/x/docs.js", "/docs/assets/a/docs.js"):
         assert api.get(path).status_code in (400, 404), path
@@ -82,9 +91,14 @@ def test_docs_render_in_headless_chromium_from_the_server_alone(db_url):
     sync_api = _chromium()
     with running_server(db_url, "--no-demo", env_extra={"TRACETRACK_REFRESH_INTERVAL": "0"}) as (base, _proc):
         # path traversal through the real server, with the dots and encodings sent as they are
-        for path in ("/docs/assets/../../pyproject.toml", "/docs/assets/..%2F..%2Fpyproject.toml",
-                     "/docs/assets/%2e%2e/%2e%2e/tracetrack_api/docs.py", "/docs/assets/..%5Cdocs.py",
-                     "/docs/assets/%2Fetc%2Fpasswd", "/docs/assets/....//....//etc/passwd"):
+        for path in (
+            "/docs/assets/../../pyproject.toml",
+            "/docs/assets/..%2F..%2Fpyproject.toml",
+            "/docs/assets/%2e%2e/%2e%2e/tracetrack_api/docs.py",
+            "/docs/assets/..%5Cdocs.py",
+            "/docs/assets/%2Fetc%2Fpasswd",
+            "/docs/assets/....//....//etc/passwd",
+        ):
             status, body = _raw_get(base, path)
             assert status in (400, 404), (path, status)
             assert b"[project]" not in body and b"root:" not in body and b"swagger_ui_path" not in body
@@ -92,8 +106,9 @@ def test_docs_render_in_headless_chromium_from_the_server_alone(db_url):
         requests: list[str] = []
         problems: list[str] = []
         with sync_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                         args=["--no-sandbox", "--disable-dev-shm-usage"])
+            browser = pw.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"]
+            )
             try:
                 page = browser.new_page()
                 page.on("request", lambda r: requests.append(r.url))
@@ -103,8 +118,9 @@ def test_docs_render_in_headless_chromium_from_the_server_alone(db_url):
                 try:
                     page.wait_for_selector(".opblock-summary-path[data-path='/api/bags/{qr}']", timeout=30_000)
                 except sync_api.TimeoutError:
-                    raise AssertionError(f"no operation rendered: {problems} {requests}\n"
-                                         f"{page.inner_text('body')[:2000]}") from None
+                    raise AssertionError(
+                        f"no operation rendered: {problems} {requests}\n{page.inner_text('body')[:2000]}"
+                    ) from None
                 paths = page.eval_on_selector_all(".opblock-summary-path", "els => els.map(e => e.dataset.path)")
                 summaries = page.inner_text("#swagger-ui")
                 title = page.inner_text(".information-container .title")

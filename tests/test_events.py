@@ -6,10 +6,9 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from tests.factories import full_parent, make_user
 from tracetrack_db import bags, bills, errors, events, scans
 from tracetrack_db.bills import BillChanges
-
-from tests.factories import full_parent, make_user
 
 
 class Log:
@@ -22,15 +21,17 @@ class Log:
     def new(self) -> list[tuple]:
         rows = self.conn.execute(
             "SELECT id, kind, user_id, qr_id, parent_qr, bill_no, dispatch_area, idempotency_key, "
-            "bag_id, parent_id, bill_id FROM event WHERE id > %s ORDER BY id", (self.last,)).fetchall()
+            "bag_id, parent_id, bill_id FROM event WHERE id > %s ORDER BY id",
+            (self.last,),
+        ).fetchall()
         if rows:
             self.last = rows[-1][0]
         return [r[1:8] for r in rows]
 
     def new_with_ids(self) -> list[tuple]:
         rows = self.conn.execute(
-            "SELECT id, kind, bag_id, parent_id, bill_id FROM event WHERE id > %s ORDER BY id",
-            (self.last,)).fetchall()
+            "SELECT id, kind, bag_id, parent_id, bill_id FROM event WHERE id > %s ORDER BY id", (self.last,)
+        ).fetchall()
         if rows:
             self.last = rows[-1][0]
         return [r[1:] for r in rows]
@@ -47,8 +48,7 @@ def test_every_write_appends_events_with_user_bag_parent_bill_and_key(db, sql_co
     child = bags.get_bag(db, "CHILD-1")
     assert log.new_with_ids() == [("link", child.id, opened.bag.id, None)]
 
-    scans.link_children(db, "SB00001", ["CHILD-3", "CHILD-2", "CHILD-1", "SB00001"], user_id=u,
-                        idempotency_key="k3")
+    scans.link_children(db, "SB00001", ["CHILD-3", "CHILD-2", "CHILD-1", "SB00001"], user_id=u, idempotency_key="k3")
     assert log.new() == [  # one event per child actually linked, none for repeats and errors
         ("link", u, "CHILD-2", "SB00001", None, "indore", "k3"),
         ("link", u, "CHILD-3", "SB00001", None, "indore", "k3"),
@@ -88,8 +88,12 @@ def test_every_write_appends_events_with_user_bag_parent_bill_and_key(db, sql_co
     assert log.new() == [("bag_created", u, "LOOSE-1", None, None, "hisar", "k13")]
 
     # every write above carried the user and its key
-    assert sql_conn.execute("SELECT count(*) FROM event WHERE user_id IS DISTINCT FROM %s "
-                            "OR idempotency_key IS NULL", (u,)).fetchone()[0] == 0
+    assert (
+        sql_conn.execute(
+            "SELECT count(*) FROM event WHERE user_id IS DISTINCT FROM %s OR idempotency_key IS NULL", (u,)
+        ).fetchone()[0]
+        == 0
+    )
 
 
 def test_failed_writes_append_nothing(db, sql_conn):
@@ -117,12 +121,12 @@ def test_failed_writes_append_nothing(db, sql_conn):
 def test_history_of_a_parent_has_its_children_and_its_bill(db):
     scans.open_parent(db, "SB00001", dispatch_area="lucknow")
     scans.open_parent(db, "SB00002", dispatch_area="lucknow")
-    scans.link_child(db, "SB00002", "MOVER")            # MOVER starts in the other parent ...
+    scans.link_child(db, "SB00002", "MOVER")  # MOVER starts in the other parent ...
     scans.link_child(db, "SB00002", "STAYS-IN-2")
     scans.unlink_child(db, "MOVER")
     scans.link_children(db, "SB00001", ["KID-1", "KID-2", "MOVER"])  # ... and ends in SB00001
     scans.link_child(db, "SB00001", "GONE")
-    scans.unlink_child(db, "GONE")                      # a child that left SB00001
+    scans.unlink_child(db, "GONE")  # a child that left SB00001
     bills.create_bill(db, "BILL-1", 2)
     bills.add_parent(db, "BILL-1", "SB00001")
     bills.add_parent(db, "BILL-1", "SB00002")
@@ -132,12 +136,12 @@ def test_history_of_a_parent_has_its_children_and_its_bill(db):
     got = [(e.kind, e.qr_id, e.parent_qr, e.bill_no) for e in history]
     assert got == [
         ("parent_scan", "SB00001", None, None),
-        ("link", "MOVER", "SB00002", None),       # the current child's own earlier history
+        ("link", "MOVER", "SB00002", None),  # the current child's own earlier history
         ("unlink", "MOVER", "SB00002", None),
         ("link", "KID-1", "SB00001", None),
         ("link", "KID-2", "SB00001", None),
         ("link", "MOVER", "SB00001", None),
-        ("link", "GONE", "SB00001", None),        # a former child's link and unlink stay
+        ("link", "GONE", "SB00001", None),  # a former child's link and unlink stay
         ("unlink", "GONE", "SB00001", None),
         ("bill_created", None, None, "BILL-1"),
         ("bill_add", None, "SB00001", "BILL-1"),
@@ -147,8 +151,7 @@ def test_history_of_a_parent_has_its_children_and_its_bill(db):
     assert [e.id for e in history] == sorted(e.id for e in history)
     assert all(e.occurred_at is not None for e in history)
     # the other parent's own scan and its other child are not in it
-    assert not any(e.qr_id == "STAYS-IN-2" or (e.kind == "parent_scan" and e.qr_id == "SB00002")
-                   for e in history)
+    assert not any(e.qr_id == "STAYS-IN-2" or (e.kind == "parent_scan" and e.qr_id == "SB00002") for e in history)
     assert [e.kind for e in events.bag_history(db, "SB00001", limit=3).items] == ["parent_scan", "link", "unlink"]
 
 
@@ -183,7 +186,7 @@ def test_history_after_deletions(db, sql_conn):
     assert [e.kind for e in gone] == ["link", "unlink", "bag_deleted"]
     assert sql_conn.execute("SELECT count(*) FROM event WHERE qr_id = 'C00001-00'").fetchone()[0] == 3
     with pytest.raises(errors.BagNotFound) as info:  # ... and one that never was
-        events.bag_history(db, "NEVER-1").items
+        events.bag_history(db, "NEVER-1")
     assert info.value.status == 404
 
 
@@ -213,11 +216,13 @@ def test_recent_events(db, sql_conn):
     assert {e.user_id for e in events.recent_events(db, user_id=b).items} == {b}
     assert len(events.recent_events(db, user_id=b).items) == 2
     assert [e.kind for e in events.recent_events(db, dispatch_area="indore").items] == ["link", "parent_scan"]
-    assert [(e.kind, e.qr_id) for e in events.recent_events(db, qr_id="kid-2").items] == \
-        [("unlink", "KID-2"), ("link", "KID-2")]
+    assert [(e.kind, e.qr_id) for e in events.recent_events(db, qr_id="kid-2").items] == [
+        ("unlink", "KID-2"),
+        ("link", "KID-2"),
+    ]
     assert [e.qr_id for e in events.recent_events(db, kinds=("unlink",)).items] == ["KID-2"]
     assert len(events.recent_events(db, kinds=("link", "unlink"), user_id=a).items) == 4
-    tomorrow, = sql_conn.execute("SELECT now() + interval '1 day'").fetchone()
+    (tomorrow,) = sql_conn.execute("SELECT now() + interval '1 day'").fetchone()
     assert events.recent_events(db, since=tomorrow).items == []
     with pytest.raises(errors.InvalidCursor):
         events.recent_events(db, cursor="!!")
@@ -273,8 +278,10 @@ def test_a_dispatchers_history_and_scans_of_another_areas_bag_are_not_found(db, 
     theirs = full_parent(db, 2, area="jaipur", children=1)
     for qr in (theirs, "C00002-00"):
         assert events.bag_history(db, qr, restrict_area="jaipur").items
-        for read in (lambda q: events.bag_history(db, q, restrict_area="lucknow"),
-                     lambda q: events.recent_events(db, qr_id=q, dispatch_area="lucknow")):
+        for read in (
+            lambda q: events.bag_history(db, q, restrict_area="lucknow"),
+            lambda q: events.recent_events(db, qr_id=q, dispatch_area="lucknow"),
+        ):
             with pytest.raises(errors.BagNotFound) as other:
                 read(qr)
             with pytest.raises(errors.BagNotFound) as unknown:
@@ -289,8 +296,11 @@ def test_a_deleted_bags_history_is_readable_by_a_dispatcher_of_its_area(db):
     for area in (None, "lucknow"):
         history = events.bag_history(db, "C00001-00", restrict_area=area)
         assert [e.kind for e in history.items] == ["link", "unlink", "bag_deleted"], area
-        assert [e.kind for e in events.recent_events(db, qr_id="C00001-00", dispatch_area=area).items] == \
-            ["bag_deleted", "unlink", "link"]
+        assert [e.kind for e in events.recent_events(db, qr_id="C00001-00", dispatch_area=area).items] == [
+            "bag_deleted",
+            "unlink",
+            "link",
+        ]
     with pytest.raises(errors.BagNotFound):
         events.bag_history(db, "C00001-00", restrict_area="jaipur")
     assert qr == "SB00001"

@@ -16,9 +16,11 @@ from .factories import full_parent
 
 
 def bulk_children(sql_conn, prefix: str, n: int, area: str = "lucknow") -> None:
-    sql_conn.execute("""INSERT INTO bag (qr_id, type, dispatch_area, weight_kg)
+    sql_conn.execute(
+        """INSERT INTO bag (qr_id, type, dispatch_area, weight_kg)
                         SELECT %s || lpad(g::text, 7, '0'), 'child', %s, 1 FROM generate_series(1, %s) g""",
-                     (prefix, area, n))
+        (prefix, area, n),
+    )
 
 
 def consume(chunks) -> tuple[int, int]:
@@ -49,7 +51,7 @@ def test_bag_export_has_every_row_and_the_filters_of_the_list(db: Database, sql_
 def test_bill_export(db: Database):
     from tracetrack_db import bills
 
-    bills.create_bill(db, "EXP-1", 2, destination="Delhi, \"north\"")
+    bills.create_bill(db, "EXP-1", 2, destination='Delhi, "north"')
     bills.create_bill(db, "EXP-2", 3)
     rows = list(csv.DictReader(io.StringIO(b"".join(exports.bills_csv(db, q="exp-")).decode())))
     assert [r["bill_no"] for r in rows] == ["EXP-1", "EXP-2"]
@@ -101,8 +103,9 @@ def test_http_exports_give_their_slot_back_and_are_limited(db: Database):
     headers = []
     for n in range(reports.EXPORTS_AT_ONCE + 1):
         users.create_user(db, f"exporter{n}", "exporter-password", "admin")
-        token = client.simulate_post("/api/auth/login", json={"username": f"exporter{n}",
-                                                              "password": "exporter-password"}).json["token"]
+        token = client.simulate_post(
+            "/api/auth/login", json={"username": f"exporter{n}", "password": "exporter-password"}
+        ).json["token"]
         headers.append({"Authorization": f"Bearer {token}"})
     full_parent(db, 1, children=2)
     for _ in range(reports.EXPORTS_AT_ONCE + 3):  # more than the slots, one after the other
@@ -110,9 +113,13 @@ def test_http_exports_give_their_slot_back_and_are_limited(db: Database):
         assert result.status_code == 200 and result.text.count("\n") == 4
     assert client.simulate_get("/api/exports/bills.csv?status=nope", headers=headers[0]).status_code == 400
     statuses = []
-    held = [app(falcon.testing.create_environ("/api/exports/bills.csv", headers=headers[n]),  # started, not read
-                lambda status, _headers, exc_info=None: statuses.append(status))
-            for n in range(reports.EXPORTS_AT_ONCE)]
+    held = [
+        app(
+            falcon.testing.create_environ("/api/exports/bills.csv", headers=headers[n]),  # started, not read
+            lambda status, _headers, exc_info=None: statuses.append(status),
+        )
+        for n in range(reports.EXPORTS_AT_ONCE)
+    ]
     assert statuses == ["200 OK"] * reports.EXPORTS_AT_ONCE
     mine = client.simulate_get("/api/exports/bags.csv", headers=headers[0])  # one at a time per user
     assert mine.status_code == 429 and mine.json["error"]["code"] == "too_many_exports"
@@ -131,13 +138,16 @@ def test_cells_a_spreadsheet_would_run_are_neutralised(db: Database):
     leading apostrophe; others are untouched; the stream is still COPY."""
     from tracetrack_db import bags, bills
 
-    bills.create_bill(db, "CSV-1", 1, destination='=HYPERLINK("http://evil","x")', description="+1+1",
-                      vehicle_number="@SUM(A1)")
+    bills.create_bill(
+        db, "CSV-1", 1, destination='=HYPERLINK("http://evil","x")', description="+1+1", vehicle_number="@SUM(A1)"
+    )
     bills.create_bill(db, "CSV-2", 1, destination="\tcmd", description="\r=1", vehicle_number="UP32 AB 1")
     bags.register_bag(db, "-CMD-1", "child", "lucknow")
     rows = list(csv.DictReader(io.StringIO(b"".join(exports.bills_csv(db)).decode())))
     assert [(r["destination"], r["description"], r["vehicle_number"]) for r in rows] == [
-        ('\'=HYPERLINK("http://evil","x")', "'+1+1", "'@SUM(A1)"), ("'\tcmd", "'\r=1", "UP32 AB 1")]
+        ('\'=HYPERLINK("http://evil","x")', "'+1+1", "'@SUM(A1)"),
+        ("'\tcmd", "'\r=1", "UP32 AB 1"),
+    ]
     assert [r["bill_no"] for r in rows] == ["CSV-1", "CSV-2"] and rows[0]["capacity"] == "1"
     bag = next(csv.DictReader(io.StringIO(b"".join(exports.bags_csv(db)).decode())))
     assert (bag["qr_id"], bag["type"], bag["weight_kg"]) == ("'-CMD-1", "child", "1.000")
@@ -161,8 +171,10 @@ def test_a_reader_that_stops_reading_has_its_export_aborted(db_url, sql_conn):
     bulk_children(sql_conn, "STALL-", 150_000)  # ~20 MB of CSV: more than every buffer on the way
 
     def copies() -> list[tuple]:
-        return sql_conn.execute("SELECT pid, backend_xmin FROM pg_stat_activity WHERE datname = current_database() "
-                                "AND query LIKE 'COPY (SELECT%%' AND pid <> pg_backend_pid()").fetchall()
+        return sql_conn.execute(
+            "SELECT pid, backend_xmin FROM pg_stat_activity WHERE datname = current_database() "
+            "AND query LIKE 'COPY (SELECT%%' AND pid <> pg_backend_pid()"
+        ).fetchall()
 
     def wait_for(condition, what: str, seconds: float = 30) -> None:
         deadline = time.monotonic() + seconds
@@ -181,8 +193,15 @@ def test_a_reader_that_stops_reading_has_its_export_aborted(db_url, sql_conn):
 
     with running_server(db_url, env_extra={"TRACETRACK_EXPORT_STALL": "2"}) as (base, proc):
         admin = login(base, "admin", "tracetrack-demo")
-        assert http("POST", base + "/api/users", {"username": "biller2", "password": "tractor-monsoon-41",
-                                                  "role": "biller"}, admin)[0] == 201
+        assert (
+            http(
+                "POST",
+                base + "/api/users",
+                {"username": "biller2", "password": "tractor-monsoon-41", "role": "biller"},
+                admin,
+            )[0]
+            == 201
+        )
         billers = [login(base, "biller", "tracetrack-demo"), login(base, "biller2", "tractor-monsoon-41")]
         host, port = base.removeprefix("http://").split(":")
         stalled = []
@@ -191,8 +210,9 @@ def test_a_reader_that_stops_reading_has_its_export_aborted(db_url, sql_conn):
             sock = socket.socket()
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             sock.connect((host, int(port)))
-            sock.sendall(f"GET /api/exports/bags.csv HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
-                         .encode())
+            sock.sendall(
+                f"GET /api/exports/bags.csv HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+            )
             assert sock.recv(4096).startswith(b"HTTP/1.1 200")  # then read nothing more
             stalled.append(sock)
 
@@ -242,8 +262,11 @@ def test_one_export_per_user_across_processes_without_redis(db: Database):
     one: Any = create_app(db, settings)  # called as WSGI below
     two = create_app(db, settings)
     users.create_user(db, "exporter", "exporter-password", "admin")
-    token = falcon.testing.TestClient(one).simulate_post(
-        "/api/auth/login", json={"username": "exporter", "password": "exporter-password"}).json["token"]
+    token = (
+        falcon.testing.TestClient(one)
+        .simulate_post("/api/auth/login", json={"username": "exporter", "password": "exporter-password"})
+        .json["token"]
+    )
     headers = {"Authorization": f"Bearer {token}"}
     held = one(falcon.testing.create_environ("/api/exports/bills.csv", headers=headers), lambda *a, **k: None)
     try:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import importlib
 import json
-import shutil
 import os
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -26,10 +26,14 @@ def generate(base: str, where: Path) -> str:
         pytest.fail("openapi-python-client is not installed: pip install -e '.[test]'")
     doc = where / "openapi.json"
     doc.write_bytes(urllib.request.urlopen(base + "/openapi.json", timeout=10).read())
-    result = subprocess.run([cli, "generate", "--path", str(doc), "--output-path", str(where / "tt_client"),
-                             "--meta", "none"], capture_output=True, text=True, timeout=300,
-                            # its post-generation hook runs ruff, installed next to it
-                            env={**os.environ, "PATH": f"{Path(cli).parent}{os.pathsep}{os.environ['PATH']}"})
+    result = subprocess.run(
+        [cli, "generate", "--path", str(doc), "--output-path", str(where / "tt_client"), "--meta", "none"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        # its post-generation hook runs ruff, installed next to it
+        env={**os.environ, "PATH": f"{Path(cli).parent}{os.pathsep}{os.environ['PATH']}"},
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     return output
@@ -45,8 +49,17 @@ def test_a_generated_client_works_against_the_live_server(db_url, tmp_path, monk
         from tt_client.api.bags import get_bag
         from tt_client.api.reports import get_dashboard
         from tt_client.api.scans import link_child, open_parent
-        from tt_client.models import (BagDetail, Dashboard, Error, LinkChildBody, LinkResult, LoginAnswer,
-                                      LoginBody, OpenParentBody, OpenParentResult)
+        from tt_client.models import (
+            BagDetail,
+            Dashboard,
+            Error,
+            LinkChildBody,
+            LinkResult,
+            LoginAnswer,
+            LoginBody,
+            OpenParentBody,
+            OpenParentResult,
+        )
 
         public = client_pkg.Client(base_url=base, raise_on_unexpected_status=True)
         answer = login.sync(client=public, body=LoginBody(username="dispatcher", password="tracetrack-demo"))
@@ -61,16 +74,17 @@ def test_a_generated_client_works_against_the_live_server(db_url, tmp_path, monk
         assert bag.bill.bill_no == "DEMO-BILL-1"
         opened = open_parent.sync_detailed(client=api, body=OpenParentBody(qr_id="SB07777"))
         assert opened.status_code == 201 and isinstance(opened.parsed, OpenParentResult)
-        linked = link_child.sync(client=api, body=LinkChildBody(parent_qr="SB07777", child_qr="GEN-CLIENT-1"),
-                                 idempotency_key="gen-client-1")
+        linked = link_child.sync(
+            client=api, body=LinkChildBody(parent_qr="SB07777", child_qr="GEN-CLIENT-1"), idempotency_key="gen-client-1"
+        )
         assert isinstance(linked, LinkResult) and (linked.result, linked.child_count) == ("linked", 1)
-        conflict = link_child.sync_detailed(client=api, body=LinkChildBody(parent_qr="SB07777",
-                                                                           child_qr="DEMO-01-00"))
+        conflict = link_child.sync_detailed(client=api, body=LinkChildBody(parent_qr="SB07777", child_qr="DEMO-01-00"))
         assert conflict.status_code == 409 and isinstance(conflict.parsed, Error)
         assert conflict.parsed.error.code == "child_in_other_parent"
         dashboard = get_dashboard.sync(client=api)
         assert isinstance(dashboard, Dashboard) and dashboard.dispatch_area == "lucknow"
         assert all(hasattr(u, "username") for u in dashboard.users)  # typed items, not bare arrays
     doc = json.loads((tmp_path / "openapi.json").read_text())
-    assert doc["components"]["schemas"]["Dashboard"]["properties"]["recent_scans"]["items"] == \
-        {"$ref": "#/components/schemas/RecentScan"}
+    assert doc["components"]["schemas"]["Dashboard"]["properties"]["recent_scans"]["items"] == {
+        "$ref": "#/components/schemas/RecentScan"
+    }

@@ -26,8 +26,7 @@ HEALTH = r'tracetrack_http_requests_total\{method="GET",route="/health",status="
 
 def worker_pids(master: int) -> set[int]:
     psutil = require_module("psutil")
-    return {c.pid for c in psutil.Process(master).children()
-            if "gunicorn_metrics" not in " ".join(c.cmdline())}
+    return {c.pid for c in psutil.Process(master).children() if "gunicorn_metrics" not in " ".join(c.cmdline())}
 
 
 def files_of(directory: Path, kind: str) -> set[int]:
@@ -41,14 +40,27 @@ def test_gunicorn_workers_metrics_are_summed_by_the_listener(db_url, tmp_path):
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     (metrics_dir / "counter_999999.db").write_bytes(b"left by an earlier run")  # a fresh start removes it
-    env = {**os.environ, "DATABASE_URL": as_service(db_url), "TRACETRACK_SECRET_KEY": SECRET,
-           "TRACETRACK_BIND": f"127.0.0.1:{port}", "TRACETRACK_METRICS_BIND": f"127.0.0.1:{metrics_port}",
-           "WEB_CONCURRENCY": "2", "TRACETRACK_THREADS": "2", "TRACETRACK_REFRESH_INTERVAL": "0",
-           "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    env = {
+        **os.environ,
+        "DATABASE_URL": as_service(db_url),
+        "TRACETRACK_SECRET_KEY": SECRET,
+        "TRACETRACK_BIND": f"127.0.0.1:{port}",
+        "TRACETRACK_METRICS_BIND": f"127.0.0.1:{metrics_port}",
+        "WEB_CONCURRENCY": "2",
+        "TRACETRACK_THREADS": "2",
+        "TRACETRACK_REFRESH_INTERVAL": "0",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+    }
     env.pop("REDIS_URL", None)
     log = tempfile.NamedTemporaryFile("w+", prefix="tracetrack-gunicorn-", suffix=".log")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py")],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py")],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base, metrics = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}"
 
     def logged() -> str:
@@ -70,8 +82,7 @@ def test_gunicorn_workers_metrics_are_summed_by_the_listener(db_url, tmp_path):
         assert workers <= files_of(metrics_dir, "counter"), "one worker served every request"
         text = scrape(metrics)
         assert value(text, HEALTH) == sent  # the sum over both workers, not one worker's share
-        assert value(text, r'tracetrack_http_request_duration_seconds_count\{method="GET",route="/health"\}') \
-            == sent
+        assert value(text, r'tracetrack_http_request_duration_seconds_count\{method="GET",route="/health"\}') == sent
         assert value(text, r'tracetrack_pool_connections\{pool="write",state="size"\}') >= 2  # both live
         # a worker that exits: child_exit marks it dead; its counts stay, its live gauges go
         gone = sorted(workers)[0]

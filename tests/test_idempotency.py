@@ -10,19 +10,20 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from argon2 import PasswordHasher
 
-from tracetrack_db import bags, errors, idempotency, passwords, scans
-
 from tests.factories import full_parent, make_user
+from tracetrack_db import bags, errors, idempotency, passwords, scans
 
 
 def state(sql_conn) -> tuple:
     """Everything a write could change, to compare before and after."""
     return (
-        sql_conn.execute("SELECT id, qr_id, parent_id, child_count, weight_kg, status, bill_id, updated_at "
-                         "FROM bag ORDER BY id").fetchall(),
+        sql_conn.execute(
+            "SELECT id, qr_id, parent_id, child_count, weight_kg, status, bill_id, updated_at FROM bag ORDER BY id"
+        ).fetchall(),
         sql_conn.execute("SELECT count(*), max(id) FROM event").fetchone(),
-        sql_conn.execute("SELECT user_id, key, fingerprint, status, response FROM idempotency_key "
-                         "ORDER BY user_id, key").fetchall(),
+        sql_conn.execute(
+            "SELECT user_id, key, fingerprint, status, response FROM idempotency_key ORDER BY user_id, key"
+        ).fetchall(),
     )
 
 
@@ -35,8 +36,9 @@ class LinkWrite:
 
     def __call__(self, conn):
         self.calls += 1
-        res = scans.link_child(self.db, self.parent, self.child, user_id=self.user_id,
-                               idempotency_key=self.key, conn=conn)
+        res = scans.link_child(
+            self.db, self.parent, self.child, user_id=self.user_id, idempotency_key=self.key, conn=conn
+        )
         return 201, {"result": res.result, "child_count": res.child_count}
 
 
@@ -65,8 +67,9 @@ def test_a_repeat_returns_the_first_answer_and_runs_nothing(db, sql_conn, user, 
     assert json.loads(first.body) == {"result": "linked", "child_count": 1}
     rows = sql_conn.execute("SELECT user_id, key, fingerprint, status, response FROM idempotency_key").fetchall()
     assert rows == [(user.id, "key-1", fp, 201, first.body)]
-    assert sql_conn.execute("SELECT kind, idempotency_key FROM event WHERE kind = 'link'").fetchall() == \
-        [("link", "key-1")]
+    assert sql_conn.execute("SELECT kind, idempotency_key FROM event WHERE kind = 'link'").fetchall() == [
+        ("link", "key-1")
+    ]
     before = state(sql_conn)
     # the repeat's write would link another child if it ran
     repeat_write = LinkWrite(db, parent, "KID-2", user.id, "key-1")
@@ -97,8 +100,7 @@ def test_keys_belong_to_their_user(db, sql_conn, user, parent):
     other_user = make_user(db, "dispatcher", "lucknow")
     fp = idempotency.fingerprint("POST", "/x")
     a = idempotency.run_once(db, user.id, "shared", fp, LinkWrite(db, parent, "KID-1", user.id, "shared"))
-    b = idempotency.run_once(db, other_user.id, "shared", fp,
-                             LinkWrite(db, parent, "KID-2", other_user.id, "shared"))
+    b = idempotency.run_once(db, other_user.id, "shared", fp, LinkWrite(db, parent, "KID-2", other_user.id, "shared"))
     assert (a.replayed, b.replayed) == (False, False)
     assert json.loads(b.body) == {"result": "linked", "child_count": 2}
     assert sql_conn.execute("SELECT count(*) FROM idempotency_key").fetchone()[0] == 2
@@ -137,15 +139,27 @@ def test_key_length_and_characters_are_checked(db, sql_conn, user, parent):
         assert "visible ASCII" in info.value.message
     assert sql_conn.execute("SELECT count(*) FROM idempotency_key").fetchone()[0] == 0
     longest = "k" * idempotency.MAX_KEY_LENGTH
-    assert idempotency.run_once(db, user.id, longest, "fp",
-                                LinkWrite(db, parent, "KID-1", user.id, longest)).replayed is False
+    assert (
+        idempotency.run_once(db, user.id, longest, "fp", LinkWrite(db, parent, "KID-1", user.id, longest)).replayed
+        is False
+    )
 
 
 def test_results_are_stored_as_json_of_the_library_rows(db, sql_conn, user, parent):
-    stored = idempotency.run_once(db, user.id, "rows", "fp", lambda conn: (200, scans.link_child(
-        db, parent, "KID-7", user_id=user.id, idempotency_key="rows", conn=conn)))
-    assert json.loads(stored.body) == {"result": "linked", "child_count": 1, "capacity": 30,
-                                       "parent_status": "in_progress", "weight_kg": 1.0}
+    stored = idempotency.run_once(
+        db,
+        user.id,
+        "rows",
+        "fp",
+        lambda conn: (200, scans.link_child(db, parent, "KID-7", user_id=user.id, idempotency_key="rows", conn=conn)),
+    )
+    assert json.loads(stored.body) == {
+        "result": "linked",
+        "child_count": 1,
+        "capacity": 30,
+        "parent_status": "in_progress",
+        "weight_kg": 1.0,
+    }
     again = idempotency.run_once(db, user.id, "rows", "fp", lambda conn: (200, None))
     assert (again.replayed, again.body) == (True, stored.body)
 
@@ -171,9 +185,12 @@ def test_a_concurrent_repeat_waits_for_the_first_and_replays_it(db, sql_conn, us
         return 201, {"child_count": res.child_count}
 
     def waiting_for_lock() -> bool:
-        return sql_conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock'").fetchone()[0] > 0
+        return (
+            sql_conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchone()[0]
+            > 0
+        )
 
     with ThreadPoolExecutor(2) as pool:
         first = pool.submit(idempotency.run_once, db, user.id, "key-1", "fp", slow_write)

@@ -18,7 +18,6 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import pytest
-
 from argon2 import PasswordHasher
 
 from tracetrack_api import login_guard
@@ -40,8 +39,9 @@ class Clock:
 
 
 def login_from(api: Api, address: str, username: str, password: str = PASSWORD):
-    return api.post("/api/auth/login", json={"username": username, "password": password},
-                    headers={"X-Real-IP": address})
+    return api.post(
+        "/api/auth/login", json={"username": username, "password": password}, headers={"X-Real-IP": address}
+    )
 
 
 def test_a_guesser_slows_down_and_the_user_logs_in_from_elsewhere(db):
@@ -132,8 +132,10 @@ def test_parallel_guesses_cannot_all_slip_in_before_the_count(db, redis_url, che
 
     with ThreadPoolExecutor(16) as pool:
         results = Counter(pool.map(guess, range(16)))
-    assert results == {"invalid_credentials": login_guard.FREE_TRIES + 1,
-                       "rate_limited": 16 - login_guard.FREE_TRIES - 1}
+    assert results == {
+        "invalid_credentials": login_guard.FREE_TRIES + 1,
+        "rate_limited": 16 - login_guard.FREE_TRIES - 1,
+    }
     cache.close()
 
 
@@ -149,8 +151,7 @@ def test_the_counts_are_shared_by_every_process_through_redis(db, redis_url, che
     one, two = (Api(db, api_settings(), RedisCache(redis_url, prefix=prefix)) for _ in range(2))
     users.create_user(db, "shared", PASSWORD, "biller")
     for n in range(login_guard.FREE_TRIES + 1):
-        assert_error(login_from((one, two)[n % 2], "192.0.2.8", "shared", "typo-typo"), 401,
-                     "invalid_credentials")
+        assert_error(login_from((one, two)[n % 2], "192.0.2.8", "shared", "typo-typo"), 401, "invalid_credentials")
     assert_error(login_from(two, "192.0.2.8", "shared"), 429, "rate_limited")
 
 
@@ -234,8 +235,7 @@ def test_without_redis_every_process_shares_the_counts_through_postgres(db, chea
     one, two = Api(db, api_settings()), Api(db, api_settings())  # two workers: their own in-process caches
     users.create_user(db, "shared", PASSWORD, "biller")
     for n in range(login_guard.FREE_TRIES + 1):
-        assert_error(login_from((one, two)[n % 2], "192.0.2.8", "shared", "typo-typo"), 401,
-                     "invalid_credentials")
+        assert_error(login_from((one, two)[n % 2], "192.0.2.8", "shared", "typo-typo"), 401, "invalid_credentials")
     assert_error(login_from(two, "192.0.2.8", "shared"), 429, "rate_limited")
     assert_error(login_from(one, "192.0.2.8", "shared"), 429, "rate_limited")
 

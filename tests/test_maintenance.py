@@ -23,8 +23,9 @@ def test_refresh_views_analyze_and_stats_commands(db_url):
     analyzed = run(["db", "analyze"], env)
     assert analyzed.returncode == 0 and "bag" in analyzed.stdout
     with psycopg.connect(db_url) as conn:
-        assert conn.execute("SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables "
-                            "WHERE relname = 'bag'").fetchone() == (True,)
+        assert conn.execute(
+            "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'bag'"
+        ).fetchone() == (True,)
 
     usage = run(["db", "index-usage"], env)
     assert usage.returncode == 0, usage.stderr
@@ -62,11 +63,16 @@ def test_identifiers_no_path_can_name_are_reported(db, sql_conn):
     assert maintenance.unaddressable_identifiers(db) == []
     sql_conn.execute("ALTER TABLE bag DROP CONSTRAINT bag_qr_id_path")
     sql_conn.execute("ALTER TABLE bill DROP CONSTRAINT bill_bill_no_check")
-    sql_conn.execute("INSERT INTO bag (qr_id, type, dispatch_area) VALUES ('OLD-1/', 'child', 'lucknow'), "
-                     "('OLD/HISTORY', 'child', 'lucknow')")
+    sql_conn.execute(
+        "INSERT INTO bag (qr_id, type, dispatch_area) VALUES ('OLD-1/', 'child', 'lucknow'), "
+        "('OLD/HISTORY', 'child', 'lucknow')"
+    )
     sql_conn.execute("INSERT INTO bill (bill_no, capacity) VALUES ('OLD/complete', 1)")
-    assert maintenance.unaddressable_identifiers(db) == [("bag", "OLD-1/"), ("bag", "OLD/HISTORY"),
-                                                         ("bill", "OLD/complete")]
+    assert maintenance.unaddressable_identifiers(db) == [
+        ("bag", "OLD-1/"),
+        ("bag", "OLD/HISTORY"),
+        ("bill", "OLD/complete"),
+    ]
 
 
 def test_explain_a_list_or_export_with_its_filters(db_url):
@@ -100,8 +106,10 @@ def test_seed_command_loads_and_refuses_a_second_time(db_url):
 
 def test_purge_idempotency_command(db_url):
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("INSERT INTO idempotency_key (user_id, key, fingerprint, created_at) VALUES "
-                     "(1, 'a', 'f', now() - interval '3 days'), (1, 'b', 'f', now())")
+        conn.execute(
+            "INSERT INTO idempotency_key (user_id, key, fingerprint, created_at) VALUES "
+            "(1, 'a', 'f', now() - interval '3 days'), (1, 'b', 'f', now())"
+        )
     result = run(["db", "purge-idempotency", "--hours", "24"], {"DATABASE_URL": db_url})
     assert result.returncode == 0 and "removed 1 idempotency keys" in result.stdout
     with psycopg.connect(db_url) as conn:

@@ -40,11 +40,23 @@ def test_metrics_count_requests_of_every_worker(db_url):
             assert http("GET", base + "/api/dashboard/analytics", None, token)[0] == 200
         scrapes = [scrape(proc.metrics) for _ in range(3)]
         for text in scrapes:
-            assert value(text, r'tracetrack_http_requests_total\{method="GET",route="/api/bags/\{qr\}",'
-                               r'status="200"\}') == 40
+            assert (
+                value(
+                    text,
+                    r'tracetrack_http_requests_total\{method="GET",route="/api/bags/\{qr\}",'
+                    r'status="200"\}',
+                )
+                == 40
+            )
         text = scrapes[-1]
-        assert value(text, r'tracetrack_http_request_duration_seconds_count'
-                           r'\{method="GET",route="/api/bags/\{qr\}"') == 40
+        assert (
+            value(
+                text,
+                r"tracetrack_http_request_duration_seconds_count"
+                r'\{method="GET",route="/api/bags/\{qr\}"',
+            )
+            == 40
+        )
         assert value(text, r'tracetrack_dashboard_cache_requests_total\{result="miss"\}') >= 1
         assert value(text, r'tracetrack_dashboard_cache_requests_total\{result="(hit|miss)"\}') == 3
         assert value(text, r'tracetrack_pool_connections\{pool="write",state="size"\}') >= 1
@@ -63,8 +75,11 @@ def test_metrics_and_health_details_are_not_on_the_public_port(db_url):
             status, body, _ = http("GET", base + path)
             assert status == 404 and body["error"]["code"] == "not_found", path
         status, body, _ = http("GET", base + "/health")
-        assert status == 200 and body == {"status": "ok", "version": __version__,
-                                          "checks": {"database": True, "cache": True}}
+        assert status == 200 and body == {
+            "status": "ok",
+            "version": __version__,
+            "checks": {"database": True, "cache": True},
+        }
         with urllib.request.urlopen(proc.metrics + "/health", timeout=10) as resp:
             details = json.loads(resp.read())
         assert details["database"]["ok"] is True and details["database"]["latency_ms"] >= 0
@@ -72,6 +87,9 @@ def test_metrics_and_health_details_are_not_on_the_public_port(db_url):
         import psutil
 
         port = int(proc.metrics.rsplit(":", 1)[1])
-        bound = {c.laddr.ip for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port
-                 and c.status == psutil.CONN_LISTEN}
+        bound = {
+            c.laddr.ip
+            for c in psutil.net_connections("tcp")
+            if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN
+        }
         assert bound == {"127.0.0.1"}  # the loopback only, by default

@@ -15,8 +15,7 @@ from tracetrack_db.migrations import Migration, MigrationError, split_statements
 from .test_migrations import empty_url  # noqa: F401 - the fixture
 from .test_server import running_server
 
-ONE = [("one.sql", "CREATE MATERIALIZED VIEW mv_one AS SELECT 1 AS x;\n"
-                   "CREATE UNIQUE INDEX mv_one_key ON mv_one (x);")]
+ONE = [("one.sql", "CREATE MATERIALIZED VIEW mv_one AS SELECT 1 AS x;\nCREATE UNIQUE INDEX mv_one_key ON mv_one (x);")]
 
 
 def oid_of(url: str, name: str) -> int | None:
@@ -40,8 +39,12 @@ def test_an_unchanged_views_file_is_left_alone_and_a_changed_one_swapped_in(empt
     assert oid_of(empty_url, "mv_one_key") is not None  # its index came along
     assert oid_of(empty_url, f"{migrations.BUILD_SCHEMA}.mv_one") is None
     with psycopg.connect(empty_url) as conn:
-        assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s",
-                            (migrations.BUILD_SCHEMA,)).fetchone()[0] == 0
+        assert (
+            conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (migrations.BUILD_SCHEMA,)).fetchone()[
+                0
+            ]
+            == 0
+        )
         conn.execute("DROP MATERIALIZED VIEW mv_one")  # gone by hand: the next run puts it back
     migrations.migrate(empty_url, [], views=changed)
     assert value_of(empty_url) == 2
@@ -79,8 +82,9 @@ def test_the_swap_gives_way_to_a_long_reader_and_tries_again(empty_url, monkeypa
     messages: list[str] = []
     with psycopg.connect(empty_url) as long_reader:
         long_reader.execute("SELECT x FROM mv_one").fetchone()  # its transaction holds the view
-        builder = threading.Thread(target=migrations.migrate, args=(empty_url, []),
-                                   kwargs={"views": changed, "progress": messages.append})
+        builder = threading.Thread(
+            target=migrations.migrate, args=(empty_url, []), kwargs={"views": changed, "progress": messages.append}
+        )
         builder.start()
         time.sleep(1.5)
         with psycopg.connect(empty_url, autocommit=True) as other:  # meanwhile others still read
@@ -93,14 +97,17 @@ def test_the_swap_gives_way_to_a_long_reader_and_tries_again(empty_url, monkeypa
 
 
 def test_second_serve_start_leaves_the_dashboard_views_untouched(db_url):
-    names = ("mv_bag_totals", "mv_bill_totals", "mv_hourly_scans", "mv_user_activity",
-                                     "mv_recent_scans")
+    names = ("mv_bag_totals", "mv_bill_totals", "mv_hourly_scans", "mv_user_activity", "mv_recent_scans")
 
     def snapshot():
         with psycopg.connect(db_url) as conn:
-            return {n: (conn.execute("SELECT to_regclass(%s)::oid", (n,)).fetchone()[0],
-                        conn.execute(f"SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM {n} t").fetchone()[0])
-                    for n in names}
+            return {
+                n: (
+                    conn.execute("SELECT to_regclass(%s)::oid", (n,)).fetchone()[0],
+                    conn.execute(f"SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM {n} t").fetchone()[0],
+                )
+                for n in names
+            }
 
     with running_server(db_url, "--no-demo"):
         pass
@@ -112,11 +119,15 @@ def test_second_serve_start_leaves_the_dashboard_views_untouched(db_url):
 
 
 def test_split_statements_keeps_quoted_and_dollar_quoted_semicolons():
-    text = ("-- a; comment\nCREATE FUNCTION f() RETURNS int LANGUAGE sql AS $body$ SELECT 1; $body$;\n"
-            "SELECT 'a;b''c;'; /* x; */ SELECT \"we;ird\" FROM t;\n-- trailing; comment\n")
+    text = (
+        "-- a; comment\nCREATE FUNCTION f() RETURNS int LANGUAGE sql AS $body$ SELECT 1; $body$;\n"
+        "SELECT 'a;b''c;'; /* x; */ SELECT \"we;ird\" FROM t;\n-- trailing; comment\n"
+    )
     assert split_statements(text) == [
         "-- a; comment\nCREATE FUNCTION f() RETURNS int LANGUAGE sql AS $body$ SELECT 1; $body$",
-        "SELECT 'a;b''c;'", '/* x; */ SELECT "we;ird" FROM t']
+        "SELECT 'a;b''c;'",
+        '/* x; */ SELECT "we;ird" FROM t',
+    ]
 
 
 CREATE_T = Migration(1, "t", "0001_t.sql", "CREATE TABLE t (x int)")
@@ -139,8 +150,7 @@ def test_a_no_transaction_migration_builds_its_index_while_writes_go_on(empty_ur
     with psycopg.connect(empty_url) as old_snapshot:
         old_snapshot.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         old_snapshot.execute("SELECT 1").fetchone()  # a snapshot held open: the build must wait for it
-        builder = threading.Thread(target=migrations.migrate, args=(empty_url, [CREATE_T, index]),
-                                   kwargs={"views": []})
+        builder = threading.Thread(target=migrations.migrate, args=(empty_url, [CREATE_T, index]), kwargs={"views": []})
         builder.start()
         with psycopg.connect(empty_url, autocommit=True) as writer:
             deadline = time.monotonic() + 20
@@ -161,5 +171,6 @@ def test_the_shipped_concurrent_index_is_built_and_valid(db_url):
     shipped = {m.filename: m for m in migrations.discover()}
     assert not shipped["0008_unlinked_children_index.sql"].transactional
     with psycopg.connect(db_url) as conn:
-        assert conn.execute("SELECT indisvalid FROM pg_index "
-                            "WHERE indexrelid = 'bag_unlinked_child_idx'::regclass").fetchone()[0]
+        assert conn.execute(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'bag_unlinked_child_idx'::regclass"
+        ).fetchone()[0]

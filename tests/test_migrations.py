@@ -33,11 +33,14 @@ def test_shipped_migration_files_are_named_and_numbered():
         assert FILENAME.match(m.filename)
 
 
-@pytest.mark.parametrize("files, message", [
-    ([("1_x.sql", "")], "bad migration file name"),
-    ([("0001_a.sql", ""), ("0003_c.sql", "")], "expected version 0002"),
-    ([("0001_Upper.sql", "")], "bad migration file name"),
-])
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        ([("1_x.sql", "")], "bad migration file name"),
+        ([("0001_a.sql", ""), ("0003_c.sql", "")], "expected version 0002"),
+        ([("0001_Upper.sql", "")], "bad migration file name"),
+    ],
+)
 def test_bad_file_sets_are_refused(files, message):
     with pytest.raises(MigrationError, match=message):
         discover(files)
@@ -67,19 +70,23 @@ def test_a_changed_applied_migration_is_an_error(empty_url):
 
 
 def test_a_failing_migration_rolls_back_alone(empty_url):
-    files = [("0001_ok.sql", "CREATE TABLE ok (id int);"),
-             ("0002_bad.sql", "CREATE TABLE bad (id int); SELECT 1/0;")]
+    files = [("0001_ok.sql", "CREATE TABLE ok (id int);"), ("0002_bad.sql", "CREATE TABLE bad (id int); SELECT 1/0;")]
     with pytest.raises(psycopg.errors.DivisionByZero):
         migrations.migrate(empty_url, discover(files), views=[])
     with psycopg.connect(empty_url) as conn:
-        assert conn.execute("SELECT to_regclass('ok') IS NOT NULL, to_regclass('bad') IS NULL").fetchone() == (True, True)
+        assert conn.execute("SELECT to_regclass('ok') IS NOT NULL, to_regclass('bad') IS NULL").fetchone() == (
+            True,
+            True,
+        )
         assert [s.state for s in migrations.status(conn, discover(files))] == ["applied", "pending"]
 
 
 def test_concurrent_runners_serialise_on_the_advisory_lock(empty_url):
     """Two runners at once: each migration is applied exactly once."""
-    files = [("0001_slow.sql", "SELECT pg_sleep(0.3); CREATE TABLE slow (id int);"),
-             ("0002_next.sql", "CREATE TABLE next_one (id int);")]
+    files = [
+        ("0001_slow.sql", "SELECT pg_sleep(0.3); CREATE TABLE slow (id int);"),
+        ("0002_next.sql", "CREATE TABLE next_one (id int);"),
+    ]
     results, failures = [], []
     barrier = threading.Barrier(4)
 

@@ -54,11 +54,15 @@ http {{
     include {tmp_path}/site.conf;
 }}
 """)
-        check = subprocess.run([binary, "-t", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
-                               capture_output=True, text=True)
+        check = subprocess.run(
+            [binary, "-t", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)], capture_output=True, text=True
+        )
         assert check.returncode == 0, check.stderr
-        proc = subprocess.Popen([binary, "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [binary, "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         try:
             deadline = time.monotonic() + 10
             while True:
@@ -93,8 +97,13 @@ def request(port: int, method: str, path: str, headers: dict | None = None, body
 
 def test_proxies_the_api(nginx_in_front):
     port = nginx_in_front
-    status, _, body = request(port, "POST", "/api/auth/login", {"Content-Type": "application/json"},
-                              json.dumps({"username": "admin", "password": "tracetrack-demo"}).encode())
+    status, _, body = request(
+        port,
+        "POST",
+        "/api/auth/login",
+        {"Content-Type": "application/json"},
+        json.dumps({"username": "admin", "password": "tracetrack-demo"}).encode(),
+    )
     assert status == 200
     token = json.loads(body)["token"]
     status, _, body = request(port, "GET", "/api/bags/SB00001", {"Authorization": f"Bearer {token}"})
@@ -112,8 +121,9 @@ def test_gzip_for_json(nginx_in_front):
 
 
 def test_body_size_limit(nginx_in_front):
-    status, _, _ = request(nginx_in_front, "POST", "/api/auth/login", {"Content-Type": "application/json"},
-                           b"x" * (70 * 1024))
+    status, _, _ = request(
+        nginx_in_front, "POST", "/api/auth/login", {"Content-Type": "application/json"}, b"x" * (70 * 1024)
+    )
     assert status == 413
 
 
@@ -192,8 +202,12 @@ def test_logins_have_their_own_tighter_limit(nginx_in_front):
     def one(i_conn):
         i, conn = i_conn
         barrier.wait()
-        conn.request("POST", "/api/auth/login", json.dumps({"username": f"nobody{i}", "password": "x" * 12}),
-                     {"Content-Type": "application/json"})
+        conn.request(
+            "POST",
+            "/api/auth/login",
+            json.dumps({"username": f"nobody{i}", "password": "x" * 12}),
+            {"Content-Type": "application/json"},
+        )
         resp = conn.getresponse()
         return resp.status, json.loads(resp.read())["error"]["code"]
 
@@ -216,8 +230,10 @@ def test_bodies_that_never_come_hold_no_server_thread(db_url, tmp_path):
         socks = []
         for _ in range(n):
             sock = socket.create_connection(("127.0.0.1", port))
-            sock.sendall(b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: 1000\r\n\r\n{")
+            sock.sendall(
+                b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 1000\r\n\r\n{"
+            )
             socks.append(sock)
         return socks
 

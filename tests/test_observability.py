@@ -22,10 +22,9 @@ from pathlib import Path
 import falcon
 import pytest
 
-from tracetrack_db.settings import ConfigError
-
 from tracetrack_api import logs
 from tracetrack_db import Database, __version__
+from tracetrack_db.settings import ConfigError
 
 from .api_helpers import *  # noqa: F403
 from .api_helpers import PASSWORD, Api, api_settings
@@ -178,8 +177,7 @@ def test_log_settings_from_the_environment_are_checked():
     assert logs.settings_from_env(
         {"TRACETRACK_LOG_LEVEL": "DEBUG", "TRACETRACK_LOG_FORMAT": "json", "TRACETRACK_ACCESS_LOG": "0"}
     ) == ("debug", "json", False)
-    for bad in ({"TRACETRACK_LOG_LEVEL": "loud"}, {"TRACETRACK_LOG_FORMAT": "xml"},
-                {"TRACETRACK_ACCESS_LOG": "maybe"}):
+    for bad in ({"TRACETRACK_LOG_LEVEL": "loud"}, {"TRACETRACK_LOG_FORMAT": "xml"}, {"TRACETRACK_ACCESS_LOG": "maybe"}):
         with pytest.raises(ConfigError, match="TRACETRACK_(LOG|ACCESS)_"):
             logs.settings_from_env(bad)
 

@@ -35,7 +35,9 @@ FORBIDDEN = {
     "create a table": "CREATE TABLE evil (x int)",
     "update a bag behind the functions": "UPDATE bag SET child_count = 99",
     "delete a bag behind the functions": "DELETE FROM bag",
-    "insert a bag behind the functions": "INSERT INTO bag (qr_id, type, dispatch_area) VALUES ('EVIL1', 'child', 'lucknow')",
+    "insert a bag behind the functions": (
+        "INSERT INTO bag (qr_id, type, dispatch_area) VALUES ('EVIL1', 'child', 'lucknow')"
+    ),
     "update a bill behind the functions": "UPDATE bill SET capacity = 1",
     "lock a bag for update": "SELECT 1 FROM bag FOR UPDATE",
     "rename a user": "UPDATE app_user SET username = 'root'",
@@ -50,14 +52,18 @@ FORBIDDEN = {
 @pytest.mark.parametrize("what", FORBIDDEN)
 def test_the_service_role_cannot(what, db, service_conn, sql_conn):
     full_parent(db, 1, children=3)  # some events, bags and a user to aim at
-    before = sql_conn.execute("SELECT (SELECT count(*) FROM event), (SELECT count(*) FROM bag), "
-                              "(SELECT string_agg(tgenabled::text, '') FROM pg_trigger "
-                              " WHERE tgrelid = 'event'::regclass AND NOT tgisinternal)").fetchone()
+    before = sql_conn.execute(
+        "SELECT (SELECT count(*) FROM event), (SELECT count(*) FROM bag), "
+        "(SELECT string_agg(tgenabled::text, '') FROM pg_trigger "
+        " WHERE tgrelid = 'event'::regclass AND NOT tgisinternal)"
+    ).fetchone()
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         service_conn.execute(FORBIDDEN[what])
-    after = sql_conn.execute("SELECT (SELECT count(*) FROM event), (SELECT count(*) FROM bag), "
-                             "(SELECT string_agg(tgenabled::text, '') FROM pg_trigger "
-                             " WHERE tgrelid = 'event'::regclass AND NOT tgisinternal)").fetchone()
+    after = sql_conn.execute(
+        "SELECT (SELECT count(*) FROM event), (SELECT count(*) FROM bag), "
+        "(SELECT string_agg(tgenabled::text, '') FROM pg_trigger "
+        " WHERE tgrelid = 'event'::regclass AND NOT tgisinternal)"
+    ).fetchone()
     assert after == before and "D" not in after[2]
 
 
@@ -81,7 +87,8 @@ def test_the_service_role_does_its_work_through_the_functions(db, service_conn):
     assert views.refresh_views(db)
     definer = service_conn.execute(
         "SELECT count(*) FILTER (WHERE prosecdef), count(*) FILTER (WHERE prosecdef AND proconfig IS NOT NULL) "
-        "FROM pg_proc WHERE proname LIKE 'tt\\_%%'").fetchone()
+        "FROM pg_proc WHERE proname LIKE 'tt\\_%%'"
+    ).fetchone()
     assert definer[0] == definer[1] >= 14  # every SECURITY DEFINER function pins its search_path
 
 
@@ -97,8 +104,9 @@ def test_a_security_definer_function_is_not_for_everyone(db_url, sql_conn):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 stranger.execute("SELECT tt_refresh_view('mv_bag_totals')")
     finally:
-        sql_conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM tt_test_stranger").format(
-            sql.Identifier(sql_conn.info.dbname)))
+        sql_conn.execute(
+            sql.SQL("REVOKE ALL ON DATABASE {} FROM tt_test_stranger").format(sql.Identifier(sql_conn.info.dbname))
+        )
         sql_conn.execute("DROP ROLE tt_test_stranger")
 
 

@@ -8,61 +8,72 @@ import pytest
 from tracetrack_db import areas, bags, errors, normalize_qr, scans
 from tracetrack_db.qr import normalize_qr as qr_module_normalize
 
-
 # --- the pure function ------------------------------------------------------
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("SB00001", "SB00001"),
-    ("sb00001", "SB00001"),
-    ("  SB00001  ", "SB00001"),
-    ("SB 000 01", "SB00001"),
-    ("\tSB00001\n", "SB00001"),
-    ("SB00001\r\n", "SB00001"),
-    ("\u200bSB00001", "SB00001"),          # zero-width space
-    ("SB\u200b00001", "SB00001"),
-    ("\ufeffSB00001", "SB00001"),          # BOM / zero-width no-break space
-    ("SB00001\u200d\u200c", "SB00001"),    # zero-width joiner / non-joiner
-    ("\u00a0SB00001\u2003", "SB00001"),    # no-break space, em space
-    ("SB00001\u2028", "SB00001"),          # line separator
-    ("m444-00001", "M444-00001"),
-    ("child_a/b-1", "CHILD_A/B-1"),
-    ("abcd", "ABCD"),                      # 4 characters: the minimum
-    ("x" * 100, "X" * 100),               # 100 characters: the maximum
-    (" a b c d ", "ABCD"),
-    ("ＳＢ００００１", "SB00001"),          # full-width characters: NFKC
-    ("ſb00001", "SB00001"),                # long s: NFKC is s
-    ("\u212aab1", "KAB1"),                # Kelvin sign: NFKC is K
-    ("ab／cd", "AB/CD"),                   # full-width solidus: NFKC is /
-])
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("SB00001", "SB00001"),
+        ("sb00001", "SB00001"),
+        ("  SB00001  ", "SB00001"),
+        ("SB 000 01", "SB00001"),
+        ("\tSB00001\n", "SB00001"),
+        ("SB00001\r\n", "SB00001"),
+        ("\u200bSB00001", "SB00001"),  # zero-width space
+        ("SB\u200b00001", "SB00001"),
+        ("\ufeffSB00001", "SB00001"),  # BOM / zero-width no-break space
+        ("SB00001\u200d\u200c", "SB00001"),  # zero-width joiner / non-joiner
+        ("\u00a0SB00001\u2003", "SB00001"),  # no-break space, em space
+        ("SB00001\u2028", "SB00001"),  # line separator
+        ("m444-00001", "M444-00001"),
+        ("child_a/b-1", "CHILD_A/B-1"),
+        ("abcd", "ABCD"),  # 4 characters: the minimum
+        ("x" * 100, "X" * 100),  # 100 characters: the maximum
+        (" a b c d ", "ABCD"),
+        ("ＳＢ００００１", "SB00001"),  # full-width characters: NFKC
+        ("ſb00001", "SB00001"),  # long s: NFKC is s
+        ("\u212aab1", "KAB1"),  # Kelvin sign: NFKC is K
+        ("ab／cd", "AB/CD"),  # full-width solidus: NFKC is /
+    ],
+)
 def test_normalize_accepts_and_cleans(raw, expected):
     assert normalize_qr(raw) == expected
 
 
-@pytest.mark.parametrize("raw", [
-    "",
-    "   ",
-    "abc",                 # too short
-    "AB\u200bC",           # 3 characters once the zero-width one is gone
-    " a b c ",             # 3 after stripping spaces
-    "x" * 101,             # too long
-    "SB00001!",
-    "SB.00001",
-    "SB00001%",
-    "SB\\0001",
-    "ÉCOLE1",              # non-ASCII letter
-    "e\u0301tui",          # combining accent
-    "stra\u00dfe",         # sharp s: NFKC leaves it, not a QR character (never SS)
-    "\ufb00ab1",           # ff ligature: NFKC is two characters
-    "AB\ue000CD",          # private use: refused, never deleted
-    "AB\u0380CD",          # unassigned: refused, never deleted
-    "\U0001d400BCD",       # mathematical bold A: outside the BMP
-    "A\x00BCD",            # NUL is refused, not dropped
-    "\u0131abc",           # dotless i: its upper case is I, but it is no QR character
-    "/ABCD", "ABCD/", "AB//CD", "/",   # QRs travel in URL paths: segments joined by single "/"
-    "ABC/HISTORY", "abc/history", "A/B/His tory",  # /api/bags/{qr}/history would swallow them
-    "x" * 201,             # more than 200 characters as sent, whatever they are
-    " " * 197 + "ABCD",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "   ",
+        "abc",  # too short
+        "AB\u200bC",  # 3 characters once the zero-width one is gone
+        " a b c ",  # 3 after stripping spaces
+        "x" * 101,  # too long
+        "SB00001!",
+        "SB.00001",
+        "SB00001%",
+        "SB\\0001",
+        "ÉCOLE1",  # non-ASCII letter
+        "e\u0301tui",  # combining accent
+        "stra\u00dfe",  # sharp s: NFKC leaves it, not a QR character (never SS)
+        "\ufb00ab1",  # ff ligature: NFKC is two characters
+        "AB\ue000CD",  # private use: refused, never deleted
+        "AB\u0380CD",  # unassigned: refused, never deleted
+        "\U0001d400BCD",  # mathematical bold A: outside the BMP
+        "A\x00BCD",  # NUL is refused, not dropped
+        "\u0131abc",  # dotless i: its upper case is I, but it is no QR character
+        "/ABCD",
+        "ABCD/",
+        "AB//CD",
+        "/",  # QRs travel in URL paths: segments joined by single "/"
+        "ABC/HISTORY",
+        "abc/history",
+        "A/B/His tory",  # /api/bags/{qr}/history would swallow them
+        "x" * 201,  # more than 200 characters as sent, whatever they are
+        " " * 197 + "ABCD",
+    ],
+)
 def test_normalize_rejects_bad_qr(raw):
     with pytest.raises(errors.InvalidQr) as info:
         normalize_qr(raw)
@@ -91,27 +102,75 @@ def test_the_documented_pattern_accepts_exactly_what_normalize_accepts():
 
     from .test_qr_unicode import accepted, documented
 
-    alphabet = st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcxyz0189-_/ \t\n\u200b\ufeff\u00a0\x01\x00.!\u0131"
-                               "ＳＢｈ９／－＿\u212aſⒽⓘ\u00b2\u00df\ufb00\u338f\ue000\u0380\u0301\U0001d400\ud800")
+    alphabet = st.sampled_from(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcxyz0189-_/ \t\n\u200b\ufeff\u00a0\x01\x00.!\u0131"
+        "ＳＢｈ９／－＿\u212aſⒽⓘ\u00b2\u00df\ufb00\u338f\ue000\u0380\u0301\U0001d400\ud800"
+    )
     noise = st.text(st.sampled_from(" \t\n\u200b\u200d\ufeff\u00a0\u2028\x01\x7f"), max_size=2)
-    segment = st.lists(st.tuples(st.sampled_from("AbZ09-_ＡｚſＫ\u212a⑨\ufe4d\ufe63"), noise), min_size=1, max_size=40).map(
-        lambda chars: "".join(c + n for c, n in chars))
-    qr_like = st.builds(lambda head, segs, slash, tail: head + slash.join(segs) + tail,
-                        noise, st.lists(segment, min_size=1, max_size=4), st.sampled_from("/／"), noise)
+    segment = st.lists(
+        st.tuples(st.sampled_from("AbZ09-_ＡｚſＫ\u212a⑨\ufe4d\ufe63"), noise), min_size=1, max_size=40
+    ).map(lambda chars: "".join(c + n for c, n in chars))
+    qr_like = st.builds(
+        lambda head, segs, slash, tail: head + slash.join(segs) + tail,
+        noise,
+        st.lists(segment, min_size=1, max_size=4),
+        st.sampled_from("/／"),
+        noise,
+    )
 
     @settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(st.one_of(qr_like, st.text(alphabet, max_size=40), st.text(max_size=12),
-                     st.builds(lambda w, s: w + s, qr_like,
-                               st.sampled_from(["/history", "/HISTORY", "/his\u200btory", "/", "//x",
-                                                "／ＨＩＳＴＯＲＹ", "/ｈｉｓｔｏｒｙ", "/ⒽⒾⓈⓉⓄⓇⓎ", "/hiſtory",
-                                                "/HISTOR\u0178", "/histor\uff59\u0301"]))))
+    @given(
+        st.one_of(
+            qr_like,
+            st.text(alphabet, max_size=40),
+            st.text(max_size=12),
+            st.builds(
+                lambda w, s: w + s,
+                qr_like,
+                st.sampled_from(
+                    [
+                        "/history",
+                        "/HISTORY",
+                        "/his\u200btory",
+                        "/",
+                        "//x",
+                        "／ＨＩＳＴＯＲＹ",
+                        "/ｈｉｓｔｏｒｙ",
+                        "/ⒽⒾⓈⓉⓄⓇⓎ",
+                        "/hiſtory",
+                        "/HISTOR\u0178",
+                        "/histor\uff59\u0301",
+                    ]
+                ),
+            ),
+        )
+    )
     def agree(text):
         assert documented(text) == accepted(text), repr(text)
 
     agree()
-    for text in ("SB00001", " sb0000\u200b1\n", "A/B/C/D", "abc/history", "X/HISTORY\t", "AB//CD", "abc",
-                 "ＳＢ９０１０１", "ſb90102", "ß90105", "\ufb00\ufb00", "\u212aAB1", "AB\ue000CD", "AB\u0380CD",
-                 "X／ｈｉｓｔｏｒｙ", "X/ⒽⒾⓈⓉⓄⓇⓎ", "X／ＨＩＳＴＯＲ", "\U0001d400BCD", "a" * 99 + "Ａ", "a" * 100 + "Ａ"):
+    for text in (
+        "SB00001",
+        " sb0000\u200b1\n",
+        "A/B/C/D",
+        "abc/history",
+        "X/HISTORY\t",
+        "AB//CD",
+        "abc",
+        "ＳＢ９０１０１",
+        "ſb90102",
+        "ß90105",
+        "\ufb00\ufb00",
+        "\u212aAB1",
+        "AB\ue000CD",
+        "AB\u0380CD",
+        "X／ｈｉｓｔｏｒｙ",
+        "X/ⒽⒾⓈⓉⓄⓇⓎ",
+        "X／ＨＩＳＴＯＲ",
+        "\U0001d400BCD",
+        "a" * 99 + "Ａ",
+        "a" * 100 + "Ａ",
+    ):
         assert documented(text) == accepted(text), text
 
 
@@ -133,6 +192,7 @@ def test_invalid_qr_is_a_validation_error():
 
 # --- through the operations -------------------------------------------------
 
+
 def test_scans_and_lookups_normalise_every_qr(db):
     opened = scans.open_parent(db, "\ufeff sb\u200b00001\t\n", dispatch_area="lucknow")
     assert opened.created is True
@@ -147,7 +207,10 @@ def test_scans_and_lookups_normalise_every_qr(db):
     assert scans.link_child(db, "SB00001", "Child-0001").result == "already_linked"
     batch = scans.link_children(db, "sb00001", ["child-0001", " CHILD-0001\u200b", "child-0002"])
     assert [(i.child_qr, i.result) for i in batch.items] == [
-        ("CHILD-0001", "already_linked"), ("CHILD-0001", "already_linked"), ("CHILD-0002", "linked")]
+        ("CHILD-0001", "already_linked"),
+        ("CHILD-0001", "already_linked"),
+        ("CHILD-0002", "linked"),
+    ]
     assert bags.get_bag(db, "\ufeffchild-0001 ").id == child.id
     assert bags.get_bag(db, "sb00001").child_count == 2
     assert scans.unlink_child(db, "\tchild-0002").child_qr == "CHILD-0002"
@@ -183,17 +246,20 @@ def test_operations_reject_invalid_qr_before_writing(db, sql_conn):
     after = sql_conn.execute("SELECT (SELECT count(*) FROM bag), (SELECT count(*) FROM event)").fetchone()
     assert after == before
     # the error names the field that was wrong
-    for call, field in [(lambda: scans.link_children(db, "SB00001", ["CHILD-0001", "??"]), "child_qrs"),
-                        (lambda: scans.link_child(db, "SB00001", "no"), "child_qr"),
-                        (lambda: scans.link_child(db, "no", "CHILD-0001"), "parent_qr"),
-                        (lambda: scans.unlink_child(db, "no"), "child_qr"),
-                        (lambda: bags.get_bag(db, "no"), "qr_id")]:
+    for call, field in [
+        (lambda: scans.link_children(db, "SB00001", ["CHILD-0001", "??"]), "child_qrs"),
+        (lambda: scans.link_child(db, "SB00001", "no"), "child_qr"),
+        (lambda: scans.link_child(db, "no", "CHILD-0001"), "parent_qr"),
+        (lambda: scans.unlink_child(db, "no"), "child_qr"),
+        (lambda: bags.get_bag(db, "no"), "qr_id"),
+    ]:
         with pytest.raises(errors.InvalidQr) as info:
             call()
         assert info.value.field == field
 
 
 # --- parent formats ---------------------------------------------------------
+
 
 def test_default_parent_formats_open_as_parents(db):
     formats = {f.name: f for f in areas.list_parent_formats(db)}

@@ -39,8 +39,13 @@ def whole_string(text: str) -> str | None:
     character out for each one in, all of the alphabet, the grammar; then uppercased."""
     kept = DROP.sub("", text)
     nfkc = unicodedata.normalize("NFKC", kept)
-    if (len(text) > qr.MAX_INPUT_LENGTH or any(ord(c) > 0xFFFF for c in kept) or len(nfkc) != len(kept)
-            or not 4 <= len(nfkc) <= 100 or not re.fullmatch(r"[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*", nfkc)):
+    if (
+        len(text) > qr.MAX_INPUT_LENGTH
+        or any(ord(c) > 0xFFFF for c in kept)
+        or len(nfkc) != len(kept)
+        or not 4 <= len(nfkc) <= 100
+        or not re.fullmatch(r"[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*", nfkc)
+    ):
         return None
     out = nfkc.upper()
     return None if out.rsplit("/", 1)[-1] in qr.RESERVED_LAST_SEGMENTS and "/" in out else out
@@ -54,6 +59,7 @@ def normalised(text: str) -> str | None:
 
 
 # --- the finding's examples -------------------------------------------------
+
 
 def test_long_s_is_nfkc_s():
     assert normalize_qr("ſb90102") == "SB90102"
@@ -107,6 +113,7 @@ def test_reserved_last_segment_is_found_through_nfkc():
 
 # --- per code point NFKC is the documented whole-string rule -----------------
 
+
 def test_every_bmp_code_point_is_mapped_or_refused_never_deleted():
     """Exhaustive over the BMP: a non-ignorable character either becomes the one
     character NFKC makes of it (uppercased) or refuses the QR."""
@@ -133,9 +140,11 @@ def test_per_code_point_nfkc_agrees_with_whole_string_nfkc_on_the_bmp():
             assert normalised(text) == whole_string(text), (hex(code), text)
 
 
-AWKWARD = ("AbZz09-_/ ＳｂＫ９／－＿\u212aſⒽⓘ\u00b2\u2160\u2161\u00df\ufb00\u338f\ue000\u0380\u0301\u0327\u0338"
-           "\u1100\u1161\u11a8\u3131\u00e9\u0065\u00c5\u212b\u0131\u0130\u00a0\u200b\ufeff\x01\x00.\ud800"
-           "\U0001d400\U0001f600")
+AWKWARD = (
+    "AbZz09-_/ ＳｂＫ９／－＿\u212aſⒽⓘ\u00b2\u2160\u2161\u00df\ufb00\u338f\ue000\u0380\u0301\u0327\u0338"
+    "\u1100\u1161\u11a8\u3131\u00e9\u0065\u00c5\u212b\u0131\u0130\u00a0\u200b\ufeff\x01\x00.\ud800"
+    "\U0001d400\U0001f600"
+)
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
@@ -145,17 +154,23 @@ def test_per_code_point_nfkc_agrees_with_whole_string_nfkc(text):
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
-@given(st.text(st.sampled_from(AWKWARD), min_size=4, max_size=10),
-       st.text(st.sampled_from(AWKWARD), min_size=4, max_size=10))
+@given(
+    st.text(st.sampled_from(AWKWARD), min_size=4, max_size=10),
+    st.text(st.sampled_from(AWKWARD), min_size=4, max_size=10),
+)
 def test_two_scans_become_one_qr_only_through_the_documented_rules(a, b):
     """Same QR only if the same after dropping ignorables, NFKC and uppercasing."""
     qa, qb = normalised(a), normalised(b)
     if qa is not None and qa == qb:
-        fold = lambda t: unicodedata.normalize("NFKC", DROP.sub("", t)).upper()
+
+        def fold(t):
+            return unicodedata.normalize("NFKC", DROP.sub("", t)).upper()
+
         assert fold(a) == fold(b) == qa
 
 
 # --- the OpenAPI pattern ----------------------------------------------------
+
 
 def test_pattern_is_exact_on_every_bmp_code_point():
     for code in range(0x10000):
@@ -164,10 +179,26 @@ def test_pattern_is_exact_on_every_bmp_code_point():
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
-@given(st.one_of(st.text(st.sampled_from(AWKWARD), max_size=16),
-                 st.builds(lambda a, w: a + w, st.text(st.sampled_from(AWKWARD), min_size=1, max_size=8),
-                           st.sampled_from(["/history", "／ＨＩＳＴＯＲＹ", "/ｈｉｓ\u200bｔｏｒｙ", "/ⒽⒾⓈⓉⓄⓇⓎ",
-                                            "/hiſtory", "/HISTOR", "/HISTORYS"]))))
+@given(
+    st.one_of(
+        st.text(st.sampled_from(AWKWARD), max_size=16),
+        st.builds(
+            lambda a, w: a + w,
+            st.text(st.sampled_from(AWKWARD), min_size=1, max_size=8),
+            st.sampled_from(
+                [
+                    "/history",
+                    "／ＨＩＳＴＯＲＹ",
+                    "/ｈｉｓ\u200bｔｏｒｙ",
+                    "/ⒽⒾⓈⓉⓄⓇⓎ",
+                    "/hiſtory",
+                    "/HISTOR",
+                    "/HISTORYS",
+                ]
+            ),
+        ),
+    )
+)
 def test_pattern_is_exact_on_awkward_text(text):
     assert documented(text) == accepted(text)
 
@@ -186,14 +217,38 @@ def test_ecmascript_reads_the_pattern_as_python_does():
         service_missing("node is not installed (apt-get install nodejs)")
     samples = [f"AB{chr(code)}12" for code in range(0x10000)]
     samples += ["ABC/" + chr(code) + "ISTORY" for code in range(0x10000)]
-    samples += ["ＳＢ９０１０１", "ſb90102", "ß90105", "\ufb00\ufb00", "\u212aAB1", "AB\ue000CD", "AB\u0380CD",
-                "X／ｈｉｓｔｏｒｙ", "X/ⒽⒾⓈⓉⓄⓇⓎ", "\U0001d400BCD", "ABC\U0001d400", "A\U0001d400\U0001d400B",
-                "abcd\n", "a" * 100 + "Ａ", "Ａ" * 100, " a/b ", "ab/\u200b/cd"]
-    script = ("const p = new RegExp(process.argv[1]); let d = '';"
-              "process.stdin.on('data', c => d += c);"
-              "process.stdin.on('end', () => process.stdout.write(JSON.stringify(JSON.parse(d).map(s => p.test(s)))));")
-    result = subprocess.run(["node", "-e", script, qr.input_pattern()], input=json.dumps(samples),
-                            capture_output=True, text=True, timeout=120, check=True)
+    samples += [
+        "ＳＢ９０１０１",
+        "ſb90102",
+        "ß90105",
+        "\ufb00\ufb00",
+        "\u212aAB1",
+        "AB\ue000CD",
+        "AB\u0380CD",
+        "X／ｈｉｓｔｏｒｙ",
+        "X/ⒽⒾⓈⓉⓄⓇⓎ",
+        "\U0001d400BCD",
+        "ABC\U0001d400",
+        "A\U0001d400\U0001d400B",
+        "abcd\n",
+        "a" * 100 + "Ａ",
+        "Ａ" * 100,
+        " a/b ",
+        "ab/\u200b/cd",
+    ]
+    script = (
+        "const p = new RegExp(process.argv[1]); let d = '';"
+        "process.stdin.on('data', c => d += c);"
+        "process.stdin.on('end', () => process.stdout.write(JSON.stringify(JSON.parse(d).map(s => p.test(s)))));"
+    )
+    result = subprocess.run(
+        ["node", "-e", script, qr.input_pattern()],
+        input=json.dumps(samples),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     ecmascript = json.loads(result.stdout)
     mismatches = [(s, e) for s, e in zip(samples, ecmascript, strict=True) if e != accepted(s)]
     assert mismatches == []

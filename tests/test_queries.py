@@ -29,14 +29,17 @@ DELETE FROM thing;
     assert queries["drop_things"].kind == "execrows"
 
 
-@pytest.mark.parametrize("text, message", [
-    ("-- name: a :one\nSELECT 1;\n-- name: a :many\nSELECT 2;", "duplicate query name 'a'"),
-    ("-- name: a :fetch\nSELECT 1;", "needs a kind"),
-    ("-- name: a\nSELECT 1;", "needs a kind"),
-    ("-- name: Bad-Name :one\nSELECT 1;", "bad query name"),
-    ("SELECT 1;\n-- name: a :one\nSELECT 1;", "SQL before the first"),
-    ("-- name: a :one\n-- only a comment\n", "has no SQL"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("-- name: a :one\nSELECT 1;\n-- name: a :many\nSELECT 2;", "duplicate query name 'a'"),
+        ("-- name: a :fetch\nSELECT 1;", "needs a kind"),
+        ("-- name: a\nSELECT 1;", "needs a kind"),
+        ("-- name: Bad-Name :one\nSELECT 1;", "bad query name"),
+        ("SELECT 1;\n-- name: a :one\nSELECT 1;", "SQL before the first"),
+        ("-- name: a :one\n-- only a comment\n", "has no SQL"),
+    ],
+)
 def test_malformed_files_fail_loudly(text, message):
     with pytest.raises(QueryFileError, match=message):
         parse(text, "bad.sql")
@@ -76,7 +79,7 @@ def test_every_shipped_query_prepares_on_the_real_schema(db: Database):
     with db.connection() as conn:
         for q in load():
             names = sorted(q.params)
-            positional = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m[1]) + 1}", q.sql)
+            positional = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m[1]) + 1}", q.sql)  # noqa: B023 - used at once
             conn.execute(f"PREPARE tt_check_{q.name} AS {positional}".replace("%%", "%"))
             conn.execute(f"DEALLOCATE tt_check_{q.name}")
 
@@ -95,7 +98,9 @@ def test_every_call_site_uses_the_verb_of_the_declared_kind():
         for verb, name in re.findall(r'db\.(one|many|scalar|execute)\(\s*"(\w+)"', source.read_text()):
             calls += 1
             assert name in queries, f"{source.name}: unknown query {name}"
-            assert queries[name].kind in verbs[verb], f"{source.name}: db.{verb}({name!r}) but it is :{queries[name].kind}"
+            assert queries[name].kind in verbs[verb], (
+                f"{source.name}: db.{verb}({name!r}) but it is :{queries[name].kind}"
+            )
     assert calls > 30
 
 

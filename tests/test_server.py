@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 import os
 import signal
 import socket
@@ -15,6 +14,7 @@ import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -32,8 +32,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http(method: str, url: str, body: dict | None = None, token: str | None = None,
-         timeout: float = 10) -> tuple[int, Any, Any]:
+def http(
+    method: str, url: str, body: dict | None = None, token: str | None = None, timeout: float = 10
+) -> tuple[int, Any, Any]:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)
     if data is not None:
@@ -54,15 +55,39 @@ def running_server(database_url: str, *extra: str, env_extra: dict | None = None
     what it has written so far (to a file: a pipe nobody reads would fill up
     and stall the server's logging)."""
     port, metrics_port = free_port(), free_port()
-    env = {**os.environ, "DATABASE_URL": as_service(database_url), "TRACETRACK_OWNER_URL": database_url,
-           "TRACETRACK_SECRET_KEY": SECRET, **(env_extra or {})}
+    env = {
+        **os.environ,
+        "DATABASE_URL": as_service(database_url),
+        "TRACETRACK_OWNER_URL": database_url,
+        "TRACETRACK_SECRET_KEY": SECRET,
+        **(env_extra or {}),
+    }
     env.pop("REDIS_URL", None)
     demo = [] if "--no-demo" in extra or "--demo" in extra else ["--demo"]
-    log = tempfile.NamedTemporaryFile("w+", prefix="tracetrack-serve-", suffix=".log")
+    log = tempfile.NamedTemporaryFile("w+", prefix="tracetrack-serve-", suffix=".log")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from tracetrack_ops.cli import main; main()", "serve", "--port", str(port),
-         "--metrics-port", str(metrics_port), "--workers", "1", "--threads", "4", *demo, *extra],
-        env=env, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        [
+            sys.executable,
+            "-c",
+            "from tracetrack_ops.cli import main; main()",
+            "serve",
+            "--port",
+            str(port),
+            "--metrics-port",
+            str(metrics_port),
+            "--workers",
+            "1",
+            "--threads",
+            "4",
+            *demo,
+            *extra,
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     proc.metrics = f"http://127.0.0.1:{metrics_port}"  # type: ignore[attr-defined]
     proc.log = lambda: Path(log.name).read_text(errors="replace")  # type: ignore[attr-defined]
@@ -103,8 +128,9 @@ def test_serve_creates_demo_data_and_answers_the_contract(db_url):
         token = login(base, "dispatcher", "tracetrack-demo")
         status, opened, _ = http("POST", base + "/api/scans/parent", {"qr_id": "sb09999"}, token)
         assert status == 201 and opened["bag"]["qr_id"] == "SB09999" and opened["created"] is True
-        status, linked, _ = http("POST", base + "/api/scans/child",
-                                 {"parent_qr": "SB09999", "child_qr": "live-child-1"}, token)
+        status, linked, _ = http(
+            "POST", base + "/api/scans/child", {"parent_qr": "SB09999", "child_qr": "live-child-1"}, token
+        )
         assert status == 200 and linked["result"] == "linked" and linked["child_count"] == 1
         status, bag, _ = http("GET", base + "/api/bags/SB00001", None, token)
         assert status == 200 and len(bag["children"]) == 30 and bag["bill"]["bill_no"] == "DEMO-BILL-1"
@@ -144,10 +170,24 @@ def test_no_demo_data_on_a_database_url_unless_asked(db_url):
         assert conn.execute("SELECT count(*) FROM app_user").fetchone() == (0,)
     port = free_port()
     proc = subprocess.Popen(  # ... which is no demo at all, without any flag
-        [sys.executable, "-c", "from tracetrack_ops.cli import main; main()", "serve", "--port", str(port),
-         "--metrics-port", str(free_port()), "--workers", "1"],
-        env={**os.environ, "DATABASE_URL": db_url, "TRACETRACK_SECRET_KEY": SECRET}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        [
+            sys.executable,
+            "-c",
+            "from tracetrack_ops.cli import main; main()",
+            "serve",
+            "--port",
+            str(port),
+            "--metrics-port",
+            str(free_port()),
+            "--workers",
+            "1",
+        ],
+        env={**os.environ, "DATABASE_URL": db_url, "TRACETRACK_SECRET_KEY": SECRET},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         for _ in range(300):
             try:
@@ -155,8 +195,9 @@ def test_no_demo_data_on_a_database_url_unless_asked(db_url):
                     break
             except OSError:
                 time.sleep(0.2)
-        status, _, _ = http("POST", f"http://127.0.0.1:{port}/api/auth/login",
-                            {"username": "admin", "password": "tracetrack-demo"})
+        status, _, _ = http(
+            "POST", f"http://127.0.0.1:{port}/api/auth/login", {"username": "admin", "password": "tracetrack-demo"}
+        )
         assert status == 401
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -227,13 +268,21 @@ def test_a_chunked_body_is_read_not_taken_for_empty(db_url):
 
         def chunked(method: str, path: str, parts: list[bytes]) -> tuple[int, dict]:
             conn = HTTPConnection(host, int(port), timeout=10)
-            conn.request(method, path, body=iter(parts), encode_chunked=True,
-                         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
-                                  "Transfer-Encoding": "chunked"})
+            conn.request(
+                method,
+                path,
+                body=iter(parts),
+                encode_chunked=True,
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "Content-Type": "application/json",
+                    "Transfer-Encoding": "chunked",
+                },
+            )
             resp = conn.getresponse()
             return resp.status, json.loads(resp.read())
 
-        status, bill = chunked("PATCH", "/api/bills/CHUNK-1", [b'{"capacity"', b': 3}'])
+        status, bill = chunked("PATCH", "/api/bills/CHUNK-1", [b'{"capacity"', b": 3}"])
         assert status == 200 and bill["capacity"] == 3
         status, body = chunked("PATCH", "/api/bills/CHUNK-1", [b"{" + b" " * 40_000, b" " * 40_000 + b"}"])
         assert status == 413 and body["error"]["code"] == "payload_too_large"

@@ -37,8 +37,9 @@ def test_an_idempotent_row_needs_a_caller():
 
 
 def test_a_parameter_may_be_named_once():
-    collide = dataclasses.replace(op("add_bill_parent"),
-                                  body=body(bill_no=Field(Text(64)), parent_qr=Field(Text(64), required=True)))
+    collide = dataclasses.replace(
+        op("add_bill_parent"), body=body(bill_no=Field(Text(64)), parent_qr=Field(Text(64), required=True))
+    )
     assert "named twice" in refused(collide)
 
 
@@ -57,11 +58,13 @@ def test_a_word_after_an_identifier_must_be_reserved_by_the_identifier():
     """A manifest route would make the bill 'MF1/manifest' unreachable and
     /api/bills/MF1%2Fmanifest read as MF1's manifest: the identifier's rules
     (and their constraint) must learn the word first."""
+
     def manifest(ctx, bill_no):
         return None
 
-    message = refused(dataclasses.replace(op("get_bill"), id="get_manifest", path="/api/bills/{bill_no}/manifest",
-                                          handler=manifest))
+    message = refused(
+        dataclasses.replace(op("get_bill"), id="get_manifest", path="/api/bills/{bill_no}/manifest", handler=manifest)
+    )
     assert "'manifest'" in message and "reserved words" in message
     history = dataclasses.replace(op("get_bag_history"), id="get_bag_trace", path="/api/bags/{qr}/trace")
     assert "'trace'" in refused(history)

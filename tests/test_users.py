@@ -3,13 +3,14 @@ updates (last admin), listing."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from argon2 import PasswordHasher
 
+from tests.factories import make_user
 from tracetrack_db import errors, passwords, users
 from tracetrack_db.users import UserChanges
-
-from tests.factories import make_user
 
 
 @pytest.fixture(autouse=True)
@@ -25,12 +26,16 @@ def token_version(sql_conn, user_id: int) -> int:
 
 def insert_plain_users(sql_conn, names: list[str]) -> list[int]:
     """Users inserted behind the library's back (no argon2 cost), for listing tests."""
-    return [sql_conn.execute(
-        "INSERT INTO app_user (username, password_hash, role) VALUES (%s, 'x', 'biller') RETURNING id",
-        (n,)).fetchone()[0] for n in names]
+    return [
+        sql_conn.execute(
+            "INSERT INTO app_user (username, password_hash, role) VALUES (%s, 'x', 'biller') RETURNING id", (n,)
+        ).fetchone()[0]
+        for n in names
+    ]
 
 
 # --- create -----------------------------------------------------------------
+
 
 def test_create_user_returns_the_user_without_the_hash(db, sql_conn):
     user = users.create_user(db, "Alice.D", "correct-horse-9-staple", "dispatcher", "indore")
@@ -46,12 +51,21 @@ def test_create_user_returns_the_user_without_the_hash(db, sql_conn):
     assert users.find_user(db, "alİce.d") is None  # not ASCII: nobody's name
 
 
-@pytest.mark.parametrize("password, why", [
-    ("12345678", "at least 12"), ("bbbbbbbbbbbb", "too easy"), (" " * 12, "whitespace"),
-    ("\t\n" * 6, "whitespace"), ("password1234", "common"), ("qwertyuiop123", "common"),
-    ("Aaaaaaaaaaaa", "username"), ("  aaaaaaaaaaaa ", "username"), ("abcdefghijklmnop", "too easy"),
-    ("x" * 1025, "at most"),
-])
+@pytest.mark.parametrize(
+    "password, why",
+    [
+        ("12345678", "at least 12"),
+        ("bbbbbbbbbbbb", "too easy"),
+        (" " * 12, "whitespace"),
+        ("\t\n" * 6, "whitespace"),
+        ("password1234", "common"),
+        ("qwertyuiop123", "common"),
+        ("Aaaaaaaaaaaa", "username"),
+        ("  aaaaaaaaaaaa ", "username"),
+        ("abcdefghijklmnop", "too easy"),
+        ("x" * 1025, "at most"),
+    ],
+)
 def test_weak_passwords_are_refused_and_nothing_is_created(db, sql_conn, password, why):
     """Before: 8 characters were enough, so 'aaaaaaaa' for user 'aaaaaaaa' and eight spaces passed."""
     with pytest.raises(errors.WeakPassword) as info:
@@ -131,6 +145,7 @@ def test_ensure_admin_creates_once(db):
 
 # --- authenticate -----------------------------------------------------------
 
+
 def test_authenticate_outcomes(db, sql_conn):
     user = make_user(db, "admin", username="carol")
     logged = users.authenticate(db, "CAROL", "correct-horse-9-staple")
@@ -138,9 +153,12 @@ def test_authenticate_outcomes(db, sql_conn):
     assert logged.user.last_login_at is not None
     gone = make_user(db, "biller", username="gone")
     users.update_user(db, gone.id, UserChanges(is_active=False))
-    refusals = [("ghost", "correct-horse-9-staple"), ("carol", "wrong-password"),
-                ("gone", "correct-horse-9-staple"),   # deactivated, right password
-                ("gone", "wrong-password")]
+    refusals = [
+        ("ghost", "correct-horse-9-staple"),
+        ("carol", "wrong-password"),
+        ("gone", "correct-horse-9-staple"),  # deactivated, right password
+        ("gone", "wrong-password"),
+    ]
     messages = set()
     for name, password in refusals:
         with pytest.raises(errors.InvalidCredentials) as info:
@@ -159,13 +177,16 @@ def test_every_refusal_runs_exactly_one_password_check(db, monkeypatch):
     checks = []
     real = passwords.verify_password
     monkeypatch.setattr(users, "verify_password", lambda h, p: checks.append(h) or real(h, p))
-    for name, password in [("ghost", "x"), ("erin", "wrong"), ("gone", "correct-horse-9-staple"),
-                           ("gone", "wrong"), ("erin", "correct-horse-9-staple")]:
+    for name, password in [
+        ("ghost", "x"),
+        ("erin", "wrong"),
+        ("gone", "correct-horse-9-staple"),
+        ("gone", "wrong"),
+        ("erin", "correct-horse-9-staple"),
+    ]:
         checks.clear()
-        try:
+        with contextlib.suppress(errors.InvalidCredentials):
             users.authenticate(db, name, password)
-        except errors.InvalidCredentials:
-            pass
         assert len(checks) == 1, name
 
 
@@ -182,9 +203,9 @@ def test_token_version_moves_on_logout_password_deactivation_and_role_change(db,
     make_user(db, "admin", username="root")
     user = make_user(db, "dispatcher", "lucknow", username="vera")
     assert token_version(sql_conn, user.id) == 0
-    users.update_user(db, user.id, UserChanges(dispatch_area="jaipur"))   # an area move keeps tokens
+    users.update_user(db, user.id, UserChanges(dispatch_area="jaipur"))  # an area move keeps tokens
     assert token_version(sql_conn, user.id) == 0
-    users.update_user(db, user.id, UserChanges(role="dispatcher"))        # the same role: no change
+    users.update_user(db, user.id, UserChanges(role="dispatcher"))  # the same role: no change
     assert token_version(sql_conn, user.id) == 0
     users.update_user(db, user.id, UserChanges(role="biller", clear_area=True))
     assert token_version(sql_conn, user.id) == 1
@@ -192,7 +213,7 @@ def test_token_version_moves_on_logout_password_deactivation_and_role_change(db,
     assert token_version(sql_conn, user.id) == 2
     users.update_user(db, user.id, UserChanges(is_active=False))
     assert token_version(sql_conn, user.id) == 3
-    users.update_user(db, user.id, UserChanges(is_active=True))   # reactivation does not revive old tokens
+    users.update_user(db, user.id, UserChanges(is_active=True))  # reactivation does not revive old tokens
     assert token_version(sql_conn, user.id) == 3
     assert users.revoke_tokens(db, user.id) == 4
     assert users.get_principal(db, user.id).token_version == 4
@@ -214,6 +235,7 @@ def test_login_rehashes_an_outdated_hash(db, sql_conn, monkeypatch):
 
 
 # --- update -----------------------------------------------------------------
+
 
 def test_update_role_area_and_active(db):
     make_user(db, "admin", username="root")
@@ -295,6 +317,7 @@ def test_demotion_works_when_another_admin_exists(db):
 
 
 # --- list -------------------------------------------------------------------
+
 
 def test_list_users_keyset_pages(db, sql_conn):
     ids = insert_plain_users(sql_conn, [f"user{i}" for i in range(7)])

@@ -117,8 +117,17 @@ def _relations(plan: dict) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("name", ["dashboard_bag_totals", "dashboard_bill_totals", "dashboard_hourly",
-                                  "dashboard_user_activity", "dashboard_recent_scans", "view_refresh_times"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "dashboard_bag_totals",
+        "dashboard_bill_totals",
+        "dashboard_hourly",
+        "dashboard_user_activity",
+        "dashboard_recent_scans",
+        "view_refresh_times",
+    ],
+)
 def test_dashboard_queries_never_read_base_tables(db: Database, name):
     query = db.queries[name]
     params = {"area": "lucknow", "limit": 20}
@@ -154,8 +163,7 @@ def test_readers_never_wait_for_a_concurrent_refresh(db: Database, db_url, concu
     would make them wait, which is why the refresher never uses it."""
     full_parent(db, 1, children=3)
     with psycopg.connect(db_url, autocommit=True) as refresher, refresher.transaction():
-        refresher.execute("REFRESH MATERIALIZED VIEW " + ("CONCURRENTLY " if concurrently else "")
-                          + "mv_bag_totals")
+        refresher.execute("REFRESH MATERIALIZED VIEW " + ("CONCURRENTLY " if concurrently else "") + "mv_bag_totals")
         with psycopg.connect(db_url, autocommit=True) as reader:
             reader.execute("SET lock_timeout = '2s'")
             if concurrently:

@@ -30,10 +30,14 @@ class OpenApiDocument:
         resp.data = self.data
 
 
-def create_app(db: Database, settings: ApiSettings | None = None,
-               cache: LocalCache | RedisCache | None = None, directory: UserDirectory | None = None,
-               counters: LocalCache | RedisCache | SharedCounters | None = None,
-               access_log: bool = True) -> falcon.App:
+def create_app(
+    db: Database,
+    settings: ApiSettings | None = None,
+    cache: LocalCache | RedisCache | None = None,
+    directory: UserDirectory | None = None,
+    counters: LocalCache | RedisCache | SharedCounters | None = None,
+    access_log: bool = True,
+) -> falcon.App:
     """Build the app. `db` must be open; the app never closes it. `directory`:
     the user cache, when the caller keeps it (to start a UserChangeListener).
     `counters`: where the login throttle and export marks count (default: Redis
@@ -48,10 +52,17 @@ def create_app(db: Database, settings: ApiSettings | None = None,
     directory = directory or UserDirectory(db, settings.user_refresh_seconds)
     cache = cache or make_cache(settings.redis_url)
     counters = counters or shared_counters(cache, db)
-    services = Services(db=db, settings=settings, cache=cache, directory=directory, signer=signer,
-                        counters=counters,
-                        login_guard=LoginGuard(counters, settings.login_address_rate, settings.login_concurrency,
-                                                settings.login_queue_seconds))
+    services = Services(
+        db=db,
+        settings=settings,
+        cache=cache,
+        directory=directory,
+        signer=signer,
+        counters=counters,
+        login_guard=LoginGuard(
+            counters, settings.login_address_rate, settings.login_concurrency, settings.login_queue_seconds
+        ),
+    )
     client = ClientAddress(settings.trusted_proxies)
     authenticate = Authenticator(signer, directory)
     router = TableRouter(SPANS_SEGMENTS.__contains__)
@@ -61,8 +72,11 @@ def create_app(db: Database, settings: ApiSettings | None = None,
     for path, method_map in by_path.items():
         router.add(path, tuple(method_map.values()), method_map)  # the resource: its endpoints
     # falcon's types name its CompiledRouter for router=; any object with its methods works
-    app = falcon.App(router=router, middleware=[RequestLog(access_log), MetricsMiddleware(db)],  # type: ignore[call-overload]
-                     cors_enable=False)
+    app = falcon.App(
+        router=router,
+        middleware=[RequestLog(access_log), MetricsMiddleware(db)],  # type: ignore[call-overload]
+        cors_enable=False,
+    )
     app.add_route("/openapi.json", OpenApiDocument(openapi.build(OPERATIONS, PATH_VALUES, SPANS_SEGMENTS)))
     errors.install(app)
     buildinfo.publish()

@@ -124,6 +124,7 @@ class Authenticator:
         if user is None:
             raise Unauthenticated("this account is deactivated or gone")
         if claims.version != user.token_version:
-            raise Unauthenticated("this token has been ended (a logout, a new password or role, or a "
-                                  "deactivation): log in again")
+            raise Unauthenticated(
+                "this token has been ended (a logout, a new password or role, or a deactivation): log in again"
+            )
         return user

@@ -61,7 +61,7 @@ class LocalCache:
             self._counters[key] = (expires, value + 1)
             if len(self._counters) > self.MAX_ITEMS:  # the expired go first, then the oldest, in one pass
                 live = [(k, v) for k, v in self._counters.items() if v[0] >= now]
-                self._counters = dict(live[-(self.MAX_ITEMS * 9 // 10):])
+                self._counters = dict(live[-(self.MAX_ITEMS * 9 // 10) :])
             return value + 1
 
     def add(self, key: str, value: bytes, ttl: float) -> bool:
@@ -91,8 +91,13 @@ class RedisCache:
         self.prefix = prefix
         self.local = LocalCache()  # answers while Redis does not
         self.client = redis.Redis.from_url(
-            url, socket_connect_timeout=0.5, socket_timeout=0.5, health_check_interval=10,
-            retry_on_timeout=False, max_connections=64)
+            url,
+            socket_connect_timeout=0.5,
+            socket_timeout=0.5,
+            health_check_interval=10,
+            retry_on_timeout=False,
+            max_connections=64,
+        )
 
     def _guard(self, what: str, call, fallback):
         try:
@@ -105,13 +110,18 @@ class RedisCache:
         return self._guard("get", lambda: self.client.get(self.prefix + key), lambda: self.local.get(key))
 
     def set(self, key: str, value: bytes, ttl: float) -> None:
-        self._guard("set", lambda: self.client.set(self.prefix + key, value, px=int(ttl * 1000)),
-                    lambda: self.local.set(key, value, ttl))
+        self._guard(
+            "set",
+            lambda: self.client.set(self.prefix + key, value, px=int(ttl * 1000)),
+            lambda: self.local.set(key, value, ttl),
+        )
 
     def add(self, key: str, value: bytes, ttl: float) -> bool:
-        return self._guard("add", lambda: bool(self.client.set(self.prefix + key, value, px=int(ttl * 1000),
-                                                               nx=True)),
-                           lambda: self.local.add(key, value, ttl))
+        return self._guard(
+            "add",
+            lambda: bool(self.client.set(self.prefix + key, value, px=int(ttl * 1000), nx=True)),
+            lambda: self.local.add(key, value, ttl),
+        )
 
     def delete(self, *keys: str) -> None:
         self.local.delete(*keys)

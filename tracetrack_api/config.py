@@ -10,29 +10,53 @@ from dataclasses import dataclass, field
 from tracetrack_db import Settings
 from tracetrack_db.settings import LIBRARY_VARS, Var, flag, name_list, number, one_of, redis_url, text, whole
 
-SECRET_KEY = Var("TRACETRACK_SECRET_KEY", None, text,
-                 "HMAC key of bearer tokens; unset: generated once into the data directory", secret=True)
-REDIS_URL = Var("REDIS_URL", None, redis_url, "shared cache and counters; unset: in-process and PostgreSQL",
-                secret=True)
+SECRET_KEY = Var(
+    "TRACETRACK_SECRET_KEY",
+    None,
+    text,
+    "HMAC key of bearer tokens; unset: generated once into the data directory",
+    secret=True,
+)
+REDIS_URL = Var(
+    "REDIS_URL", None, redis_url, "shared cache and counters; unset: in-process and PostgreSQL", secret=True
+)
 TOKEN_TTL = Var("TRACETRACK_TOKEN_TTL", 12 * 3600, whole(60, 366 * 86400), "token lifetime in seconds")
 USER_REFRESH = Var("TRACETRACK_USER_REFRESH", 15, whole(1), "seconds a worker caches a user's role and state")
 MAX_BODY = Var("TRACETRACK_MAX_BODY", 64 * 1024, whole(1024), "request body limit in bytes")
 LOGIN_ADDRESS_RATE = Var("TRACETRACK_LOGIN_ADDRESS_RATE", 60, whole(1), "login attempts per address a minute")
 LOGIN_CONCURRENCY = Var("TRACETRACK_LOGIN_CONCURRENCY", 1, whole(1), "password checks at once per process")
 LOGIN_QUEUE = Var("TRACETRACK_LOGIN_QUEUE", 5.0, number(0), "seconds a login waits for a password check")
-TRUSTED_PROXIES = Var("TRACETRACK_TRUSTED_PROXIES", ("127.0.0.1", "::1"), name_list,
-                      "peers whose X-Real-IP names the client")
-REFRESH_INTERVAL = Var("TRACETRACK_REFRESH_INTERVAL", 30.0, number(0),
-                       "seconds between view refreshes (0: no refresher)")
+TRUSTED_PROXIES = Var(
+    "TRACETRACK_TRUSTED_PROXIES", ("127.0.0.1", "::1"), name_list, "peers whose X-Real-IP names the client"
+)
+REFRESH_INTERVAL = Var(
+    "TRACETRACK_REFRESH_INTERVAL", 30.0, number(0), "seconds between view refreshes (0: no refresher)"
+)
 
-LOG_LEVEL = Var("TRACETRACK_LOG_LEVEL", "info", one_of("debug", "info", "warning", "error", "critical"),
-                "level of every logger (serve --log-level)")
+LOG_LEVEL = Var(
+    "TRACETRACK_LOG_LEVEL",
+    "info",
+    one_of("debug", "info", "warning", "error", "critical"),
+    "level of every logger (serve --log-level)",
+)
 LOG_FORMAT = Var("TRACETRACK_LOG_FORMAT", "text", one_of("text", "json"), "text, or json a line (serve --log-format)")
 ACCESS_LOG = Var("TRACETRACK_ACCESS_LOG", True, flag, "one line per request (serve --no-access-log: 0)")
 
-API_VARS: tuple[Var, ...] = (SECRET_KEY, REDIS_URL, TOKEN_TTL, USER_REFRESH, MAX_BODY, LOGIN_ADDRESS_RATE,
-                             LOGIN_CONCURRENCY, LOGIN_QUEUE, TRUSTED_PROXIES, REFRESH_INTERVAL,
-                             LOG_LEVEL, LOG_FORMAT, ACCESS_LOG)
+API_VARS: tuple[Var, ...] = (
+    SECRET_KEY,
+    REDIS_URL,
+    TOKEN_TTL,
+    USER_REFRESH,
+    MAX_BODY,
+    LOGIN_ADDRESS_RATE,
+    LOGIN_CONCURRENCY,
+    LOGIN_QUEUE,
+    TRUSTED_PROXIES,
+    REFRESH_INTERVAL,
+    LOG_LEVEL,
+    LOG_FORMAT,
+    ACCESS_LOG,
+)
 ALL_VARS: tuple[Var, ...] = LIBRARY_VARS + API_VARS
 
 

@@ -18,8 +18,10 @@ from swagger_ui_bundle import swagger_ui_path
 
 from .table import Static
 
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-       "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 
 # Relative URLs: the page works behind a proxy that mounts the API under a prefix.
 PAGE = b"""<!DOCTYPE html>
@@ -62,8 +64,11 @@ def _asset(name: str, data: bytes) -> Static:
     if name.endswith((".js", ".css")):  # no source maps are served: say none
         data = re.sub(rb"\n[/][/*]# sourceMappingURL=[^\n]*\s*$", b"\n", data)
     etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
-    return Static(data, _TYPES[name[name.rfind("."):]],
-                 {"Cache-Control": "public, max-age=86400", "ETag": etag, "X-Content-Type-Options": "nosniff"})
+    return Static(
+        data,
+        _TYPES[name[name.rfind(".") :]],
+        {"Cache-Control": "public, max-age=86400", "ETag": etag, "X-Content-Type-Options": "nosniff"},
+    )
 
 
 def _load() -> dict[str, Static]:
@@ -73,6 +78,13 @@ def _load() -> dict[str, Static]:
 
 
 FILES: dict[str, Static] = _load()
-INDEX = Static(PAGE, "text/html; charset=utf-8",
-              {"Cache-Control": "no-cache", "Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
-               "Referrer-Policy": "no-referrer"})
+INDEX = Static(
+    PAGE,
+    "text/html; charset=utf-8",
+    {
+        "Cache-Control": "no-cache",
+        "Content-Security-Policy": CSP,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    },
+)

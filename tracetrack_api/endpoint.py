@@ -85,8 +85,14 @@ def parse_json(raw: bytes) -> Any:
 class Endpoint:
     """The responder of one operation (a Falcon responder: req, resp, **path)."""
 
-    def __init__(self, op: Operation, services: Services, authenticate: Authenticator,
-                 path_values: dict[str, Value], client: ClientAddress):
+    def __init__(
+        self,
+        op: Operation,
+        services: Services,
+        authenticate: Authenticator,
+        path_values: dict[str, Value],
+        client: ClientAddress,
+    ):
         self.op = op
         self.client = client
         self.services = services
@@ -123,8 +129,9 @@ class Endpoint:
             return self.outcome(op.handler(ctx, **params))
 
         assert user is not None  # the table makes every idempotent operation need a role
-        stored = idempotency.run_once(self.services.db, user.id, key,
-                                      idempotency.fingerprint(req.method, req.relative_uri, raw), write)
+        stored = idempotency.run_once(
+            self.services.db, user.id, key, idempotency.fingerprint(req.method, req.relative_uri, raw), write
+        )
         for action in ctx.after:  # committed now
             action()
         resp.status = stored.code

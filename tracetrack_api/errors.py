@@ -43,12 +43,15 @@ class InvalidJson(ValidationError):
 class LengthRequired(TraceTrackError):
     code, status = "length_required", 411
 
-_STATUS = {code: falcon.code_to_http_status(code) for code in
-           (400, 401, 403, 404, 405, 409, 411, 413, 422, 429, 500, 503)}
+
+_STATUS = {
+    code: falcon.code_to_http_status(code) for code in (400, 401, 403, 404, 405, 409, 411, 413, 422, 429, 500, 503)
+}
 
 
-def _error(resp: falcon.Response, status: int, code: str, message: str, field: str | None = None,
-           extra: dict | None = None) -> None:
+def _error(
+    resp: falcon.Response, status: int, code: str, message: str, field: str | None = None, extra: dict | None = None
+) -> None:
     body = {"code": code, "message": message}
     if field:
         body["field"] = field
@@ -71,8 +74,9 @@ def domain_error(req, resp, exc: TraceTrackError, params) -> None:
 
 def http_error(req, resp, exc: falcon.HTTPError, params) -> None:
     status = exc.status_code
-    code = {404: "not_found", 405: "method_not_allowed", 415: "unsupported_media_type",
-            400: "bad_request"}.get(status, "http_error")
+    code = {404: "not_found", 405: "method_not_allowed", 415: "unsupported_media_type", 400: "bad_request"}.get(
+        status, "http_error"
+    )
     message = exc.description
     if status == 404 and not message:
         message = f"no such path: {req.path}"
@@ -89,10 +93,21 @@ def unexpected_error(req, resp, exc: Exception, params) -> None:
     if isinstance(exc, falcon.HTTPError):
         return http_error(req, resp, exc, params)
     request_id = req.context.get("request_id") or request_id_of(req.get_header("X-Request-Id"))
-    log.error("unhandled error [request %s] %s %s", request_id, req.method, req.uri_template or "unmatched",
-              exc_info=exc, extra={"request_id": request_id})
-    _error(resp, 500, "internal_error", "an unexpected error happened; it has been logged",
-           extra={"request_id": request_id})
+    log.error(
+        "unhandled error [request %s] %s %s",
+        request_id,
+        req.method,
+        req.uri_template or "unmatched",
+        exc_info=exc,
+        extra={"request_id": request_id},
+    )
+    _error(
+        resp,
+        500,
+        "internal_error",
+        "an unexpected error happened; it has been logged",
+        extra={"request_id": request_id},
+    )
     resp.set_header("X-Request-Id", request_id)
 
 

@@ -37,8 +37,13 @@ MAX_DELAY_SECONDS = 5 * 60
 
 
 class LoginGuard:
-    def __init__(self, cache: LocalCache | RedisCache | SharedCounters, address_rate: int, concurrent: int,
-                 queue_seconds: float = 5.0):
+    def __init__(
+        self,
+        cache: LocalCache | RedisCache | SharedCounters,
+        address_rate: int,
+        concurrent: int,
+        queue_seconds: float = 5.0,
+    ):
         self.cache = cache
         self.address_rate = address_rate
         self.queue_seconds = queue_seconds
@@ -58,8 +63,9 @@ class LoginGuard:
         if count > FREE_TRIES:
             delay = min(2 ** (count - FREE_TRIES - 1), MAX_DELAY_SECONDS)
             if not self.cache.add(f"login-wait:{name}:{address}", b"1", delay):
-                raise RateLimited("too many failed logins for this user from this address: "
-                                  f"wait {delay} s", retry_after=delay)
+                raise RateLimited(
+                    f"too many failed logins for this user from this address: wait {delay} s", retry_after=delay
+                )
         self._take_a_check()
         try:
             yield

@@ -26,15 +26,29 @@ from tracetrack_db import Database, errors, maintenance, views
 from tracetrack_db.jsontext import dumps
 
 REQUESTS = Counter("tracetrack_http_requests_total", "HTTP requests", ["method", "route", "status"])
-LATENCY = Histogram("tracetrack_http_request_duration_seconds", "Time to answer an HTTP request, in seconds",
-                    ["method", "route"],
-                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
-POOL = Gauge("tracetrack_pool_connections", "Database connections of the pools (size: open, available: idle), "
-             "summed over live processes", ["pool", "state"], multiprocess_mode="livesum")
-POOL_WAITING = Gauge("tracetrack_pool_requests_waiting", "Requests waiting for a connection of the pool, "
-                     "summed over live processes", ["pool"], multiprocess_mode="livesum")
-CACHE = Counter("tracetrack_dashboard_cache_requests_total", "Dashboard requests by cache result: hit (answered "
-                "from the cached JSON) or miss (built from the views)", ["result"])
+LATENCY = Histogram(
+    "tracetrack_http_request_duration_seconds",
+    "Time to answer an HTTP request, in seconds",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+POOL = Gauge(
+    "tracetrack_pool_connections",
+    "Database connections of the pools (size: open, available: idle), summed over live processes",
+    ["pool", "state"],
+    multiprocess_mode="livesum",
+)
+POOL_WAITING = Gauge(
+    "tracetrack_pool_requests_waiting",
+    "Requests waiting for a connection of the pool, summed over live processes",
+    ["pool"],
+    multiprocess_mode="livesum",
+)
+CACHE = Counter(
+    "tracetrack_dashboard_cache_requests_total",
+    "Dashboard requests by cache result: hit (answered from the cached JSON) or miss (built from the views)",
+    ["result"],
+)
 
 
 _METHODS = frozenset(("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"))
@@ -78,8 +92,9 @@ class ViewAges:
         self.db = db
 
     def collect(self):
-        family = GaugeMetricFamily("tracetrack_view_age_seconds",
-                                   "Seconds since each materialized view was refreshed", labels=["view"])
+        family = GaugeMetricFamily(
+            "tracetrack_view_age_seconds", "Seconds since each materialized view was refreshed", labels=["view"]
+        )
         try:
             now = time.time()
             for view, at in views.refresh_times(self.db).items():
@@ -132,8 +147,11 @@ class MetricsListener:
             body, ctype = dumps(details), "application/json"
             status = "200 OK" if details["database"]["ok"] else "503 Service Unavailable"
         else:
-            body, status, ctype = b'{"error": {"code": "not_found", "message": "/metrics or /health"}}', \
-                "404 Not Found", "application/json"
+            body, status, ctype = (
+                b'{"error": {"code": "not_found", "message": "/metrics or /health"}}',
+                "404 Not Found",
+                "application/json",
+            )
         start_response(status, [("Content-Type", ctype), ("Content-Length", str(len(body)))])
         return [body]
 
@@ -142,12 +160,16 @@ class MetricsListener:
         try:
             database: dict[str, Any] = {"ok": True, "latency_ms": round(maintenance.ping(self.db), 2), "error": None}
         except errors.DatabaseUnavailable as exc:
-            database = {"ok": False, "latency_ms": round((time.perf_counter() - start) * 1000, 2),
-                        "error": exc.message}
+            database = {"ok": False, "latency_ms": round((time.perf_counter() - start) * 1000, 2), "error": exc.message}
         latency = self.cache.ping()
-        return {"database": database,
-                "cache": {"kind": self.cache.kind, "ok": latency is not None,
-                          "latency_ms": None if latency is None else round(latency, 2)}}
+        return {
+            "database": database,
+            "cache": {
+                "kind": self.cache.kind,
+                "ok": latency is not None,
+                "latency_ms": None if latency is None else round(latency, 2),
+            },
+        }
 
     def start(self, host: str, port: int) -> MetricsListener:
         self._server = server = make_server(host, port, self, server_class=_ThreadingServer, handler_class=_Quiet)

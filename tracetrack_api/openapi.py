@@ -18,8 +18,13 @@ from .schema import Value
 from .table import Operation
 
 _SCALARS: dict[Any, dict[str, Any]] = {
-    int: {"type": "integer"}, str: {"type": "string"}, bool: {"type": "boolean"}, float: {"type": "number"},
-    Decimal: {"type": "number"}, datetime: {"type": "string", "format": "date-time"}}
+    int: {"type": "integer"},
+    str: {"type": "string"},
+    bool: {"type": "boolean"},
+    float: {"type": "number"},
+    Decimal: {"type": "number"},
+    datetime: {"type": "string", "format": "date-time"},
+}
 
 TAGS = [
     {"name": "system", "description": "Probes."},
@@ -31,18 +36,31 @@ TAGS = [
     {"name": "docs", "description": "Browsable API docs (Swagger UI over this document), served offline."},
 ]
 
-ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
-    "type": "object", "required": ["code", "message"],
-    "properties": {"code": {"type": "string", "description": "stable, snake_case"},
-                   "message": {"type": "string"},
-                   "field": {"type": "string", "description": "the input to blame"},
-                   "request_id": {"type": "string"}}}}}
+ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string", "description": "stable, snake_case"},
+                "message": {"type": "string"},
+                "field": {"type": "string", "description": "the input to blame"},
+                "request_id": {"type": "string"},
+            },
+        }
+    },
+}
 
 IDEMPOTENCY_KEY = {
-    "name": "Idempotency-Key", "in": "header", "required": False,
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
     "description": "A repeat with the same key (per user) answers the first answer and changes nothing "
-                   "(Idempotent-Replayed: true); the same key with another request is 409 idempotency_key_reused.",
-    "schema": {"type": "string", "pattern": idempotency.KEY_PATTERN, "maxLength": idempotency.MAX_KEY_LENGTH}}
+    "(Idempotent-Replayed: true); the same key with another request is 409 idempotency_key_reused.",
+    "schema": {"type": "string", "pattern": idempotency.KEY_PATTERN, "maxLength": idempotency.MAX_KEY_LENGTH},
+}
 
 
 class Components:
@@ -83,8 +101,11 @@ class Components:
             self.schemas[name] = {}  # placeholder: a type may refer to itself
             hints = typing.get_type_hints(cls)
             fields = [f.name for f in dataclasses.fields(cls)]
-            schema: dict[str, Any] = {"type": "object", "required": fields,
-                                      "properties": {f: self.of(hints[f]) for f in fields}}
+            schema: dict[str, Any] = {
+                "type": "object",
+                "required": fields,
+                "properties": {f: self.of(hints[f]) for f in fields},
+            }
             if cls.__doc__ and not cls.__doc__.startswith(f"{name}("):
                 schema["description"] = " ".join(cls.__doc__.split())
             self.schemas[name] = schema
@@ -94,10 +115,17 @@ class Components:
         name = f"{item.__name__}Page"
         if name not in self.schemas:
             self.schemas[name] = {
-                "type": "object", "required": ["items", "next_cursor"],
-                "properties": {"items": {"type": "array", "items": self.of(item)},
-                               "next_cursor": {"type": ["string", "null"], "pattern": CURSOR_PATTERN,
-                                               "description": "pass as ?cursor= for the next page; null: the last"}}}
+                "type": "object",
+                "required": ["items", "next_cursor"],
+                "properties": {
+                    "items": {"type": "array", "items": self.of(item)},
+                    "next_cursor": {
+                        "type": ["string", "null"],
+                        "pattern": CURSOR_PATTERN,
+                        "description": "pass as ?cursor= for the next page; null: the last",
+                    },
+                },
+            }
         return self.ref(name)
 
 
@@ -125,15 +153,21 @@ def error_codes(op: Operation, path_values: dict[str, Value]) -> list[str]:
     return list(dict.fromkeys(codes))
 
 
-def operation(op: Operation, components: Components, path_values: dict[str, Value],
-              spans_segments: frozenset[str]) -> dict[str, Any]:
+def operation(
+    op: Operation, components: Components, path_values: dict[str, Value], spans_segments: frozenset[str]
+) -> dict[str, Any]:
     classes = errors.by_code()
-    content = ({media: {"schema": {"type": "string"}} for media in op.answer} if isinstance(op.answer, tuple)
-               else {op.answer: {"schema": {"type": "string"}}} if isinstance(op.answer, str)  # CSV, HTML
-               else {"application/json": {"schema": components.of(op.answer)}})
-    responses: dict[str, Any] = {str(status): {"description": "OK" if status < 300 else "unavailable",
-                                               "content": content}
-                                 for status in (op.status, *op.other_statuses)}
+    content = (
+        {media: {"schema": {"type": "string"}} for media in op.answer}
+        if isinstance(op.answer, tuple)
+        else {op.answer: {"schema": {"type": "string"}}}
+        if isinstance(op.answer, str)  # CSV, HTML
+        else {"application/json": {"schema": components.of(op.answer)}}
+    )
+    responses: dict[str, Any] = {
+        str(status): {"description": "OK" if status < 300 else "unavailable", "content": content}
+        for status in (op.status, *op.other_statuses)
+    }
     by_status: dict[int, list[str]] = {}
     for code in error_codes(op, path_values):
         if code not in classes:
@@ -143,13 +177,16 @@ def operation(op: Operation, components: Components, path_values: dict[str, Valu
     if spans_segments & set(names):
         # an identifier that ends with another route's word (…/history, …/complete) makes the
         # path that route's; the identifier's pattern excludes it, the server answers 405
-        by_status[405] = ["method_not_allowed (the path is another operation's: an identifier may not end "
-                          "with the word of a route)"]
+        by_status[405] = [
+            "method_not_allowed (the path is another operation's: an identifier may not end with the word of a route)"
+        ]
     for status, codes in sorted(by_status.items()):
         if str(status) in responses:
             continue
-        responses[str(status)] = {"description": "error: " + ", ".join(codes),
-                                  "content": {"application/json": {"schema": components.ref("Error")}}}
+        responses[str(status)] = {
+            "description": "error: " + ", ".join(codes),
+            "content": {"application/json": {"schema": components.ref("Error")}},
+        }
     doc: dict[str, Any] = {"operationId": op.id, "tags": [op.tag], "summary": op.summary, "responses": responses}
     description = [op.description] if op.description else []
     if op.roles is not None:
@@ -158,8 +195,10 @@ def operation(op: Operation, components: Components, path_values: dict[str, Valu
     doc["x-roles"] = list(op.roles) if op.roles is not None else None  # machine-readable: null is public
     if description:
         doc["description"] = " ".join(description)
-    params = [{"name": name, "in": "path", "required": True, "schema": path_values[name].schema()}
-              for name in (seg[1:-1] for seg in op.path.split("/") if seg.startswith("{"))]
+    params = [
+        {"name": name, "in": "path", "required": True, "schema": path_values[name].schema()}
+        for name in (seg[1:-1] for seg in op.path.split("/") if seg.startswith("{"))
+    ]
     if op.query is not None:
         params += op.query.parameters()
     if op.idempotent:
@@ -171,20 +210,29 @@ def operation(op: Operation, components: Components, path_values: dict[str, Valu
     return doc
 
 
-def build(operations: tuple[Operation, ...], path_values: dict[str, Value], spans_segments: frozenset[str],
-          title: str = "TraceTrack API") -> dict[str, Any]:
+def build(
+    operations: tuple[Operation, ...],
+    path_values: dict[str, Value],
+    spans_segments: frozenset[str],
+    title: str = "TraceTrack API",
+) -> dict[str, Any]:
     components = Components()
     paths: dict[str, Any] = {}
     for op in operations:
         paths.setdefault(op.path, {})[op.method.lower()] = operation(op, components, path_values, spans_segments)
     return {
         "openapi": "3.1.0",
-        "info": {"title": title, "version": __version__,
-                 "description": "Bag traceability: parents, children, bills and their history. Errors are "
-                                "{\"error\": {\"code\", \"message\", \"field\"?}}; a QR or bill number holding "
-                                "\"/\" is sent as %2F in a path."},
+        "info": {
+            "title": title,
+            "version": __version__,
+            "description": "Bag traceability: parents, children, bills and their history. Errors are "
+            '{"error": {"code", "message", "field"?}}; a QR or bill number holding '
+            '"/" is sent as %2F in a path.',
+        },
         "tags": TAGS,
         "paths": paths,
-        "components": {"schemas": components.schemas,
-                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "components": {
+            "schemas": components.schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
     }

@@ -16,8 +16,14 @@ from typing import Any
 import falcon
 
 from tracetrack_db import areas, bills, cursor, passwords, qr, users
-from tracetrack_db.errors import (InvalidCursor, InvalidQr, InvalidUsername, TraceTrackError, UnknownArea,
-                                  ValidationError)
+from tracetrack_db.errors import (
+    InvalidCursor,
+    InvalidQr,
+    InvalidUsername,
+    TraceTrackError,
+    UnknownArea,
+    ValidationError,
+)
 
 NO_NUL = r"^[^\x00]*$"
 
@@ -47,7 +53,7 @@ class Text(Value):
     min_length: int = 0
     pattern: str | None = None  # anchored, Python and ECMAScript alike
     description: str = ""
-    invalid: str = ""           # the message for a pattern mismatch
+    invalid: str = ""  # the message for a pattern mismatch
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_re", re.compile(self.pattern or NO_NUL))
@@ -222,29 +228,58 @@ class _LoginNameText(Text):
 
 
 # the values of this API --------------------------------------------------------
-QR = QrText(max_length=qr.MAX_INPUT_LENGTH, pattern=qr.input_pattern(),
-            description="whitespace, control and zero-width characters are dropped, then each other "
-                        "character is NFKC-normalised and must become one of A-Z a-z 0-9 - _ / (anything else, "
-                        "and anything above U+FFFF, is refused, never dropped), letters are uppercased; the result "
-                        "is 4-100 characters in segments joined by single '/' (not ending /HISTORY)",
-            invalid="invalid QR code")
-BILL_NO = BillNoText(max_length=200, pattern=bills.input_pattern(), description=bills.BILL_NO_RULE +
-                     "; whitespace around it is dropped; matched case-insensitively",
-                     invalid=f"invalid bill number: {bills.BILL_NO_RULE}")
-LOGIN_NAME = _LoginNameText(max_length=64, pattern="^[ -~]*$", description="ASCII: usernames are",
-                            invalid="a username is ASCII: A-Z a-z 0-9 _ . @ -")
-USERNAME = Text(max_length=64, pattern=users.USERNAME_PATTERN, description="3-64 characters of A-Z a-z 0-9 _ . @ -",
-                invalid="a username is 3-64 characters of A-Z a-z 0-9 _ . @ -")
-PASSWORD = PasswordText(max_length=passwords.MAX_LENGTH, min_length=passwords.MIN_LENGTH,
-                        description=f"{passwords.MIN_LENGTH}-{passwords.MAX_LENGTH} characters")
+QR = QrText(
+    max_length=qr.MAX_INPUT_LENGTH,
+    pattern=qr.input_pattern(),
+    description="whitespace, control and zero-width characters are dropped, then each other "
+    "character is NFKC-normalised and must become one of A-Z a-z 0-9 - _ / (anything else, "
+    "and anything above U+FFFF, is refused, never dropped), letters are uppercased; the result "
+    "is 4-100 characters in segments joined by single '/' (not ending /HISTORY)",
+    invalid="invalid QR code",
+)
+BILL_NO = BillNoText(
+    max_length=200,
+    pattern=bills.input_pattern(),
+    description=bills.BILL_NO_RULE + "; whitespace around it is dropped; matched case-insensitively",
+    invalid=f"invalid bill number: {bills.BILL_NO_RULE}",
+)
+LOGIN_NAME = _LoginNameText(
+    max_length=64,
+    pattern="^[ -~]*$",
+    description="ASCII: usernames are",
+    invalid="a username is ASCII: A-Z a-z 0-9 _ . @ -",
+)
+USERNAME = Text(
+    max_length=64,
+    pattern=users.USERNAME_PATTERN,
+    description="3-64 characters of A-Z a-z 0-9 _ . @ -",
+    invalid="a username is 3-64 characters of A-Z a-z 0-9 _ . @ -",
+)
+PASSWORD = PasswordText(
+    max_length=passwords.MAX_LENGTH,
+    min_length=passwords.MIN_LENGTH,
+    description=f"{passwords.MIN_LENGTH}-{passwords.MAX_LENGTH} characters",
+)
 ANY_PASSWORD = Text(max_length=passwords.MAX_LENGTH)
-AREA = _AreaText(max_length=50, pattern=areas.NAME_PATTERN, description="a dispatch area: 2-50 characters of a-z 0-9 _",
-                 invalid="unknown dispatch area")
-NEW_AREA_NAME = Text(max_length=50, pattern=areas.NAME_PATTERN, description="2-50 characters of a-z 0-9 _, "
-                     "starting with a letter", invalid="an area name is 2-50 characters of a-z 0-9 _")
+AREA = _AreaText(
+    max_length=50,
+    pattern=areas.NAME_PATTERN,
+    description="a dispatch area: 2-50 characters of a-z 0-9 _",
+    invalid="unknown dispatch area",
+)
+NEW_AREA_NAME = Text(
+    max_length=50,
+    pattern=areas.NAME_PATTERN,
+    description="2-50 characters of a-z 0-9 _, starting with a letter",
+    invalid="an area name is 2-50 characters of a-z 0-9 _",
+)
 CAPACITY = Int(bills.MIN_CAPACITY, bills.MAX_CAPACITY)
-CURSOR = _CursorText(max_length=200, pattern=cursor.CURSOR_PATTERN, description="next_cursor of the previous page",
-                     invalid="invalid cursor: pass back next_cursor unchanged")
+CURSOR = _CursorText(
+    max_length=200,
+    pattern=cursor.CURSOR_PATTERN,
+    description="next_cursor of the previous page",
+    invalid="invalid cursor: pass back next_cursor unchanged",
+)
 LIMIT = Int(1, 200)
 
 
@@ -262,8 +297,8 @@ class Body:
     """The fields a JSON object body may carry; anything else is refused."""
 
     fields: dict[str, Field]
-    min_fields: int = 0                      # e.g. 1 for a PATCH
-    rules: tuple[dict[str, Any], ...] = ()   # extra JSON Schema (if/then) the library enforces
+    min_fields: int = 0  # e.g. 1 for a PATCH
+    rules: tuple[dict[str, Any], ...] = ()  # extra JSON Schema (if/then) the library enforces
 
     def parse(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):

@@ -11,7 +11,7 @@ the operation's status), a `Reply` (a value and a status of its choosing),
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,20 +30,20 @@ ANY_ROLE = ("admin", "biller", "dispatcher")
 
 @dataclass(frozen=True)
 class Operation:
-    id: str                            # operationId: get_bag, link_child ...
-    method: str                        # GET, POST, PATCH, DELETE
-    path: str                          # /api/bags/{qr}: parameters typed by routes.PATH_VALUES
+    id: str  # operationId: get_bag, link_child ...
+    method: str  # GET, POST, PATCH, DELETE
+    path: str  # /api/bags/{qr}: parameters typed by routes.PATH_VALUES
     handler: Callable[..., Any]
     summary: str
     tag: str
-    roles: tuple[str, ...] | None      # None: no token needed
-    answer: Any                        # a row type, Page[...], list[...], or CSV
+    roles: tuple[str, ...] | None  # None: no token needed
+    answer: Any  # a row type, Page[...], list[...], or CSV
     status: int = 200
     other_statuses: tuple[int, ...] = ()  # a handler's Reply may also answer these
     body: Body | None = None
     query: Query | None = None
-    errors: tuple[str, ...] = ()       # error codes beyond those the row implies
-    idempotent: bool = False           # a write that honours Idempotency-Key
+    errors: tuple[str, ...] = ()  # error codes beyond those the row implies
+    idempotent: bool = False  # a write that honours Idempotency-Key
     description: str = ""
 
 
@@ -85,8 +85,8 @@ class Services:
     db: Database
     settings: ApiSettings
     cache: LocalCache | RedisCache
-    directory: Any   # auth.UserDirectory
-    signer: Any      # tokens.TokenSigner
+    directory: Any  # auth.UserDirectory
+    signer: Any  # tokens.TokenSigner
     login_guard: Any  # login_guard.LoginGuard
     counters: Any = None  # cache.SharedCounters or RedisCache: what every process must share
 
@@ -97,9 +97,9 @@ class Ctx:
 
     services: Services
     user: Principal | None
-    client: str = ""                    # the client's address (see endpoint.client_address)
-    key: str | None = None              # the Idempotency-Key of this write
-    conn: Connection | None = None      # its transaction
+    client: str = ""  # the client's address (see endpoint.client_address)
+    key: str | None = None  # the Idempotency-Key of this write
+    conn: Connection | None = None  # its transaction
     after: list[Callable[[], Any]] = field(default_factory=list)  # run once the write committed
 
     @property
@@ -137,8 +137,7 @@ class Ctx:
         return {"user_id": self.user.id if self.user else None, "idempotency_key": self.key, "conn": self.conn}
 
 
-def check_table(operations: tuple[Operation, ...], path_values: dict[str, Any],
-                spans_segments: frozenset[str]) -> None:
+def check_table(operations: tuple[Operation, ...], path_values: dict[str, Any], spans_segments: frozenset[str]) -> None:
     """Refuse, when the app is built, a row the generic endpoint would get wrong
     without a word: unknown roles, an idempotent public row, a parameter named
     twice, a handler that cannot take its row's parameters, a path the router
@@ -149,8 +148,9 @@ def check_table(operations: tuple[Operation, ...], path_values: dict[str, Any],
         if (op.method, op.path) in seen:
             raise ValueError(f"{where}: a second row for the same method and path")
         seen.add((op.method, op.path))
-        if op.roles is not None and (not isinstance(op.roles, tuple) or not op.roles
-                                     or not set(op.roles) <= set(ROLES)):
+        if op.roles is not None and (
+            not isinstance(op.roles, tuple) or not op.roles or not set(op.roles) <= set(ROLES)
+        ):
             raise ValueError(f"{where}: roles must be None or a tuple of {ROLES}, not {op.roles!r}")
         if op.idempotent and op.roles is None:
             raise ValueError(f"{where}: Idempotency-Key keys belong to a user: an idempotent row needs roles")
@@ -178,14 +178,12 @@ def _check_handler(where: str, op: Operation, given: set[str], always: set[str])
     named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     if not takes_any and given - named:
         raise ValueError(f"{where}: the handler takes no {sorted(given - named)}")
-    needed = {p.name for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD,
-                                                                             p.KEYWORD_ONLY)}
+    needed = {p.name for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     if needed - always:
         raise ValueError(f"{where}: the handler needs {sorted(needed - always)}, which a request may not give")
 
 
-def _check_words(where: str, segments: list[str], path_values: dict[str, Any],
-                 spans_segments: frozenset[str]) -> None:
+def _check_words(where: str, segments: list[str], path_values: dict[str, Any], spans_segments: frozenset[str]) -> None:
     """After an identifier that may hold "/", every literal word must be one the
     identifier's own type refuses to end with (or, when more follows, to hold):
     else a QR or bill number could be read as that route."""
@@ -200,6 +198,8 @@ def _check_words(where: str, segments: list[str], path_values: dict[str, Any],
                 path_values[name].from_text(name, sample)
             except errors.TraceTrackError:
                 continue
-            raise ValueError(f"{where}: {name} {sample!r} is a valid identifier, so the path would be read "
-                             f"wrongly: add {word!r} to the identifier's reserved words (and a migration "
-                             "for its constraint)")
+            raise ValueError(
+                f"{where}: {name} {sample!r} is a valid identifier, so the path would be read "
+                f"wrongly: add {word!r} to the identifier's reserved words (and a migration "
+                "for its constraint)"
+            )

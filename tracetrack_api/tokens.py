@@ -14,8 +14,8 @@ import orjson
 @dataclass(frozen=True, slots=True)
 class Claims:
     user_id: int
-    version: int      # the user's token_version when issued: a logout, a password
-    issued_at: int    # change, a deactivation or a role change bumps it
+    version: int  # the user's token_version when issued: a logout, a password
+    issued_at: int  # change, a deactivation or a role change bumps it
     expires_at: int
 
 

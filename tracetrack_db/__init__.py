@@ -9,22 +9,69 @@ queries and typed domain operations. Usable without any HTTP layer::
         scans.link_child(db, "SB00001", "CHILD-0001")
 """
 
-from . import (areas, bags, bills, errors, events, exports, idempotency, maintenance, migrations, scans, users,
-               views)
+from . import areas, bags, bills, errors, events, exports, idempotency, maintenance, migrations, scans, users, views
 from .database import Database
 from .errors import TraceTrackError
-from .models import (AddParentResult, Area, Bag, BagDetail, BagHistory, BatchItem, BatchResult, Bill,
-                     BillDetail, Dashboard, Event, LinkResult, OpenParentResult, Page, ParentFormat, Principal,
-                     RemoveParentResult, UnlinkResult, User)
+from .models import (
+    AddParentResult,
+    Area,
+    Bag,
+    BagDetail,
+    BagHistory,
+    BatchItem,
+    BatchResult,
+    Bill,
+    BillDetail,
+    Dashboard,
+    Event,
+    LinkResult,
+    OpenParentResult,
+    Page,
+    ParentFormat,
+    Principal,
+    RemoveParentResult,
+    UnlinkResult,
+    User,
+)
 from .qr import normalize_qr
 from .settings import Settings
 from .version import __version__
 
 __all__ = [
-    "__version__", "Database", "Settings", "TraceTrackError", "normalize_qr",
-    "areas", "bags", "bills", "errors", "events", "exports", "idempotency", "maintenance", "migrations", "scans",
-    "users", "views",
-    "AddParentResult", "Area", "Bag", "BagDetail", "BagHistory", "BatchItem", "BatchResult", "Bill", "BillDetail",
-    "Dashboard", "Event", "LinkResult", "OpenParentResult", "Page", "ParentFormat", "Principal",
-    "RemoveParentResult", "UnlinkResult", "User",
+    "__version__",
+    "Database",
+    "Settings",
+    "TraceTrackError",
+    "normalize_qr",
+    "areas",
+    "bags",
+    "bills",
+    "errors",
+    "events",
+    "exports",
+    "idempotency",
+    "maintenance",
+    "migrations",
+    "scans",
+    "users",
+    "views",
+    "AddParentResult",
+    "Area",
+    "Bag",
+    "BagDetail",
+    "BagHistory",
+    "BatchItem",
+    "BatchResult",
+    "Bill",
+    "BillDetail",
+    "Dashboard",
+    "Event",
+    "LinkResult",
+    "OpenParentResult",
+    "Page",
+    "ParentFormat",
+    "Principal",
+    "RemoveParentResult",
+    "UnlinkResult",
+    "User",
 ]

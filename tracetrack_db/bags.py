@@ -21,17 +21,32 @@ TYPES = ("parent", "child")
 STATUSES = ("pending", "in_progress", "completed")
 
 
-def register_bag(db: Database, qr_id: str, type: str, dispatch_area: str | None, *,
-                 user_id: int | None = None, idempotency_key: str | None = None,
-                 conn: Connection | None = None) -> Bag:
+def register_bag(
+    db: Database,
+    qr_id: str,
+    type: str,
+    dispatch_area: str | None,
+    *,
+    user_id: int | None = None,
+    idempotency_key: str | None = None,
+    conn: Connection | None = None,
+) -> Bag:
     """Register a bag by hand. Raises QrTaken, NotAParent, NotAChild, UnknownArea."""
     if type not in TYPES:
         raise errors.ValidationError("type must be parent or child", field="type")
     qr = normalize_qr(qr_id)
     with db.connection(conn=conn) as conn:
-        bag_id = db.scalar("register_bag", {
-            "qr_id": qr, "type": type, "dispatch_area": dispatch_area,
-            "user_id": user_id, "idempotency_key": idempotency_key}, conn=conn)
+        bag_id = db.scalar(
+            "register_bag",
+            {
+                "qr_id": qr,
+                "type": type,
+                "dispatch_area": dispatch_area,
+                "user_id": user_id,
+                "idempotency_key": idempotency_key,
+            },
+            conn=conn,
+        )
         return db.one("get_bag_by_id", {"id": bag_id}, row=Bag, conn=conn)
 
 
@@ -56,8 +71,7 @@ def get_bag_detail_json(db: Database, qr_id: str, *, restrict_area: str | None =
     return text.encode()
 
 
-def visible_bag_id(db: Database, qr_id: str, *, restrict_area: str | None = None,
-                   field: str = "qr_id") -> int:
+def visible_bag_id(db: Database, qr_id: str, *, restrict_area: str | None = None, field: str = "qr_id") -> int:
     """The id of the bag with this QR that the caller may see, or of the deleted
     bag that had it. Raises BagNotFound."""
     qr = normalize_qr(qr_id, field)
@@ -67,21 +81,36 @@ def visible_bag_id(db: Database, qr_id: str, *, restrict_area: str | None = None
     return bag_id
 
 
-def delete_bag(db: Database, qr_id: str, *, user_id: int | None = None,
-               restrict_area: str | None = None, idempotency_key: str | None = None,
-               conn: Connection | None = None) -> str:
+def delete_bag(
+    db: Database,
+    qr_id: str,
+    *,
+    user_id: int | None = None,
+    restrict_area: str | None = None,
+    idempotency_key: str | None = None,
+    conn: Connection | None = None,
+) -> str:
     """Delete a bag; its QR. Raises BagOnBill, BagHasChildren, BagNotFound."""
     qr = normalize_qr(qr_id)
-    db.scalar("delete_bag", {"qr_id": qr, "user_id": user_id, "restrict_area": restrict_area,
-                             "idempotency_key": idempotency_key}, conn=conn)
+    db.scalar(
+        "delete_bag",
+        {"qr_id": qr, "user_id": user_id, "restrict_area": restrict_area, "idempotency_key": idempotency_key},
+        conn=conn,
+    )
     return qr
 
 
-def bag_filters(*, type: str | None = None, status: str | None = None,
-                dispatch_area: str | None = None, q: str | None = None,
-                linked: bool | None = None, billed: bool | None = None,
-                created_after: datetime | None = None,
-                created_before: datetime | None = None) -> Where:
+def bag_filters(
+    *,
+    type: str | None = None,
+    status: str | None = None,
+    dispatch_area: str | None = None,
+    q: str | None = None,
+    linked: bool | None = None,
+    billed: bool | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+) -> Where:
     """The bag filters of the list and the CSV export (columns of bag_row r)."""
     where = Where()
     if type is not None:

@@ -67,10 +67,16 @@ class Database:
 
         def make(dsn: str, suffix: str) -> ConnectionPool:
             return ConnectionPool(
-                dsn, min_size=min_size, max_size=max_size, timeout=timeout, kwargs=kwargs,
+                dsn,
+                min_size=min_size,
+                max_size=max_size,
+                timeout=timeout,
+                kwargs=kwargs,
                 # no `check`: it costs a round trip per checkout (measured 86 us);
                 # a connection that breaks mid-query is discarded when returned
-                open=False, name=f"{name}-{suffix}", configure=self._configure,
+                open=False,
+                name=f"{name}-{suffix}",
+                configure=self._configure,
             )
 
         self.pool = make(conninfo, "write")
@@ -81,8 +87,10 @@ class Database:
         if not settings.database_url:
             raise ValueError("settings.database_url is not set (start the embedded server first)")
         options: dict[str, Any] = dict(
-            read_conninfo=settings.database_read_url, min_size=settings.pool_min_size,
-            max_size=settings.pool_max_size, timeout=settings.pool_timeout,
+            read_conninfo=settings.database_read_url,
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+            timeout=settings.pool_timeout,
             prepare_threshold=settings.prepare_threshold,
         )
         options.update(overrides)
@@ -95,12 +103,16 @@ class Database:
     # lifecycle -------------------------------------------------------------
     def open(self, wait: bool = True) -> Database:
         """Open the pools; with `wait`, fail at once with a clear message on a bad DSN."""
-        for pool, dsn in {id(self.pool): (self.pool, self.conninfo),
-                          id(self.read_pool): (self.read_pool, str(self.read_pool.conninfo))}.values():
+        for pool, dsn in {
+            id(self.pool): (self.pool, self.conninfo),
+            id(self.read_pool): (self.read_pool, str(self.read_pool.conninfo)),
+        }.values():
             if wait:  # one direct attempt first: a wrong DSN fails now, not after the pool's retries
                 problem = self._probe(dsn)
                 if problem:
-                    raise errors.DatabaseUnavailable(f"cannot connect to PostgreSQL at {describe_target(dsn)}: {problem}")
+                    raise errors.DatabaseUnavailable(
+                        f"cannot connect to PostgreSQL at {describe_target(dsn)}: {problem}"
+                    )
             pool.open()
             if wait:
                 try:
@@ -161,8 +173,15 @@ class Database:
             yield own
 
     # the verbs -------------------------------------------------------------
-    def _run(self, name: str, params: Mapping[str, Any] | None, row: Any, conn: Connection | None,
-             read: bool, verb: tuple[str, ...]) -> Any:
+    def _run(
+        self,
+        name: str,
+        params: Mapping[str, Any] | None,
+        row: Any,
+        conn: Connection | None,
+        read: bool,
+        verb: tuple[str, ...],
+    ) -> Any:
         query = self.queries[name]
         if query.kind not in verb:
             raise TypeError(f"query {name} ({query.source}) is :{query.kind}, not :{verb[0]}")
@@ -193,26 +212,41 @@ class Database:
                 return None if first is None else first[0]
             return cur.rowcount
 
-    def one(self, name: str, params: Mapping[str, Any] | None = None, *, row: Any = None,
-            conn: Connection | None = None, read: bool = False) -> Any:
+    def one(
+        self,
+        name: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        row: Any = None,
+        conn: Connection | None = None,
+        read: bool = False,
+    ) -> Any:
         """The first row of a named query, or None."""
         return self._run(name, params, row, conn, read, ("one",))
 
-    def many(self, name: str, params: Mapping[str, Any] | None = None, *, row: Any = None,
-             conn: Connection | None = None, read: bool = False) -> list[Any]:
+    def many(
+        self,
+        name: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        row: Any = None,
+        conn: Connection | None = None,
+        read: bool = False,
+    ) -> list[Any]:
         return self._run(name, params, row, conn, read, ("many",))
 
-    def scalar(self, name: str, params: Mapping[str, Any] | None = None, *,
-               conn: Connection | None = None, read: bool = False) -> Any:
+    def scalar(
+        self, name: str, params: Mapping[str, Any] | None = None, *, conn: Connection | None = None, read: bool = False
+    ) -> Any:
         return self._run(name, params, None, conn, read, ("scalar",))
 
-    def execute(self, name: str, params: Mapping[str, Any] | None = None, *,
-                conn: Connection | None = None) -> int:
+    def execute(self, name: str, params: Mapping[str, Any] | None = None, *, conn: Connection | None = None) -> int:
         """Run a named query for its effect; returns the affected row count."""
         return self._run(name, params, None, conn, False, ("execrows", "exec"))
 
-    def run_sql(self, sql: Any, params: Any = None, *, row: Any = None, read: bool = True,
-                conn: Connection | None = None) -> list[Any]:
+    def run_sql(
+        self, sql: Any, params: Any = None, *, row: Any = None, read: bool = True, conn: Connection | None = None
+    ) -> list[Any]:
         """Run composed SQL (psycopg.sql, list filters) and return all rows."""
         factory = _factory(row)
 

@@ -33,7 +33,8 @@ class EmbeddedPostgres:
 
                 raise DatabaseUnavailable(
                     "cannot connect: DATABASE_URL is not set and the embedded PostgreSQL is not installed "
-                    "(set DATABASE_URL, or pip install 'tracetrack[server]')") from None
+                    "(set DATABASE_URL, or pip install 'tracetrack[server]')"
+                ) from None
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         self._server = pgserver.get_server(self.pgdata, cleanup_mode="stop")

@@ -217,24 +217,30 @@ _CONSTRAINTS: dict[str, tuple[type[TraceTrackError], str, str]] = {
     "app_user_dispatch_area_fkey": (UnknownArea, "dispatch_area", "unknown dispatch area"),
     "bag_qr_id_check": (InvalidQr, "qr_id", "invalid QR code"),
     "bag_qr_id_path": (InvalidQr, "qr_id", "invalid QR code: segments joined by single '/', not ending /HISTORY"),
-    "bill_bill_no_check": (ValidationError, "bill_no",
-                           "a bill number is 1-64 characters of A-Z a-z 0-9 _ . - in segments joined by single "
-                           "'/', each starting with a letter or digit, none named parents, complete or reopen"),
+    "bill_bill_no_check": (
+        ValidationError,
+        "bill_no",
+        "a bill number is 1-64 characters of A-Z a-z 0-9 _ . - in segments joined by single "
+        "'/', each starting with a letter or digit, none named parents, complete or reopen",
+    ),
     "bill_capacity_check": (ValidationError, "capacity", "capacity must be from 1 to 500"),
     "bill_description_check": (ValidationError, "description", "description is too long (1000 at most)"),
     "bill_destination_check": (ValidationError, "destination", "destination is too long (200 at most)"),
     "bill_vehicle_number_check": (ValidationError, "vehicle_number", "vehicle_number is too long (50 at most)"),
-    "app_user_username_check": (ValidationError, "username",
-                                "a username is 3-64 characters of A-Z a-z 0-9 _ . @ -"),
+    "app_user_username_check": (ValidationError, "username", "a username is 3-64 characters of A-Z a-z 0-9 _ . @ -"),
     "app_user_dispatcher_area": (DispatchAreaRequired, "dispatch_area", "a dispatcher needs a dispatch area"),
     "dispatch_area_name_check": (ValidationError, "name", "an area name is 2-50 characters of a-z 0-9 _"),
     "parent_format_capacity_check": (ValidationError, "capacity", "capacity must be from 1 to 1000"),
 }
 
 
-_FIELD_BY_CODE = {"unknown_area": "dispatch_area", "dispatch_area_required": "dispatch_area",
-                  "validation_error": None, "qr_taken": "qr_id",
-                  "too_many_children": "child_qrs"}
+_FIELD_BY_CODE = {
+    "unknown_area": "dispatch_area",
+    "dispatch_area_required": "dispatch_area",
+    "validation_error": None,
+    "qr_taken": "qr_id",
+    "too_many_children": "child_qrs",
+}
 
 
 def translate(exc: psycopg.Error) -> TraceTrackError | None:
@@ -242,8 +248,9 @@ def translate(exc: psycopg.Error) -> TraceTrackError | None:
     diag = exc.diag
     state = diag.sqlstate or ""
     if state.startswith("TT"):
-        fallback = {"TT400": ValidationError, "TT403": Forbidden, "TT404": NotFound,
-                    "TT422": WrongBagType}.get(state, Conflict)
+        fallback = {"TT400": ValidationError, "TT403": Forbidden, "TT404": NotFound, "TT422": WrongBagType}.get(
+            state, Conflict
+        )
         code = diag.message_hint or ""
         return BY_CODE.get(code, fallback)(diag.message_primary, field=_FIELD_BY_CODE.get(code))
     if isinstance(exc, pg.IntegrityError) and diag.constraint_name in _CONSTRAINTS:

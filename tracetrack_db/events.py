@@ -21,8 +21,9 @@ from .qr import normalize_qr
 HISTORY_LIMIT = 10_000
 
 
-def bag_history(db: Database, qr_id: str, *, restrict_area: str | None = None,
-                limit: int = HISTORY_LIMIT) -> BagHistory:
+def bag_history(
+    db: Database, qr_id: str, *, restrict_area: str | None = None, limit: int = HISTORY_LIMIT
+) -> BagHistory:
     """Every event of the bag, of its children and of its bill, oldest first
     (also for a deleted bag). Raises BagNotFound."""
     qr = normalize_qr(qr_id)
@@ -32,10 +33,17 @@ def bag_history(db: Database, qr_id: str, *, restrict_area: str | None = None,
     return BagHistory(qr_id=qr, items=items)
 
 
-def list_query(db: Database, *, user_id: int | None = None, qr_id: str | None = None,
-               since: datetime | None = None, dispatch_area: str | None = None,
-               kinds: tuple[str, ...] | None = None, limit: int = 50,
-               cursor: str | None = None) -> tuple[sql.Composed, dict]:
+def list_query(
+    db: Database,
+    *,
+    user_id: int | None = None,
+    qr_id: str | None = None,
+    since: datetime | None = None,
+    dispatch_area: str | None = None,
+    kinds: tuple[str, ...] | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[sql.Composed, dict]:
     """The statement of `recent_events` (also for `tracetrack db explain list_events`).
     A bag filter is resolved first: an unknown bag, or one of another area than
     `dispatch_area`, raises BagNotFound."""

@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from functools import cache
 from typing import LiteralString
 
@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 class ExportAborted(TraceTrackError):
     code, status = "export_aborted", 503
 
+
 _COPY = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER)")
 
 
@@ -61,7 +62,8 @@ _COPY = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER)")
 # cells as bag_row (tests/test_exports.py compares them with the list).
 _BAG_FROM = sql.SQL(
     "bag r LEFT JOIN LATERAL (SELECT p.qr_id FROM bag p WHERE p.id = r.parent_id OFFSET 0) p ON true"
-    " LEFT JOIN LATERAL (SELECT x.bill_no FROM bill x WHERE x.id = r.bill_id OFFSET 0) x ON true")
+    " LEFT JOIN LATERAL (SELECT x.bill_no FROM bill x WHERE x.id = r.bill_id OFFSET 0) x ON true"
+)
 _BAG_JOINED = (("parent_qr", "p.qr_id"), ("bill_no", "x.bill_no"))
 
 
@@ -87,7 +89,8 @@ def bags_query(**filters) -> tuple[sql.Composed, dict]:
     the rows of bag_row, by joins (above). The filters are on columns of `bag r`."""
     where = bag_filters(**filters)
     query = sql.SQL("SELECT {} FROM {} {} ORDER BY r.id").format(
-        _columns(Bag, _BAG_JOINED), _BAG_FROM, where_sql(where))
+        _columns(Bag, _BAG_JOINED), _BAG_FROM, where_sql(where)
+    )
     return query, where.params
 
 
@@ -141,8 +144,7 @@ class _Watchdog:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def watch(self, conn: psycopg.Connection, conninfo: str,
-              on_abort: Callable[[], None] | None = None) -> _Watch:
+    def watch(self, conn: psycopg.Connection, conninfo: str, on_abort: Callable[[], None] | None = None) -> _Watch:
         watch = _Watch(conn, conninfo, on_abort)
         with self._lock:
             self._active.add(watch)
@@ -163,7 +165,7 @@ class _Watchdog:
             for watch in stalled:
                 self._active.discard(watch)
         for watch in stalled:
-            log.warning("export aborted: its reader took no data for %.0f s", now - watch.waiting_since)
+            log.warning("export aborted: its reader took no data for %.0f s", now - (watch.waiting_since or now))
             watch.abort()
         return len(stalled)
 
@@ -172,7 +174,7 @@ class _Watchdog:
             time.sleep(1.0)
             try:
                 self.check(stall_seconds())
-            except Exception:  # noqa: BLE001 - the watchdog must outlive any one failure
+            except Exception:
                 log.exception("export watchdog")
 
 
@@ -238,13 +240,14 @@ def _chunks_by_row(copy: psycopg.Copy) -> Iterator[bytes]:
         yield bytes(buffer)
 
 
-def _stream(db: Database, select: sql.Composable, params: dict,
-            on_abort: Callable[[], None] | None) -> Iterator[bytes]:
+def _stream(
+    db: Database, select: sql.Composable, params: dict, on_abort: Callable[[], None] | None
+) -> Generator[bytes, None, None]:
     # Holds one read connection for the whole export; the generator's close
     # (client gone) returns it to the pool.
     closing = False
     with db.connection(read=True) as conn:
-        watch = _watchdog.watch(conn, db.read_pool.conninfo, on_abort)
+        watch = _watchdog.watch(conn, str(db.read_pool.conninfo), on_abort)
         try:
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute("SELECT set_config('statement_timeout', %s, true)", (f"{timeout_seconds() * 1000:.0f}",))
@@ -267,13 +270,14 @@ def _stream(db: Database, select: sql.Composable, params: dict,
             _watchdog.forget(watch)
 
 
-def bags_csv(db: Database, *, on_abort: Callable[[], None] | None = None, **filters) -> Iterator[bytes]:
+def bags_csv(db: Database, *, on_abort: Callable[[], None] | None = None, **filters) -> Generator[bytes, None, None]:
     """Every bag matching the filters of `bags.list_bags`, oldest first, as CSV.
     `on_abort` runs (on the watchdog's thread) if the export is aborted."""
     return _stream(db, *bags_query(**filters), on_abort)
 
 
-def bills_csv(db: Database, status: str | None = None, q: str | None = None, *,
-              on_abort: Callable[[], None] | None = None) -> Iterator[bytes]:
+def bills_csv(
+    db: Database, status: str | None = None, q: str | None = None, *, on_abort: Callable[[], None] | None = None
+) -> Generator[bytes, None, None]:
     """Every bill matching the filters of `bills.list_bills`, oldest first, as CSV."""
     return _stream(db, *bills_query(status, q), on_abort)

@@ -47,12 +47,14 @@ def check_key(key: object) -> str:
         raise errors.ValidationError(
             f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} visible ASCII characters, no space or comma "
             "(and one such header)",
-            field="Idempotency-Key")
+            field="Idempotency-Key",
+        )
     return key
 
 
-def run_once(db: Database, user_id: int, key: str, request_fingerprint: str,
-             write: Callable[[Connection], tuple[int, Any]]) -> Stored:
+def run_once(
+    db: Database, user_id: int, key: str, request_fingerprint: str, write: Callable[[Connection], tuple[int, Any]]
+) -> Stored:
     """Run `write(conn)` once per (user, key); it returns (code, result) and
     must do its work on the connection it is given. The result is stored as
     JSON and returned as such.
@@ -66,8 +68,11 @@ def run_once(db: Database, user_id: int, key: str, request_fingerprint: str,
         if db.one("claim_idempotency_key", params, conn=conn):
             code, result = write(conn)
             body = dumps(result)
-            db.execute("store_idempotent_response",
-                       {"user_id": user_id, "key": key, "status": code, "response": body}, conn=conn)
+            db.execute(
+                "store_idempotent_response",
+                {"user_id": user_id, "key": key, "status": code, "response": body},
+                conn=conn,
+            )
             return Stored(code, body, replayed=False)
         stored = db.one("get_idempotency_key", params, row=dict, conn=conn)
     if stored["fingerprint"] != request_fingerprint:

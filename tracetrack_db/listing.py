@@ -36,8 +36,9 @@ def where_sql(where: Where) -> sql.Composable:
     return sql.SQL("WHERE ") + sql.SQL(" AND ").join(where.parts) if where.parts else sql.SQL("")
 
 
-def newest_first(select: LiteralString, where: Where, *, cursor: str | None,
-                 limit: int) -> tuple[sql.Composed, dict[str, Any]]:
+def newest_first(
+    select: LiteralString, where: Where, *, cursor: str | None, limit: int
+) -> tuple[sql.Composed, dict[str, Any]]:
     """`select` (rows aliased r) filtered by `where`, newest first, one keyset
     page: the rows after `cursor`, `limit` + 1 of them (the extra one says
     whether there is a next page)."""

@@ -39,8 +39,11 @@ def unapplied_migrations(db: Database, shipped: list[migrations.Migration] | Non
     rolling deploy) do not count: forward-only migrations keep old code working.
     DatabaseUnavailable when the database cannot be reached."""
     with db.connection() as conn:
-        return [f"{s.version:04d}_{s.name} ({s.state})" for s in migrations.status(conn, shipped)
-                if s.state in ("pending", "changed")]
+        return [
+            f"{s.version:04d}_{s.name} ({s.state})"
+            for s in migrations.status(conn, shipped)
+            if s.state in ("pending", "changed")
+        ]
 
 
 def max_connections(db: Database) -> int:
@@ -51,6 +54,7 @@ def unaddressable_identifiers(db: Database) -> list[tuple[str, str]]:
     """(bag|bill, identifier) written before the path rules of 0005 that no URL
     path can name (at most 20 of each); a full scan, for checks, not requests."""
     return [(r[0], r[1]) for r in db.many("unaddressable_identifiers", read=True)]
+
 
 TABLES = ("app_user", "dispatch_area", "parent_format", "bag", "bill", "event", "idempotency_key")
 
@@ -88,17 +92,44 @@ def sample_params(db: Database) -> dict[str, Any]:
         bill = conn.execute("SELECT bill_no, id FROM bill ORDER BY id DESC LIMIT 1").fetchone()
         user = conn.execute("SELECT id, username FROM app_user ORDER BY id LIMIT 1").fetchone()
     return {
-        "qr_id": parent[0] if parent else "SB00001", "id": parent[1] if parent else 1,
-        "parent_qr": parent[0] if parent else "SB00001", "parent_id": parent[1] if parent else 1,
-        "child_qr": child[0] if child else "CHILD-0001", "child_qrs": [child[0] if child else "CHILD-0001"],
-        "bill_no": bill[0] if bill else "BILL-1", "bill_id": bill[1] if bill else 1,
-        "user_id": user[0] if user else None, "username": user[1] if user else "admin",
-        "area": None, "dispatch_area": "lucknow", "restrict_area": None, "idempotency_key": None,
-        "limit": 50, "after_id": 0, "type": "child", "status": "pending", "capacity": 10,
-        "description": None, "destination": None, "vehicle_number": None, "key": "k", "fingerprint": "f",
-        "response": b"", "hours": 24, "view_name": "mv_bag_totals", "duration_ms": 0.0,
-        "max_failures": 5, "lock_seconds": 900, "password_hash": None, "role": None, "clear_area": False,
-        "is_active": None, "name": "x", "label": "x", "pattern": "^X$", "expected_weight_kg": 1,
+        "qr_id": parent[0] if parent else "SB00001",
+        "id": parent[1] if parent else 1,
+        "parent_qr": parent[0] if parent else "SB00001",
+        "parent_id": parent[1] if parent else 1,
+        "child_qr": child[0] if child else "CHILD-0001",
+        "child_qrs": [child[0] if child else "CHILD-0001"],
+        "bill_no": bill[0] if bill else "BILL-1",
+        "bill_id": bill[1] if bill else 1,
+        "user_id": user[0] if user else None,
+        "username": user[1] if user else "admin",
+        "area": None,
+        "dispatch_area": "lucknow",
+        "restrict_area": None,
+        "idempotency_key": None,
+        "limit": 50,
+        "after_id": 0,
+        "type": "child",
+        "status": "pending",
+        "capacity": 10,
+        "description": None,
+        "destination": None,
+        "vehicle_number": None,
+        "key": "k",
+        "fingerprint": "f",
+        "response": b"",
+        "hours": 24,
+        "view_name": "mv_bag_totals",
+        "duration_ms": 0.0,
+        "max_failures": 5,
+        "lock_seconds": 900,
+        "password_hash": None,
+        "role": None,
+        "clear_area": False,
+        "is_active": None,
+        "name": "x",
+        "label": "x",
+        "pattern": "^X$",
+        "expected_weight_kg": 1,
     }
 
 
@@ -121,7 +152,6 @@ def explain(db: Database, name: str, *, analyze: bool = False, filters: dict[str
         named = db.queries[name]
         params = {k: v for k, v in sample_params(db).items() if k in named.params}
         statement = sql.SQL("EXPLAIN ({}COSTS) {}").format(options, sql.SQL(re.sub(r"^\s*", "", named.sql)))
-    with db.connection() as conn:
-        with conn.transaction(force_rollback=True):
-            rows = conn.execute(statement, params).fetchall()
+    with db.connection() as conn, conn.transaction(force_rollback=True):
+        rows = conn.execute(statement, params).fetchall()
     return "\n".join(r[0] for r in rows)

@@ -120,25 +120,35 @@ def status(conn: psycopg.Connection, migrations: list[Migration] | None = None) 
     return out
 
 
-def views_status(conn: psycopg.Connection,
-                 views: list[tuple[str, str]] | None = None) -> list[tuple[str, str, datetime | None]]:
+def views_status(
+    conn: psycopg.Connection, views: list[tuple[str, str]] | None = None
+) -> list[tuple[str, str, datetime | None]]:
     """(filename, current | changed | pending, applied_at) of each views file."""
     views = sql_files("views") if views is None else views
     exists = value(conn, "SELECT to_regclass('schema_views') IS NOT NULL")
-    recorded = {f: (c, at) for f, c, at in conn.execute(
-        "SELECT filename, checksum, applied_at FROM schema_views").fetchall()} if exists else {}
+    recorded = (
+        {f: (c, at) for f, c, at in conn.execute("SELECT filename, checksum, applied_at FROM schema_views").fetchall()}
+        if exists
+        else {}
+    )
     out = []
     for filename, text in views:
         checksum, at = recorded.get(filename, (None, None))
-        state = "pending" if checksum is None else (
-            "current" if checksum == hashlib.sha256(text.encode()).hexdigest() else "changed")
+        state = (
+            "pending"
+            if checksum is None
+            else ("current" if checksum == hashlib.sha256(text.encode()).hexdigest() else "changed")
+        )
         out.append((filename, state, at))
     return out
 
 
-def migrate(conninfo: str, migrations: list[Migration] | None = None,
-            views: list[tuple[str, str]] | None = None,
-            progress: Callable[[str], None] | None = None) -> list[Migration]:
+def migrate(
+    conninfo: str,
+    migrations: list[Migration] | None = None,
+    views: list[tuple[str, str]] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[Migration]:
     """Apply pending migrations, then the views files that changed; returns what was applied.
 
     Raises MigrationError when an applied migration's file changed.
@@ -173,8 +183,10 @@ def migrate(conninfo: str, migrations: list[Migration] | None = None,
 
 
 def _apply(conn: psycopg.Connection, m: Migration) -> None:
-    record = ("INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
-              (m.version, m.name, m.checksum))
+    record = (
+        "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+        (m.version, m.name, m.checksum),
+    )
     if m.transactional:
         with conn.transaction():
             conn.execute(m.sql.encode())
@@ -213,18 +225,22 @@ def split_statements(text: str) -> list[str]:
     return [s.strip() for s in statements if re.sub(r"--[^\n]*|/\*.*?\*/", "", s, flags=re.S).strip()]
 
 
-def _refresh_views_file(conn: psycopg.Connection, filename: str, text: str,
-                        progress: Callable[[str], None] | None) -> bool:
+def _refresh_views_file(
+    conn: psycopg.Connection, filename: str, text: str, progress: Callable[[str], None] | None
+) -> bool:
     """Build a changed views file beside the live views and swap it in; False when unchanged."""
     if re.search(r"\bDROP\b", re.sub(r"--[^\n]*", "", text), re.I):
-        raise MigrationError(f"views file {filename}: no DROP statements (the runner replaces what the "
-                             "file creates, by swapping it in)")
+        raise MigrationError(
+            f"views file {filename}: no DROP statements (the runner replaces what the file creates, by swapping it in)"
+        )
     checksum = hashlib.sha256(text.encode()).hexdigest()
     schema = value(conn, "SELECT current_schema()")
     row = conn.execute("SELECT checksum, objects FROM schema_views WHERE filename = %s", (filename,)).fetchone()
-    if row and row[0] == checksum and all(
-            value(conn, "SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.{name}",))
-            for name in row[1]):
+    if (
+        row
+        and row[0] == checksum
+        and all(value(conn, "SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.{name}",)) for name in row[1])
+    ):
         return False
     if progress:
         progress(f"views: building {filename}")
@@ -235,17 +251,28 @@ def _refresh_views_file(conn: psycopg.Connection, filename: str, text: str,
         with conn.transaction():  # the long part: readers go on reading the old views meanwhile
             conn.execute(sql.SQL("SET LOCAL search_path = {}, {}").format(build, sql.Identifier(schema)))
             conn.execute(text.encode())
-        made = [name for (name,) in conn.execute(
-            "SELECT relname FROM pg_class WHERE relnamespace = %s::regnamespace AND relkind IN ('r', 'v', 'm') "
-            "ORDER BY relname", (BUILD_SCHEMA,))]
+        made = [
+            name
+            for (name,) in conn.execute(
+                "SELECT relname FROM pg_class WHERE relnamespace = %s::regnamespace AND relkind IN ('r', 'v', 'm') "
+                "ORDER BY relname",
+                (BUILD_SCHEMA,),
+            )
+        ]
         _swap(conn, schema, made, filename, checksum, progress)
     finally:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(build))
     return True
 
 
-def _swap(conn: psycopg.Connection, schema: str, names: list[str], filename: str, checksum: str,
-          progress: Callable[[str], None] | None) -> None:
+def _swap(
+    conn: psycopg.Connection,
+    schema: str,
+    names: list[str],
+    filename: str,
+    checksum: str,
+    progress: Callable[[str], None] | None,
+) -> None:
     """One short transaction: drop the old objects, move the new ones in, grant them.
     Waiting on a long reader is bounded (lock_timeout), then tried again: a queued
     DROP would make every new reader wait behind it."""
@@ -256,20 +283,32 @@ def _swap(conn: psycopg.Connection, schema: str, names: list[str], filename: str
                 conn.execute(f"SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'")
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (REFRESH_LOCK_KEY,))  # not mid-refresh
                 for name in names:
-                    old = conn.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)",
-                                       (f"{schema}.{name}",)).fetchone()
+                    old = conn.execute(
+                        "SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", (f"{schema}.{name}",)
+                    ).fetchone()
                     if old:
-                        conn.execute(sql.SQL("DROP {} {}.{}").format(
-                            sql.SQL(kinds[old[0]]), sql.Identifier(schema), sql.Identifier(name)))
-                    new_kind = value(conn, "SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)",
-                                     (f"{BUILD_SCHEMA}.{name}",))
-                    conn.execute(sql.SQL("ALTER {} {}.{} SET SCHEMA {}").format(
-                        sql.SQL(kinds[new_kind]), sql.Identifier(BUILD_SCHEMA), sql.Identifier(name),
-                        sql.Identifier(schema)))
+                        conn.execute(
+                            sql.SQL("DROP {} {}.{}").format(
+                                sql.SQL(kinds[old[0]]), sql.Identifier(schema), sql.Identifier(name)
+                            )
+                        )
+                    new_kind = value(
+                        conn, "SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", (f"{BUILD_SCHEMA}.{name}",)
+                    )
+                    conn.execute(
+                        sql.SQL("ALTER {} {}.{} SET SCHEMA {}").format(
+                            sql.SQL(kinds[new_kind]),
+                            sql.Identifier(BUILD_SCHEMA),
+                            sql.Identifier(name),
+                            sql.Identifier(schema),
+                        )
+                    )
                 conn.execute(
                     "INSERT INTO schema_views (filename, checksum, objects) VALUES (%s, %s, %s) "
                     "ON CONFLICT (filename) DO UPDATE SET checksum = excluded.checksum, "
-                    "objects = excluded.objects, applied_at = now()", (filename, checksum, names))
+                    "objects = excluded.objects, applied_at = now()",
+                    (filename, checksum, names),
+                )
                 privileges.apply(conn)  # in the same transaction: no reader finds a view it may not read
             return
         except psycopg.errors.LockNotAvailable:

@@ -49,8 +49,10 @@ def check_strength(password: object, username: str | None = None) -> None:
     # zxcvbn refuses more than 72 characters (its cost grows fast with length): it
     # rates the first 64, and a long passphrase is strong well before that
     if zxcvbn(password[:64], user_inputs=[username] if username else [])["score"] < MIN_SCORE:
-        raise WeakPassword("this password is too easy to guess (a repeat, a sequence or a common word): "
-                           "try a few unrelated words", field="password")
+        raise WeakPassword(
+            "this password is too easy to guess (a repeat, a sequence or a common word): try a few unrelated words",
+            field="password",
+        )
 
 
 def hash_password(password: str, username: str | None = None) -> str:

@@ -42,8 +42,9 @@ def grant_service(owner_url: str, role: str, *, create: bool = False, password: 
                 raise ValueError(f"role {role!r} does not exist (create it, or pass create=True)")
             made = password or secrets.token_urlsafe(24)
             try:
-                conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                    sql.Identifier(role), sql.Literal(made)))
+                conn.execute(
+                    sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(made))
+                )
             except psycopg.errors.DuplicateObject:  # created concurrently (say, two test sessions)
                 made = None
         owner = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
@@ -68,6 +69,10 @@ def with_user(url: str, user: str, password: str | None = None) -> str:
 def is_owner(conn: psycopg.Connection) -> bool:
     """Whether this connection's role owns the tables (or is a superuser): a
     service that connects so could alter or drop them, or disable a trigger."""
-    return bool(value(
-        conn, "SELECT rolsuper OR pg_has_role(current_user, (SELECT relowner FROM pg_class "
-        "WHERE oid = to_regclass('event')), 'MEMBER') FROM pg_roles WHERE rolname = current_user"))
+    return bool(
+        value(
+            conn,
+            "SELECT rolsuper OR pg_has_role(current_user, (SELECT relowner FROM pg_class "
+            "WHERE oid = to_regclass('event')), 'MEMBER') FROM pg_roles WHERE rolname = current_user",
+        )
+    )

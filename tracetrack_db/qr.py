@@ -82,8 +82,11 @@ def normalize_qr(raw: object, field: str = "qr_id") -> str:
     if not 4 <= len(qr) <= 100 or not _QR.fullmatch(qr):
         bad = next((c for c in qr if c not in ALPHABET), None)
         why = f"{bad!r} (U+{ord(bad):04X}) is not allowed; " if bad is not None else ""
-        raise InvalidQr(f"invalid QR code {raw!r}: {why}4-100 characters of A-Z 0-9 - _ / after normalisation "
-                        "(NFKC), in segments joined by single '/'", field=field)
+        raise InvalidQr(
+            f"invalid QR code {raw!r}: {why}4-100 characters of A-Z 0-9 - _ / after normalisation "
+            "(NFKC), in segments joined by single '/'",
+            field=field,
+        )
     qr = qr.upper()
     if "/" in qr and qr.rsplit("/", 1)[1] in RESERVED_LAST_SEGMENTS:
         raise InvalidQr(f"invalid QR code {raw!r}: it may not end with /{qr.rsplit('/', 1)[1]}", field=field)
@@ -92,6 +95,7 @@ def normalize_qr(raw: object, field: str = "qr_id") -> str:
 
 def _char_class(codes: set[int]) -> str:
     """A character class of `codes` (BMP), ranges compressed, \\uXXXX escapes but for A-Z a-z 0-9."""
+
     def one(code: int) -> str:
         return chr(code) if chr(code).isascii() and chr(code).isalnum() else f"\\u{code:04x}"
 
@@ -101,8 +105,13 @@ def _char_class(codes: set[int]) -> str:
         if code is not None and code == prev + 1:
             prev = code
             continue
-        parts.append(one(start) if start == prev else f"{one(start)}{one(prev)}" if prev == start + 1
-                     else f"{one(start)}-{one(prev)}")
+        parts.append(
+            one(start)
+            if start == prev
+            else f"{one(start)}{one(prev)}"
+            if prev == start + 1
+            else f"{one(start)}-{one(prev)}"
+        )
         if code is not None:
             start = prev = code
     return f"[{''.join(parts)}]"

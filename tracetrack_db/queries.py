@@ -89,7 +89,8 @@ class Queries:
             for name, query in parse(text, filename).items():
                 if name in merged:
                     raise QueryFileError(
-                        f"{query.source}: duplicate query name {name!r} (first at {merged[name].source})")
+                        f"{query.source}: duplicate query name {name!r} (first at {merged[name].source})"
+                    )
                 merged[name] = query
         return cls(merged)
 

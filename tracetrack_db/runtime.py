@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Urls:
-    owner: str     # migrations, seeding, ANALYZE, operator commands
-    service: str   # what the service connects as
+    owner: str  # migrations, seeding, ANALYZE, operator commands
+    service: str  # what the service connects as
     embedded: bool
 
 
@@ -54,8 +54,7 @@ class MigrateReport:
     admin_created: str | None
 
 
-def migrate_and_bootstrap(settings: Settings, url: str,
-                          progress: Callable[[str], None] | None = None) -> MigrateReport:
+def migrate_and_bootstrap(settings: Settings, url: str, progress: Callable[[str], None] | None = None) -> MigrateReport:
     """Apply migrations (as the owner: `url`), then create the bootstrap admin from
     TRACETRACK_ADMIN_USERNAME / TRACETRACK_ADMIN_PASSWORD if it is missing. On
     the embedded server, also make its service role."""

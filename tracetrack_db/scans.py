@@ -16,26 +16,47 @@ from .qr import normalize_qr
 MAX_BATCH = 500
 
 
-def open_parent(db: Database, qr_id: str, *, user_id: int | None = None,
-                dispatch_area: str | None = None, restrict_area: str | None = None,
-                idempotency_key: str | None = None,
-                conn: Connection | None = None) -> OpenParentResult:
+def open_parent(
+    db: Database,
+    qr_id: str,
+    *,
+    user_id: int | None = None,
+    dispatch_area: str | None = None,
+    restrict_area: str | None = None,
+    idempotency_key: str | None = None,
+    conn: Connection | None = None,
+) -> OpenParentResult:
     """Open a parent for scanning, creating it when new (in `dispatch_area`,
     else in `restrict_area`). Raises NotAParent, WrongArea (another area's
     parent, under `restrict_area`), DispatchAreaRequired."""
     qr = normalize_qr(qr_id)
     with db.connection(conn=conn) as conn:
-        opened = db.one("open_parent", {
-            "qr_id": qr, "user_id": user_id, "dispatch_area": dispatch_area,
-            "restrict_area": restrict_area, "idempotency_key": idempotency_key}, row=dict, conn=conn)
+        opened = db.one(
+            "open_parent",
+            {
+                "qr_id": qr,
+                "user_id": user_id,
+                "dispatch_area": dispatch_area,
+                "restrict_area": restrict_area,
+                "idempotency_key": idempotency_key,
+            },
+            row=dict,
+            conn=conn,
+        )
         bag = db.one("get_bag_by_id", {"id": opened["bag_id"]}, row=Bag, conn=conn)
-    return OpenParentResult(bag=bag, child_count=bag.child_count, capacity=bag.capacity or 0,
-                            created=opened["created"])
+    return OpenParentResult(bag=bag, child_count=bag.child_count, capacity=bag.capacity or 0, created=opened["created"])
 
 
-def link_child(db: Database, parent_qr: str, child_qr: str, *, user_id: int | None = None,
-               restrict_area: str | None = None, idempotency_key: str | None = None,
-               conn: Connection | None = None) -> LinkResult:
+def link_child(
+    db: Database,
+    parent_qr: str,
+    child_qr: str,
+    *,
+    user_id: int | None = None,
+    restrict_area: str | None = None,
+    idempotency_key: str | None = None,
+    conn: Connection | None = None,
+) -> LinkResult:
     """Link a child into a parent (creating the child when new).
 
     Returns result linked or already_linked. Raises ParentFull,
@@ -43,15 +64,30 @@ def link_child(db: Database, parent_qr: str, child_qr: str, *, user_id: int | No
     for another area's parent under `restrict_area`), WrongArea (another
     area's child).
     """
-    return db.one("link_child", {
-        "parent_qr": normalize_qr(parent_qr, "parent_qr"), "child_qr": normalize_qr(child_qr, "child_qr"),
-        "user_id": user_id, "restrict_area": restrict_area, "idempotency_key": idempotency_key,
-    }, row=LinkResult, conn=conn)
+    return db.one(
+        "link_child",
+        {
+            "parent_qr": normalize_qr(parent_qr, "parent_qr"),
+            "child_qr": normalize_qr(child_qr, "child_qr"),
+            "user_id": user_id,
+            "restrict_area": restrict_area,
+            "idempotency_key": idempotency_key,
+        },
+        row=LinkResult,
+        conn=conn,
+    )
 
 
-def link_children(db: Database, parent_qr: str, child_qrs: list[str], *, user_id: int | None = None,
-                  restrict_area: str | None = None, idempotency_key: str | None = None,
-                  conn: Connection | None = None) -> BatchResult:
+def link_children(
+    db: Database,
+    parent_qr: str,
+    child_qrs: list[str],
+    *,
+    user_id: int | None = None,
+    restrict_area: str | None = None,
+    idempotency_key: str | None = None,
+    conn: Connection | None = None,
+) -> BatchResult:
     """Link many children in one transaction: a result per child, in input order.
 
     A child that fails (full, in another parent, not a child, wrong area) gets
@@ -64,25 +100,47 @@ def link_children(db: Database, parent_qr: str, child_qrs: list[str], *, user_id
     if len(child_qrs) > MAX_BATCH:
         raise ValidationError(f"at most {MAX_BATCH} children per batch", field="child_qrs")
     children = [normalize_qr(c, "child_qrs") for c in child_qrs]
-    rows = db.many("link_children", {
-        "parent_qr": parent, "child_qrs": children, "user_id": user_id,
-        "restrict_area": restrict_area, "idempotency_key": idempotency_key}, row=dict, conn=conn)
+    rows = db.many(
+        "link_children",
+        {
+            "parent_qr": parent,
+            "child_qrs": children,
+            "user_id": user_id,
+            "restrict_area": restrict_area,
+            "idempotency_key": idempotency_key,
+        },
+        row=dict,
+        conn=conn,
+    )
     # rows come back in input order; the parent's final state is the row
     # with the highest count (a batch only ever adds children)
     last = max(rows, key=lambda r: r["child_count"])
     return BatchResult(
         parent_qr=parent,
         items=[BatchItem(r["child_qr"], r["result"], r["error_code"], r["message"]) for r in rows],
-        child_count=last["child_count"], capacity=last["capacity"], parent_status=last["parent_status"])
+        child_count=last["child_count"],
+        capacity=last["capacity"],
+        parent_status=last["parent_status"],
+    )
 
 
-def unlink_child(db: Database, child_qr: str, *, user_id: int | None = None,
-                 restrict_area: str | None = None, idempotency_key: str | None = None,
-                 conn: Connection | None = None) -> UnlinkResult:
+def unlink_child(
+    db: Database,
+    child_qr: str,
+    *,
+    user_id: int | None = None,
+    restrict_area: str | None = None,
+    idempotency_key: str | None = None,
+    conn: Connection | None = None,
+) -> UnlinkResult:
     """Take a child out of its parent; the child bag stays and the parent reopens.
     Raises ChildNotLinked, ParentOnBill, NotAChild, BagNotFound (also for
     another area's child under `restrict_area`)."""
     qr = normalize_qr(child_qr, "child_qr")
-    row = db.one("unlink_child", {"child_qr": qr, "user_id": user_id, "restrict_area": restrict_area,
-                                  "idempotency_key": idempotency_key}, row=dict, conn=conn)
+    row = db.one(
+        "unlink_child",
+        {"child_qr": qr, "user_id": user_id, "restrict_area": restrict_area, "idempotency_key": idempotency_key},
+        row=dict,
+        conn=conn,
+    )
     return UnlinkResult(child_qr=qr, **row)

@@ -58,6 +58,7 @@ def whole(low: int = 0, high: int | None = None) -> Callable[[str], int]:
         if value < low or (high is not None and value > high):
             raise ValueError(f"must be between {low} and {high}" if high is not None else f"must be at least {low}")
         return value
+
     return parse
 
 
@@ -70,6 +71,7 @@ def number(low: float = 0.0) -> Callable[[str], float]:
         if not value >= low or value == float("inf"):  # also refuses nan
             raise ValueError(f"must be a finite number of at least {low:g}")
         return value
+
     return parse
 
 
@@ -82,6 +84,7 @@ def one_of(*choices: str) -> Callable[[str], str]:
         if raw.lower() not in choices:
             raise ValueError(f"must be one of {', '.join(choices)}")
         return raw.lower()
+
     return parse
 
 
@@ -124,33 +127,63 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("tracetrack", appauthor=False))
 
 
-DATABASE_URL = Var("DATABASE_URL", None, postgres_url,
-                   "PostgreSQL the service connects to (its least-privilege role); unset: embedded", secret=True)
-OWNER_URL = Var("TRACETRACK_OWNER_URL", None, postgres_url,
-                "the same database as the tables' owner, for migrations; unset: DATABASE_URL", secret=True)
-DATABASE_READ_URL = Var("DATABASE_READ_URL", None, postgres_url,
-                        "replica for lag-tolerant reads; unset: DATABASE_URL", secret=True)
+DATABASE_URL = Var(
+    "DATABASE_URL",
+    None,
+    postgres_url,
+    "PostgreSQL the service connects to (its least-privilege role); unset: embedded",
+    secret=True,
+)
+OWNER_URL = Var(
+    "TRACETRACK_OWNER_URL",
+    None,
+    postgres_url,
+    "the same database as the tables' owner, for migrations; unset: DATABASE_URL",
+    secret=True,
+)
+DATABASE_READ_URL = Var(
+    "DATABASE_READ_URL", None, postgres_url, "replica for lag-tolerant reads; unset: DATABASE_URL", secret=True
+)
 DATA_DIR = Var("TRACETRACK_DATA_DIR", None, Path, "embedded PostgreSQL data and the generated token secret")
 POOL_MIN_SIZE = Var("TRACETRACK_POOL_MIN_SIZE", 1, whole(0), "connections a process keeps open")
 POOL_MAX_SIZE = Var("TRACETRACK_POOL_MAX_SIZE", 8, whole(1), "connections a process may open")
 POOL_TIMEOUT = Var("TRACETRACK_POOL_TIMEOUT", 2.0, number(0.001), "seconds a request waits for a connection")
-PREPARE_THRESHOLD = Var("TRACETRACK_PREPARE_THRESHOLD", 5, optional_whole,
-                        "psycopg prepares after N executions; none: never (PgBouncer < 1.21)")
+PREPARE_THRESHOLD = Var(
+    "TRACETRACK_PREPARE_THRESHOLD",
+    5,
+    optional_whole,
+    "psycopg prepares after N executions; none: never (PgBouncer < 1.21)",
+)
 ADMIN_USERNAME = Var("TRACETRACK_ADMIN_USERNAME", None, text, "bootstrap admin created by migrate if missing")
 ADMIN_PASSWORD = Var("TRACETRACK_ADMIN_PASSWORD", None, text, "its password", secret=True)
 EXPORT_TIMEOUT = Var("TRACETRACK_EXPORT_TIMEOUT", 600.0, number(0.001), "seconds an export's COPY may run")
-EXPORT_STALL = Var("TRACETRACK_EXPORT_STALL", 30.0, number(1),
-                   "seconds an export may wait for its reader before it is aborted")
+EXPORT_STALL = Var(
+    "TRACETRACK_EXPORT_STALL", 30.0, number(1), "seconds an export may wait for its reader before it is aborted"
+)
 # Read by single commands (never by the service): listed by `tracetrack config`, checked the same way.
-SERVICE_PASSWORD = Var("TRACETRACK_SERVICE_PASSWORD", None, text,
-                       "password `tracetrack db service-role` gives the role", secret=True)
+SERVICE_PASSWORD = Var(
+    "TRACETRACK_SERVICE_PASSWORD", None, text, "password `tracetrack db service-role` gives the role", secret=True
+)
 SEED_PASSWORD = Var("TRACETRACK_SEED_PASSWORD", None, text, "password of the users `db seed` makes", secret=True)
 USER_PASSWORD = Var("TRACETRACK_PASSWORD", None, text, "password for `tracetrack users create`", secret=True)
 
 LIBRARY_VARS: tuple[Var, ...] = (
-    DATABASE_URL, OWNER_URL, DATABASE_READ_URL, DATA_DIR, POOL_MIN_SIZE, POOL_MAX_SIZE, POOL_TIMEOUT,
-    PREPARE_THRESHOLD, ADMIN_USERNAME, ADMIN_PASSWORD, EXPORT_TIMEOUT, EXPORT_STALL,
-    SERVICE_PASSWORD, SEED_PASSWORD, USER_PASSWORD)
+    DATABASE_URL,
+    OWNER_URL,
+    DATABASE_READ_URL,
+    DATA_DIR,
+    POOL_MIN_SIZE,
+    POOL_MAX_SIZE,
+    POOL_TIMEOUT,
+    PREPARE_THRESHOLD,
+    ADMIN_USERNAME,
+    ADMIN_PASSWORD,
+    EXPORT_TIMEOUT,
+    EXPORT_STALL,
+    SERVICE_PASSWORD,
+    SEED_PASSWORD,
+    USER_PASSWORD,
+)
 
 
 def masked(value: str) -> str:
@@ -203,8 +236,10 @@ class Settings:
             admin_password=ADMIN_PASSWORD.get(environ),
         )
         if settings.pool_min_size > settings.pool_max_size:
-            raise ConfigError(POOL_MIN_SIZE.name, f"must not exceed TRACETRACK_POOL_MAX_SIZE "
-                                                  f"({settings.pool_max_size}), got {settings.pool_min_size}")
+            raise ConfigError(
+                POOL_MIN_SIZE.name,
+                f"must not exceed TRACETRACK_POOL_MAX_SIZE ({settings.pool_max_size}), got {settings.pool_min_size}",
+            )
         check((EXPORT_TIMEOUT, EXPORT_STALL), environ)  # read per export; checked at start too
         return settings
 

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import psycopg
-
 from psycopg import Connection
 
 from . import errors
@@ -51,16 +50,29 @@ def _check_role(role: str, dispatch_area: str | None) -> None:
         raise errors.DispatchAreaRequired("a dispatcher needs a dispatch area", field="dispatch_area")
 
 
-def create_user(db: Database, username: str, password: str, role: str,
-                dispatch_area: str | None = None, *, conn: Connection | None = None) -> User:
+def create_user(
+    db: Database,
+    username: str,
+    password: str,
+    role: str,
+    dispatch_area: str | None = None,
+    *,
+    conn: Connection | None = None,
+) -> User:
     """Create a user; dispatchers need a dispatch area. Raises UsernameTaken."""
     _check_role(role, dispatch_area)
     if not isinstance(username, str) or not re.fullmatch(USERNAME_PATTERN, username):
         raise errors.InvalidUsername("a username is 3-64 characters of A-Z a-z 0-9 _ . @ -", field="username")
-    user_id = db.scalar("create_user", {
-        "username": username, "password_hash": hash_password(password, username),
-        "role": role, "dispatch_area": dispatch_area,
-    }, conn=conn)
+    user_id = db.scalar(
+        "create_user",
+        {
+            "username": username,
+            "password_hash": hash_password(password, username),
+            "role": role,
+            "dispatch_area": dispatch_area,
+        },
+        conn=conn,
+    )
     return db.one("get_user", {"id": user_id}, row=User, conn=conn)
 
 
@@ -126,8 +138,7 @@ class UserChanges:
     password: str | None = None
 
 
-def update_user(db: Database, user_id: int, changes: UserChanges, *,
-                conn: Connection | None = None) -> User:
+def update_user(db: Database, user_id: int, changes: UserChanges, *, conn: Connection | None = None) -> User:
     """Apply changes; the last active admin cannot be demoted or deactivated (LastAdmin)."""
     current = db.one("get_user", {"id": user_id}, row=User, conn=conn)
     if current is None:
@@ -137,11 +148,20 @@ def update_user(db: Database, user_id: int, changes: UserChanges, *,
     _check_role(role, area)
     if changes.password is not None:
         check_strength(changes.password, current.username)
-    found = db.scalar("update_user", {
-        "id": user_id, "role": changes.role, "dispatch_area": changes.dispatch_area,
-        "clear_area": changes.clear_area, "is_active": changes.is_active,
-        "password_hash": hash_password(changes.password, current.username) if changes.password is not None else None,
-    }, conn=conn)
+    found = db.scalar(
+        "update_user",
+        {
+            "id": user_id,
+            "role": changes.role,
+            "dispatch_area": changes.dispatch_area,
+            "clear_area": changes.clear_area,
+            "is_active": changes.is_active,
+            "password_hash": hash_password(changes.password, current.username)
+            if changes.password is not None
+            else None,
+        },
+        conn=conn,
+    )
     if found is None:
         raise errors.UserNotFound(f"user {user_id} not found")
     return db.one("get_user", {"id": user_id}, row=User, conn=conn)
@@ -166,13 +186,16 @@ def ensure_admin(db: Database, username: str, password: str) -> User | None:
 CHANGES_CHANNEL = "tracetrack_user"  # NOTIFYed by the app_user_changed trigger
 
 
-def watch_changes(conninfo: str, stop: threading.Event,
-                  on_listening: Callable[[], None] = lambda: None) -> Iterator[int]:
+def watch_changes(
+    conninfo: str, stop: threading.Event, on_listening: Callable[[], None] = lambda: None
+) -> Iterator[int]:
     """The ids of users whose role, area, active flag or token version changed,
     as each change commits, until `stop` is set. Connects on its own (LISTEN
     holds its connection); a lost connection raises DatabaseUnavailable."""
-    with errors.wrap_errors(), psycopg.connect(conninfo, autocommit=True, connect_timeout=5,
-                                               application_name="tracetrack-listener") as conn:
+    with (
+        errors.wrap_errors(),
+        psycopg.connect(conninfo, autocommit=True, connect_timeout=5, application_name="tracetrack-listener") as conn,
+    ):
         conn.execute(f"LISTEN {CHANGES_CHANNEL}")
         on_listening()
         while not stop.is_set():

@@ -9,8 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from . import throttle
 from .database import Database
-from .models import (BagTotals, BillTotals, Dashboard, HourBucket, RecentScan, ScanTotals, TypeCounts,
-                     UserActivity)
+from .models import BagTotals, BillTotals, Dashboard, HourBucket, RecentScan, ScanTotals, TypeCounts, UserActivity
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ class Refresher:
                 if self.last_result:  # this process refreshed: it also forgets old idempotency keys
                     self.db.execute("purge_idempotency_keys", {"hours": self.idempotency_hours})
                     throttle.purge(self.db)  # and expired login counters and export marks
-            except Exception:  # noqa: BLE001 - a failed refresh must never kill the thread
+            except Exception:
                 log.exception("view refresh failed; retrying in %s s", self.interval)
 
 
@@ -102,19 +101,28 @@ def analytics(db: Database, area: str | None = None, recent: int = 20) -> Dashbo
     now = datetime.now(UTC)
     this_hour = now.replace(minute=0, second=0, microsecond=0)
     counts = {r["hour"]: r["events"] for r in hourly}
-    buckets = [HourBucket(hour, counts.get(hour, 0))
-               for hour in (this_hour - timedelta(hours=h) for h in range(23, -1, -1))]
+    buckets = [
+        HourBucket(hour, counts.get(hour, 0)) for hour in (this_hour - timedelta(hours=h) for h in range(23, -1, -1))
+    ]
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     return Dashboard(
         as_of=min((r["refreshed_at"] for r in refreshed), default=None),
         dispatch_area=area,
-        bags=BagTotals(total=sum(by_type.values()), by_type=TypeCounts(**by_type), by_status=by_status,
-                       by_area={a: TypeCounts(**c) for a, c in by_area.items()}, unlinked_children=unlinked),
-        bills=BillTotals(by_status={r["status"]: r["bills"] for r in bills},
-                         parents_billed=sum(r["parents"] for r in bills)),
-        scans=ScanTotals(today=sum(b.scans for b in buckets if b.hour >= today),
-                         last_hour=buckets[-1].scans,  # the current clock hour
-                         hourly=buckets),
+        bags=BagTotals(
+            total=sum(by_type.values()),
+            by_type=TypeCounts(**by_type),
+            by_status=by_status,
+            by_area={a: TypeCounts(**c) for a, c in by_area.items()},
+            unlinked_children=unlinked,
+        ),
+        bills=BillTotals(
+            by_status={r["status"]: r["bills"] for r in bills}, parents_billed=sum(r["parents"] for r in bills)
+        ),
+        scans=ScanTotals(
+            today=sum(b.scans for b in buckets if b.hour >= today),
+            last_hour=buckets[-1].scans,  # the current clock hour
+            hourly=buckets,
+        ),
         users=activity,
         recent_scans=scans,
         generated_at=now,

@@ -65,8 +65,10 @@ def local_secret(data_dir: Path) -> str:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         if path.stat().st_mode & 0o077:
-            fail(f"{path} can be read by others: chmod 600 it (or delete it to make a new one; "
-                 "tokens signed with it end)")
+            fail(
+                f"{path} can be read by others: chmod 600 it (or delete it to make a new one; "
+                "tokens signed with it end)"
+            )
     else:
         with os.fdopen(fd, "w") as out:
             out.write(secrets.token_urlsafe(48))
@@ -76,24 +78,51 @@ def local_secret(data_dir: Path) -> str:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--demo/--no-demo", default=None,
-              help="Create demo users and data when the database has no admin. Default: only on the embedded "
-                   "PostgreSQL, never on a DATABASE_URL database unless --demo.")
+@click.option(
+    "--demo/--no-demo",
+    default=None,
+    help="Create demo users and data when the database has no admin. Default: only on the embedded "
+    "PostgreSQL, never on a DATABASE_URL database unless --demo.",
+)
 @click.option("--workers", type=int, help="Worker processes (default: one per CPU).")
 @click.option("--threads", type=int, help="Threads per worker (default: 6).")
-@click.option("--metrics-host", default="127.0.0.1", show_default=True,
-              help="Where the metrics listener (GET /metrics, GET /health with details) listens.")
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Where the metrics listener (GET /metrics, GET /health with details) listens.",
+)
 @click.option("--metrics-port", default=9464, show_default=True, type=int, help="Its port (0: any free one).")
-@click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default=None,
-              help="Of every logger (default: TRACETRACK_LOG_LEVEL, else info).")
-@click.option("--log-format", type=click.Choice(LOG_FORMATS), default=None,
-              help="text, or json: one object a line for log shippers (default: TRACETRACK_LOG_FORMAT, else text).")
-@click.option("--access-log/--no-access-log", default=None,
-              help="One line per request: method, route, status, duration, request id, user id "
-                   "(default: on; TRACETRACK_ACCESS_LOG=0 turns it off).")
-def serve(host: str, port: int, demo: bool | None, workers: int | None, threads: int | None,
-          metrics_host: str, metrics_port: int, log_level: str | None, log_format: str | None,
-          access_log: bool | None) -> None:
+@click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default=None,
+    help="Of every logger (default: TRACETRACK_LOG_LEVEL, else info).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default=None,
+    help="text, or json: one object a line for log shippers (default: TRACETRACK_LOG_FORMAT, else text).",
+)
+@click.option(
+    "--access-log/--no-access-log",
+    default=None,
+    help="One line per request: method, route, status, duration, request id, user id "
+    "(default: on; TRACETRACK_ACCESS_LOG=0 turns it off).",
+)
+def serve(
+    host: str,
+    port: int,
+    demo: bool | None,
+    workers: int | None,
+    threads: int | None,
+    metrics_host: str,
+    metrics_port: int,
+    log_level: str | None,
+    log_format: str | None,
+    access_log: bool | None,
+) -> None:
     """Migrate, then serve the API with granian. Put nginx in front of it
     (deploy/nginx/tracetrack.conf): it bounds slow clients, rate-limits logins
     and buffers bodies, which granian alone does not. Logs go to stderr, an
@@ -116,14 +145,12 @@ def serve(host: str, port: int, demo: bool | None, workers: int | None, threads:
     if missing:
         fail(f"the HTTP service is not installed (no module {missing[0]}): pip install 'tracetrack[server]'")
     from tracetrack_api.config import ApiSettings
-
-    from .demo import DEMO_PASSWORD, DEMO_USERS, create_demo
-    from .server import run_granian
-    from .sizing import default_sizing
-
     from tracetrack_db.settings import check
 
     from .configcli import _all_vars
+    from .demo import DEMO_PASSWORD, DEMO_USERS, create_demo
+    from .server import run_granian
+    from .sizing import default_sizing
 
     settings = ApiSettings.from_env()
     check(_all_vars())  # every setting, the ones read later in a worker too, before anything starts
@@ -137,40 +164,55 @@ def serve(host: str, port: int, demo: bool | None, workers: int | None, threads:
                 as_owner = privileges.is_owner(conn)
         sizing = default_sizing(max_connections, workers=workers, threads=threads)
         if sizing.connections > max_connections - 5:
-            fail(f"{sizing.workers} workers x {sizing.pool_size} connections exceed the server's "
-                 f"max_connections ({max_connections})")
+            fail(
+                f"{sizing.workers} workers x {sizing.pool_size} connections exceed the server's "
+                f"max_connections ({max_connections})"
+            )
         secret = settings.secret_key or local_secret(settings.db.data_dir)
         metrics_dir = settings.db.data_dir / "metrics" / str(port)
         if metrics_dir.exists():
             shutil.rmtree(metrics_dir)
         metrics_dir.mkdir(parents=True)
-        env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "DATABASE_URL": url,
-               "TRACETRACK_POOL_MAX_SIZE": str(sizing.pool_size),
-               "TRACETRACK_POOL_MIN_SIZE": str(min(2, sizing.pool_size)), "TRACETRACK_SECRET_KEY": secret,
-               "TRACETRACK_LOG_LEVEL": log_level, "TRACETRACK_LOG_FORMAT": log_format,
-               "TRACETRACK_ACCESS_LOG": "1" if access_log else "0"}
+        env = {
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+            "DATABASE_URL": url,
+            "TRACETRACK_POOL_MAX_SIZE": str(sizing.pool_size),
+            "TRACETRACK_POOL_MIN_SIZE": str(min(2, sizing.pool_size)),
+            "TRACETRACK_SECRET_KEY": secret,
+            "TRACETRACK_LOG_LEVEL": log_level,
+            "TRACETRACK_LOG_FORMAT": log_format,
+            "TRACETRACK_ACCESS_LOG": "1" if access_log else "0",
+        }
         os.environ.update(env)  # before prometheus-client is first imported, here or in a worker
         listener = start_metrics_listener(url, settings.redis_url, metrics_host, metrics_port)
         where = "embedded PostgreSQL" if embedded else "DATABASE_URL"
-        click.echo(f"TraceTrack on http://{host}:{port}  ({where}; {sizing.workers} workers x "
-                   f"{sizing.threads} threads, pool {sizing.pool_size} each)")
+        click.echo(
+            f"TraceTrack on http://{host}:{port}  ({where}; {sizing.workers} workers x "
+            f"{sizing.threads} threads, pool {sizing.pool_size} each)"
+        )
         click.echo(f"metrics and health details on http://{metrics_host}:{listener.port} (/metrics, /health)")
         if host not in ("127.0.0.1", "localhost", "::1"):
-            click.echo("serve behind nginx (deploy/nginx/tracetrack.conf): it bounds slow clients and login "
-                       "floods, which the server alone does not")
+            click.echo(
+                "serve behind nginx (deploy/nginx/tracetrack.conf): it bounds slow clients and login "
+                "floods, which the server alone does not"
+            )
         if as_owner:
-            click.echo("note: DATABASE_URL's role owns the tables (it could alter them or the event log's "
-                       "trigger): connect as a service role (tracetrack db service-role) and migrate with "
-                       "TRACETRACK_OWNER_URL")
+            click.echo(
+                "note: DATABASE_URL's role owns the tables (it could alter them or the event log's "
+                "trigger): connect as a service role (tracetrack db service-role) and migrate with "
+                "TRACETRACK_OWNER_URL"
+            )
         if report.admin_created:
             click.echo(f"created admin {report.admin_created!r}")
         if demo_created:
             click.echo("demo data created. Log in with one of:")
             for username, role, _area in DEMO_USERS:
                 click.echo(f"  {username} / {DEMO_PASSWORD}   ({role})")
-            click.echo(f"  curl -s -X POST http://{host}:{port}/api/auth/login "
-                       f"-H 'Content-Type: application/json' "
-                       f"-d '{{\"username\": \"admin\", \"password\": \"{DEMO_PASSWORD}\"}}'")
+            click.echo(
+                f"  curl -s -X POST http://{host}:{port}/api/auth/login "
+                f"-H 'Content-Type: application/json' "
+                f'-d \'{{"username": "admin", "password": "{DEMO_PASSWORD}"}}\''
+            )
         try:
             run_granian(host, port, sizing, env, log_level, log_format)
         finally:
@@ -197,8 +239,9 @@ def start_metrics_listener(url: str, redis_url: str | None, host: str, port: int
 @click.option("--p95-ms", default=300.0, show_default=True, help="Target: p95 latency below this.")
 @click.option("--min-success", default=0.99, show_default=True, help="Target: success rate at least this.")
 @click.option("--out", default="bench/results", show_default=True, type=click.Path(path_type=Path))
-def loadtest(host: str, users: int, duration: str, admin_user: str, p95_ms: float,
-             min_success: float, out: Path) -> None:
+def loadtest(
+    host: str, users: int, duration: str, admin_user: str, p95_ms: float, min_success: float, out: Path
+) -> None:
     """Run the locust load test headless and print a PASS/FAIL report
     (dispatchers 60%, billers 30%, admins 10%). Needs `pip install "tracetrack[bench]"`.
     The admin's password comes from TRACETRACK_ADMIN_PASSWORD or a prompt, never an argument."""

@@ -24,8 +24,12 @@ def describe(var: Var, data_dir: Path) -> dict[str, Any]:
     try:
         value = var.get()
     except ConfigError as exc:
-        return {"name": var.name, "value": masked(os.environ[var.name]) if var.secret else os.environ[var.name],
-                "source": "environment", "error": str(exc)}
+        return {
+            "name": var.name,
+            "value": masked(os.environ[var.name]) if var.secret else os.environ[var.name],
+            "source": "environment",
+            "error": str(exc),
+        }
     if value is None:
         stands_in = {
             "DATABASE_URL": f"embedded PostgreSQL in {data_dir / 'pgdata'}",
@@ -39,10 +43,7 @@ def describe(var: Var, data_dir: Path) -> dict[str, Any]:
             shown = f"**** (from {key_file})" if key_file.exists() else f"generated into {key_file} by serve"
             return {"name": var.name, "value": shown, "source": "data directory"}
         return {"name": var.name, "value": stands_in.get(var.name, "unset"), "source": source}
-    if isinstance(value, tuple):
-        shown = ",".join(value)
-    else:
-        shown = str(value)
+    shown = ",".join(value) if isinstance(value, tuple) else str(value)
     return {"name": var.name, "value": masked(shown) if var.secret else shown, "source": source}
 
 

@@ -59,8 +59,10 @@ def migrate_command() -> None:
         import psycopg
 
         if isinstance(exc, psycopg.OperationalError):
-            fail(f"cannot connect to PostgreSQL at {describe_target(settings.database_url or '')}: "
-                 f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc}")
+            fail(
+                f"cannot connect to PostgreSQL at {describe_target(settings.database_url or '')}: "
+                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc}"
+            )
         raise
     where = describe_target(settings.database_url) if settings.database_url else "embedded PostgreSQL"
     applied = ", ".join(m.filename for m in report.applied) or "nothing to apply"
@@ -81,8 +83,10 @@ def status_command() -> None:
             rows = migrations.status(conn)
             view_rows = migrations.views_status(conn)
     except psycopg.OperationalError as exc:
-        fail(f"cannot connect to PostgreSQL at {describe_target(settings.database_url or '')}: "
-             f"{str(exc).strip().splitlines()[0]}")
+        fail(
+            f"cannot connect to PostgreSQL at {describe_target(settings.database_url or '')}: "
+            f"{str(exc).strip().splitlines()[0]}"
+        )
     bad = False
     for row in rows:
         when = row.applied_at.isoformat(timespec="seconds") if row.applied_at else ""
@@ -98,9 +102,12 @@ def status_command() -> None:
 
 @db_group.command("service-role")
 @click.argument("role")
-@click.option("--create/--no-create", default=True, show_default=True,
-              help="Create the role (LOGIN, password from TRACETRACK_SERVICE_PASSWORD or generated) if it does "
-                   "not exist.")
+@click.option(
+    "--create/--no-create",
+    default=True,
+    show_default=True,
+    help="Create the role (LOGIN, password from TRACETRACK_SERVICE_PASSWORD or generated) if it does not exist.",
+)
 def service_role_command(role: str, create: bool) -> None:
     """Make ROLE the service's least-privilege role: record it and grant it what
     the API needs (every `db migrate` grants it again). Run as the tables'
@@ -112,15 +119,18 @@ def service_role_command(role: str, create: bool) -> None:
     with database_url(settings) as url:
         migrate_and_bootstrap(settings, url)
         try:
-            password = privileges.grant_service(url, role, create=create,
-                                                password=os.environ.get("TRACETRACK_SERVICE_PASSWORD") or None)
+            password = privileges.grant_service(
+                url, role, create=create, password=os.environ.get("TRACETRACK_SERVICE_PASSWORD") or None
+            )
         except ValueError as exc:
             fail(str(exc))
     click.echo(f"{role} is a service role of {describe_target(url)}")
     if password:
         shown = "from TRACETRACK_SERVICE_PASSWORD" if os.environ.get("TRACETRACK_SERVICE_PASSWORD") else password
-        click.echo(f"created role {role} with password {shown} (shown once): run the service with "
-                   f"DATABASE_URL as {role}, and migrations with TRACETRACK_OWNER_URL")
+        click.echo(
+            f"created role {role} with password {shown} (shown once): run the service with "
+            f"DATABASE_URL as {role}, and migrations with TRACETRACK_OWNER_URL"
+        )
 
 
 def _open(settings: Settings):
@@ -205,9 +215,14 @@ def table_stats_command() -> None:
 @db_group.command("explain")
 @click.argument("query_name")
 @click.option("--analyze", is_flag=True, help="Run it (in a rolled-back transaction) for real timings.")
-@click.option("--filter", "filters", multiple=True, metavar="NAME=VALUE",
-              help="A filter of a list or export statement (list_bags, export_bills ...): type=child, "
-                   "linked=false, dispatch_area=lucknow, q=SB0 ...; repeatable.")
+@click.option(
+    "--filter",
+    "filters",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A filter of a list or export statement (list_bags, export_bills ...): type=child, "
+    "linked=false, dispatch_area=lucknow, q=SB0 ...; repeatable.",
+)
 def explain_command(query_name: str, analyze: bool, filters: tuple[str, ...]) -> None:
     """Show the plan of a named query (sample parameters from the data) or of a
     composed list or export statement (list_bags, list_bills, list_events,
@@ -259,12 +274,21 @@ def seed_command(bags: int, seed_value: int) -> None:
             if interactive():
                 from rich.progress import BarColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
-                with Progress("[progress.description]{task.description}", BarColumn(),
-                              "[progress.percentage]{task.percentage:>3.0f}%", TimeElapsedColumn(),
-                              TimeRemainingColumn()) as bar:
+                with Progress(
+                    "[progress.description]{task.description}",
+                    BarColumn(),
+                    "[progress.percentage]{task.percentage:>3.0f}%",
+                    TimeElapsedColumn(),
+                    TimeRemainingColumn(),
+                ) as bar:
                     task = bar.add_task("seeding rows", total=None)
-                    report = seed.seed(url, bags, seed=seed_value, password=password,
-                                       progress=lambda done, total: bar.update(task, completed=done, total=total))
+                    report = seed.seed(
+                        url,
+                        bags,
+                        seed=seed_value,
+                        password=password,
+                        progress=lambda done, total: bar.update(task, completed=done, total=total),
+                    )
             else:
                 report = seed.seed(url, bags, seed=seed_value, password=password)
         except errors.TraceTrackError as exc:
@@ -274,9 +298,11 @@ def seed_command(bags: int, seed_value: int) -> None:
             from tracetrack_db import views
 
             views.refresh_views(db)
-    click.echo(f"seeded {report.bags:,} bags ({report.parents:,} parents, {report.children:,} children, "
-               f"{report.unlinked_children:,} unlinked), {report.bill_count:,} bills, {report.users} users, "
-               f"{report.events:,} events in {report.seconds:.1f} s")
+    click.echo(
+        f"seeded {report.bags:,} bags ({report.parents:,} parents, {report.children:,} children, "
+        f"{report.unlinked_children:,} unlinked), {report.bill_count:,} bills, {report.users} users, "
+        f"{report.events:,} events in {report.seconds:.1f} s"
+    )
     where = "from TRACETRACK_SEED_PASSWORD" if password else "generated: keep it, it is shown once"
     click.echo(f"users: {report.username_prefix}* with password {report.password} ({where})")
 

@@ -24,8 +24,7 @@ def create_demo(db: Database) -> bool:
         scans.open_parent(db, parent, user_id=admin.id, dispatch_area="lucknow")
         count = 30 if p <= 3 else 12
         scans.link_children(db, parent, [f"DEMO-{p:02d}-{c:02d}" for c in range(count)], user_id=admin.id)
-    bill = bills.create_bill(db, "DEMO-BILL-1", 2, destination="Delhi", vehicle_number="UP32 AB 1234",
-                             user_id=admin.id)
+    bill = bills.create_bill(db, "DEMO-BILL-1", 2, destination="Delhi", vehicle_number="UP32 AB 1234", user_id=admin.id)
     bills.add_parent(db, bill.bill_no, "SB00001", user_id=admin.id)
     bills.add_parent(db, bill.bill_no, "SB00002", user_id=admin.id)
     bills.complete_bill(db, bill.bill_no, user_id=admin.id)

@@ -28,8 +28,11 @@ def split_bind(bind: str) -> tuple[str, int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tracetrack_ops.gunicorn_metrics", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m tracetrack_ops.gunicorn_metrics",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--bind", default="127.0.0.1:9464", help="HOST:PORT to listen on (default %(default)s)")
     parser.add_argument("--parent", type=int, default=os.getppid(), help="end when this process is gone")
     args = parser.parse_args(argv)

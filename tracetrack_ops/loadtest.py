@@ -7,6 +7,7 @@ the API, every account logs in once, and the locust users share the tokens.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -22,8 +23,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-AREAS = ("lucknow", "indore", "jaipur", "hisar", "sri_ganganagar", "sangaria", "bathinda", "raipur",
-         "ranchi", "akola")
+AREAS = ("lucknow", "indore", "jaipur", "hisar", "sri_ganganagar", "sangaria", "bathinda", "raipur", "ranchi", "akola")
 
 
 def locustfile() -> Path:
@@ -37,8 +37,9 @@ def locustfile() -> Path:
 
 
 def call(host: str, method: str, path: str, body: dict | None = None, token: str | None = None):
-    req = urllib.request.Request(host.rstrip("/") + path, method=method,
-                                 data=json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(
+        host.rstrip("/") + path, method=method, data=json.dumps(body).encode() if body is not None else None
+    )
     req.add_header("Content-Type", "application/json")
     if token:
         req.add_header("Authorization", f"Bearer {token}")
@@ -69,8 +70,9 @@ def prepare_accounts(host: str, admin: str, password: str, users: int) -> dict[s
     admin_token = body["token"]
     secret = "lt-" + hashlib.sha256(password.encode()).hexdigest()[:20]
     per_role = max(1, math.ceil(users / 25))
-    wanted = ([(f"lt-dispatcher-{a}-{i}", "dispatcher", a) for i in range(per_role) for a in AREAS[:4]]
-              + [(f"lt-biller-{i}", "biller", None) for i in range(per_role)])
+    wanted = [(f"lt-dispatcher-{a}-{i}", "dispatcher", a) for i in range(per_role) for a in AREAS[:4]] + [
+        (f"lt-biller-{i}", "biller", None) for i in range(per_role)
+    ]
     existing: dict[str, int] = {}
     cursor = None
     while True:
@@ -82,15 +84,28 @@ def prepare_accounts(host: str, admin: str, password: str, users: int) -> dict[s
         cursor = page["next_cursor"]
         if not cursor:
             break
-    tokens: dict[str, list[dict]] = {"admin": [{"username": admin, "token": admin_token}],
-                                     "dispatcher": [], "biller": []}
+    tokens: dict[str, list[dict]] = {
+        "admin": [{"username": admin, "token": admin_token}],
+        "dispatcher": [],
+        "biller": [],
+    }
     for username, role, area in wanted:
         if username in existing:
-            call(host, "PATCH", f"/api/users/{existing[username]}",
-                 {"password": secret, "is_active": True, "role": role, "dispatch_area": area}, admin_token)
+            call(
+                host,
+                "PATCH",
+                f"/api/users/{existing[username]}",
+                {"password": secret, "is_active": True, "role": role, "dispatch_area": area},
+                admin_token,
+            )
         else:
-            status, body = call(host, "POST", "/api/users", {"username": username, "password": secret,
-                                                             "role": role, "dispatch_area": area}, admin_token)
+            status, body = call(
+                host,
+                "POST",
+                "/api/users",
+                {"username": username, "password": secret, "role": role, "dispatch_area": area},
+                admin_token,
+            )
             if status != 201:
                 raise SystemExit(f"cannot create {username}: {body}")
         status, body = login(host, username, secret)
@@ -109,8 +124,11 @@ def server_memory(host: str) -> int | None:
         return None
     port = parsed.port or 80
     try:
-        pids = {c.pid for c in psutil.net_connections("tcp")
-                if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid}
+        pids = {
+            c.pid
+            for c in psutil.net_connections("tcp")
+            if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid
+        }
     except psutil.AccessDenied:
         return None
     procs = set()
@@ -122,10 +140,8 @@ def server_memory(host: str) -> int | None:
             continue
     total = 0
     for proc in procs:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             total += proc.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
     return total or None
 
 
@@ -148,22 +164,32 @@ class Report:
 
     @property
     def passed(self) -> bool:
-        return (self.total.get("requests", 0) > 0 and self.total.get("p95_ms", 1e9) < self.p95_target_ms
-                and self.success_rate >= self.success_target)
+        return (
+            self.total.get("requests", 0) > 0
+            and self.total.get("p95_ms", 1e9) < self.p95_target_ms
+            and self.success_rate >= self.success_target
+        )
 
     def text(self) -> str:
-        lines = [f"load test: {self.users} users for {self.duration} against {self.host}", "",
-                 f"{'endpoint':<48} {'requests':>9} {'fail':>6} {'p50':>7} {'p95':>7} {'p99':>7}  (ms)"]
+        lines = [
+            f"load test: {self.users} users for {self.duration} against {self.host}",
+            "",
+            f"{'endpoint':<48} {'requests':>9} {'fail':>6} {'p50':>7} {'p95':>7} {'p99':>7}  (ms)",
+        ]
         for r in self.rows + [dict(self.total, name="ALL")]:
-            lines.append(f"{r['name'][:48]:<48} {r['requests']:>9} {r['failures']:>6} {r['p50_ms']:>7.0f} "
-                         f"{r['p95_ms']:>7.0f} {r['p99_ms']:>7.0f}")
+            lines.append(
+                f"{r['name'][:48]:<48} {r['requests']:>9} {r['failures']:>6} {r['p50_ms']:>7.0f} "
+                f"{r['p95_ms']:>7.0f} {r['p99_ms']:>7.0f}"
+            )
         lines.append("")
         lines.append(f"throughput {self.total.get('rps', 0):.0f} req/s, success {self.success_rate:.2%}")
         if self.memory_before is not None and self.memory_after is not None:
             lines.append(f"server memory {self.memory_before / 2**20:.0f} MiB -> {self.memory_after / 2**20:.0f} MiB")
         verdict = "PASS" if self.passed else "FAIL"
-        lines.append(f"{verdict}: p95 {self.total.get('p95_ms', 0):.0f} ms (target < {self.p95_target_ms:.0f}), "
-                     f"success {self.success_rate:.2%} (target >= {self.success_target:.0%})")
+        lines.append(
+            f"{verdict}: p95 {self.total.get('p95_ms', 0):.0f} ms (target < {self.p95_target_ms:.0f}), "
+            f"success {self.success_rate:.2%} (target >= {self.success_target:.0%})"
+        )
         return "\n".join(lines)
 
 
@@ -172,13 +198,27 @@ def _row(r: dict) -> dict:
         value = r.get(key) or "0"
         return float(value) if value != "N/A" else 0.0
 
-    return {"name": f"{r['Type']} {r['Name']}".strip(), "requests": int(num("Request Count")),
-            "failures": int(num("Failure Count")), "p50_ms": num("50%"), "p95_ms": num("95%"),
-            "p99_ms": num("99%"), "rps": num("Requests/s")}
+    return {
+        "name": f"{r['Type']} {r['Name']}".strip(),
+        "requests": int(num("Request Count")),
+        "failures": int(num("Failure Count")),
+        "p50_ms": num("50%"),
+        "p95_ms": num("95%"),
+        "p99_ms": num("99%"),
+        "rps": num("Requests/s"),
+    }
 
 
-def run(host: str, users: int, duration: str, admin: str, password: str, out_dir: Path,
-        p95_ms: float = 300, success: float = 0.99) -> Report:
+def run(
+    host: str,
+    users: int,
+    duration: str,
+    admin: str,
+    password: str,
+    out_dir: Path,
+    p95_ms: float = 300,
+    success: float = 0.99,
+) -> Report:
     tokens = prepare_accounts(host, admin, password, users)
     out_dir.mkdir(parents=True, exist_ok=True)
     token_file = Path(tempfile.mkstemp(suffix=".json")[1])
@@ -187,9 +227,29 @@ def run(host: str, users: int, duration: str, admin: str, password: str, out_dir
     report.memory_before = server_memory(host)
     prefix = out_dir / f"locust-{time.strftime('%Y%m%d-%H%M%S')}"
     spawn = max(10, users // 5)
-    cmd = [sys.executable, "-m", "locust", "-f", str(locustfile()), "--headless", "--host", host,
-           "-u", str(users), "-r", str(spawn), "-t", duration, "--csv", str(prefix), "--only-summary",
-           "--stop-timeout", "5", "--loglevel", "WARNING"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(locustfile()),
+        "--headless",
+        "--host",
+        host,
+        "-u",
+        str(users),
+        "-r",
+        str(spawn),
+        "-t",
+        duration,
+        "--csv",
+        str(prefix),
+        "--only-summary",
+        "--stop-timeout",
+        "5",
+        "--loglevel",
+        "WARNING",
+    ]
     env = {**os.environ, "TT_TOKENS": str(token_file)}
     subprocess.run(cmd, env=env, check=False, stdout=subprocess.DEVNULL)
     token_file.unlink(missing_ok=True)
@@ -200,8 +260,20 @@ def run(host: str, users: int, duration: str, admin: str, password: str, out_dir
                 report.total = _row(r)
             else:
                 report.rows.append(_row(r))
-    Path(f"{prefix}_report.json").write_text(json.dumps(
-        {"host": host, "users": users, "duration": duration, "rows": report.rows, "total": report.total,
-         "memory_before": report.memory_before, "memory_after": report.memory_after,
-         "success_rate": report.success_rate, "passed": report.passed}, indent=2))
+    Path(f"{prefix}_report.json").write_text(
+        json.dumps(
+            {
+                "host": host,
+                "users": users,
+                "duration": duration,
+                "rows": report.rows,
+                "total": report.total,
+                "memory_before": report.memory_before,
+                "memory_after": report.memory_after,
+                "success_rate": report.success_rate,
+                "passed": report.passed,
+            },
+            indent=2,
+        )
+    )
     return report

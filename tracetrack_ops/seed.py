@@ -78,11 +78,11 @@ log = logging.getLogger(__name__)
 DAYS = 90
 DAY_MS = 86_400_000
 SHIFT_START_MS = (2 * 60 + 30) * 60_000  # 02:30 UTC = 08:00 IST
-SHIFT_MS = 14 * 3_600_000                 # until 22:00 IST
-MARGIN_MS = 60_000                        # the newest event is a minute old
+SHIFT_MS = 14 * 3_600_000  # until 22:00 IST
+MARGIN_MS = 60_000  # the newest event is a minute old
 
-P_FULL = 0.86        # parents that are full (completed) ...
-P_PARTIAL = 0.11     # ... partly filled (in_progress); the rest pending, empty
+P_FULL = 0.86  # parents that are full (completed) ...
+P_PARTIAL = 0.11  # ... partly filled (in_progress); the rest pending, empty
 UNLINKED_SHARE = 0.10  # of all children
 BILL_MIN, BILL_MAX = 10, 50
 DEFAULT_CAPACITY, DEFAULT_EXPECTED = 30, Decimal(30)
@@ -100,8 +100,8 @@ class Family:
     name: str
     pattern: str
     template: str
-    size: int      # distinct QRs the pattern allows
-    weight: int    # mixing weight among the primary families; 0 = overflow, used last
+    size: int  # distinct QRs the pattern allows
+    weight: int  # mixing weight among the primary families; 0 = overflow, used last
 
 
 FAMILIES: tuple[Family, ...] = (
@@ -111,13 +111,33 @@ FAMILIES: tuple[Family, ...] = (
 )
 
 # Vehicle registration prefixes of the default areas' states.
-_STATES = {"lucknow": "UP", "indore": "MP", "jaipur": "RJ", "hisar": "HR", "sri_ganganagar": "RJ",
-           "sangaria": "RJ", "bathinda": "PB", "raipur": "CG", "ranchi": "JH", "akola": "MH"}
+_STATES = {
+    "lucknow": "UP",
+    "indore": "MP",
+    "jaipur": "RJ",
+    "hisar": "HR",
+    "sri_ganganagar": "RJ",
+    "sangaria": "RJ",
+    "bathinda": "PB",
+    "raipur": "CG",
+    "ranchi": "JH",
+    "akola": "MH",
+}
 _ALL_STATES = ("UP", "MP", "RJ", "HR", "PB", "CG", "JH", "MH", "GJ", "DL", "BR", "WB")
-_DESTINATIONS = ("Delhi - Azadpur Mandi", "Mumbai - Vashi APMC", "Kolkata - Posta Bazar",
-                 "Chennai - Koyambedu", "Ahmedabad - Jamalpur", "Hyderabad - Bowenpally",
-                 "Bengaluru - Yeshwanthpur", "Nagpur - Kalamna", "Patna - Bazar Samiti",
-                 "Guwahati - Fancy Bazar", "Ludhiana - Grain Market", "Kanpur - Naubasta")
+_DESTINATIONS = (
+    "Delhi - Azadpur Mandi",
+    "Mumbai - Vashi APMC",
+    "Kolkata - Posta Bazar",
+    "Chennai - Koyambedu",
+    "Ahmedabad - Jamalpur",
+    "Hyderabad - Bowenpally",
+    "Bengaluru - Yeshwanthpur",
+    "Nagpur - Kalamna",
+    "Patna - Bazar Samiti",
+    "Guwahati - Fancy Bazar",
+    "Ludhiana - Grain Market",
+    "Kanpur - Naubasta",
+)
 _CROPS = ("wheat", "paddy", "mustard", "cotton seed", "soybean", "chana", "maize", "bajra", "guar")
 
 # Event flags for the bill actions of one block.
@@ -137,12 +157,12 @@ class SeedReport:
     parents: int
     children: int
     unlinked_children: int
-    bills: dict[str, int]          # by status: new, processing, completed
+    bills: dict[str, int]  # by status: new, processing, completed
     users: int
     events: int
     seconds: float
     parent_formats_added: tuple[str, ...] = ()
-    username_prefix: str = ""      # e.g. "seed42." — log in as seed42.admin1 with `password`
+    username_prefix: str = ""  # e.g. "seed42." — log in as seed42.admin1 with `password`
     users_by_role: dict[str, int] = field(default_factory=dict)
     password: str = field(default="", repr=False)  # every seeded user's
 
@@ -152,6 +172,7 @@ class SeedReport:
 
 
 # --------------------------------------------------------------------------- time
+
 
 @cache
 def _suffixes() -> list[str]:
@@ -181,12 +202,12 @@ class _Clock:
         minute, ms = divmod(self.origin + q * DAY_MS + r, 60_000)
         prefix = self._minutes.get(minute)
         if prefix is None:
-            prefix = self._minutes[minute] = datetime.fromtimestamp(minute * 60, UTC).strftime(
-                "%Y-%m-%d %H:%M:")
+            prefix = self._minutes[minute] = datetime.fromtimestamp(minute * 60, UTC).strftime("%Y-%m-%d %H:%M:")
         return prefix + self._suffix[ms]
 
 
 # --------------------------------------------------------------------------- plan
+
 
 @dataclass
 class _Bill:
@@ -228,8 +249,16 @@ class _Plan:
     the parent scan, its links, its bill actions, then the child
     registrations that happened next. A final block holds the new bills."""
 
-    def __init__(self, bags: int, seed: int, areas: list[str], caps: list[tuple[int, Decimal]],
-                 child_weight: Decimal, now_ms: int, bases: dict[str, int]):
+    def __init__(
+        self,
+        bags: int,
+        seed: int,
+        areas: list[str],
+        caps: list[tuple[int, Decimal]],
+        child_weight: Decimal,
+        now_ms: int,
+        bases: dict[str, int],
+    ):
         self.bags, self.seed, self.areas = bags, seed, areas
         self.child_weight = child_weight
         self.clock = _Clock(now_ms)
@@ -328,8 +357,9 @@ class _Plan:
 
     def _plan_parent_qrs(self, rng: random.Random, used: list[int]) -> None:
         """A sorted random sample of each family's numbers, handed out in parent order."""
-        numbers = {i: iter(sorted(rng.sample(range(FAMILIES[i].size), used[i])))
-                   for i in range(len(FAMILIES)) if used[i]}
+        numbers = {
+            i: iter(sorted(rng.sample(range(FAMILIES[i].size), used[i]))) for i in range(len(FAMILIES)) if used[i]
+        }
         self.qr = [FAMILIES[f].template.format(next(numbers[f])) for f in self.family]
 
     def _plan_unlinked(self, rng: random.Random) -> None:
@@ -416,8 +446,12 @@ class _Plan:
     def _count_events(self) -> int:
         # a parent_scan per parent, a link per linked child, a bag_created per
         # unlinked one (that is one per bag), and the bill actions
-        return (self.bags + len(self.bills) + sum(b.parents for b in self.bills)
-                + sum(1 for b in self.bills if b.completed_w is not None))
+        return (
+            self.bags
+            + len(self.bills)
+            + sum(b.parents for b in self.bills)
+            + sum(1 for b in self.bills if b.completed_w is not None)
+        )
 
     # -- helpers
 
@@ -427,11 +461,17 @@ class _Plan:
         self._bill_numbers[a] += 1
         crop, destination = rng.choice(_CROPS), rng.choice(_DESTINATIONS)
         bill = _Bill(
-            id=self.bill_base + len(self.bills) + 1, bill_no=f"{area.upper()}/{self._bill_numbers[a]:05d}",
-            capacity=rng.randint(BILL_MIN, BILL_MAX), area=area,
-            created_by=rng.choice(self.billers), description=f"{crop}, {area} to {destination}",
-            destination=destination, vehicle_number=_vehicle(rng, area), created_w=created_w,
-            updated_w=created_w)
+            id=self.bill_base + len(self.bills) + 1,
+            bill_no=f"{area.upper()}/{self._bill_numbers[a]:05d}",
+            capacity=rng.randint(BILL_MIN, BILL_MAX),
+            area=area,
+            created_by=rng.choice(self.billers),
+            description=f"{crop}, {area} to {destination}",
+            destination=destination,
+            vehicle_number=_vehicle(rng, area),
+            created_w=created_w,
+            updated_w=created_w,
+        )
         self.bills.append(bill)
         return bill
 
@@ -455,8 +495,9 @@ def _unlinked_count(bags: int, caps: list[tuple[int, Decimal]]) -> int:
     """Unlinked children so that they make UNLINKED_SHARE of all children, given
     the mean fill the parents will have."""
     mean_fill = sum(P_FULL * c + P_PARTIAL * c / 2 for c, _ in caps) / len(caps)
-    unlinked = round(bags * mean_fill * UNLINKED_SHARE
-                     / ((1 - UNLINKED_SHARE) * (1 + mean_fill) + UNLINKED_SHARE * mean_fill))
+    unlinked = round(
+        bags * mean_fill * UNLINKED_SHARE / ((1 - UNLINKED_SHARE) * (1 + mean_fill) + UNLINKED_SHARE * mean_fill)
+    )
     return min(unlinked, bags - 1)  # at least one parent
 
 
@@ -481,10 +522,13 @@ def _num(value: Decimal) -> str:
 
 # --------------------------------------------------------------------------- writers
 
+
 def _user_rows(plan: _Plan, password_hash: str) -> Iterator[tuple[str, int]]:
     created = plan.clock.text(0)  # the first working minute of the window
-    lines = [f"{u.id}\t{u.username}\t{password_hash}\t{u.role}\t{u.area or _NULL}\t{created}\t{created}\n"
-             for u in plan.users]
+    lines = [
+        f"{u.id}\t{u.username}\t{password_hash}\t{u.role}\t{u.area or _NULL}\t{created}\t{created}\n"
+        for u in plan.users
+    ]
     yield "".join(lines), len(lines)
 
 
@@ -497,7 +541,8 @@ def _bill_rows(plan: _Plan) -> Iterator[tuple[str, int]]:
             f"{b.id}\t{b.bill_no}\t{b.capacity}\t{b.description}\t{b.destination}\t{b.vehicle_number}\t"
             f"{status}\t{b.parents}\t{b.children}\t{_num(w * b.children)}\t{_num(b.expected)}\t"
             f"{b.created_by}\t{text(b.created_w)}\t{text(b.updated_w)}\t"
-            f"{text(b.completed_w) if b.completed_w is not None else _NULL}\n")
+            f"{text(b.completed_w) if b.completed_w is not None else _NULL}\n"
+        )
         if len(lines) >= _CHUNK_ROWS:
             yield "".join(lines), len(lines)
             lines = []
@@ -517,16 +562,16 @@ class _Block(NamedTuple):
     parent_id: int
     qr: str
     area: str
-    user: int           # the dispatcher who scanned it and linked its children
-    children: int       # linked children
-    flags: int          # bill actions (_CREATED, _ADD, _COMPLETE)
+    user: int  # the dispatcher who scanned it and linked its children
+    children: int  # linked children
+    flags: int  # bill actions (_CREATED, _ADD, _COMPLETE)
     bill: _Bill | None  # the bill it went onto, if flags
-    units: int          # time slots: scan, links, bill actions, registrations
-    start: int          # work time of slot 0 (the scan)
-    length: int         # work time the block spans; slot j is at start + j * length // units
-    child_id: int       # id of the first child (= parent_id + 1)
-    serial: int         # serial of the first child
-    unlinked: range     # the unlinked children registered here, as plan.unlinked_* indexes
+    units: int  # time slots: scan, links, bill actions, registrations
+    start: int  # work time of slot 0 (the scan)
+    length: int  # work time the block spans; slot j is at start + j * length // units
+    child_id: int  # id of the first child (= parent_id + 1)
+    serial: int  # serial of the first child
+    unlinked: range  # the unlinked children registered here, as plan.unlinked_* indexes
 
 
 def _blocks(plan: _Plan) -> Iterator[_Block]:
@@ -537,11 +582,26 @@ def _blocks(plan: _Plan) -> Iterator[_Block]:
     next_bag = plan.bag_base + 1
     serial = plan.child_base
     u_index = 0
-    for i, n, flags, u, s, end in zip(range(plan.parent_count), plan.fill, plan.bill_events,
-                                      plan.block_unlinked, start, islice(start, 1, None)):
-        yield _Block(i, next_bag, qrs[i], areas[area_of[i]], user_of[i], n, flags,
-                     bills[bill_of[i]] if flags else None, units(i), s, end - s,
-                     next_bag + 1, serial, range(u_index, u_index + u))
+    ends = islice(start, 1, None)
+    for i, n, flags, u, s, end in zip(
+        range(plan.parent_count), plan.fill, plan.bill_events, plan.block_unlinked, start, ends, strict=False
+    ):
+        yield _Block(
+            i,
+            next_bag,
+            qrs[i],
+            areas[area_of[i]],
+            user_of[i],
+            n,
+            flags,
+            bills[bill_of[i]] if flags else None,
+            units(i),
+            s,
+            end - s,
+            next_bag + 1,
+            serial,
+            range(u_index, u_index + u),
+        )
         next_bag += 1 + n + u
         serial += n + u
         u_index += u
@@ -553,8 +613,7 @@ def _bag_rows(plan: _Plan) -> Iterator[tuple[str, int]]:
     weight = plan.child_weight
     w_child = _num(weight)
     lines: list[str] = []
-    for (i, pid, pqr, area, user, n, flags, bill, n_units, s, length, child_id, serial,
-         unlinked) in _blocks(plan):
+    for i, pid, pqr, area, user, n, flags, bill, n_units, s, length, child_id, serial, unlinked in _blocks(plan):
         f = family[i]
         cap = caps[f][0]
         status = "completed" if n == cap else "pending" if n == 0 else "in_progress"
@@ -567,8 +626,10 @@ def _bag_rows(plan: _Plan) -> Iterator[tuple[str, int]]:
         else:
             updated = text(s + (n * length) // n_units) if n else created
             bill_id = _NULL
-        lines.append(f"{pid}\t{pqr}\tparent\t{status}\t{area}\t\\N\t{bill_id}\t{cap}\t{n}\t"
-                     f"{_num(weight * n)}\t{exp_text[f]}\t{user}\t{created}\t{updated}\n")
+        lines.append(
+            f"{pid}\t{pqr}\tparent\t{status}\t{area}\t\\N\t{bill_id}\t{cap}\t{n}\t"
+            f"{_num(weight * n)}\t{exp_text[f]}\t{user}\t{created}\t{updated}\n"
+        )
         tail = f"\tchild\tcompleted\t{area}\t{pid}\t\\N\t\\N\t0\t{w_child}\t\\N\t{user}\t"
         for k in range(1, n + 1):
             t = text(s + (k * length) // n_units)
@@ -578,8 +639,10 @@ def _bag_rows(plan: _Plan) -> Iterator[tuple[str, int]]:
         first = n_units - len(unlinked)  # the registrations close the block
         for k, u in enumerate(unlinked, first):
             t = text(s + (k * length) // n_units)
-            lines.append(f"{child_id}\tCB{serial:09d}\tchild\tpending\t{areas[u_area[u]]}\t\\N\t\\N\t"
-                         f"\\N\t0\t{w_child}\t\\N\t{u_user[u]}\t{t}\t{t}\n")
+            lines.append(
+                f"{child_id}\tCB{serial:09d}\tchild\tpending\t{areas[u_area[u]]}\t\\N\t\\N\t"
+                f"\\N\t0\t{w_child}\t\\N\t{u_user[u]}\t{t}\t{t}\n"
+            )
             child_id += 1
             serial += 1
         if len(lines) >= _CHUNK_ROWS:
@@ -594,15 +657,17 @@ def _event_rows(plan: _Plan) -> Iterator[tuple[str, int]]:
     u_area, u_user = plan.unlinked_area, plan.unlinked_user
     next_event = plan.event_base + 1
     lines: list[str] = []
-    for (i, pid, pqr, area, user, n, flags, bill, n_units, s, length, child_id, serial,
-         unlinked) in _blocks(plan):
-        lines.append(f"{next_event}\t{text(s)}\tparent_scan\t{user}\t{pid}\t{pqr}\t\\N\t\\N\t\\N\t\\N\t"
-                     f"{area}\t{{\"created\": true}}\n")
+    for _i, pid, pqr, area, user, n, flags, bill, n_units, s, length, child_id, serial, unlinked in _blocks(plan):
+        lines.append(
+            f"{next_event}\t{text(s)}\tparent_scan\t{user}\t{pid}\t{pqr}\t\\N\t\\N\t\\N\t\\N\t"
+            f'{area}\t{{"created": true}}\n'
+        )
         next_event += 1
         tail = f"\t{pid}\t{pqr}\t\\N\t\\N\t{area}\t\\N\n"
         for k in range(1, n + 1):
-            lines.append(f"{next_event}\t{text(s + (k * length) // n_units)}\tlink\t{user}\t{child_id}\t"
-                         f"CB{serial:09d}{tail}")
+            lines.append(
+                f"{next_event}\t{text(s + (k * length) // n_units)}\tlink\t{user}\t{child_id}\tCB{serial:09d}{tail}"
+            )
             next_event += 1
             child_id += 1
             serial += 1
@@ -610,61 +675,79 @@ def _event_rows(plan: _Plan) -> Iterator[tuple[str, int]]:
         if bill is not None:
             who = bill.created_by
             if flags & _CREATED:
-                lines.append(f"{next_event}\t{text(s + (j * length) // n_units)}\tbill_created\t{who}\t"
-                             f"\\N\t\\N\t\\N\t\\N\t{bill.id}\t{bill.bill_no}\t\\N\t\\N\n")
+                lines.append(
+                    f"{next_event}\t{text(s + (j * length) // n_units)}\tbill_created\t{who}\t"
+                    f"\\N\t\\N\t\\N\t\\N\t{bill.id}\t{bill.bill_no}\t\\N\t\\N\n"
+                )
                 next_event += 1
                 j += 1
-            lines.append(f"{next_event}\t{text(s + (j * length) // n_units)}\tbill_add\t{who}\t"
-                         f"\\N\t\\N\t{pid}\t{pqr}\t{bill.id}\t{bill.bill_no}\t{area}\t\\N\n")
+            lines.append(
+                f"{next_event}\t{text(s + (j * length) // n_units)}\tbill_add\t{who}\t"
+                f"\\N\t\\N\t{pid}\t{pqr}\t{bill.id}\t{bill.bill_no}\t{area}\t\\N\n"
+            )
             next_event += 1
             j += 1
             if flags & _COMPLETE:
-                lines.append(f"{next_event}\t{text(s + (j * length) // n_units)}\tbill_complete\t{who}\t"
-                             f"\\N\t\\N\t\\N\t\\N\t{bill.id}\t{bill.bill_no}\t\\N\t\\N\n")
+                lines.append(
+                    f"{next_event}\t{text(s + (j * length) // n_units)}\tbill_complete\t{who}\t"
+                    f"\\N\t\\N\t\\N\t\\N\t{bill.id}\t{bill.bill_no}\t\\N\t\\N\n"
+                )
                 next_event += 1
                 j += 1
         for k, u in enumerate(unlinked, j):
-            lines.append(f"{next_event}\t{text(s + (k * length) // n_units)}\tbag_created\t"
-                         f"{u_user[u]}\t{child_id}\tCB{serial:09d}\t\\N\t\\N\t\\N\t\\N\t"
-                         f"{areas[u_area[u]]}\t\\N\n")
+            lines.append(
+                f"{next_event}\t{text(s + (k * length) // n_units)}\tbag_created\t"
+                f"{u_user[u]}\t{child_id}\tCB{serial:09d}\t\\N\t\\N\t\\N\t\\N\t"
+                f"{areas[u_area[u]]}\t\\N\n"
+            )
             next_event += 1
             child_id += 1
             serial += 1
         if len(lines) >= _CHUNK_ROWS:
             yield "".join(lines), len(lines)
             lines = []
-    for bill in plan.bills[plan.tail_first:]:
-        lines.append(f"{next_event}\t{text(bill.created_w)}\tbill_created\t{bill.created_by}\t"
-                     f"\\N\t\\N\t\\N\t\\N\t{bill.id}\t{bill.bill_no}\t\\N\t\\N\n")
+    for bill in plan.bills[plan.tail_first :]:
+        lines.append(
+            f"{next_event}\t{text(bill.created_w)}\tbill_created\t{bill.created_by}\t"
+            f"\\N\t\\N\t\\N\t\\N\t{bill.id}\t{bill.bill_no}\t\\N\t\\N\n"
+        )
         next_event += 1
     if lines:
         yield "".join(lines), len(lines)
 
 
 _COPY = {
-    "app_user": "COPY app_user (id, username, password_hash, role, dispatch_area, created_at, updated_at)"
-                " FROM STDIN",
+    "app_user": "COPY app_user (id, username, password_hash, role, dispatch_area, created_at, updated_at) FROM STDIN",
     "bill": "COPY bill (id, bill_no, capacity, description, destination, vehicle_number, status,"
-            " linked_parent_count, total_child_count, total_weight_kg, expected_weight_kg, created_by,"
-            " created_at, updated_at, completed_at) FROM STDIN",
+    " linked_parent_count, total_child_count, total_weight_kg, expected_weight_kg, created_by,"
+    " created_at, updated_at, completed_at) FROM STDIN",
     "bag": "COPY bag (id, qr_id, type, status, dispatch_area, parent_id, bill_id, capacity, child_count,"
-           " weight_kg, expected_weight_kg, created_by, created_at, updated_at) FROM STDIN",
+    " weight_kg, expected_weight_kg, created_by, created_at, updated_at) FROM STDIN",
     "event": "COPY event (id, occurred_at, kind, user_id, bag_id, qr_id, parent_id, parent_qr, bill_id,"
-             " bill_no, dispatch_area, details) FROM STDIN",
+    " bill_no, dispatch_area, details) FROM STDIN",
 }
 _TABLES = ("app_user", "bill", "bag", "event")
 
 # Identity sequence position: the highest id in use, whichever is higher.
-_ID_BASE = sql.SQL("SELECT greatest((SELECT max(id) FROM {table}),"
-                   " pg_sequence_last_value(pg_get_serial_sequence(%(table)s, 'id')::regclass), 0)")
+_ID_BASE = sql.SQL(
+    "SELECT greatest((SELECT max(id) FROM {table}),"
+    " pg_sequence_last_value(pg_get_serial_sequence(%(table)s, 'id')::regclass), 0)"
+)
 _SETVAL = "SELECT setval(pg_get_serial_sequence(%(table)s, 'id'), %(top)s)"
 
 
 # --------------------------------------------------------------------------- entry point
 
-def seed(conninfo: str, bags: int, *, seed: int = 42, password: str | None = None,
-         progress: Callable[[int, int], None] | None = None,
-         now: datetime | None = None) -> SeedReport:
+
+def seed(
+    conninfo: str,
+    bags: int,
+    *,
+    seed: int = 42,
+    password: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    now: datetime | None = None,
+) -> SeedReport:
     """Load `bags` bag rows (parents + children) with their bills, users and
     events into an empty, migrated database; deterministic for a given `seed`.
     Every seeded user gets `password` (the password rules apply), or a random
@@ -695,11 +778,16 @@ def seed(conninfo: str, bags: int, *, seed: int = 42, password: str | None = Non
         with conn.transaction():
             _lock(conn, (*_TABLES, "parent_format"))
             if value(conn, "SELECT EXISTS (SELECT 1 FROM bag)"):
-                raise SeedRefused("the database already holds bags: seed only an empty database "
-                                  "(a fresh one, migrated)")
+                raise SeedRefused(
+                    "the database already holds bags: seed only an empty database (a fresh one, migrated)"
+                )
             plan = _make_plan(conn, bags, seed, now_ms)
-            log.info("seed: planned %d parents, %d bills in %.2fs", plan.parent_count, len(plan.bills),
-                     time.perf_counter() - started)
+            log.info(
+                "seed: planned %d parents, %d bills in %.2fs",
+                plan.parent_count,
+                len(plan.bills),
+                time.perf_counter() - started,
+            )
             added = _prepare_formats(conn, plan)
             _check_names(conn, plan)
 
@@ -708,8 +796,12 @@ def seed(conninfo: str, bags: int, *, seed: int = 42, password: str | None = Non
             _copy(conn, "bill", _bill_rows(plan), meter)
             _copy(conn, "bag", _bag_rows(plan), meter)
             _copy(conn, "event", _event_rows(plan), meter)
-            used = {"app_user": plan.users[-1].id, "bill": plan.bills[-1].id if plan.bills else None,
-                    "bag": plan.bag_base + plan.bags, "event": plan.event_base + plan.events}
+            used = {
+                "app_user": plan.users[-1].id,
+                "bill": plan.bills[-1].id if plan.bills else None,
+                "bag": plan.bag_base + plan.bags,
+                "event": plan.event_base + plan.events,
+            }
             for table, top in used.items():
                 if top is not None:
                     conn.execute(_SETVAL, {"table": table, "top": top})
@@ -722,19 +814,28 @@ def seed(conninfo: str, bags: int, *, seed: int = 42, password: str | None = Non
     for user in plan.users:
         roles[user.role] = roles.get(user.role, 0) + 1
     return SeedReport(
-        bags=plan.bags, parents=plan.parent_count, children=plan.children,
-        unlinked_children=plan.unlinked, bills=plan.bill_status_counts(), users=len(plan.users),
-        events=plan.events, seconds=round(time.perf_counter() - started, 3),
-        parent_formats_added=tuple(added), username_prefix=plan.prefix, users_by_role=roles,
-        password=password)
+        bags=plan.bags,
+        parents=plan.parent_count,
+        children=plan.children,
+        unlinked_children=plan.unlinked,
+        bills=plan.bill_status_counts(),
+        users=len(plan.users),
+        events=plan.events,
+        seconds=round(time.perf_counter() - started, 3),
+        parent_formats_added=tuple(added),
+        username_prefix=plan.prefix,
+        users_by_role=roles,
+        password=password,
+    )
 
 
 def _lock(conn: psycopg.Connection, tables: tuple[str, ...]) -> None:
     """Keep writers out of `tables` (readers go on) until the seed commits."""
     conn.execute("SET LOCAL lock_timeout = '30s'")
     try:
-        conn.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(
-            sql.SQL(", ").join(map(sql.Identifier, tables))))
+        conn.execute(
+            sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(sql.SQL(", ").join(map(sql.Identifier, tables)))
+        )
     except psycopg.errors.LockNotAvailable as exc:
         raise SeedRefused("the database is busy (a writer holds the tables for 30s): try again") from exc
     conn.execute("SET LOCAL lock_timeout = 0")
@@ -775,8 +876,9 @@ def _make_plan(conn: psycopg.Connection, bags: int, seed: int, now_ms: int) -> _
     caps = []
     for family in FAMILIES:
         # the format the server itself would apply to this family's QRs, if any
-        row = conn.execute("SELECT capacity, expected_weight_kg FROM tt_parent_format(%s)",
-                           (family.template.format(0),)).fetchone()
+        row = conn.execute(
+            "SELECT capacity, expected_weight_kg FROM tt_parent_format(%s)", (family.template.format(0),)
+        ).fetchone()
         caps.append((row[0], row[1]) if row and row[0] is not None else (DEFAULT_CAPACITY, DEFAULT_EXPECTED))
     child = conn.execute("SELECT capacity FROM tt_parent_format(%s)", (CHILD_TEMPLATE.format(0),)).fetchone()
     if child and child[0] is not None:
@@ -796,22 +898,23 @@ def _prepare_formats(conn: psycopg.Connection, plan: _Plan) -> list[str]:
         taken = conn.execute("SELECT pattern FROM parent_format WHERE name = %s", (family.name,)).fetchone()
         if taken:
             raise SeedRefused(f"parent format {family.name!r} exists with another pattern ({taken[0]})")
-        conn.execute("INSERT INTO parent_format (name, pattern, capacity, expected_weight_kg)"
-                     " VALUES (%s, %s, %s, %s)",
-                     (family.name, family.pattern, DEFAULT_CAPACITY, DEFAULT_EXPECTED))
+        conn.execute(
+            "INSERT INTO parent_format (name, pattern, capacity, expected_weight_kg) VALUES (%s, %s, %s, %s)",
+            (family.name, family.pattern, DEFAULT_CAPACITY, DEFAULT_EXPECTED),
+        )
         added.append(family.name)
     return added
 
 
 def _check_names(conn: psycopg.Connection, plan: _Plan) -> None:
     names = [u.username.lower() for u in plan.users]
-    taken = conn.execute("SELECT username FROM app_user WHERE lower(username) = ANY(%s) LIMIT 3",
-                         (names,)).fetchall()
+    taken = conn.execute("SELECT username FROM app_user WHERE lower(username) = ANY(%s) LIMIT 3", (names,)).fetchall()
     if taken:
-        raise SeedRefused(f"users of seed {plan.seed} exist already ({', '.join(r[0] for r in taken)}): "
-                          "use another seed or a fresh database")
+        raise SeedRefused(
+            f"users of seed {plan.seed} exist already ({', '.join(r[0] for r in taken)}): "
+            "use another seed or a fresh database"
+        )
     numbers = [b.bill_no.lower() for b in plan.bills]
-    taken = conn.execute("SELECT bill_no FROM bill WHERE lower(bill_no) = ANY(%s) LIMIT 3",
-                         (numbers,)).fetchall()
+    taken = conn.execute("SELECT bill_no FROM bill WHERE lower(bill_no) = ANY(%s) LIMIT 3", (numbers,)).fetchall()
     if taken:
         raise SeedRefused(f"bill numbers exist already ({', '.join(r[0] for r in taken)})")

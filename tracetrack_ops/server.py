@@ -7,8 +7,9 @@ import os
 from .sizing import Sizing
 
 
-def run_granian(host: str, port: int, sizing: Sizing, env: dict[str, str], log_level: str = "info",
-                log_format: str = "text") -> None:
+def run_granian(
+    host: str, port: int, sizing: Sizing, env: dict[str, str], log_level: str = "info", log_format: str = "text"
+) -> None:
     """Serve until interrupted. Workers import `tracetrack_api.wsgi:create`
     and read their settings (DATABASE_URL, pool size, secret, logging) from
     `env`; granian's own lines go through the same log format."""

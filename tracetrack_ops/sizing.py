@@ -21,8 +21,13 @@ class Sizing:
         return self.workers * (self.pool_size + PER_WORKER_EXTRA)
 
 
-def default_sizing(max_connections: int, cpus: int | None = None, workers: int | None = None,
-                   threads: int | None = None, reserved: int = 10) -> Sizing:
+def default_sizing(
+    max_connections: int,
+    cpus: int | None = None,
+    workers: int | None = None,
+    threads: int | None = None,
+    reserved: int = 10,
+) -> Sizing:
     """One worker per CPU, 6 blocking threads each (measured best 4-8 on granian),
     a pool as large as the thread count, and workers x (pool + their own two)
     kept below the server's max_connections minus `reserved` (admin,

@@ -7,6 +7,7 @@ test, print one report; any failure makes the exit status non-zero.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -19,9 +20,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tracetrack_db import Database, errors, maintenance, users, views
 from tracetrack_db.runtime import database_urls, migrate_and_bootstrap
@@ -69,8 +70,9 @@ class Client:
         self.token: str | None = None
 
     def __call__(self, method: str, path: str, body: dict | None = None) -> tuple[int, object, float]:
-        req = urllib.request.Request(self.base + path, method=method,
-                                     data=json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(
+            self.base + path, method=method, data=json.dumps(body).encode() if body is not None else None
+        )
         req.add_header("Content-Type", "application/json")
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
@@ -96,8 +98,14 @@ def smoke(client: Client, report: VerifyReport, password: str, metrics: Client) 
     run = f"{int(time.time()) % 1_000_000:06d}"
     parent, child, bill = f"M444-{run[-5:]}", f"VERIFY-{run}-C1", f"VERIFY-{run}"
 
-    def expect(name: str, method: str, path: str, status: int, body: dict | None = None,
-               check: Callable[[Any], bool] = lambda _: True) -> Any:
+    def expect(
+        name: str,
+        method: str,
+        path: str,
+        status: int,
+        body: dict | None = None,
+        check: Callable[[Any], bool] = lambda _: True,
+    ) -> Any:
         try:
             got, data, ms = client(method, path, body)
         except OSError as exc:
@@ -110,8 +118,14 @@ def smoke(client: Client, report: VerifyReport, password: str, metrics: Client) 
 
     expect("/health", "GET", "/health", 200, check=lambda d: d["checks"]["database"] is True)
     expect("/openapi.json", "GET", "/openapi.json", 200, check=lambda d: d["openapi"].startswith("3.1"))
-    login = expect("/api/auth/login", "POST", "/api/auth/login", 200,
-                   {"username": VERIFY_ADMIN, "password": password}, lambda d: bool(d["token"]))
+    login = expect(
+        "/api/auth/login",
+        "POST",
+        "/api/auth/login",
+        200,
+        {"username": VERIFY_ADMIN, "password": password},
+        lambda d: bool(d["token"]),
+    )
     if not login:
         return
     client.token = login["token"]
@@ -122,10 +136,22 @@ def smoke(client: Client, report: VerifyReport, password: str, metrics: Client) 
     expect("/api/areas", "GET", "/api/areas", 200, check=lambda d: len(d["items"]) >= 10)
     expect("/api/areas (invalid)", "POST", "/api/areas", 400, {"name": "Not Valid!"})
     expect("/api/scans/parent", "POST", "/api/scans/parent", 201, {"qr_id": parent, "dispatch_area": "lucknow"})
-    expect("/api/scans/child", "POST", "/api/scans/child", 200, {"parent_qr": parent, "child_qr": child},
-           lambda d: d["result"] == "linked")
-    expect("/api/scans/batch", "POST", "/api/scans/batch", 200,
-           {"parent_qr": parent, "child_qrs": [child, f"{child}2"]}, lambda d: len(d["items"]) == 2)
+    expect(
+        "/api/scans/child",
+        "POST",
+        "/api/scans/child",
+        200,
+        {"parent_qr": parent, "child_qr": child},
+        lambda d: d["result"] == "linked",
+    )
+    expect(
+        "/api/scans/batch",
+        "POST",
+        "/api/scans/batch",
+        200,
+        {"parent_qr": parent, "child_qrs": [child, f"{child}2"]},
+        lambda d: len(d["items"]) == 2,
+    )
     expect("/api/scans/unlink", "POST", "/api/scans/unlink", 200, {"child_qr": f"{child}2"})
     expect("/api/scans", "GET", "/api/scans?limit=5", 200, check=lambda d: len(d["items"]) >= 1)
     expect("/api/bags", "POST", "/api/bags", 201, {"qr_id": f"{child}3", "type": "child", "dispatch_area": "lucknow"})
@@ -143,15 +169,25 @@ def smoke(client: Client, report: VerifyReport, password: str, metrics: Client) 
     expect("/api/bills/{no}", "DELETE", f"/api/bills/{bill}", 200)
     expect("/api/dashboard/analytics", "GET", "/api/dashboard/analytics", 200, check=lambda d: "as_of" in d)
     expect("/api/exports/bills.csv", "GET", "/api/exports/bills.csv?status=new&q=none-", 200)
-    expect("/api/exports/bags.csv", "GET", f"/api/exports/bags.csv?q={urllib.parse.quote(child)}", 200,
-           check=lambda d: d.count(b"\n") == 4)
+    expect(
+        "/api/exports/bags.csv",
+        "GET",
+        f"/api/exports/bags.csv?q={urllib.parse.quote(child)}",
+        200,
+        check=lambda d: d.count(b"\n") == 4,
+    )
     for qr in (child, f"{child}2", f"{child}3", parent):  # clean up
         expect(f"/api/bags/{{qr}} ({qr})", "DELETE", f"/api/bags/{qr}", 200)
     expect("/metrics (public port)", "GET", "/metrics", 404)  # only on the metrics listener
     client.base, api_base = metrics.base, client.base
     try:
-        expect("/metrics (metrics listener)", "GET", "/metrics", 200,
-               check=lambda d: b"tracetrack_http_requests_total" in d)
+        expect(
+            "/metrics (metrics listener)",
+            "GET",
+            "/metrics",
+            200,
+            check=lambda d: b"tracetrack_http_requests_total" in d,
+        )
         expect("/health (metrics listener)", "GET", "/health", 200, check=lambda d: d["database"]["ok"])
     finally:
         client.base = api_base
@@ -163,8 +199,7 @@ def smoke(client: Client, report: VerifyReport, password: str, metrics: Client) 
     report.add("GET /api/me (after logout, any worker)", got == 401, "" if got == 401 else f"got {got}", ms)
 
 
-def verify(users_count: int = 20, duration: str = "15s", port: int | None = None,
-           p95_ms: float = 300) -> VerifyReport:
+def verify(users_count: int = 20, duration: str = "15s", port: int | None = None, p95_ms: float = 300) -> VerifyReport:
     report = VerifyReport()
     settings = Settings.from_env()
     password = secrets.token_urlsafe(18)
@@ -182,15 +217,22 @@ def verify(users_count: int = 20, duration: str = "15s", port: int | None = None
                 start = time.perf_counter()
                 try:
                     result = step(db)
-                    report.add(name, result is not None, "" if result is not None else "another refresher is running",
-                               (time.perf_counter() - start) * 1000)
+                    report.add(
+                        name,
+                        result is not None,
+                        "" if result is not None else "another refresher is running",
+                        (time.perf_counter() - start) * 1000,
+                    )
                 except errors.TraceTrackError as exc:
                     report.add(name, False, exc.message)
             start = time.perf_counter()
             legacy = maintenance.unaddressable_identifiers(db)
-            report.add("identifiers a URL path can name", not legacy,
-                       "" if not legacy else "rename or retire: " + ", ".join(f"{k} {i!r}" for k, i in legacy[:5]),
-                       (time.perf_counter() - start) * 1000)
+            report.add(
+                "identifiers a URL path can name",
+                not legacy,
+                "" if not legacy else "rename or retire: " + ", ".join(f"{k} {i!r}" for k, i in legacy[:5]),
+                (time.perf_counter() - start) * 1000,
+            )
             existing = users.find_user(db, VERIFY_ADMIN)
             if existing is None:
                 users.create_user(db, VERIFY_ADMIN, password, "admin")
@@ -199,13 +241,30 @@ def verify(users_count: int = 20, duration: str = "15s", port: int | None = None
         port = port or _free_port()
         metrics_port = _free_port()
         base = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "DATABASE_URL": urls.service, "TRACETRACK_OWNER_URL": urls.owner,
-               "TRACETRACK_SECRET_KEY": os.environ.get("TRACETRACK_SECRET_KEY") or secrets.token_urlsafe(32)}
-        server = subprocess.Popen([sys.executable, "-c", "from tracetrack_ops.cli import main; main()", "serve",
-                                   "--no-demo", "--port", str(port), "--metrics-port", str(metrics_port),
-                                   "--no-access-log"],  # its stderr is a pipe read only on failure
-                                  env=env, start_new_session=True,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        env = {
+            **os.environ,
+            "DATABASE_URL": urls.service,
+            "TRACETRACK_OWNER_URL": urls.owner,
+            "TRACETRACK_SECRET_KEY": os.environ.get("TRACETRACK_SECRET_KEY") or secrets.token_urlsafe(32),
+        }
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from tracetrack_ops.cli import main; main()",
+                "serve",
+                "--no-demo",
+                "--port",
+                str(port),
+                "--metrics-port",
+                str(metrics_port),
+                "--no-access-log",
+            ],  # its stderr is a pipe read only on failure
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         try:
             deadline = time.monotonic() + 60
             while True:
@@ -216,7 +275,9 @@ def verify(users_count: int = 20, duration: str = "15s", port: int | None = None
                     break
                 except OSError:
                     if server.poll() is not None or time.monotonic() > deadline:
-                        report.add("start server", False, ((server.stderr and server.stderr.read()) or b"").decode()[-400:])
+                        report.add(
+                            "start server", False, ((server.stderr and server.stderr.read()) or b"").decode()[-400:]
+                        )
                         return report
                     time.sleep(0.3)
             report.add("start server", True, base)
@@ -224,11 +285,21 @@ def verify(users_count: int = 20, duration: str = "15s", port: int | None = None
             try:
                 from .loadtest import run
 
-                load = run(base, users_count, duration, VERIFY_ADMIN, password, Path(os.environ.get(
-                    "TRACETRACK_VERIFY_OUT", str(settings.data_dir / "verify"))), p95_ms=p95_ms)
+                load = run(
+                    base,
+                    users_count,
+                    duration,
+                    VERIFY_ADMIN,
+                    password,
+                    Path(os.environ.get("TRACETRACK_VERIFY_OUT", str(settings.data_dir / "verify"))),
+                    p95_ms=p95_ms,
+                )
                 report.load = load.text()
-                report.add(f"load test ({users_count} users, {duration})", load.passed,
-                           f"p95 {load.total.get('p95_ms', 0):.0f} ms, success {load.success_rate:.2%}")
+                report.add(
+                    f"load test ({users_count} users, {duration})",
+                    load.passed,
+                    f"p95 {load.total.get('p95_ms', 0):.0f} ms, success {load.success_rate:.2%}",
+                )
             except ImportError as exc:
                 report.add("load test", False, f"install the bench extra: {exc}")
         finally:
@@ -240,8 +311,6 @@ def verify(users_count: int = 20, duration: str = "15s", port: int | None = None
         with Database(url, min_size=1, max_size=1) as db:
             me = users.find_user(db, VERIFY_ADMIN)
             assert me is not None  # made by this run
-            try:  # leave no usable account behind (the last admin stays, by the library's rule)
+            with contextlib.suppress(errors.LastAdmin):  # leave no usable account (the last admin stays)
                 users.update_user(db, me.id, UserChanges(is_active=False))
-            except errors.LastAdmin:
-                pass
     return report

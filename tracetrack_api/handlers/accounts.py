@@ -39,9 +39,13 @@ def create_user(ctx: Ctx, username: str, password: str, role: str, dispatch_area
 
 
 def update_user(ctx: Ctx, user_id: int, **fields):
-    changes = UserChanges(role=fields.get("role"), dispatch_area=fields.get("dispatch_area"),
-                          clear_area="dispatch_area" in fields and fields["dispatch_area"] is None,
-                          is_active=fields.get("is_active"), password=fields.get("password"))
+    changes = UserChanges(
+        role=fields.get("role"),
+        dispatch_area=fields.get("dispatch_area"),
+        clear_area="dispatch_area" in fields and fields["dispatch_area"] is None,
+        is_active=fields.get("is_active"),
+        password=fields.get("password"),
+    )
     user = users.update_user(ctx.db, user_id, changes, conn=ctx.conn)
     ctx.after_commit(lambda: ctx.services.directory.forget(user_id))
     return user

@@ -9,8 +9,7 @@ from ..table import Ctx, RawJson
 
 
 def list_bags(ctx: Ctx, limit: int, cursor: str | None = None, dispatch_area: str | None = None, **filters):
-    return bags.list_bags(ctx.db, limit=limit, cursor=cursor, dispatch_area=ctx.confine(dispatch_area),
-                          **filters)
+    return bags.list_bags(ctx.db, limit=limit, cursor=cursor, dispatch_area=ctx.confine(dispatch_area), **filters)
 
 
 def register_bag(ctx: Ctx, qr_id: str, type: str, dispatch_area: str | None = None):

@@ -14,10 +14,18 @@ def list_bills(ctx: Ctx, limit: int, cursor: str | None = None, status: str | No
     return bills.list_bills(ctx.db, status=status, q=q, limit=limit, cursor=cursor)
 
 
-def create_bill(ctx: Ctx, bill_no: str, capacity: int, description: str = "", destination: str = "",
-                vehicle_number: str = ""):
-    return bills.create_bill(ctx.db, bill_no, capacity, description=description, destination=destination,
-                             vehicle_number=vehicle_number, **ctx.writes)
+def create_bill(
+    ctx: Ctx, bill_no: str, capacity: int, description: str = "", destination: str = "", vehicle_number: str = ""
+):
+    return bills.create_bill(
+        ctx.db,
+        bill_no,
+        capacity,
+        description=description,
+        destination=destination,
+        vehicle_number=vehicle_number,
+        **ctx.writes,
+    )
 
 
 def get_bill(ctx: Ctx, bill_no: str):

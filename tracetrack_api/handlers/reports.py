@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 
 from tracetrack_db import areas, exports, views
 from tracetrack_db.jsontext import dumps
@@ -108,10 +108,10 @@ def _csv(ctx: Ctx, make_chunks: Callable[..., Generator[bytes, None, None]], fil
 
 def export_bags(ctx: Ctx, dispatch_area: str | None = None, **filters) -> CsvStream:
     area = ctx.confine(dispatch_area)
-    return _csv(ctx, lambda on_abort: exports.bags_csv(ctx.db, dispatch_area=area, on_abort=on_abort, **filters),
-                "bags.csv")
+    return _csv(
+        ctx, lambda on_abort: exports.bags_csv(ctx.db, dispatch_area=area, on_abort=on_abort, **filters), "bags.csv"
+    )
 
 
 def export_bills(ctx: Ctx, status: str | None = None, q: str | None = None) -> CsvStream:
-    return _csv(ctx, lambda on_abort: exports.bills_csv(ctx.db, status=status, q=q, on_abort=on_abort),
-                "bills.csv")
+    return _csv(ctx, lambda on_abort: exports.bills_csv(ctx.db, status=status, q=q, on_abort=on_abort), "bills.csv")

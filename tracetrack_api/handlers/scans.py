@@ -24,7 +24,9 @@ def unlink_child(ctx: Ctx, child_qr: str):
     return scans.unlink_child(ctx.db, child_qr, restrict_area=ctx.area, **ctx.writes)
 
 
-def list_scans(ctx: Ctx, limit: int, cursor: str | None = None, user: int | None = None, bag: str | None = None,
-               since=None):
-    return events.recent_events(ctx.db, user_id=user, qr_id=bag, since=since, dispatch_area=ctx.area,
-                                limit=limit, cursor=cursor)
+def list_scans(
+    ctx: Ctx, limit: int, cursor: str | None = None, user: int | None = None, bag: str | None = None, since=None
+):
+    return events.recent_events(
+        ctx.db, user_id=user, qr_id=bag, since=since, dispatch_area=ctx.area, limit=limit, cursor=cursor
+    )
