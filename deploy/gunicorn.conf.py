@@ -16,6 +16,7 @@ stay in them.
 """
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -56,6 +57,7 @@ def on_starting(server):
 
 
 _metrics = {"dir": None, "listener": None}
+_METRICS_FILE = re.compile(r"(counter|histogram|summary|gauge_[a-z]+)_\d+\.db")  # prometheus-client's names
 
 
 def _fresh_metrics_dir():
@@ -64,9 +66,15 @@ def _fresh_metrics_dir():
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path:
         os.makedirs(path, exist_ok=True)
-        for name in os.listdir(path):
-            if name.endswith(".db"):
-                os.remove(os.path.join(path, name))
+        files = [name for name in os.listdir(path) if name.endswith(".db")]
+        others = [name for name in files if not _METRICS_FILE.fullmatch(name)]
+        if others:  # a mistyped path: delete nothing of someone else's (and they would break the sums)
+            raise SystemExit(
+                f"PROMETHEUS_MULTIPROC_DIR={path} holds {others[0]}, not a metrics file: "
+                "give the metrics a directory of their own"
+            )
+        for name in files:
+            os.remove(os.path.join(path, name))
     else:
         path = _metrics["dir"] = tempfile.mkdtemp(prefix="tracetrack-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = path

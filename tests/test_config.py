@@ -71,8 +71,9 @@ def test_config_lists_every_setting_with_its_source_and_masks_secrets(tmp_path):
     rows = {r["name"]: r for r in orjson.loads(result.stdout)}
     assert set(rows) == {v.name for v in ALL_VARS}
     assert rows["TRACETRACK_TOKEN_TTL"] == {"name": "TRACETRACK_TOKEN_TTL", "value": "7200", "source": "environment"}
-    assert rows["TRACETRACK_POOL_MAX_SIZE"] == {"name": "TRACETRACK_POOL_MAX_SIZE", "value": "8", "source": "default"}
-    assert rows["DATABASE_URL"]["value"] == "postgresql://svc:****@db.example/tt"
+    assert rows["TRACETRACK_POOL_MAX_SIZE"]["value"] == "8" and rows["TRACETRACK_POOL_MAX_SIZE"]["source"] == "default"
+    assert "serve sizes each worker's pool itself" in rows["TRACETRACK_POOL_MAX_SIZE"]["note"]
+    assert rows["DATABASE_URL"]["value"] == "user=svc password=**** dbname=tt host=db.example"
     assert rows["REDIS_URL"]["value"] == "redis://:****@cache:6379/0"
     assert rows["TRACETRACK_SECRET_KEY"]["value"] == "****"
     for secret in ("hunter2-secret", "very-secret-key-value", "redis-pw"):
@@ -97,11 +98,30 @@ def test_config_says_what_stands_in_for_unset_settings(tmp_path):
 @pytest.mark.parametrize(
     ("value", "shown"),
     [
-        ("postgresql://u:pw@h:5432/db", "postgresql://u:****@h:5432/db"),
-        ("postgresql://u@h/db?password=pw&sslmode=require", "postgresql://u@h/db?password=****&sslmode=require"),
-        ("host=h password='a b' dbname=x", "host=h password=**** dbname=x"),
-        ("just-a-secret", "****"),
+        ("postgresql://u:pw@h:5432/db", "user=u password=**** dbname=db host=h port=5432"),
+        ("postgresql://u@h/db?password=pw&sslmode=require", "user=u password=**** dbname=db host=h sslmode=require"),
+        ("postgresql://u@h/db?pass%77ord=s3cret", "user=u password=**** dbname=db host=h"),  # libpq decodes the name
+        ("host=h password='a b' dbname=x", "password=**** dbname=x host=h"),
+        ("postgresql://svc:pw@h/tt?foo=bar", "****"),  # not readable: nothing of it
+        ("redis://:pw@cache:6379/0", "redis://:****@cache:6379/0"),
+        ("redis://user:pw@cache/0", "redis://user:****@cache/0"),
+        ("unix:///run/redis.sock?password=pw&db=1", "unix:///run/redis.sock?password=****&db=1"),
     ],
 )
 def test_masking(value, shown):
     assert masked(value) == shown
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "secret"),
+    [
+        ("DATABASE_URL", "postgresql://svc:Sup3rSecret@db/tt?foo=bar", "Sup3rSecret"),
+        ("REDIS_URL", "http://:RedisPass@r:6379", "RedisPass"),
+    ],
+)
+def test_a_bad_secret_is_never_repeated(tmp_path, name, value, secret):
+    """Before: the error line quoted the value (password and all) into the journal."""
+    for command in (["config"], ["serve", "--port", "0"]):
+        result = run(command, {"TRACETRACK_DATA_DIR": str(tmp_path), name: value}, timeout=60)
+        assert result.returncode == 2 and name in result.stdout + result.stderr
+        assert secret not in result.stdout + result.stderr

@@ -53,6 +53,20 @@ def test_docs_page_and_its_files_are_served_by_the_app(api):
     assert ops["get_docs"].roles is None and ops["get_docs_asset"].roles is None  # in the route table, public
 
 
+def test_a_browser_with_a_current_copy_gets_304(api):
+    """Before: the ETag was sent but If-None-Match ignored, so each visit fetched 1.5 MB again."""
+    first = api.get("/docs/assets/swagger-ui-bundle.js")
+    etag = first.headers["etag"]
+    again = api.get("/docs/assets/swagger-ui-bundle.js", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
+    assert api.get("/docs/assets/docs.js", headers={"If-None-Match": f'"other", W/{etag}'}).status_code == 200
+    listed = api.get(
+        "/docs/assets/docs.js", headers={"If-None-Match": f'"other", W/{docs.FILES["docs.js"].headers["ETag"]}'}
+    )
+    assert listed.status_code == 304
+    assert api.get("/docs/assets/docs.js", headers={"If-None-Match": '"stale"'}).status_code == 200
+
+
 def test_no_other_file_is_reachable_through_docs(api):
     for path in (
         "/docs/assets/swagger-ui.css.map",

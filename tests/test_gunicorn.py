@@ -116,3 +116,23 @@ def _answers(base: str) -> bool:
         return http("GET", base + "/health", timeout=2)[0] == 200
     except OSError:
         return False
+
+
+def test_the_metrics_directory_is_emptied_of_metrics_files_only(tmp_path, monkeypatch):
+    """Before: every *.db in PROMETHEUS_MULTIPROC_DIR was deleted, a mistyped path's too."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gunicorn_conf", ROOT / "deploy" / "gunicorn.conf.py")
+    assert spec is not None and spec.loader is not None
+    conf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conf)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    (tmp_path / "counter_12.db").write_bytes(b"old")
+    (tmp_path / "gauge_livesum_12.db").write_bytes(b"old")
+    conf._fresh_metrics_dir()
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "counter_13.db").write_bytes(b"old")
+    (tmp_path / "inventory.db").write_bytes(b"someone's data")
+    with pytest.raises(SystemExit, match="inventory.db, not a metrics file"):
+        conf._fresh_metrics_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["counter_13.db", "inventory.db"]

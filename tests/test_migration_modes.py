@@ -130,6 +130,19 @@ def test_split_statements_keeps_quoted_and_dollar_quoted_semicolons():
     ]
 
 
+def test_split_statements_knows_tags_with_digits_e_strings_and_nested_comments():
+    text = (
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $fn1$ SELECT 1; SELECT 2 $fn1$;\n"
+        "SELECT E'it\\'s; x'; /* a /* b; */ still; */ SELECT $1; SELECT a$b$ FROM t;"
+    )
+    assert split_statements(text) == [
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $fn1$ SELECT 1; SELECT 2 $fn1$",
+        "SELECT E'it\\'s; x'",
+        "/* a /* b; */ still; */ SELECT $1",
+        "SELECT a$b$ FROM t",
+    ]
+
+
 CREATE_T = Migration(1, "t", "0001_t.sql", "CREATE TABLE t (x int)")
 INDEX_SQL = "CREATE INDEX CONCURRENTLY t_x_idx ON t (x);"
 
@@ -174,3 +187,34 @@ def test_the_shipped_concurrent_index_is_built_and_valid(db_url):
         assert conn.execute(
             "SELECT indisvalid FROM pg_index WHERE indexrelid = 'bag_unlinked_child_idx'::regclass"
         ).fetchone()[0]
+
+
+def test_a_runner_waiting_for_the_lock_does_not_deadlock_a_concurrent_build(empty_url):  # noqa: F811
+    """A rolling restart: a second server's migrate() waits for the first's lock
+    while the first builds an index CONCURRENTLY. Before, the waiter sat in
+    pg_advisory_lock holding a snapshot the build waited for: PostgreSQL found
+    the deadlock and killed the build, leaving an INVALID index."""
+    index = Migration(2, "idx", "0002_idx.sql", f"{migrations.NO_TRANSACTION}\n{INDEX_SQL}")
+    both = [CREATE_T, index]
+    migrations.migrate(empty_url, [CREATE_T], views=[])
+    outcome: dict[str, object] = {}
+
+    def second() -> None:
+        try:
+            outcome["second"] = migrations.migrate(empty_url, both, views=[])
+        except Exception as exc:  # noqa: BLE001 - recorded and asserted below
+            outcome["second"] = exc
+
+    def progress(message: str) -> None:
+        if "0002_idx" in message:  # the build is about to start: the other runner arrives now
+            threading.Thread(target=second).start()
+            time.sleep(1.5)  # past deadlock_timeout (1 s): the waiter is there when the build waits
+
+    assert migrations.migrate(empty_url, both, views=[], progress=progress) == [index]
+    deadline = time.monotonic() + 30
+    while "second" not in outcome:
+        assert time.monotonic() < deadline, "the second runner never finished"
+        time.sleep(0.1)
+    assert outcome["second"] == []  # it found everything applied
+    with psycopg.connect(empty_url) as conn:
+        assert conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = 't_x_idx'::regclass").fetchone()[0]

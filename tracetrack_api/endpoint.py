@@ -23,6 +23,14 @@ from .schema import Value
 from .table import CsvStream, Ctx, Operation, RawJson, Reply, Services, Static
 
 
+def _matches(if_none_match: str | None, etag: str | None) -> bool:
+    """Whether an If-None-Match header names this ETag (weak or strong) or is *."""
+    if not if_none_match or not etag:
+        return False
+    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return etag in tags or "*" in tags
+
+
 def read_body(req: falcon.Request, limit: int) -> bytes:
     """The raw body, refusing more than `limit` bytes (413). A chunked body (no
     Content-Length) is read when the server says where it ends
@@ -119,7 +127,7 @@ class Endpoint:
         ctx = Ctx(self.services, user, self.client(req))
         key = req.get_header("Idempotency-Key") if op.idempotent else None
         if key is None:
-            self.render(resp, op.handler(ctx, **params))
+            self.render(resp, op.handler(ctx, **params), req)
             for action in ctx.after:
                 action()
             return
@@ -148,7 +156,7 @@ class Endpoint:
             return self.op.status, orjson.Fragment(result.data)
         return self.op.status, result
 
-    def render(self, resp: falcon.Response, result: Any) -> None:
+    def render(self, resp: falcon.Response, result: Any, req: falcon.Request | None = None) -> None:
         if isinstance(result, RawJson):
             resp.status = self.op.status
             resp.content_type = falcon.MEDIA_JSON
@@ -159,6 +167,10 @@ class Endpoint:
             resp.set_header("Content-Disposition", f'attachment; filename="{result.filename}"')
             resp.stream = result.chunks
         elif isinstance(result, Static):
+            if req is not None and _matches(req.get_header("If-None-Match"), result.headers.get("ETag")):
+                resp.status = 304  # the browser's copy is current: headers only
+                resp.set_headers(result.headers)
+                return
             resp.status = self.op.status
             resp.content_type = result.content_type
             resp.data = result.data

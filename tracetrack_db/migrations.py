@@ -36,6 +36,7 @@ REFRESH_LOCK_KEY = 7_314_027_002  # the view refresher's (sql/queries/dashboard.
 BUILD_SCHEMA = "tt_views_build"
 SWAP_LOCK_TIMEOUT = "2s"  # a swap waiting longer for a reader gives way and tries again
 SWAP_TRIES = 10
+LOCK_RETRY_SECONDS = 0.2
 
 _CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -158,7 +159,7 @@ def migrate(
     done: list[Migration] = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("SET client_min_messages = warning")
-        conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        _lock(conn, progress)
         try:
             conn.execute(_CREATE_TABLE)
             changed = [s for s in status(conn, migrations) if s.state in ("changed", "missing_file")]
@@ -182,6 +183,19 @@ def migrate(
     return done
 
 
+def _lock(conn: psycopg.Connection, progress: Callable[[str], None] | None) -> None:
+    """The runners' advisory lock, asked for again and again rather than waited
+    on: a session blocked in pg_advisory_lock holds a snapshot, which another
+    runner's CREATE INDEX CONCURRENTLY would wait for while holding the lock (a
+    deadlock PostgreSQL breaks by killing the build)."""
+    said = False
+    while not value(conn, "SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)):
+        if progress and not said:
+            progress("waiting for another migration runner")
+            said = True
+        time.sleep(LOCK_RETRY_SECONDS)
+
+
 def _apply(conn: psycopg.Connection, m: Migration) -> None:
     record = (
         "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
@@ -197,23 +211,31 @@ def _apply(conn: psycopg.Connection, m: Migration) -> None:
     conn.execute(*record)
 
 
+_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
+
+
 def split_statements(text: str) -> list[str]:
     """The statements of a script, split at the semicolons that end them (not
-    those inside quotes, dollar quotes or comments)."""
-    statements, start, i, n = [], 0, 0, len(text)
+    those inside quotes, E'' strings, dollar quotes or nested comments)."""
+    statements: list[str] = []
+    start = i = 0
+    n = len(text)
     while i < n:
         ch = text[i]
         if text.startswith("--", i):
             i = text.find("\n", i)
             i = n if i < 0 else i + 1
         elif text.startswith("/*", i):
-            i = text.find("*/", i + 2)
-            i = n if i < 0 else i + 2
+            i = _comment_end(text, i)
         elif ch in "'\"":
-            i = text.find(ch, i + 1)
-            i = n if i < 0 else i + 1  # a doubled quote is two quoted runs back to back: same result
-        elif ch == "$" and (tag := re.match(r"\$[A-Za-z_]*\$", text[i:])):
-            end = text.find(tag.group(), i + len(tag.group()))
+            # E'...' (not the end of a word like "name'"): a backslash escapes the next character
+            escapes = ch == "'" and text[i - 1 : i] in ("e", "E") and not _word_char(text[i - 2 : i - 1])
+            i += 1
+            while i < n and text[i] != ch:
+                i += 2 if escapes and text[i] == "\\" else 1
+            i += 1  # a doubled quote is two quoted runs back to back: same result
+        elif ch == "$" and (tag := _DOLLAR_TAG.match(text, i)) and not _word_char(text[i - 1 : i]):
+            end = text.find(tag.group(), tag.end())
             i = n if end < 0 else end + len(tag.group())
         elif ch == ";":
             statements.append(text[start:i])
@@ -222,7 +244,40 @@ def split_statements(text: str) -> list[str]:
             i += 1
     statements.append(text[start:])
     # a piece holding nothing but comments and blank space is no statement
-    return [s.strip() for s in statements if re.sub(r"--[^\n]*|/\*.*?\*/", "", s, flags=re.S).strip()]
+    return [s.strip() for s in statements if _without_comments(s).strip()]
+
+
+def _word_char(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def _comment_end(text: str, i: int) -> int:
+    """Just past the /* comment */ starting at i (PostgreSQL's nest)."""
+    depth, n = 0, len(text)
+    while i < n:
+        if text.startswith("/*", i):
+            depth, i = depth + 1, i + 2
+        elif text.startswith("*/", i):
+            depth, i = depth - 1, i + 2
+            if depth == 0:
+                return i
+        else:
+            i += 1
+    return n
+
+
+def _without_comments(piece: str) -> str:
+    out, i, n = [], 0, len(piece)
+    while i < n:
+        if piece.startswith("--", i):
+            end = piece.find("\n", i)
+            i = n if end < 0 else end
+        elif piece.startswith("/*", i):
+            i = _comment_end(piece, i)
+        else:
+            out.append(piece[i])
+            i += 1
+    return "".join(out)
 
 
 def _refresh_views_file(

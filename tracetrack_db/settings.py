@@ -45,8 +45,14 @@ class Var:
             return self.default
         try:
             return self.parse(raw.strip())
-        except ValueError as exc:
-            raise ConfigError(self.name, f"{exc}, got {raw!r}") from None
+        except ValueError as exc:  # a secret's value is never repeated (it goes to logs and journals)
+            raise ConfigError(self.name, str(exc) if self.secret else f"{exc}, got {raw!r}") from None
+
+    def shown(self, value: str) -> str:
+        """The value as `tracetrack config` prints it: a secret masked."""
+        if not self.secret:
+            return value
+        return masked(value) if self.parse in (postgres_url, redis_url) else "****"
 
 
 def whole(low: int = 0, high: int | None = None) -> Callable[[str], int]:
@@ -186,13 +192,37 @@ LIBRARY_VARS: tuple[Var, ...] = (
 )
 
 
-def masked(value: str) -> str:
-    """A secret as `tracetrack config` shows it: a URL keeps where it points, not its password."""
-    import re
+def masked(url: str) -> str:
+    """A connection URL (PostgreSQL or Redis) as `tracetrack config` shows it:
+    where it points, never its password. Read the way the client reads it
+    (libpq decodes `pass%77ord=`), rebuilt without the password; what cannot be
+    read is all stars."""
+    from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-    shown, found = re.subn(r"(^[a-z][a-z0-9+.-]*://[^/@:]*:)[^/@]*@", r"\1****@", value)
-    shown, more = re.subn(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", r"\1****", shown)
-    return shown if (found or more or "://" in value) else "****"
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        try:
+            parts = urlsplit(url)
+            netloc = parts.netloc
+            if "@" in netloc:  # user:password@host, or a password alone
+                userinfo, host = netloc.rsplit("@", 1)
+                netloc = f"{userinfo.split(':', 1)[0]}:****@{host}" if ":" in userinfo else f"****@{host}"
+            query = [
+                (k, "****" if unquote(k).lower() == "password" else v)
+                for k, v in parse_qsl(parts.query, keep_blank_values=True)
+            ]
+            shown = f"{parts.scheme}://{netloc}{parts.path}"  # urlunsplit drops unix:// with no host
+            return shown + (f"?{urlencode(query, safe='*')}" if query else "")
+        except ValueError:
+            return "****"
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    try:
+        params = conninfo_to_dict(url)
+    except Exception:  # noqa: BLE001 - psycopg.ProgrammingError: not readable, so nothing of it is shown
+        return "****"
+    if "password" in params:
+        params["password"] = "****"
+    return make_conninfo("", **params)
 
 
 def check(variables: Iterable[Var], environ: Mapping[str, str] | None = None) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import click
 import orjson
 
-from tracetrack_db.settings import DATA_DIR, ConfigError, Var, default_data_dir, masked
+from tracetrack_db.settings import DATA_DIR, ConfigError, Var, default_data_dir
 
 
 def _all_vars() -> tuple[Var, ...]:
@@ -26,7 +26,7 @@ def describe(var: Var, data_dir: Path) -> dict[str, Any]:
     except ConfigError as exc:
         return {
             "name": var.name,
-            "value": masked(os.environ[var.name]) if var.secret else os.environ[var.name],
+            "value": var.shown(os.environ[var.name]),
             "source": "environment",
             "error": str(exc),
         }
@@ -44,7 +44,14 @@ def describe(var: Var, data_dir: Path) -> dict[str, Any]:
             return {"name": var.name, "value": shown, "source": "data directory"}
         return {"name": var.name, "value": stands_in.get(var.name, "unset"), "source": source}
     shown = ",".join(value) if isinstance(value, tuple) else str(value)
-    return {"name": var.name, "value": masked(shown) if var.secret else shown, "source": source}
+    row = {"name": var.name, "value": var.shown(shown), "source": source}
+    if var.name in SIZED_BY_SERVE:
+        row["note"] = "tracetrack serve sizes each worker's pool itself; this is for gunicorn and library users"
+    return row
+
+
+# `serve` sets these for its workers from the CPU count and max_connections (tracetrack_ops.sizing)
+SIZED_BY_SERVE = ("TRACETRACK_POOL_MIN_SIZE", "TRACETRACK_POOL_MAX_SIZE")
 
 
 @click.command("config")
@@ -63,6 +70,7 @@ def config_command(fmt: str) -> None:
         width = max(len(r["name"]) for r in rows)
         for r in rows:
             line = f"{r['name']:<{width}}  {r['value']}  [{r['source']}]"
+            line += f"  ({r['note']})" if "note" in r else ""
             click.echo(line + (f"  ERROR: {r['error']}" if "error" in r else ""))
     if any("error" in r for r in rows):
         raise SystemExit(2)
