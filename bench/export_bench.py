@@ -202,6 +202,8 @@ def run(args: argparse.Namespace, url: str) -> None:
         "--no-demo",
         "--port",
         str(port),
+        "--metrics-port",
+        "0",
     ]
     if args.workers:
         serve += ["--workers", str(args.workers)]
