@@ -39,6 +39,8 @@ sys.path.insert(0, str(HERE))
 from benchdb import BenchServer, label  # noqa: E402
 from http_bench import ADMIN, PASSWORD, free_port, login, wait_http  # noqa: E402
 
+from tracetrack_ops.server import serve_argv  # noqa: E402
+
 ROUTE = "/api/exports/bags.csv"
 GOAL_ROWS_PER_S, GOAL_FLOOR_SHARE = 300_000, 0.70
 
@@ -194,21 +196,7 @@ def run(args: argparse.Namespace, url: str) -> None:
         "TRACETRACK_LOGIN_ADDRESS_RATE": "100000",
         "TRACETRACK_SECRET_KEY": os.environ.get("TRACETRACK_SECRET_KEY", "bench-secret-0123456789abcdef"),
     }
-    serve = [
-        sys.executable,
-        "-c",
-        "from tracetrack_ops.cli import main; main()",
-        "serve",
-        "--no-demo",
-        "--port",
-        str(port),
-        "--metrics-port",
-        "0",
-    ]
-    if args.workers:
-        serve += ["--workers", str(args.workers)]
-    if args.threads:
-        serve += ["--threads", str(args.threads)]
+    serve = serve_argv(port, "--no-demo", "--metrics-port", "0", workers=args.workers, threads=args.threads)
     server = subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     result: dict = {
         "bags": rows,

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import psycopg
 
+from tracetrack_ops.server import serve_argv
+
 HERE = Path(__file__).resolve().parent
 ADMIN, PASSWORD = "bench-admin", "bench-password"
 
@@ -224,21 +226,7 @@ def main() -> None:
         "TRACETRACK_SECRET_KEY": os.environ.get("TRACETRACK_SECRET_KEY", "bench-secret-0123456789abcdef"),
     }
     if args.server == "granian":
-        serve = [
-            sys.executable,
-            "-c",
-            "from tracetrack_ops.cli import main; main()",
-            "serve",
-            "--no-demo",
-            "--port",
-            str(port),
-            "--metrics-port",
-            "0",
-        ]
-        if args.workers:
-            serve += ["--workers", str(args.workers)]
-        if args.threads:
-            serve += ["--threads", str(args.threads)]
+        serve = serve_argv(port, "--no-demo", "--metrics-port", "0", workers=args.workers, threads=args.threads)
     else:
         serve = [
             sys.executable,

@@ -53,6 +53,11 @@ CREATE TABLE IF NOT EXISTS schema_views (
 )"""
 
 
+def sha256_of(text: str) -> str:
+    """The checksum recorded for a migration or a views file."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 class MigrationError(RuntimeError):
     """A migration file is misnamed, out of order, or changed after it was applied."""
 
@@ -66,7 +71,7 @@ class Migration:
 
     @property
     def checksum(self) -> str:
-        return hashlib.sha256(self.sql.encode()).hexdigest()
+        return sha256_of(self.sql)
 
     @property
     def transactional(self) -> bool:
@@ -134,12 +139,8 @@ def views_status(
     )
     out = []
     for filename, text in views:
-        checksum, at = recorded.get(filename, (None, None))
-        state = (
-            "pending"
-            if checksum is None
-            else ("current" if checksum == hashlib.sha256(text.encode()).hexdigest() else "changed")
-        )
+        recorded_sum, at = recorded.get(filename, (None, None))
+        state = "pending" if recorded_sum is None else ("current" if recorded_sum == sha256_of(text) else "changed")
         out.append((filename, state, at))
     return out
 
@@ -288,7 +289,7 @@ def _refresh_views_file(
         raise MigrationError(
             f"views file {filename}: no DROP statements (the runner replaces what the file creates, by swapping it in)"
         )
-    checksum = hashlib.sha256(text.encode()).hexdigest()
+    checksum = sha256_of(text)
     schema = value(conn, "SELECT current_schema()")
     row = conn.execute("SELECT checksum, objects FROM schema_views WHERE filename = %s", (filename,)).fetchone()
     if (

@@ -144,16 +144,15 @@ def serve(
     missing = [m for m in needed if find_spec(m) is None]
     if missing:
         fail(f"the HTTP service is not installed (no module {missing[0]}): pip install 'tracetrack[server]'")
-    from tracetrack_api.config import ApiSettings
+    from tracetrack_api.config import ALL_VARS, ApiSettings
     from tracetrack_db.settings import check
 
-    from .configcli import _all_vars
     from .demo import DEMO_PASSWORD, DEMO_USERS, create_demo
     from .server import run_granian
     from .sizing import default_sizing
 
     settings = ApiSettings.from_env()
-    check(_all_vars())  # every setting, the ones read later in a worker too, before anything starts
+    check(ALL_VARS)  # every setting, the ones read later in a worker too, before anything starts
     with database_urls(settings.db) as urls:
         embedded, url = urls.embedded, urls.service
         report = migrate_and_bootstrap(settings.db, urls.owner, progress=progress_printer())

@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from .sizing import Sizing
+
+
+def serve_argv(port: int, *options: str, workers: int | None = None, threads: int | None = None) -> list[str]:
+    """`tracetrack serve` on 127.0.0.1:`port` as a child process of this interpreter
+    (verify, the benchmarks), with `options` after the port."""
+    argv = [sys.executable, "-m", "tracetrack_api", "serve", "--port", str(port)]
+    if workers:
+        argv += ["--workers", str(workers)]
+    if threads:
+        argv += ["--threads", str(threads)]
+    return argv + list(options)
 
 
 def run_granian(

@@ -14,7 +14,6 @@ import secrets
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -28,6 +27,8 @@ from tracetrack_db import Database, errors, maintenance, users, views
 from tracetrack_db.runtime import database_urls, migrate_and_bootstrap
 from tracetrack_db.settings import Settings
 from tracetrack_db.users import UserChanges
+
+from .server import serve_argv
 
 VERIFY_ADMIN = "verify-admin"
 
@@ -248,18 +249,8 @@ def verify(users_count: int = 20, duration: str = "15s", port: int | None = None
             "TRACETRACK_SECRET_KEY": os.environ.get("TRACETRACK_SECRET_KEY") or secrets.token_urlsafe(32),
         }
         server = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from tracetrack_ops.cli import main; main()",
-                "serve",
-                "--no-demo",
-                "--port",
-                str(port),
-                "--metrics-port",
-                str(metrics_port),
-                "--no-access-log",
-            ],  # its stderr is a pipe read only on failure
+            serve_argv(port, "--no-demo", "--metrics-port", str(metrics_port), "--no-access-log"),
+            # its stderr is a pipe read only on failure
             env=env,
             start_new_session=True,
             stdout=subprocess.DEVNULL,
