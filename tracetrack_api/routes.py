@@ -15,6 +15,7 @@ from tracetrack_db import bills as bill_ops
 from tracetrack_db import scans as scan_ops
 from tracetrack_db import users as user_ops
 
+from . import routes_documents, routes_imports, routes_reports
 from .answers import Deleted, Health, Liveness, LoggedOut, LoginAnswer, Readiness
 from .docs import ASSETS as DOC_ASSETS
 from .docs import MEDIA_TYPES as DOC_MEDIA_TYPES
@@ -42,10 +43,7 @@ from .schema import (
     body,
     query,
 )
-from .table import ANY_ROLE, CSV, HTML, PUBLIC, Operation
-
-BILLERS = ("admin", "biller")
-SCANNERS = ("admin", "dispatcher")
+from .table import ANY_ROLE, BILLERS, CSV, HTML, PUBLIC, SCANNERS, Operation
 
 # Path parameters, by name. QRs and bill numbers may hold "/" (sent as %2F).
 PATH_VALUES: dict[str, Value] = {
@@ -73,7 +71,7 @@ DISPATCHER_NEEDS_AREA = {
     "then": {"required": ["dispatch_area"], "properties": {"dispatch_area": AREA.schema()}},
 }
 
-OPERATIONS: tuple[Operation, ...] = (
+CORE_OPERATIONS: tuple[Operation, ...] = (
     # system ---------------------------------------------------------------------------------
     Operation(
         "health",
@@ -560,4 +558,9 @@ OPERATIONS: tuple[Operation, ...] = (
         DOC_MEDIA_TYPES,
         description="Read once at start-up; cached by browsers for a day.",
     ),
+)
+
+# The paperwork of a warehouse day, each area's rows in its own module.
+OPERATIONS: tuple[Operation, ...] = (
+    CORE_OPERATIONS + routes_imports.OPERATIONS + routes_documents.OPERATIONS + routes_reports.OPERATIONS
 )

@@ -26,6 +26,8 @@ from .schema import Body, Query
 
 PUBLIC = None
 ANY_ROLE = ("admin", "biller", "dispatcher")
+BILLERS = ("admin", "biller")
+SCANNERS = ("admin", "dispatcher")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ STATUSES = ("new", "processing", "completed")
 MIN_CAPACITY, MAX_CAPACITY = 1, 500
 MAX_BILL_NO = 64
 # Segments the route table puts after a bill number (/api/bills/{bill_no}/parents ...).
-RESERVED_SEGMENTS = ("parents", "complete", "reopen")
+RESERVED_SEGMENTS = ("parents", "complete", "reopen", "manifest", "manifest.csv", "manifest.pdf")
 # Around a bill number these are dropped (what str.strip() would drop, spelled out
 # so that Python and ECMAScript agree in the OpenAPI pattern).
 _SPACE = r" \t\n\r\f\v"

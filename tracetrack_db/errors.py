@@ -221,7 +221,8 @@ _CONSTRAINTS: dict[str, tuple[type[TraceTrackError], str, str]] = {
         ValidationError,
         "bill_no",
         "a bill number is 1-64 characters of A-Z a-z 0-9 _ . - in segments joined by single "
-        "'/', each starting with a letter or digit, none named parents, complete or reopen",
+        "'/', each starting with a letter or digit, none named parents, complete, reopen, manifest, "
+        "manifest.csv or manifest.pdf",
     ),
     "bill_capacity_check": (ValidationError, "capacity", "capacity must be from 1 to 500"),
     "bill_description_check": (ValidationError, "description", "description is too long (1000 at most)"),
