@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import falcon
@@ -188,6 +188,22 @@ class DateTime(Value):
 
 
 @dataclass(frozen=True)
+class Date(Value):
+    """A calendar date, YYYY-MM-DD (a day of the site's time zone where a report reads it)."""
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "string", "format": "date"}
+
+    def from_json(self, name: str, value: Any) -> date:
+        if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+            raise self.fail(name, f"{name} must be a date, YYYY-MM-DD")
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise self.fail(name, f"{name} must be a date, YYYY-MM-DD") from None
+
+
+@dataclass(frozen=True)
 class TextList(Value):
     item: Text
     max_items: int
@@ -353,6 +369,7 @@ class Param:
     value: Value
     default: Any = None
     description: str = ""
+    required: bool = False
 
 
 @dataclass(frozen=True)
@@ -365,6 +382,8 @@ class Query:
         for name, spec in self.params.items():
             raw = given.get(name)
             if raw is None:
+                if spec.required:
+                    raise ValidationError(f"{name} is required", field=name)
                 if spec.default is not None:
                     out[name] = spec.default
                 continue
@@ -379,7 +398,7 @@ class Query:
             schema = spec.value.schema()
             if spec.default is not None:
                 schema["default"] = spec.default
-            item: dict[str, Any] = {"name": name, "in": "query", "required": False, "schema": schema}
+            item: dict[str, Any] = {"name": name, "in": "query", "required": spec.required, "schema": schema}
             if spec.description:
                 item["description"] = spec.description
             out.append(item)

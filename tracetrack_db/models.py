@@ -248,6 +248,9 @@ class RecentScan:
 
 @dataclass(frozen=True, slots=True)
 class Dashboard:
+    """Every time in it is in the site's zone (TRACETRACK_TIMEZONE), with its
+    offset: the hourly buckets start at local hours, `today` at local midnight."""
+
     as_of: datetime | None  # the oldest view refresh behind these numbers
     dispatch_area: str | None
     bags: BagTotals
@@ -256,6 +259,7 @@ class Dashboard:
     users: list[UserActivity]
     recent_scans: list[RecentScan]
     generated_at: datetime  # when these numbers were read (a cache may serve them a few seconds)
+    time_zone: str = "UTC"  # the site's IANA zone: what an hour and today mean here
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import platformdirs
 
@@ -129,6 +130,18 @@ def name_list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+def time_zone(raw: str) -> str:
+    """An IANA time zone name (Asia/Kolkata, UTC), checked against the zone
+    database (the tzdata package where the system has none)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):  # ValueError: a path-like or malformed key
+        raise ValueError("not a known IANA time zone (e.g. UTC, Asia/Kolkata, Europe/Berlin)") from None
+    return raw
+
+
 def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("tracetrack", appauthor=False))
 
@@ -166,6 +179,12 @@ EXPORT_TIMEOUT = Var("TRACETRACK_EXPORT_TIMEOUT", 600.0, number(0.001), "seconds
 EXPORT_STALL = Var(
     "TRACETRACK_EXPORT_STALL", 30.0, number(1), "seconds an export may wait for its reader before it is aborted"
 )
+TIMEZONE = Var(
+    "TRACETRACK_TIMEZONE",
+    "UTC",
+    time_zone,
+    "IANA zone of the site: what today, an hour and a day mean in the dashboard and reports",
+)
 # Read by single commands (never by the service): listed by `tracetrack config`, checked the same way.
 SERVICE_PASSWORD = Var(
     "TRACETRACK_SERVICE_PASSWORD", None, text, "password `tracetrack db service-role` gives the role", secret=True
@@ -186,6 +205,7 @@ LIBRARY_VARS: tuple[Var, ...] = (
     ADMIN_PASSWORD,
     EXPORT_TIMEOUT,
     EXPORT_STALL,
+    TIMEZONE,
     SERVICE_PASSWORD,
     SEED_PASSWORD,
     USER_PASSWORD,
@@ -249,6 +269,12 @@ class Settings:
     prepare_threshold: int | None = 5
     admin_username: str | None = None
     admin_password: str | None = None
+    # the site's IANA time zone: days and hours of the dashboard and reports (stored times are UTC)
+    timezone: str = "UTC"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -264,6 +290,7 @@ class Settings:
             prepare_threshold=PREPARE_THRESHOLD.get(environ),
             admin_username=ADMIN_USERNAME.get(environ),
             admin_password=ADMIN_PASSWORD.get(environ),
+            timezone=TIMEZONE.get(environ),
         )
         if settings.pool_min_size > settings.pool_max_size:
             raise ConfigError(

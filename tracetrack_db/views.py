@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from datetime import time as clock
+from zoneinfo import ZoneInfo
 
 from . import throttle
 from .database import Database
@@ -14,6 +17,8 @@ from .models import BagTotals, BillTotals, Dashboard, HourBucket, RecentScan, Sc
 log = logging.getLogger(__name__)
 
 VIEWS = ("mv_bag_totals", "mv_bill_totals", "mv_hourly_scans", "mv_user_activity", "mv_recent_scans")
+# The reports' counts per quarter hour (sql/migrations/0010): rolled up with the views, as the owner.
+ROLLUP = "event_rollup"
 
 
 def refresh_views(db: Database, *, min_interval: float = 0.0) -> dict[str, float] | None:
@@ -36,6 +41,10 @@ def refresh_views(db: Database, *, min_interval: float = 0.0) -> dict[str, float
             conn.execute("SELECT tt_refresh_view(%s)", (view,))
             timings[view] = (time.perf_counter() - start) * 1000
             db.execute("record_view_refresh", {"view_name": view, "duration_ms": timings[view]}, conn=conn)
+        start = time.perf_counter()
+        db.scalar("roll_up_events", {"since": None}, conn=conn)
+        timings[ROLLUP] = (time.perf_counter() - start) * 1000
+        db.execute("record_view_refresh", {"view_name": ROLLUP, "duration_ms": timings[ROLLUP]}, conn=conn)
         return timings
 
 
@@ -78,12 +87,38 @@ class Refresher:
                 log.exception("view refresh failed; retrying in %s s", self.interval)
 
 
-def analytics(db: Database, area: str | None = None, recent: int = 20) -> Dashboard:
-    """The dashboard, from the materialized views only (never bag or event)."""
+def local_hours(now: datetime, zone: ZoneInfo, count: int = 24) -> list[datetime]:
+    """The starts of the last `count` local hours (the current one last), in `zone`.
+    In Asia/Kolkata they fall on :30 UTC, in Asia/Kathmandu on :15."""
+    this_hour = now.astimezone(zone).replace(minute=0, second=0, microsecond=0).astimezone(UTC)
+    return [(this_hour - timedelta(hours=h)).astimezone(zone) for h in range(count - 1, -1, -1)]
+
+
+def local_midnight(now: datetime, zone: ZoneInfo) -> datetime:
+    """Today's start in `zone` (its first moment, should a DST change skip midnight)."""
+    day = now.astimezone(zone).date()
+    return datetime.combine(day, clock(), tzinfo=zone).astimezone(UTC).astimezone(zone)
+
+
+def _in_zone(value: datetime | None, zone: ZoneInfo) -> datetime | None:
+    return value.astimezone(zone) if value is not None else None
+
+
+def analytics(db: Database, area: str | None = None, recent: int = 20, zone: ZoneInfo | str = "UTC") -> Dashboard:
+    """The dashboard, from the materialized views only (never bag or event).
+
+    Hours and today are those of `zone` (the site's, `Settings.zone`): the
+    view counts per UTC quarter hour and every zone is a whole number of
+    quarters from UTC, so its quarters add up to exact local hours."""
+    zone = ZoneInfo(zone) if isinstance(zone, str) else zone
+    now = datetime.now(UTC)
+    hours = local_hours(now, zone)
+    today = local_midnight(now, zone)
+    since = min(hours[0], today)  # a 25-hour day (DST ends) starts before the 24 hours shown
     with db.connection(read=True) as conn:
         totals = db.many("dashboard_bag_totals", {"area": area}, row=dict, conn=conn)
         bills = db.many("dashboard_bill_totals", {"area": area}, row=dict, conn=conn)
-        hourly = db.many("dashboard_hourly", {"area": area}, row=dict, conn=conn)
+        quarters = db.many("dashboard_hourly", {"area": area, "since": since}, row=dict, conn=conn)
         activity = db.many("dashboard_user_activity", {"area": area}, row=UserActivity, conn=conn)
         scans = db.many("dashboard_recent_scans", {"area": area, "limit": recent}, row=RecentScan, conn=conn)
         refreshed = db.many("view_refresh_times", row=dict, conn=conn)
@@ -98,15 +133,17 @@ def analytics(db: Database, area: str | None = None, recent: int = 20) -> Dashbo
         area_row[r["type"]] += r["bags"]
         if r["type"] == "child" and not r["linked"]:
             unlinked += r["bags"]
-    now = datetime.now(UTC)
-    this_hour = now.replace(minute=0, second=0, microsecond=0)
-    counts = {r["hour"]: r["events"] for r in hourly}
-    buckets = [
-        HourBucket(hour, counts.get(hour, 0)) for hour in (this_hour - timedelta(hours=h) for h in range(23, -1, -1))
-    ]
-    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    per_hour = dict.fromkeys(hours, 0)
+    for r in quarters:
+        start = r["quarter"]
+        hour = hours[-1] if start >= hours[-1] else None
+        if hour is None and start >= hours[0]:
+            hour = hours[int((start - hours[0]) // timedelta(hours=1))]
+        if hour is not None:
+            per_hour[hour] += r["events"]
+    buckets = [HourBucket(hour, per_hour[hour]) for hour in hours]
     return Dashboard(
-        as_of=min((r["refreshed_at"] for r in refreshed), default=None),
+        as_of=_in_zone(min((r["refreshed_at"] for r in refreshed), default=None), zone),
         dispatch_area=area,
         bags=BagTotals(
             total=sum(by_type.values()),
@@ -119,11 +156,12 @@ def analytics(db: Database, area: str | None = None, recent: int = 20) -> Dashbo
             by_status={r["status"]: r["bills"] for r in bills}, parents_billed=sum(r["parents"] for r in bills)
         ),
         scans=ScanTotals(
-            today=sum(b.scans for b in buckets if b.hour >= today),
-            last_hour=buckets[-1].scans,  # the current clock hour
+            today=sum(r["events"] for r in quarters if r["quarter"] >= today),
+            last_hour=buckets[-1].scans,  # the current local clock hour
             hourly=buckets,
         ),
-        users=activity,
-        recent_scans=scans,
-        generated_at=now,
+        users=[replace(u, last_event_at=_in_zone(u.last_event_at, zone)) for u in activity],
+        recent_scans=[replace(s, occurred_at=s.occurred_at.astimezone(zone)) for s in scans],
+        generated_at=now.astimezone(zone),
+        time_zone=zone.key,
     )

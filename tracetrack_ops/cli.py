@@ -15,6 +15,7 @@ from tracetrack_db.runtime import database_urls, migrate_and_bootstrap
 
 from .configcli import config_command
 from .dbcli import db_group, fail, progress_printer, users_group
+from .reportcli import report_group
 
 # tracetrack_api.logs.LEVELS and FORMATS (not imported: the library alone has no tracetrack_api extras)
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -31,6 +32,7 @@ def cli() -> None:
 cli.add_command(db_group)
 cli.add_command(users_group)
 cli.add_command(config_command)
+cli.add_command(report_group)
 
 
 def main(command: click.Group | None = None, prog_name: str | None = None) -> None:

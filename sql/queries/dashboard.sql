@@ -11,13 +11,14 @@ WHERE dispatch_area = coalesce(%(area)s, '')
 ORDER BY status;
 
 -- name: dashboard_hourly :many
--- Scan events per hour over the last 24 hours (parent scans, links, unlinks).
-SELECT hour, sum(events)::bigint AS events
+-- Scan events (parent scans, links, unlinks) per UTC quarter hour from `since`;
+-- the library sums them into the site's local hours and day.
+SELECT quarter, sum(events)::bigint AS events
 FROM mv_hourly_scans
-WHERE hour >= date_trunc('hour', now(), 'UTC') - interval '23 hours'
+WHERE quarter >= %(since)s
   AND kind IN ('parent_scan', 'link', 'unlink')
   AND (%(area)s::text IS NULL OR dispatch_area = %(area)s)
-GROUP BY hour ORDER BY hour;
+GROUP BY quarter ORDER BY quarter;
 
 -- name: dashboard_user_activity :many
 -- The most active users of the last 7 days.

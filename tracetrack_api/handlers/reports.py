@@ -1,12 +1,16 @@
-"""The dashboard (materialized views + cache) and the streamed CSV exports."""
+"""The dashboard (materialized views + cache), the streamed CSV exports, and
+the bill and activity reports in the site's time zone."""
 
 from __future__ import annotations
 
+import csv
+import io
 import itertools
 import threading
 from collections.abc import Callable, Generator
+from typing import Any
 
-from tracetrack_db import areas, exports, views
+from tracetrack_db import areas, exports, reports, views
 from tracetrack_db.jsontext import dumps
 
 from ..errors import TooManyExports
@@ -27,7 +31,7 @@ def dashboard(ctx: Ctx, dispatch_area: str | None = None) -> RawJson:
         if area is not None and area != ctx.area:  # asked for by name: only an area that exists is cached
             areas.require_area(ctx.db, area)
         CACHE.labels("miss").inc()
-        data = dumps(views.analytics(ctx.db, area))
+        data = dumps(views.analytics(ctx.db, area, zone=ctx.services.settings.db.zone))
         cache.set(key, data, DASHBOARD_TTL)
     else:
         CACHE.labels("hit").inc()
@@ -115,3 +119,95 @@ def export_bags(ctx: Ctx, dispatch_area: str | None = None, **filters) -> CsvStr
 
 def export_bills(ctx: Ctx, status: str | None = None, q: str | None = None) -> CsvStream:
     return _csv(ctx, lambda on_abort: exports.bills_csv(ctx.db, status=status, q=q, on_abort=on_abort), "bills.csv")
+
+
+# reports ---------------------------------------------------------------------------
+def _known_area(ctx: Ctx, area: str | None) -> None:
+    if area is not None and area != ctx.area:
+        areas.require_area(ctx.db, area)
+
+
+def bill_report(ctx: Ctx, **params: Any) -> reports.BillReport:
+    """Bills of the local days from..to (both included) by `on` (created_at or
+    completed_at): totals per day, biller and area, and one page of bills."""
+    _known_area(ctx, params.get("dispatch_area"))
+    return reports.bill_report(
+        ctx.db,
+        params.get("from"),
+        params.get("to"),
+        zone=ctx.services.settings.db.zone,
+        on=params["on"],
+        created_by=params.get("created_by"),
+        dispatch_area=params.get("dispatch_area"),
+        status=params.get("status"),
+        cursor=params.get("cursor"),
+        limit=params["limit"],
+    )
+
+
+BILL_CSV_COLUMNS = (
+    "bill_no",
+    "status",
+    "capacity",
+    "parents",
+    "children",
+    "expected_weight_kg",
+    "actual_weight_kg",
+    "difference_kg",
+    "dispatch_areas",
+    "created_by",
+    "created_by_username",
+    "created_at",
+    "completed_by",
+    "completed_by_username",
+    "completed_at",
+    "day",
+)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        value = " ".join(value)
+    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    # a spreadsheet runs a cell starting with these: shown as text instead (as the exports do)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def bill_report_csv(ctx: Ctx, **params: Any) -> CsvStream:
+    """Every bill of the range, one row each (the range is at most
+    reports.MAX_DAYS days: bounded, so it is built whole)."""
+    _known_area(ctx, params.get("dispatch_area"))
+    span, rows = reports.bill_rows(
+        ctx.db,
+        params.get("from"),
+        params.get("to"),
+        zone=ctx.services.settings.db.zone,
+        on=params["on"],
+        created_by=params.get("created_by"),
+        dispatch_area=params.get("dispatch_area"),
+        status=params.get("status"),
+    )
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(BILL_CSV_COLUMNS)
+    for row in rows:
+        writer.writerow([_cell(getattr(row, column)) for column in BILL_CSV_COLUMNS])
+    return CsvStream([out.getvalue().encode()], f"bills-{span.first_day}-{span.last_day}.csv")
+
+
+def activity_report(ctx: Ctx, **params: Any) -> reports.ActivityReport:
+    """Scans, links, unlinks and bill actions per local hour or day, per user
+    and per area; a dispatcher sees their own area only."""
+    area = ctx.confine(params.get("dispatch_area"))
+    _known_area(ctx, area)
+    return reports.activity_report(
+        ctx.db,
+        params.get("from"),
+        params.get("to"),
+        zone=ctx.services.settings.db.zone,
+        bucket=params["bucket"],
+        dispatch_area=area,
+        user_id=params.get("user"),
+    )
