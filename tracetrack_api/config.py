@@ -23,6 +23,9 @@ REDIS_URL = Var(
 TOKEN_TTL = Var("TRACETRACK_TOKEN_TTL", 12 * 3600, whole(60, 366 * 86400), "token lifetime in seconds")
 USER_REFRESH = Var("TRACETRACK_USER_REFRESH", 15, whole(1), "seconds a worker caches a user's role and state")
 MAX_BODY = Var("TRACETRACK_MAX_BODY", 64 * 1024, whole(1024), "request body limit in bytes")
+IMPORT_MAX = Var(
+    "TRACETRACK_IMPORT_MAX_BYTES", 16 * 1024 * 1024, whole(1024), "the largest file POST /api/imports takes, in bytes"
+)
 LOGIN_ADDRESS_RATE = Var("TRACETRACK_LOGIN_ADDRESS_RATE", 60, whole(1), "login attempts per address a minute")
 LOGIN_CONCURRENCY = Var("TRACETRACK_LOGIN_CONCURRENCY", 1, whole(1), "password checks at once per process")
 LOGIN_QUEUE = Var("TRACETRACK_LOGIN_QUEUE", 5.0, number(0), "seconds a login waits for a password check")
@@ -48,6 +51,7 @@ API_VARS: tuple[Var, ...] = (
     TOKEN_TTL,
     USER_REFRESH,
     MAX_BODY,
+    IMPORT_MAX,
     LOGIN_ADDRESS_RATE,
     LOGIN_CONCURRENCY,
     LOGIN_QUEUE,
@@ -69,6 +73,8 @@ class ApiSettings:
     # a changed role or a deactivation takes effect within this many seconds
     user_refresh_seconds: int = USER_REFRESH.default
     max_body_bytes: int = MAX_BODY.default
+    # an import's file is streamed to a spool, never held whole in memory
+    import_max_bytes: int = IMPORT_MAX.default
     # login attempts a minute from one client address (any usernames)
     login_address_rate: int = LOGIN_ADDRESS_RATE.default
     # password checks (argon2id: 64 MiB, ~0.17 s of one core) at once per process;
@@ -92,6 +98,7 @@ class ApiSettings:
             token_ttl_seconds=TOKEN_TTL.get(environ),
             user_refresh_seconds=USER_REFRESH.get(environ),
             max_body_bytes=MAX_BODY.get(environ),
+            import_max_bytes=IMPORT_MAX.get(environ),
             login_address_rate=LOGIN_ADDRESS_RATE.get(environ),
             login_concurrency=LOGIN_CONCURRENCY.get(environ),
             login_queue_seconds=LOGIN_QUEUE.get(environ),

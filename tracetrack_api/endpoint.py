@@ -31,6 +31,38 @@ def _matches(if_none_match: str | None, etag: str | None) -> bool:
     return etag in tags or "*" in tags
 
 
+class Upload:
+    """A request body as a stream of at most `limit` bytes: past it, a read
+    raises 413 (FileTooLarge). A Content-Length over the limit is refused
+    before anything is read; a chunked body is cut off at the limit."""
+
+    def __init__(self, req: falcon.Request, limit: int):
+        length = req.content_length
+        if (
+            length is None
+            and req.get_header("Transfer-Encoding") is not None
+            and not req.env.get("wsgi.input_terminated")
+        ):
+            raise LengthRequired("send a Content-Length (this server cannot read a chunked body)")
+        if length is not None and length > limit:
+            raise errors.FileTooLarge(f"the file may have at most {limit} bytes: split it", field="file")
+        self.stream = req.bounded_stream if length is not None else req.stream
+        self.left = limit + 1 if length is None else length
+        self.limit = limit
+        self.read_bytes = 0
+
+    def read(self, size: int = -1) -> bytes:
+        if self.left <= 0:
+            return b""
+        size = self.left if size < 0 else min(size, self.left)
+        data = self.stream.read(size)
+        self.left -= len(data)
+        self.read_bytes += len(data)
+        if self.read_bytes > self.limit:
+            raise errors.FileTooLarge(f"the file may have at most {self.limit} bytes: split it", field="file")
+        return data
+
+
 def read_body(req: falcon.Request, limit: int) -> bytes:
     """The raw body, refusing more than `limit` bytes (413). A chunked body (no
     Content-Length) is read when the server says where it ends
@@ -107,6 +139,7 @@ class Endpoint:
         self.authenticate = authenticate
         self.path_values = path_values
         self.max_body = services.settings.max_body_bytes
+        self.max_upload = services.settings.import_max_bytes
         self.forbidden = f"this needs the role {' or '.join(op.roles)}" if op.roles else ""
 
     def __call__(self, req: falcon.Request, resp: falcon.Response, **path: str) -> None:
@@ -124,6 +157,8 @@ class Endpoint:
         if op.body is not None:
             raw = read_body(req, self.max_body)
             params.update(op.body.parse(parse_json(raw)))
+        elif op.upload:
+            params["file"] = Upload(req, self.max_upload)
         ctx = Ctx(self.services, user, self.client(req))
         key = req.get_header("Idempotency-Key") if op.idempotent else None
         if key is None:

@@ -33,6 +33,7 @@ TAGS = [
     {"name": "scans", "description": "Scanning parents and children; recent scans."},
     {"name": "bills", "description": "Bills (a truck's dispatch document) and the parents on them."},
     {"name": "reports", "description": "The dashboard and CSV exports."},
+    {"name": "imports", "description": "Bulk import of scanned batches (CSV, XLSX) and label extraction rules."},
     {"name": "docs", "description": "Browsable API docs (Swagger UI over this document), served offline."},
 ]
 
@@ -145,6 +146,8 @@ def error_codes(op: Operation, path_values: dict[str, Value]) -> list[str]:
         values += [f.value for f in op.body.fields.values()]
         values += [f.value.item for f in op.body.fields.values() if hasattr(f.value, "item")]
     codes += [v.error.code for v in values]
+    if op.upload:
+        codes += ["validation_error", "length_required", "file_too_large"]
     if op.idempotent:
         codes += ["validation_error", "idempotency_key_reused", "conflict"]
     codes += op.errors
@@ -207,6 +210,9 @@ def operation(
         doc["parameters"] = params
     if op.body is not None:
         doc["requestBody"] = {"required": True, "content": {"application/json": {"schema": op.body.schema()}}}
+    if op.upload:
+        binary = {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}
+        doc["requestBody"] = {"required": True, "content": {media: binary for media in op.upload}}
     return doc
 
 

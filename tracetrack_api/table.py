@@ -47,6 +47,9 @@ class Operation:
     errors: tuple[str, ...] = ()  # error codes beyond those the row implies
     idempotent: bool = False  # a write that honours Idempotency-Key
     description: str = ""
+    # a file as the body (these media types), given to the handler as `file`:
+    # a stream of at most TRACETRACK_IMPORT_MAX_BYTES, never read whole here
+    upload: tuple[str, ...] = ()
 
 
 CSV = "text/csv"
@@ -165,11 +168,17 @@ def check_table(operations: tuple[Operation, ...], path_values: dict[str, Any], 
                 raise ValueError(f"{where}: path parameter {name!r} has no type in PATH_VALUES")
         query = list(op.query.params) if op.query else []
         body = list(op.body.fields) if op.body else []
+        if op.upload and op.body:
+            raise ValueError(f"{where}: a row takes a JSON body or an upload, not both")
+        if op.upload:
+            body = ["file"]
         names = path + query + body
         if len(set(names)) != len(names):
             raise ValueError(f"{where}: a parameter is named twice among path, query and body: {names}")
-        required = {n for n in body if op.body and op.body.fields[n].required}
-        defaulted = {n for n in query if op.query and op.query.params[n].default is not None}
+        required = {n for n in body if op.body and op.body.fields[n].required} | ({"file"} if op.upload else set())
+        defaulted = {
+            n for n in query if op.query and (op.query.params[n].default is not None or op.query.params[n].required)
+        }
         _check_handler(where, op, set(names), set(path) | required | defaulted)
         _check_words(where, segments, path_values, spans_segments)
 

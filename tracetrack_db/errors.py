@@ -86,6 +86,14 @@ class UserNotFound(NotFound):
     code = "user_not_found"
 
 
+class RuleNotFound(NotFound):
+    code = "rule_not_found"
+
+
+class ImportNotFound(NotFound):
+    code = "import_not_found"
+
+
 # 409: conflicts with the current state
 class Conflict(TraceTrackError):
     code, status = "conflict", 409
@@ -171,6 +179,55 @@ class IdempotencyKeyReused(Conflict):
     code = "idempotency_key_reused"
 
 
+class RuleExists(Conflict):
+    code = "rule_exists"
+
+
+# Imports (tracetrack_db.importfiles, imports, extraction): a file refused whole
+class ImportFileError(ValidationError):
+    code = "invalid_import_file"
+
+
+class EmptyFile(ImportFileError):
+    code = "empty_file"
+
+
+class MissingColumn(ImportFileError):
+    code = "missing_column"
+
+
+class UnsupportedFile(ImportFileError):
+    code = "unsupported_file"
+
+
+class FormulaCell(ImportFileError):
+    code = "formula_cell"
+
+
+class CellTooLarge(ImportFileError):
+    code = "cell_too_large"
+
+
+class BadEncoding(ImportFileError):
+    code = "bad_encoding"
+
+
+class TooManyRows(ImportFileError):
+    code = "too_many_rows"
+
+
+class FileTooLarge(ImportFileError):
+    code, status = "file_too_large", 413
+
+
+class InvalidRule(ValidationError):
+    code = "invalid_rule"
+
+
+class ImportNotAllowed(Forbidden):
+    code = "import_not_allowed"
+
+
 # 422: the wrong kind of bag
 class WrongBagType(TraceTrackError):
     code, status = "wrong_bag_type", 422
@@ -213,6 +270,12 @@ _CONSTRAINTS: dict[str, tuple[type[TraceTrackError], str, str]] = {
     "app_user_username_key": (UsernameTaken, "username", "this username is taken"),
     "dispatch_area_pkey": (AreaExists, "name", "this dispatch area exists already"),
     "parent_format_name_key": (Conflict, "name", "a parent format of this name exists already"),
+    "extraction_rule_name_key": (RuleExists, "name", "an extraction rule of this name exists already"),
+    "extraction_rule_name_check": (
+        ValidationError,
+        "name",
+        "a rule name is 2-50 characters of a-z 0-9 _, starting with a letter",
+    ),
     "bag_dispatch_area_fkey": (UnknownArea, "dispatch_area", "unknown dispatch area"),
     "app_user_dispatch_area_fkey": (UnknownArea, "dispatch_area", "unknown dispatch area"),
     "bag_qr_id_check": (InvalidQr, "qr_id", "invalid QR code"),

@@ -270,6 +270,13 @@ def _stream(
             _watchdog.forget(watch)
 
 
+def stream_csv(
+    db: Database, select: sql.Composable, params: dict, *, on_abort: Callable[[], None] | None = None
+) -> Generator[bytes, None, None]:
+    """Any query's rows as CSV with a header, streamed under the exports' timeout and watchdog."""
+    return _stream(db, select, params, on_abort)
+
+
 def bags_csv(db: Database, *, on_abort: Callable[[], None] | None = None, **filters) -> Generator[bytes, None, None]:
     """Every bag matching the filters of `bags.list_bags`, oldest first, as CSV.
     `on_abort` runs (on the watchdog's thread) if the export is aborted."""

@@ -1,0 +1,54 @@
+"""Bulk imports and label extraction rules."""
+
+from __future__ import annotations
+
+from tracetrack_db import errors, extraction, imports
+
+from ..table import CsvStream, Ctx, Reply
+
+
+def create_import(ctx: Ctx, file, layout: str, **options) -> Reply:
+    """Run an import (or a dry run) of the body's file; 201 with the job."""
+    if ctx.caller.role != "admin" and layout != "bills":
+        raise errors.ImportNotAllowed("billers import the bills layout only", field="layout")
+    job = imports.run_import(
+        ctx.db, file, layout=layout, user_id=ctx.caller.id, max_bytes=ctx.services.settings.import_max_bytes, **options
+    )
+    return Reply(job, 201, {"Location": f"/api/imports/{job.id}"})
+
+
+def _visible(ctx: Ctx, import_id: int) -> imports.ImportJob:
+    """An import the caller may see: any for an admin, their own for a biller."""
+    job = imports.get_import(ctx.db, import_id)
+    if ctx.caller.role != "admin" and job.created_by != ctx.caller.id:
+        raise errors.ImportNotFound(f"import {import_id} not found")
+    return job
+
+
+def list_imports(ctx: Ctx, limit: int, cursor: str | None = None):
+    mine = None if ctx.caller.role == "admin" else ctx.caller.id
+    return imports.list_imports(ctx.db, created_by=mine, limit=limit, cursor=cursor)
+
+
+def get_import(ctx: Ctx, import_id: int) -> imports.ImportDetail:
+    _visible(ctx, import_id)
+    return imports.import_detail(ctx.db, import_id)
+
+
+def import_results(ctx: Ctx, import_id: int) -> CsvStream:
+    _visible(ctx, import_id)
+    return CsvStream(imports.results_csv(ctx.db, import_id), f"import-{import_id}-results.csv")
+
+
+def list_rules(ctx: Ctx) -> list[extraction.ExtractionRule]:
+    return extraction.list_rules(ctx.db)
+
+
+def add_rule(ctx: Ctx, name: str, pattern: str, description: str = "") -> extraction.ExtractionRule:
+    return extraction.add_rule(ctx.db, name, pattern, description, user_id=ctx.caller.id, conn=ctx.conn)
+
+
+def change_rule(
+    ctx: Ctx, rule_name: str, pattern: str | None = None, description: str | None = None
+) -> extraction.ExtractionRule:
+    return extraction.change_rule(ctx.db, rule_name, pattern=pattern, description=description, conn=ctx.conn)
