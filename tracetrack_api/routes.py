@@ -52,6 +52,8 @@ PATH_VALUES: dict[str, Value] = {
     "bill_no": BILL_NO,
     "user_id": Int(1),
     "asset": Enum(DOC_ASSETS),
+    "import_id": Int(1),
+    "rule_name": routes_imports.RULE_NAME,
 }
 SPANS_SEGMENTS = frozenset({"qr", "parent_qr", "bill_no"})
 
