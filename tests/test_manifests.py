@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tracetrack_db import bills, scans
+from tracetrack_db import Settings, bills, scans
 from tracetrack_db.manifest_pdf import latin1
 from tracetrack_db.manifests import CSV_COLUMNS, format_time, manifest, manifest_csv
 
@@ -293,6 +293,24 @@ def test_the_library_shows_times_in_the_site_time_zone(db):
     assert local.totals.weight_kg == Decimal("1.000") and local.bill.completed_by is None  # no user given
     rows = list(csv.reader(io.StringIO(manifest_csv(local, tz=kolkata).decode())))
     assert rows[1][CSV_COLUMNS.index("completed_at")].endswith("+05:30")
+
+
+def test_the_api_shows_times_in_the_sites_time_zone(db, tmp_path):
+    """TRACETRACK_TIMEZONE=Asia/Kolkata: the JSON, CSV and PDF manifests give every time at +05:30."""
+    api = Api(db, api_settings(db=Settings(timezone="Asia/Kolkata")))
+    admin = api.admin()
+    api.parent_with_children(admin, "SB00001", 1, area="lucknow")
+    api.bill(admin, "IST-1", capacity=1)
+    assert api.add_parent(admin, "IST-1", "SB00001").status_code == 200
+    assert api.post("/api/bills/IST-1/complete", admin).status_code == 200
+    m = api.get("/api/bills/IST-1/manifest", admin).json
+    for moment in (m["generated_at"], m["bill"]["created_at"], m["bill"]["updated_at"], m["bill"]["completed_at"]):
+        assert moment.endswith("+05:30"), moment
+    rows = list(csv.reader(io.StringIO(api.get("/api/bills/IST-1/manifest.csv", admin).text)))
+    assert rows[1][CSV_COLUMNS.index("created_at")].endswith("+05:30")
+    assert rows[1][CSV_COLUMNS.index("completed_at")] == m["bill"]["completed_at"][:19] + "+05:30"
+    text = pdf_text(api.get("/api/bills/IST-1/manifest.pdf", admin).content, tmp_path)
+    assert f"{m['bill']['completed_at'][:19]}+05:30 by {admin.username}" in text
 
 
 @pytest.mark.parametrize(

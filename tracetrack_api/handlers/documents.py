@@ -10,12 +10,9 @@ from tracetrack_db.manifest_pdf import manifest_pdf
 from ..table import Ctx, Static
 
 
-def _site_tz(ctx: Ctx) -> ZoneInfo | None:
-    """The site's time zone (TRACETRACK_TIMEZONE) when the settings carry one; else None (UTC)."""
-    tz = getattr(ctx.services.settings.db, "timezone", None)
-    if tz is None or isinstance(tz, ZoneInfo):
-        return tz
-    return ZoneInfo(str(tz))
+def _site_tz(ctx: Ctx) -> ZoneInfo:
+    """The site's time zone (TRACETRACK_TIMEZONE): every time in a manifest is shown in it."""
+    return ctx.services.settings.db.zone
 
 
 def manifest(ctx: Ctx, bill_no: str) -> manifests.Manifest:
