@@ -223,6 +223,7 @@ def test_the_contracts_role_rules():
         ("GET", "/api/bags/{qr}/history"),
         ("GET", "/api/scans"),
         ("GET", "/api/dashboard/analytics"),
+        ("GET", "/api/reports/activity"),
     }
     assert {k for k, v in ops.items() if v is None} == {
         ("GET", "/health"),
@@ -238,6 +239,8 @@ def test_the_contracts_role_rules():
         ("PATCH", "/api/users/{user_id}"),
         ("POST", "/api/areas"),
         ("DELETE", "/api/bills/{bill_no}"),
+        ("POST", "/api/extraction-rules"),
+        ("PATCH", "/api/extraction-rules/{rule_name}"),
     }
     for (method, path), roles in ops.items():
         if (method, path) in everyone or roles is None:
@@ -246,7 +249,7 @@ def test_the_contracts_role_rules():
             assert roles == {"admin"}, (method, path)
         elif path.startswith("/api/scans"):
             assert roles == {"admin", "dispatcher"}, (method, path)
-        else:  # bills, exports, deleting a bag
+        else:  # bills, manifests, reports, exports, imports, deleting a bag
             assert roles == {"admin", "biller"}, (method, path)
 
 

@@ -23,6 +23,7 @@ def concrete(path: str, user_id: int) -> str:
         .replace("{bill_no}", "B-1")
         .replace("{qr}", "SB00001")
         .replace("{parent_qr}", "SB00001")
+        .replace("{rule_name}", "label_no")
     )
 
 
@@ -46,6 +47,8 @@ VALID: dict[tuple[str, str], dict] = {  # a valid body per operation (before any
     ("POST", "/api/bills"): {"bill_no": "B-9", "capacity": 1},
     ("PATCH", "/api/bills/{bill_no}"): {"description": "x"},
     ("POST", "/api/bills/{bill_no}/parents"): {"parent_qr": "SB00001"},
+    ("POST", "/api/extraction-rules"): {"name": "lot_code", "pattern": "CODE:(?P<qr>[A-Z0-9]+)"},
+    ("PATCH", "/api/extraction-rules/{rule_name}"): {"description": "x"},
 }
 
 

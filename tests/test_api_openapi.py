@@ -19,9 +19,15 @@ def sample(path: str, **values: str) -> str:
     def fill(match: re.Match) -> str:
         return values.get(
             match.group(1),
-            {"user_id": "1", "qr": "SB00001", "bill_no": "B-1", "parent_qr": "SB00001", "asset": "docs.js"}[
-                match.group(1)
-            ],
+            {
+                "user_id": "1",
+                "qr": "SB00001",
+                "bill_no": "B-1",
+                "parent_qr": "SB00001",
+                "asset": "docs.js",
+                "import_id": "1",
+                "rule_name": "label_no",
+            }[match.group(1)],
         )
 
     return re.sub(r"\{(\w+)(?::\w+)?\}", fill, path)
@@ -222,6 +228,21 @@ def test_real_answers_match_their_documented_schemas(api, sql_conn):
     call("POST", "/api/bills/{bill_no}/parents", biller, json={"parent_qr": "KID-1"}, expect=422)
     call("POST", "/api/bills/{bill_no}/complete", biller, expect=200)
     call("POST", "/api/bills/{bill_no}/reopen", biller, expect=200)
+    call("GET", "/api/bills/{bill_no}/manifest", biller, expect=200)
+    call("GET", "/api/bills/{bill_no}/manifest", dispatcher, expect=403)
+    call("GET", "/api/bills/{bill_no}/manifest", biller, values={"bill_no": "B-404"}, expect=404)
+    for template, media in (
+        ("/api/bills/{bill_no}/manifest.csv", "text/csv"),
+        ("/api/bills/{bill_no}/manifest.pdf", "application/pdf"),
+        ("/api/reports/bills.csv", "text/csv"),
+    ):
+        result = api.get(sample(template), biller)
+        assert result.status_code == 200 and result.headers["content-type"].startswith(media), template
+        response_schema("GET", template, 200, media)
+    call("GET", "/api/reports/bills", biller, expect=200)
+    call("GET", "/api/reports/bills", dispatcher, expect=403)
+    call("GET", "/api/reports/activity", dispatcher, params={"bucket": "hour"}, expect=200)
+    call("GET", "/api/reports/activity", dispatcher, params={"dispatch_area": "indore"}, expect=403)
     call("DELETE", "/api/bills/{bill_no}/parents/{parent_qr}", biller, expect=200)
     call("DELETE", "/api/bills/{bill_no}", biller, expect=403)
     call("DELETE", "/api/bills/{bill_no}", admin, expect=200)
@@ -247,6 +268,31 @@ def test_real_answers_match_their_documented_schemas(api, sql_conn):
         assert result.status_code == 200 and result.headers["content-type"].startswith(media), path
         response_schema("GET", template, 200, media)  # documented with its media type
     call("GET", "/docs/assets/{asset}", values={"asset": "docs.py"}, expect=400)
+    call("GET", "/api/extraction-rules", biller, expect=200)
+    call(
+        "POST", "/api/extraction-rules", admin, json={"name": "lot_code", "pattern": "C:(?P<qr>[A-Z0-9]+)"}, expect=201
+    )
+    call("POST", "/api/extraction-rules", admin, json={"name": "lot_code", "pattern": "(?P<qr>x+)"}, expect=409)
+    call("POST", "/api/extraction-rules", admin, json={"name": "bad_one", "pattern": "(x+)"}, expect=400)
+    call("PATCH", "/api/extraction-rules/{rule_name}", admin, json={"description": "x"}, expect=200)
+    call(
+        "PATCH",
+        "/api/extraction-rules/{rule_name}",
+        admin,
+        json={"description": "x"},
+        values={"rule_name": "zz"},
+        expect=404,
+    )
+    links = b"parent_qr,child_qr\nSB00001,IMP-1\n"
+    job = call("POST", "/api/imports", admin, body=links, params={"layout": "links"}, expect=201).json
+    call("POST", "/api/imports", admin, body=b"", params={"layout": "links"}, expect=400)
+    call("POST", "/api/imports", biller, body=links, params={"layout": "links"}, expect=403)
+    call("GET", "/api/imports", admin, expect=200)
+    call("GET", "/api/imports/{import_id}", admin, values={"import_id": str(job["id"])}, expect=200)
+    call("GET", "/api/imports/{import_id}", admin, values={"import_id": "999999"}, expect=404)
+    result = api.get(f"/api/imports/{job['id']}/results.csv", admin)
+    assert result.status_code == 200 and result.headers["content-type"].startswith("text/csv")
+    response_schema("GET", "/api/imports/{import_id}/results.csv", 200, "text/csv")
     call("POST", "/api/auth/logout", biller, expect=200)
     call("POST", "/api/auth/logout", biller, expect=401)  # its token has ended
     documented_success = {(m, p) for p, item in openapi_document()["paths"].items() for m in item}
@@ -257,6 +303,10 @@ def test_real_answers_match_their_documented_schemas(api, sql_conn):
         - {
             ("get", "/api/exports/bags.csv"),
             ("get", "/api/exports/bills.csv"),
+            ("get", "/api/bills/{bill_no}/manifest.csv"),
+            ("get", "/api/bills/{bill_no}/manifest.pdf"),
+            ("get", "/api/reports/bills.csv"),
+            ("get", "/api/imports/{import_id}/results.csv"),
             ("get", "/docs"),
             ("get", "/docs/assets/{asset}"),
         }

@@ -26,8 +26,14 @@ def generate(base: str, where: Path) -> str:
         pytest.fail("openapi-python-client is not installed: pip install -e '.[test]'")
     doc = where / "openapi.json"
     doc.write_bytes(urllib.request.urlopen(base + "/openapi.json", timeout=10).read())
+    # files in and out (imports, manifest.pdf) are bytes to the client: the generator's documented override
+    config = where / "config.json"
+    binary = "application/octet-stream"
+    media = ("application/pdf", "text/csv", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    config.write_text(json.dumps({"content_type_overrides": dict.fromkeys(media, binary)}))
     result = subprocess.run(
-        [cli, "generate", "--path", str(doc), "--output-path", str(where / "tt_client"), "--meta", "none"],
+        [cli, "generate", "--path", str(doc), "--output-path", str(where / "tt_client"), "--meta", "none"]
+        + ["--config", str(config)],
         capture_output=True,
         text=True,
         timeout=300,
