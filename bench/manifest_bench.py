@@ -2,16 +2,18 @@
 as JSON, CSV and PDF, from the library and through the app.
 
     python bench/manifest_bench.py                       # 500 x 30 in tt_bench_manifest, 30 runs each
-    python bench/manifest_bench.py --bags 600000 --runs 50   # beside 600k seeded bags (tt_bench_manifest_600k)
+    python bench/manifest_bench.py --bags 600000             # beside 600k seeded bags (tt_bench_manifest_600k)
+    python bench/manifest_bench.py --bags 6000000 --show-plan
 
 The server is found as for the other benchmarks (bench/benchdb.py:
 TRACETRACK_BENCH_SERVER_URL, else TRACETRACK_TEST_DATABASE_URL, else the
 embedded PostgreSQL). The benchmark's own database, `tt_bench_manifest`
-(`tt_bench_manifest_<size>` with --bags: first seeded like tt_bench_<size>,
-so the bill's parents and children sit among that many other bags), is
-created and migrated on first use and its bill `BENCH/2026/500` built
-once through the library (the same SQL functions as scans); later runs reuse
-it. The shared tt_bench_<size> databases are never written to.
+(`tt_bench_manifest_<size>` with --bags: the bill's parents and children
+among that many seeded bags), is created and migrated on first use (with
+--bags, copied from the shared tt_bench_<size> when that exists, else seeded
+alike) and its bill `BENCH/2026/500` built once through the library (the
+same SQL functions as scans); later runs reuse it. The shared
+tt_bench_<size> databases are never written to.
 
 Measured, each `--runs` times after one warm-up, on one thread:
 - `query`: tracetrack_db.manifests.manifest() (the statement, its 15,000 QRs,
@@ -57,13 +59,20 @@ INDEXES = ("bag_bill_id_idx", "bag_parent_id_idx")
 
 
 def database(server: BenchServer, bags: int) -> str:
-    """The benchmark's own database: created, migrated and (with `bags`) seeded once."""
+    """The benchmark's own database: created and migrated once; with `bags`,
+    a copy of the shared tt_bench_<size> when that exists (CREATE DATABASE ...
+    TEMPLATE: minutes less than seeding again), else seeded the same way."""
     assert server.url
     name = f"tt_bench_manifest_{label(bags)}" if bags else "tt_bench_manifest"
     url = with_dbname(server.url, name)
     with psycopg.connect(server.url, autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            shared = f"tt_bench_{label(bags)}"
+            if bags and conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (shared,)).fetchone():
+                print(f"copying {shared} to {name} (once) ...", flush=True)
+                copy_database(conn, shared, name)
+            else:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     migrations.migrate(url)
     if bags:
         with psycopg.connect(url) as conn:
@@ -74,6 +83,20 @@ def database(server: BenchServer, bags: int) -> str:
             print(f"seeding {name} with {bags:,} bags (once) ...", flush=True)
             seed(url, bags, seed=42)
     return url
+
+
+def copy_database(conn: psycopg.Connection, template: str, name: str, attempts: int = 60) -> None:
+    """CREATE DATABASE name TEMPLATE template, waiting (up to a minute) while
+    another session is connected to the template (PostgreSQL refuses then)."""
+    statement = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
+    for attempt in range(attempts):
+        try:
+            conn.execute(statement)
+            return
+        except psycopg.errors.ObjectInUse:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1)
 
 
 def build_bill(db: Database, url: str, parents: int, children: int) -> None:
