@@ -92,7 +92,7 @@ class _Document(FPDF):
     # every page ----------------------------------------------------------------
     def header(self) -> None:
         if self.page_no() == 1:
-            return  # the first page has the full header (_front)
+            return  # the first page has the full header (front)
         self.set_font(FONT, "B", 10)
         self.cell(0, 6, f"Manifest {self.m.bill.bill_no} (continued)", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         self.ln(2)
