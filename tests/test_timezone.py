@@ -82,9 +82,7 @@ def test_scans_today_start_at_local_midnight(db: Database, sql_conn):
     assert views.analytics(db, zone=KOLKATA).scans.today == 2
     # in UTC the same four scans fall on the UTC day(s) they happened
     utc_midnight = datetime.combine(now.date(), datetime.min.time(), tzinfo=UTC)
-    expected = sum(
-        1 for at in (midnight + timedelta(minutes=m) for m in (1, 2, -1, -16)) if at >= utc_midnight
-    )
+    expected = sum(1 for at in (midnight + timedelta(minutes=m) for m in (1, 2, -1, -16)) if at >= utc_midnight)
     assert views.analytics(db, zone="UTC").scans.today == expected
 
 

@@ -39,6 +39,10 @@ BILL_ACTIONS = (
     "bill_deleted",
 )
 ZERO = Decimal("0.000")
+# Bills changed this long before mv_bill_areas' refresh began are read from the
+# view; later ones from the bags (a transaction may commit after the refresh
+# took its snapshot, with the time it started).
+AREAS_MARGIN = timedelta(minutes=5)
 
 
 class InvalidRange(ValidationError):
@@ -106,7 +110,7 @@ class BillReportRow:
 
 
 @dataclass(slots=True)
-class BillTotals:
+class BillFigures:
     bills: int = 0
     completed: int = 0
     parents: int = 0
@@ -128,14 +132,14 @@ class BillTotals:
 @dataclass(frozen=True, slots=True)
 class DayBillTotals:
     day: str  # YYYY-MM-DD, local
-    totals: BillTotals
+    totals: BillFigures
 
 
 @dataclass(frozen=True, slots=True)
 class BillerTotals:
     user_id: int | None
     username: str | None
-    totals: BillTotals
+    totals: BillFigures
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +147,7 @@ class AreaBillTotals:
     """The parents of one area on the bills of the report (a bill counts in each area it holds parents of)."""
 
     dispatch_area: str
-    totals: BillTotals
+    totals: BillFigures
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +158,7 @@ class BillReport:
     last_day: str  # YYYY-MM-DD, local, included
     start: datetime
     end: datetime
-    totals: BillTotals
+    totals: BillFigures
     by_day: list[DayBillTotals]  # every day of the range, oldest first
     by_biller: list[BillerTotals]  # by who created the bills (on=created) or completed them (on=completed)
     by_area: list[AreaBillTotals]
@@ -203,10 +207,17 @@ def _bills(
     params = {"start": span.start, "end": span.end, "tz": zone.key, "created_by": created_by, "status": status}
     with db.connection(read=True) as conn:
         bills = db.many(f"report_bills_{on}", params, row=dict, conn=conn)
-        ids = [b["id"] for b in bills]
+        # a bill's parents per area: from mv_bill_areas unless the bill changed
+        # since (or shortly before: a write that committed after the refresh
+        # began) its refresh, then from the bags
+        refreshed = db.scalar("report_areas_refreshed_at", conn=conn)
+        settled = refreshed - AREAS_MARGIN if refreshed is not None else None
+        stable = [b["id"] for b in bills if settled is not None and b["updated_at"] < settled]
+        moving = [b["id"] for b in bills if settled is None or b["updated_at"] >= settled]
         areas: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        for r in db.many("report_bill_areas", {"bill_ids": ids}, row=dict, conn=conn) if ids else ():
-            areas[r["bill_id"]].append(r)
+        for name, ids in (("report_bill_areas", stable), ("report_bill_areas_live", moving)):
+            for r in db.many(name, {"bill_ids": ids}, row=dict, conn=conn) if ids else ():
+                areas[r["bill_id"]].append(r)
         done = [b["id"] for b in bills if b["completed_at"] is not None]
         completers = {
             r["bill_id"]: r
@@ -284,26 +295,26 @@ def bill_report(
 
 def _summary(
     span: DayRange, found: list[_Bill], on: str, dispatch_area: str | None
-) -> tuple[BillTotals, list[DayBillTotals], list[BillerTotals], list[AreaBillTotals]]:
+) -> tuple[BillFigures, list[DayBillTotals], list[BillerTotals], list[AreaBillTotals]]:
     """The totals of the bills: in all, per local day, per biller, per area."""
-    totals = BillTotals()
-    by_day = {d.isoformat(): BillTotals() for d in span.days}
-    by_biller: dict[int | None, tuple[str | None, BillTotals]] = {}
-    by_area: dict[str, BillTotals] = {}
+    totals = BillFigures()
+    by_day = {d.isoformat(): BillFigures() for d in span.days}
+    by_biller: dict[int | None, tuple[str | None, BillFigures]] = {}
+    by_area: dict[str, BillFigures] = {}
     for bill in found:
         row = bill.row
         done = row.completed_at is not None
         figures = (row.parents, row.children, row.expected_weight_kg, row.actual_weight_kg, done)
         totals.add(*figures)
-        by_day.setdefault(row.day, BillTotals()).add(*figures)
+        by_day.setdefault(row.day, BillFigures()).add(*figures)
         if on == "completed":
             who, name = row.completed_by, row.completed_by_username
         else:
             who, name = row.created_by, row.created_by_username
-        by_biller.setdefault(who, (name, BillTotals()))[1].add(*figures)
+        by_biller.setdefault(who, (name, BillFigures()))[1].add(*figures)
         for a in bill.areas:
             if dispatch_area is None or a["dispatch_area"] == dispatch_area:
-                by_area.setdefault(a["dispatch_area"], BillTotals()).add(
+                by_area.setdefault(a["dispatch_area"], BillFigures()).add(
                     a["parents"], a["children"], a["expected_weight_kg"], a["actual_weight_kg"], done
                 )
     return (
@@ -391,16 +402,32 @@ def activity_report(
         raise ValidationError(f"bucket must be one of {', '.join(BUCKETS)}", field="bucket")
     span = day_range(first, last, zone, MAX_HOURLY_DAYS if bucket == "hour" else MAX_DAYS)
     with db.connection(read=True) as conn:
-        rolled_to = db.scalar("report_rolled_to", conn=conn)
+        rolled_to = db.scalar("report_rolled_to", {"time_zone": ""}, conn=conn)
+        days_to = db.scalar("report_rolled_to", {"time_zone": zone.key}, conn=conn) if bucket == "day" else None
+    if bucket == "day" and days_to is None and rolled_to is not None:
+        # the first day report in this zone: count its days once; the refresher keeps them
+        roll_up(db, zone=zone.key)
+        with db.connection(read=True) as conn:
+            rolled_to = db.scalar("report_rolled_to", {"time_zone": ""}, conn=conn)
+            days_to = db.scalar("report_rolled_to", {"time_zone": zone.key}, conn=conn)
+    # whole local days from the day rows, then quarters, then the event log:
+    # each range starts where the one before ends
+    days_end = max(span.start, min(span.end, days_to)) if days_to is not None else span.start
+    q_from = days_end
+    live_from = max(q_from, rolled_to) if rolled_to is not None else q_from
+    q_to = min(span.end, live_from)
+    with db.connection(read=True) as conn:
         rows = db.many(
             "report_activity",
             {
-                "start": span.start,
-                "end": span.end,
-                # before the first roll-up, everything is counted from the event log
-                "rolled_to": rolled_to if rolled_to is not None else span.start,
                 "tz": zone.key,
                 "bucket": bucket,
+                "start": span.start,
+                "days_end": days_end,
+                "q_from": q_from,
+                "q_to": q_to,
+                "live_from": live_from,
+                "end": span.end,
                 "area": dispatch_area,
                 "user_id": user_id,
             },
@@ -484,7 +511,7 @@ class EndOfDay:
     time_zone: str
     start: datetime
     end: datetime
-    dispatched: BillTotals  # the bills completed that day and their parents, children, weights
+    dispatched: BillFigures  # the bills completed that day and their parents, children, weights
     by_biller: list[BillerTotals]
     by_area: list[AreaBillTotals]
     bills: list[BillReportRow]  # every bill completed that day, oldest first
@@ -517,9 +544,10 @@ def end_of_day(db: Database, day: date | None = None, *, zone: ZoneInfo | str = 
     )
 
 
-def roll_up(db: Database, since: datetime | None = None) -> datetime:
+def roll_up(db: Database, since: datetime | None = None, zone: str | None = None) -> datetime:
     """Count events into the rollup now (the refresher does it with the views):
     from `since` (say, after events were written with an older time), or from
-    an hour before where it got to. Returns how far it got."""
+    an hour before where it got to; `zone` also counts that zone's local days
+    from now on. Returns how far it got."""
     with db.connection() as conn:
-        return db.scalar("roll_up_events", {"since": since}, conn=conn)
+        return db.scalar("roll_up_events", {"since": since, "zone": zone}, conn=conn)

@@ -16,7 +16,8 @@ from .models import BagTotals, BillTotals, Dashboard, HourBucket, RecentScan, Sc
 
 log = logging.getLogger(__name__)
 
-VIEWS = ("mv_bag_totals", "mv_bill_totals", "mv_hourly_scans", "mv_user_activity", "mv_recent_scans")
+# In this order: mv_bill_totals is made from mv_bill_areas.
+VIEWS = ("mv_bag_totals", "mv_bill_areas", "mv_bill_totals", "mv_hourly_scans", "mv_user_activity", "mv_recent_scans")
 # The reports' counts per quarter hour (sql/migrations/0010): rolled up with the views, as the owner.
 ROLLUP = "event_rollup"
 
@@ -42,7 +43,7 @@ def refresh_views(db: Database, *, min_interval: float = 0.0) -> dict[str, float
             timings[view] = (time.perf_counter() - start) * 1000
             db.execute("record_view_refresh", {"view_name": view, "duration_ms": timings[view]}, conn=conn)
         start = time.perf_counter()
-        db.scalar("roll_up_events", {"since": None}, conn=conn)
+        db.scalar("roll_up_events", {"since": None, "zone": None}, conn=conn)
         timings[ROLLUP] = (time.perf_counter() - start) * 1000
         db.execute("record_view_refresh", {"view_name": ROLLUP, "duration_ms": timings[ROLLUP]}, conn=conn)
         return timings

@@ -88,7 +88,7 @@ def _kg(value: Decimal) -> str:
     return f"{value:,.3f}"
 
 
-def _figures(totals: reports.BillTotals) -> list[str]:
+def _figures(totals: reports.BillFigures) -> list[str]:
     return [
         str(totals.bills),
         str(totals.parents),

@@ -1,3 +1,4 @@
+-- tracetrack: no-transaction
 -- Reports in the site's time zone (issue 11).
 --
 -- Activity reports count events per local hour or day over weeks: at 6M+
@@ -7,8 +8,10 @@
 -- hour, because every time zone in use today is offset from UTC by a whole
 -- number of quarter hours (India +05:30, Nepal +05:45): the quarters of any
 -- local hour or day are exactly that hour or day, whatever TRACETRACK_TIMEZONE
--- says, so the rollup need not know the zone and a new zone needs no rebuild.
--- Nothing is added to the write path (no trigger on event).
+-- says. From the quarters, in the same table, counts per local day of each
+-- time zone a report has asked for (a month of days is ~20 times fewer rows
+-- than its quarters).
+-- Nothing is added to the scans' write path (no trigger on event).
 --
 -- Quarters before event_rollup_state.rolled_to are in the rollup; a report
 -- counts later events from `event` itself (the BRIN index on occurred_at: a
@@ -16,58 +19,113 @@
 -- so a transaction that commits up to an hour after it started (its events
 -- carry its start time) is still counted; events written with an older
 -- occurred_at are counted after `tt_roll_up_events(since)` recounts from then.
+--
+-- No transaction (the header line): the indexes on event and bill are built
+-- CONCURRENTLY, so scans and bills go on meanwhile; every statement can run
+-- again after a failure part-way (IF NOT EXISTS, OR REPLACE, DROP of an
+-- INVALID index first).
 
-CREATE TABLE event_rollup (
-    quarter        timestamptz NOT NULL,  -- start of a UTC quarter hour
+CREATE TABLE IF NOT EXISTS event_rollup (
+    time_zone      text NOT NULL,         -- '': the row counts a UTC quarter hour; else a local day of that zone
+    period_start   timestamptz NOT NULL,  -- the quarter's start, or the local day's midnight
     dispatch_area  text NOT NULL,         -- '' for events of no area (bill created, completed ...)
     user_id        bigint NOT NULL,       -- 0 for events of no user
     kind           text NOT NULL,
     events         bigint NOT NULL,
-    PRIMARY KEY (quarter, dispatch_area, user_id, kind)
+    PRIMARY KEY (time_zone, period_start, dispatch_area, user_id, kind)
 );
 
-CREATE TABLE event_rollup_state (
-    single     boolean PRIMARY KEY DEFAULT true CHECK (single),
-    rolled_to  timestamptz NOT NULL,  -- every quarter before this is in event_rollup
+CREATE TABLE IF NOT EXISTS event_rollup_state (
+    time_zone  text PRIMARY KEY,          -- '': the quarters; else the days of that zone
+    rolled_to  timestamptz NOT NULL,      -- every period starting before this is in event_rollup
     rolled_at  timestamptz NOT NULL
 );
 
 -- Recount from `p_since` (default: an hour before rolled_to; the first time:
 -- everything) up to the last quarter that ended two minutes ago, and move
--- rolled_to there. Runs as the owner (the service role cannot write these
--- tables); one at a time (the state row's lock).
-CREATE FUNCTION tt_roll_up_events(p_since timestamptz DEFAULT NULL) RETURNS timestamptz
-LANGUAGE plpgsql AS $$
+-- rolled_to there; then the local days those quarters touched, for every zone
+-- asked for (`p_zone` adds one: an unknown name fails here). Runs as the owner
+-- (the service role cannot write these tables); one at a time (the state
+-- row's lock).
+DROP FUNCTION IF EXISTS tt_roll_up_events(timestamptz);
+CREATE OR REPLACE FUNCTION tt_roll_up_events(p_since timestamptz DEFAULT NULL, p_zone text DEFAULT NULL)
+RETURNS timestamptz LANGUAGE plpgsql AS $$
 DECLARE
     v_old timestamptz;
     v_to timestamptz := to_timestamp(floor(extract(epoch FROM now() - interval '2 minutes') / 900) * 900);
     v_from timestamptz;
+    z record;
+    d_from timestamptz;
+    d_to timestamptz;
 BEGIN
-    SELECT rolled_to INTO v_old FROM event_rollup_state FOR UPDATE;
+    SELECT rolled_to INTO v_old FROM event_rollup_state WHERE time_zone = '' FOR UPDATE;
+    IF v_old IS NULL THEN  -- the first time: keep a concurrent first run out too
+        LOCK TABLE event_rollup_state IN EXCLUSIVE MODE;
+        SELECT rolled_to INTO v_old FROM event_rollup_state WHERE time_zone = '';
+    END IF;
     v_to := greatest(v_to, v_old);
     v_from := CASE WHEN v_old IS NULL THEN '-infinity'
                    ELSE to_timestamp(floor(extract(epoch FROM least(coalesce(p_since, v_old - interval '1 hour'),
                                                                       v_old)) / 900) * 900) END;
-    DELETE FROM event_rollup WHERE quarter >= v_from;
-    INSERT INTO event_rollup (quarter, dispatch_area, user_id, kind, events)
-    SELECT to_timestamp(floor(extract(epoch FROM occurred_at) / 900) * 900), coalesce(dispatch_area, ''),
+    DELETE FROM event_rollup WHERE time_zone = '' AND period_start >= v_from;
+    INSERT INTO event_rollup (time_zone, period_start, dispatch_area, user_id, kind, events)
+    SELECT '', to_timestamp(floor(extract(epoch FROM occurred_at) / 900) * 900), coalesce(dispatch_area, ''),
            coalesce(user_id, 0), kind, count(*)
     FROM event
     WHERE occurred_at >= v_from AND occurred_at < v_to
-    GROUP BY 1, 2, 3, 4;
-    INSERT INTO event_rollup_state (rolled_to, rolled_at) VALUES (v_to, now())
-    ON CONFLICT (single) DO UPDATE SET rolled_to = excluded.rolled_to, rolled_at = excluded.rolled_at;
+    GROUP BY 2, 3, 4, 5;
+    INSERT INTO event_rollup_state (time_zone, rolled_to, rolled_at) VALUES ('', v_to, now())
+    ON CONFLICT (time_zone) DO UPDATE SET rolled_to = excluded.rolled_to, rolled_at = excluded.rolled_at;
+
+    IF coalesce(p_zone, '') <> '' THEN
+        PERFORM now() AT TIME ZONE p_zone;  -- an unknown zone fails here
+        INSERT INTO event_rollup_state (time_zone, rolled_to, rolled_at) VALUES (p_zone, '-infinity', now())
+        ON CONFLICT (time_zone) DO NOTHING;
+    END IF;
+    FOR z IN SELECT time_zone, rolled_to FROM event_rollup_state WHERE time_zone <> '' FOR UPDATE LOOP
+        -- the midnight of the local day holding v_to: every day before it is whole
+        d_to := date_trunc('day', v_to AT TIME ZONE z.time_zone) AT TIME ZONE z.time_zone;
+        d_from := least(z.rolled_to, date_trunc('day', v_from AT TIME ZONE z.time_zone) AT TIME ZONE z.time_zone);
+        DELETE FROM event_rollup WHERE time_zone = z.time_zone AND period_start >= d_from;
+        INSERT INTO event_rollup (time_zone, period_start, dispatch_area, user_id, kind, events)
+        SELECT z.time_zone, date_trunc('day', period_start AT TIME ZONE z.time_zone) AT TIME ZONE z.time_zone,
+               dispatch_area, user_id, kind, sum(events)
+        FROM event_rollup
+        WHERE time_zone = '' AND period_start >= d_from AND period_start < d_to
+        GROUP BY 2, 3, 4, 5;
+        UPDATE event_rollup_state SET rolled_to = d_to, rolled_at = now() WHERE time_zone = z.time_zone;
+    END LOOP;
     RETURN v_to;
 END $$;
 
 SELECT tt_roll_up_events();
 
 -- The bill report selects bills by the day they were created or completed.
-CREATE INDEX bill_created_at_idx ON bill (created_at, id);
-CREATE INDEX bill_completed_at_idx ON bill (completed_at, id) WHERE completed_at IS NOT NULL;
+DROP INDEX CONCURRENTLY IF EXISTS bill_created_at_idx;
+CREATE INDEX CONCURRENTLY bill_created_at_idx ON bill (created_at, id);
+DROP INDEX CONCURRENTLY IF EXISTS bill_completed_at_idx;
+CREATE INDEX CONCURRENTLY bill_completed_at_idx ON bill (completed_at, id) WHERE completed_at IS NOT NULL;
+
+-- Who completed each bill (the report's completed_by): one small entry per
+-- completion, read index-only (events never change, so their pages stay
+-- all-visible). Partial: every other event adds nothing to it.
+DROP INDEX CONCURRENTLY IF EXISTS event_bill_complete_idx;
+CREATE INDEX CONCURRENTLY event_bill_complete_idx ON event (bill_id, id) INCLUDE (user_id)
+    WHERE kind = 'bill_complete';
+
+-- mv_bill_areas (sql/views/dashboard.sql) joins the views the refresher refreshes.
+CREATE OR REPLACE FUNCTION tt_refresh_view(p_name text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_name NOT IN ('mv_bag_totals', 'mv_bill_areas', 'mv_bill_totals', 'mv_hourly_scans', 'mv_user_activity',
+                      'mv_recent_scans') THEN
+        RAISE EXCEPTION 'not a dashboard view: %', p_name USING ERRCODE = 'TT400', HINT = 'validation_error';
+    END IF;
+    EXECUTE format('REFRESH MATERIALIZED VIEW CONCURRENTLY %I', p_name);
+END $$;
 
 -- 0007's privileges, plus: the service reads the rollup and runs the roll-up
--- (as the owner). A later migration that replaces this function keeps these.
+-- (as the owner), and mv_bill_areas (a views-file matview: granted again on
+-- every rebuild). A later migration that replaces this function keeps these.
 CREATE OR REPLACE FUNCTION tt_apply_privileges() RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     s text := current_schema();
@@ -97,7 +155,7 @@ BEGIN
         EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', s, r);
         EXECUTE format('GRANT SELECT ON dispatch_area, parent_format, app_setting, app_user, bag, bill, event, '
                        'idempotency_key, view_refresh, schema_migrations, bag_row, bill_row, event_row, user_row, '
-                       'mv_bag_totals, mv_bill_totals, mv_hourly_scans, mv_user_activity, mv_recent_scans, '
+                       'mv_bag_totals, mv_bill_areas, mv_bill_totals, mv_hourly_scans, mv_user_activity, mv_recent_scans, '
                        'event_rollup, event_rollup_state '
                        'TO %I', r);
         EXECUTE format('GRANT INSERT ON dispatch_area TO %I', r);

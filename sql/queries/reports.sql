@@ -6,14 +6,24 @@
 
 -- name: roll_up_events :scalar
 -- Count new events into event_rollup (from `since`, or an hour before where it
--- got to); returns the new rolled_to. Runs as the owner (SECURITY DEFINER).
-SELECT tt_roll_up_events(%(since)s::timestamptz);
+-- got to) and the local days of every zone asked for (`zone` adds one); returns
+-- the new rolled_to. Runs as the owner (SECURITY DEFINER).
+SELECT tt_roll_up_events(%(since)s::timestamptz, %(zone)s::text);
+
+-- name: report_rolled_to :scalar
+-- Periods starting before this are in event_rollup: time_zone '' for the
+-- quarters, a zone's name for its local days (NULL: not asked for yet).
+SELECT rolled_to FROM event_rollup_state WHERE time_zone = %(time_zone)s;
+
+-- name: report_areas_refreshed_at :scalar
+-- When mv_bill_areas was refreshed (bills changed since are read from bag).
+SELECT refreshed_at FROM view_refresh WHERE view_name = 'mv_bill_areas';
 
 -- name: report_bills_created :many
 -- Bills created in [start, end), oldest first, with their creator.
 SELECT b.id, b.bill_no, b.status, b.capacity, b.linked_parent_count AS parents, b.total_child_count AS children,
        b.expected_weight_kg, b.total_weight_kg AS actual_weight_kg, b.created_by, u.username AS created_by_username,
-       b.created_at, b.completed_at,
+       b.created_at, b.completed_at, b.updated_at,
        (b.created_at AT TIME ZONE %(tz)s)::date AS day
 FROM bill b LEFT JOIN app_user u ON u.id = b.created_by
 WHERE b.created_at >= %(start)s AND b.created_at < %(end)s
@@ -25,7 +35,7 @@ ORDER BY b.created_at, b.id;
 -- Bills completed in [start, end) (and still completed), oldest first.
 SELECT b.id, b.bill_no, b.status, b.capacity, b.linked_parent_count AS parents, b.total_child_count AS children,
        b.expected_weight_kg, b.total_weight_kg AS actual_weight_kg, b.created_by, u.username AS created_by_username,
-       b.created_at, b.completed_at,
+       b.created_at, b.completed_at, b.updated_at,
        (b.completed_at AT TIME ZONE %(tz)s)::date AS day
 FROM bill b LEFT JOIN app_user u ON u.id = b.created_by
 WHERE b.completed_at >= %(start)s AND b.completed_at < %(end)s
@@ -34,7 +44,13 @@ WHERE b.completed_at >= %(start)s AND b.completed_at < %(end)s
 ORDER BY b.completed_at, b.id;
 
 -- name: report_bill_areas :many
--- Each bill's parents per dispatch area (a bill may hold parents of several).
+-- Each bill's parents per dispatch area, from mv_bill_areas: for bills unchanged since its refresh.
+SELECT bill_id, dispatch_area, parents, children, actual_weight_kg, expected_weight_kg
+FROM mv_bill_areas
+WHERE bill_id = ANY (%(bill_ids)s::bigint[]);
+
+-- name: report_bill_areas_live :many
+-- The same from the bags themselves: for bills changed since the view's refresh (a few).
 SELECT p.bill_id, p.dispatch_area, count(*)::bigint AS parents, sum(p.child_count)::bigint AS children,
        sum(p.weight_kg) AS actual_weight_kg, sum(coalesce(p.expected_weight_kg, 0)) AS expected_weight_kg
 FROM bag p
@@ -42,36 +58,42 @@ WHERE p.bill_id = ANY (%(bill_ids)s::bigint[])
 GROUP BY p.bill_id, p.dispatch_area;
 
 -- name: report_bill_completers :many
--- Who completed each (completed) bill: the user of its latest bill_complete event.
-SELECT b.id AS bill_id, c.user_id, u.username
-FROM unnest(%(bill_ids)s::bigint[]) AS b(id)
-CROSS JOIN LATERAL (SELECT e.user_id FROM event e
-                    WHERE e.bill_id = b.id AND e.kind = 'bill_complete'
-                    ORDER BY e.id DESC LIMIT 1) c
-LEFT JOIN app_user u ON u.id = c.user_id;
+-- Who completed each bill: the user of its latest bill_complete event
+-- (event_bill_complete_idx, index-only).
+SELECT DISTINCT ON (e.bill_id) e.bill_id, e.user_id, u.username
+FROM event e LEFT JOIN app_user u ON u.id = e.user_id
+WHERE e.kind = 'bill_complete' AND e.bill_id = ANY (%(bill_ids)s::bigint[])
+ORDER BY e.bill_id, e.id DESC;
 
 -- name: report_activity :many
 -- Events per local bucket (hour or day: %(bucket)s), per user and per area, by
--- kind, in [start, end): quarters before rolled_to from the rollup, the rest
--- (the last minutes) from event itself. %(rolled_to)s is read just before
--- (report_rolled_to) so the planner sees the live range as a value.
+-- kind. Three ranges, chosen by the library so that they meet end to end: whole
+-- local days [start, days_end) from the zone's day rows of event_rollup, UTC
+-- quarters [q_from, q_to) from its quarter rows, and events [live_from, end)
+-- from the event log itself (the minutes since the last roll-up).
 WITH counted AS (
-    SELECT r.quarter, r.dispatch_area, r.user_id, r.kind, r.events
+    SELECT d.period_start AT TIME ZONE %(tz)s AS local_at, d.dispatch_area, d.user_id, d.kind, d.events
+    FROM event_rollup d
+    WHERE d.time_zone = %(tz)s AND d.period_start >= %(start)s AND d.period_start < %(days_end)s
+      AND (%(area)s::text IS NULL OR d.dispatch_area = %(area)s)
+      AND (%(user_id)s::bigint IS NULL OR d.user_id = %(user_id)s)
+    UNION ALL
+    SELECT r.period_start AT TIME ZONE %(tz)s, r.dispatch_area, r.user_id, r.kind, r.events
     FROM event_rollup r
-    WHERE r.quarter >= %(start)s AND r.quarter < least(%(end)s, %(rolled_to)s)
+    WHERE r.time_zone = '' AND r.period_start >= %(q_from)s AND r.period_start < %(q_to)s
       AND (%(area)s::text IS NULL OR r.dispatch_area = %(area)s)
       AND (%(user_id)s::bigint IS NULL OR r.user_id = %(user_id)s)
     UNION ALL
-    SELECT to_timestamp(floor(extract(epoch FROM e.occurred_at) / 900) * 900), coalesce(e.dispatch_area, ''),
-           coalesce(e.user_id, 0), e.kind, 1
+    SELECT e.occurred_at AT TIME ZONE %(tz)s, coalesce(e.dispatch_area, ''), coalesce(e.user_id, 0), e.kind, 1
     FROM event e
-    WHERE e.occurred_at >= greatest(%(start)s, %(rolled_to)s) AND e.occurred_at < %(end)s
+    WHERE e.occurred_at >= %(live_from)s AND e.occurred_at < %(end)s
       AND (%(area)s::text IS NULL OR e.dispatch_area = %(area)s)
       AND (%(user_id)s::bigint IS NULL OR e.user_id = %(user_id)s)
 ), local AS (
-    SELECT date_trunc(%(bucket)s, c.quarter AT TIME ZONE %(tz)s) AS bucket, c.dispatch_area, c.user_id, c.kind,
-           c.events
+    SELECT date_trunc(%(bucket)s, c.local_at) AS bucket, c.dispatch_area, c.user_id, c.kind,
+           sum(c.events) AS events
     FROM counted c
+    GROUP BY 1, 2, 3, 4
 )
 SELECT CASE WHEN grouping(l.bucket) = 0 THEN l.bucket AT TIME ZONE %(tz)s END AS bucket,
        CASE WHEN grouping(l.dispatch_area) = 0 THEN l.dispatch_area END AS dispatch_area,
@@ -80,25 +102,6 @@ SELECT CASE WHEN grouping(l.bucket) = 0 THEN l.bucket AT TIME ZONE %(tz)s END AS
 FROM local l
 GROUP BY GROUPING SETS ((l.bucket, l.kind), (l.dispatch_area, l.kind), (l.user_id, l.kind));
 
--- name: report_rolled_to :scalar
--- Where the rollup got to (NULL before its first run).
-SELECT rolled_to FROM event_rollup_state;
-
 -- name: report_users :many
 -- Usernames, roles and areas of the users a report names.
 SELECT id, username, role, dispatch_area FROM app_user WHERE id = ANY (%(ids)s::bigint[]);
-
--- name: report_dispatch_scans :many
--- Scans (parent scans, links, unlinks) per user and area in [start, end), from
--- the rollup and the live tail, for the end-of-day summary.
-SELECT coalesce(r.user_id, 0) AS user_id, r.dispatch_area, r.kind, sum(r.events)::bigint AS events
-FROM (
-    SELECT user_id, dispatch_area, kind, events FROM event_rollup
-    WHERE quarter >= %(start)s AND quarter < least(%(end)s, %(rolled_to)s)
-      AND kind IN ('parent_scan', 'link', 'unlink')
-    UNION ALL
-    SELECT coalesce(user_id, 0), coalesce(dispatch_area, ''), kind, 1 FROM event
-    WHERE occurred_at >= greatest(%(start)s, %(rolled_to)s) AND occurred_at < %(end)s
-      AND kind IN ('parent_scan', 'link', 'unlink')
-) r
-GROUP BY 1, 2, 3;

@@ -11,17 +11,28 @@ FROM bag
 GROUP BY dispatch_area, type, status, (parent_id IS NOT NULL);
 CREATE UNIQUE INDEX mv_bag_totals_key ON mv_bag_totals (dispatch_area, type, status, linked);
 
+-- Each bill's parents per dispatch area (a bill may hold several areas'):
+-- the bill report's per-area figures, and mv_bill_totals below.
+CREATE MATERIALIZED VIEW mv_bill_areas AS
+SELECT p.bill_id, p.dispatch_area, count(*)::bigint AS parents, sum(p.child_count)::bigint AS children,
+       sum(p.weight_kg) AS actual_weight_kg, sum(coalesce(p.expected_weight_kg, 0)) AS expected_weight_kg
+FROM bag p
+WHERE p.bill_id IS NOT NULL
+GROUP BY p.bill_id, p.dispatch_area;
+CREATE UNIQUE INDEX mv_bill_areas_key ON mv_bill_areas (bill_id, dispatch_area);
+
 -- Bills by status, for every area ('': all bills, the empty ones too) and per
 -- area: the bills holding at least one of that area's parents, and only those
 -- parents and their weight, so a dispatcher's dashboard counts nothing of
--- another area's.
+-- another area's. From mv_bill_areas (refreshed just before, in the same
+-- transaction), so the bills' parents are read once per refresh.
 CREATE MATERIALIZED VIEW mv_bill_totals AS
-SELECT CASE WHEN grouping(p.dispatch_area) = 1 THEN '' ELSE p.dispatch_area END AS dispatch_area, b.status,
-       count(DISTINCT b.id)::bigint AS bills, count(p.id)::bigint AS parents,
-       coalesce(sum(p.weight_kg), 0) AS weight_kg
-FROM bill b LEFT JOIN bag p ON p.bill_id = b.id
-GROUP BY GROUPING SETS ((b.status), (p.dispatch_area, b.status))
-HAVING grouping(p.dispatch_area) = 1 OR p.dispatch_area IS NOT NULL;
+SELECT CASE WHEN grouping(a.dispatch_area) = 1 THEN '' ELSE a.dispatch_area END AS dispatch_area, b.status,
+       count(DISTINCT b.id)::bigint AS bills, coalesce(sum(a.parents), 0)::bigint AS parents,
+       coalesce(sum(a.actual_weight_kg), 0) AS weight_kg
+FROM bill b LEFT JOIN mv_bill_areas a ON a.bill_id = b.id
+GROUP BY GROUPING SETS ((b.status), (a.dispatch_area, b.status))
+HAVING grouping(a.dispatch_area) = 1 OR a.dispatch_area IS NOT NULL;
 CREATE UNIQUE INDEX mv_bill_totals_key ON mv_bill_totals (dispatch_area, status);
 
 -- Scans per UTC quarter hour over the last 8 days (the BRIN index keeps this
@@ -60,6 +71,6 @@ LEFT JOIN app_user u ON u.id = e.user_id;
 CREATE UNIQUE INDEX mv_recent_scans_key ON mv_recent_scans (id);
 
 INSERT INTO view_refresh (view_name, refreshed_at, duration_ms)
-SELECT v, now(), 0 FROM unnest(ARRAY['mv_bag_totals', 'mv_bill_totals', 'mv_hourly_scans',
+SELECT v, now(), 0 FROM unnest(ARRAY['mv_bag_totals', 'mv_bill_areas', 'mv_bill_totals', 'mv_hourly_scans',
                                      'mv_user_activity', 'mv_recent_scans']) AS v
 ON CONFLICT (view_name) DO UPDATE SET refreshed_at = excluded.refreshed_at, duration_ms = 0;

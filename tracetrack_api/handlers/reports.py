@@ -170,9 +170,10 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, list):
         value = " ".join(value)
-    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
-    # a spreadsheet runs a cell starting with these: shown as text instead (as the exports do)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    if not isinstance(value, str):  # numbers and times
+        return value.isoformat() if hasattr(value, "isoformat") else str(value)
+    # a spreadsheet runs a text cell starting with these: shown as text instead (as the exports do)
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def bill_report_csv(ctx: Ctx, **params: Any) -> CsvStream:
