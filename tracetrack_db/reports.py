@@ -268,15 +268,44 @@ def bill_report(
     page of its bills, newest first (`cursor`: the last page's next_cursor)."""
     zone = as_zone(zone)
     limit = check_limit(limit)
-    span, found = _bills(db, first, last, zone, on, created_by, dispatch_area, status)
-    totals, by_day, by_biller, by_area = _summary(span, found, on, dispatch_area)
-    # the page: newest first, keyset on the bill's id (ids follow creation)
-    newest = sorted(found, key=lambda bill: bill.id, reverse=True)
-    if cursor is not None:
-        before = decode_cursor(cursor)
-        newest = [bill for bill in newest if bill.id < before]
-    page = newest[: limit + 1]
-    next_cursor = encode_cursor(page[limit - 1].id) if len(page) > limit else None
+    if on not in BILL_BASES:
+        raise ValidationError(f"on must be one of {', '.join(BILL_BASES)}", field="on")
+    span = day_range(first, last, zone)
+    before_id = decode_cursor(cursor) if cursor is not None else None
+    params: dict[str, Any] = {
+        "on": on,
+        "start": span.start,
+        "end": span.end,
+        "tz": zone.key,
+        "created_by": created_by,
+        "status": status,
+        "area": dispatch_area,
+    }
+    # figures and one page in SQL: the range may hold thousands of bills
+    with db.connection(read=True) as conn:
+        refreshed = db.scalar("report_areas_refreshed_at", conn=conn)
+        params["settled"] = refreshed - AREAS_MARGIN if refreshed is not None else None
+        groups = db.many("report_bill_totals", params, row=dict, conn=conn)
+        page = db.many("report_bill_page", {**params, "before_id": before_id, "limit": limit + 1}, row=dict, conn=conn)
+        billers = sorted({int(g["key"]) for g in groups if g["grouping"] == "biller" and g["key"]})
+        names = {u["id"]: u["username"] for u in db.many("report_users", {"ids": billers}, row=dict, conn=conn)}
+    figures: dict[str, dict[str, BillFigures]] = {"all": {}, "day": {}, "biller": {}, "area": {}}
+    for g in groups:
+        figures[g["grouping"]][g["key"]] = BillFigures(
+            bills=g["bills"],
+            completed=g["completed"],
+            parents=g["parents"],
+            children=g["children"],
+            expected_weight_kg=g["expected_weight_kg"],
+            actual_weight_kg=g["actual_weight_kg"],
+            difference_kg=g["actual_weight_kg"] - g["expected_weight_kg"],
+        )
+    by_biller = [
+        BillerTotals(int(key) if key else None, names.get(int(key)) if key else None, totals)
+        for key, totals in figures["biller"].items()
+    ]
+    by_biller.sort(key=lambda b: (-b.totals.bills, b.username or ""))
+    rows = [_row(r, zone) for r in page[:limit]]
     return BillReport(
         time_zone=zone.key,
         on=on,
@@ -284,12 +313,33 @@ def bill_report(
         last_day=span.last_day.isoformat(),
         start=span.start,
         end=span.end,
-        totals=totals,
-        by_day=by_day,
+        totals=figures["all"].get("", BillFigures()),
+        by_day=[DayBillTotals(d.isoformat(), figures["day"].get(d.isoformat(), BillFigures())) for d in span.days],
         by_biller=by_biller,
-        by_area=by_area,
-        bills=[bill.row for bill in page[:limit]],
-        next_cursor=next_cursor,
+        by_area=[AreaBillTotals(a, t) for a, t in sorted(figures["area"].items())],
+        bills=rows,
+        next_cursor=encode_cursor(page[limit - 1]["id"]) if len(page) > limit else None,
+    )
+
+
+def _row(r: dict[str, Any], zone: ZoneInfo) -> BillReportRow:
+    return BillReportRow(
+        bill_no=r["bill_no"],
+        status=r["status"],
+        capacity=r["capacity"],
+        parents=r["parents"],
+        children=r["children"],
+        expected_weight_kg=r["expected_weight_kg"],
+        actual_weight_kg=r["actual_weight_kg"],
+        difference_kg=r["actual_weight_kg"] - r["expected_weight_kg"],
+        dispatch_areas=list(r["dispatch_areas"]),
+        created_by=r["created_by"],
+        created_by_username=r["created_by_username"],
+        created_at=r["created_at"].astimezone(zone),
+        completed_by=r["completed_by"],
+        completed_by_username=r["completed_by_username"],
+        completed_at=r["completed_at"].astimezone(zone) if r["completed_at"] else None,
+        day=r["day"].isoformat(),
     )
 
 
