@@ -127,9 +127,11 @@ def main() -> None:
         users.ensure_admin(db, ADMIN, PASSWORD)
         refresh = views.refresh_views(db)  # the views and the rollup, timed (the refresher does this every 30 s)
     with psycopg.connect(args.database_url) as conn:
-        bags = conn.execute("SELECT count(*) FROM bag").fetchone()[0]
-        events = conn.execute("SELECT count(*) FROM event").fetchone()[0]
-        bills = conn.execute("SELECT count(*) FROM bill").fetchone()[0]
+        counted = conn.execute(
+            "SELECT (SELECT count(*) FROM bag), (SELECT count(*) FROM event), (SELECT count(*) FROM bill)"
+        ).fetchone()
+    assert counted is not None
+    bags, events, bills = counted
     port = free_port()
     env = {
         **os.environ,
@@ -168,10 +170,10 @@ def main() -> None:
         server.wait(20)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"reports-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(results, indent=2, default=str))
+    saved = out / f"reports-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    saved.write_text(json.dumps(results, indent=2, default=str))
     print(f"{bags:,} bags, {events:,} events, {bills:,} bills; {os.cpu_count()} cores; zone {args.timezone}")
-    print(f"results in {path}\n")
+    print(f"results in {saved}\n")
     print("| report | clients | requests | req/s | p50 ms | p90 ms | p99 ms | max ms | answer bytes |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in results["runs"]:

@@ -14,7 +14,6 @@ sql/migrations/0010 (per quarter hour) plus the few minutes since it last ran.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -166,6 +165,34 @@ class BillReport:
     next_cursor: str | None = field(default=None)
 
 
+def _bill_params(
+    db: Database,
+    conn: Any,
+    span: DayRange,
+    zone: ZoneInfo,
+    on: str,
+    created_by: int | None,
+    dispatch_area: str | None,
+    status: str | None,
+) -> dict[str, Any]:
+    if on not in BILL_BASES:
+        raise ValidationError(f"on must be one of {', '.join(BILL_BASES)}", field="on")
+    # a bill's parents per area come from mv_bill_areas unless the bill changed
+    # since (or shortly before: a write may commit after the refresh took its
+    # snapshot, with the time it started) its refresh, then from the bags
+    refreshed = db.scalar("report_areas_refreshed_at", conn=conn)
+    return {
+        "on": on,
+        "start": span.start,
+        "end": span.end,
+        "tz": zone.key,
+        "created_by": created_by,
+        "status": status,
+        "area": dispatch_area,
+        "settled": refreshed - AREAS_MARGIN if refreshed is not None else None,
+    }
+
+
 def bill_rows(
     db: Database,
     first: date | None = None,
@@ -178,77 +205,14 @@ def bill_rows(
     status: str | None = None,
 ) -> tuple[DayRange, list[BillReportRow]]:
     """Every bill of the range (created, or completed, on the local days
-    `first`..`last`), oldest first, with its areas and who completed it.
+    `first`..`last`), newest first, with its areas and who completed it.
     `dispatch_area`: only bills holding a parent of that area."""
-    span, found = _bills(db, first, last, as_zone(zone), on, created_by, dispatch_area, status)
-    return span, [bill.row for bill in found]
-
-
-@dataclass(frozen=True, slots=True)
-class _Bill:
-    id: int
-    row: BillReportRow
-    areas: list[dict[str, Any]]  # its parents per area: parents, children, weights
-
-
-def _bills(
-    db: Database,
-    first: date | None,
-    last: date | None,
-    zone: ZoneInfo,
-    on: str,
-    created_by: int | None,
-    dispatch_area: str | None,
-    status: str | None,
-) -> tuple[DayRange, list[_Bill]]:
-    if on not in BILL_BASES:
-        raise ValidationError(f"on must be one of {', '.join(BILL_BASES)}", field="on")
+    zone = as_zone(zone)
     span = day_range(first, last, zone)
-    params = {"start": span.start, "end": span.end, "tz": zone.key, "created_by": created_by, "status": status}
     with db.connection(read=True) as conn:
-        bills = db.many(f"report_bills_{on}", params, row=dict, conn=conn)
-        # a bill's parents per area: from mv_bill_areas unless the bill changed
-        # since (or shortly before: a write that committed after the refresh
-        # began) its refresh, then from the bags
-        refreshed = db.scalar("report_areas_refreshed_at", conn=conn)
-        settled = refreshed - AREAS_MARGIN if refreshed is not None else None
-        stable = [b["id"] for b in bills if settled is not None and b["updated_at"] < settled]
-        moving = [b["id"] for b in bills if settled is None or b["updated_at"] >= settled]
-        areas: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        for name, ids in (("report_bill_areas", stable), ("report_bill_areas_live", moving)):
-            for r in db.many(name, {"bill_ids": ids}, row=dict, conn=conn) if ids else ():
-                areas[r["bill_id"]].append(r)
-        done = [b["id"] for b in bills if b["completed_at"] is not None]
-        completers = {
-            r["bill_id"]: r
-            for r in (db.many("report_bill_completers", {"bill_ids": done}, row=dict, conn=conn) if done else ())
-        }
-    found = []
-    for b in bills:
-        bill_areas = sorted(areas.get(b["id"], ()), key=lambda a: a["dispatch_area"])
-        if dispatch_area is not None and not any(a["dispatch_area"] == dispatch_area for a in bill_areas):
-            continue
-        who = completers.get(b["id"], {})
-        row = BillReportRow(
-            bill_no=b["bill_no"],
-            status=b["status"],
-            capacity=b["capacity"],
-            parents=b["parents"],
-            children=b["children"],
-            expected_weight_kg=b["expected_weight_kg"],
-            actual_weight_kg=b["actual_weight_kg"],
-            difference_kg=b["actual_weight_kg"] - b["expected_weight_kg"],
-            dispatch_areas=[a["dispatch_area"] for a in bill_areas],
-            created_by=b["created_by"],
-            created_by_username=b["created_by_username"],
-            created_at=b["created_at"].astimezone(zone),
-            completed_by=who.get("user_id"),
-            completed_by_username=who.get("username"),
-            completed_at=b["completed_at"].astimezone(zone) if b["completed_at"] else None,
-            day=b["day"].isoformat(),
-        )
-        found.append(_Bill(b["id"], row, bill_areas))
-    return span, found
+        params = _bill_params(db, conn, span, zone, on, created_by, dispatch_area, status)
+        rows = db.many("report_bill_page", {**params, "before_id": None, "limit": None}, row=dict, conn=conn)
+    return span, [_row(r, zone) for r in rows]
 
 
 def bill_report(
@@ -268,27 +232,40 @@ def bill_report(
     page of its bills, newest first (`cursor`: the last page's next_cursor)."""
     zone = as_zone(zone)
     limit = check_limit(limit)
-    if on not in BILL_BASES:
-        raise ValidationError(f"on must be one of {', '.join(BILL_BASES)}", field="on")
     span = day_range(first, last, zone)
     before_id = decode_cursor(cursor) if cursor is not None else None
-    params: dict[str, Any] = {
-        "on": on,
-        "start": span.start,
-        "end": span.end,
-        "tz": zone.key,
-        "created_by": created_by,
-        "status": status,
-        "area": dispatch_area,
-    }
     # figures and one page in SQL: the range may hold thousands of bills
     with db.connection(read=True) as conn:
-        refreshed = db.scalar("report_areas_refreshed_at", conn=conn)
-        params["settled"] = refreshed - AREAS_MARGIN if refreshed is not None else None
+        params = _bill_params(db, conn, span, zone, on, created_by, dispatch_area, status)
         groups = db.many("report_bill_totals", params, row=dict, conn=conn)
         page = db.many("report_bill_page", {**params, "before_id": before_id, "limit": limit + 1}, row=dict, conn=conn)
-        billers = sorted({int(g["key"]) for g in groups if g["grouping"] == "biller" and g["key"]})
-        names = {u["id"]: u["username"] for u in db.many("report_users", {"ids": billers}, row=dict, conn=conn)}
+        names = _usernames(db, conn, groups)
+    totals, by_day, by_biller, by_area = _figures(groups, span, names)
+    return BillReport(
+        time_zone=zone.key,
+        on=on,
+        first_day=span.first_day.isoformat(),
+        last_day=span.last_day.isoformat(),
+        start=span.start,
+        end=span.end,
+        totals=totals,
+        by_day=by_day,
+        by_biller=by_biller,
+        by_area=by_area,
+        bills=[_row(r, zone) for r in page[:limit]],
+        next_cursor=encode_cursor(page[limit - 1]["id"]) if len(page) > limit else None,
+    )
+
+
+def _usernames(db: Database, conn: Any, groups: list[dict[str, Any]]) -> dict[int, str]:
+    ids = sorted({int(g["key"]) for g in groups if g["grouping"] == "biller" and g["key"]})
+    return {u["id"]: u["username"] for u in db.many("report_users", {"ids": ids}, row=dict, conn=conn)} if ids else {}
+
+
+def _figures(
+    groups: list[dict[str, Any]], span: DayRange, names: dict[int, str]
+) -> tuple[BillFigures, list[DayBillTotals], list[BillerTotals], list[AreaBillTotals]]:
+    """report_bill_totals' rows: in all, per local day (every day of the range), per biller, per area."""
     figures: dict[str, dict[str, BillFigures]] = {"all": {}, "day": {}, "biller": {}, "area": {}}
     for g in groups:
         figures[g["grouping"]][g["key"]] = BillFigures(
@@ -305,20 +282,11 @@ def bill_report(
         for key, totals in figures["biller"].items()
     ]
     by_biller.sort(key=lambda b: (-b.totals.bills, b.username or ""))
-    rows = [_row(r, zone) for r in page[:limit]]
-    return BillReport(
-        time_zone=zone.key,
-        on=on,
-        first_day=span.first_day.isoformat(),
-        last_day=span.last_day.isoformat(),
-        start=span.start,
-        end=span.end,
-        totals=figures["all"].get("", BillFigures()),
-        by_day=[DayBillTotals(d.isoformat(), figures["day"].get(d.isoformat(), BillFigures())) for d in span.days],
-        by_biller=by_biller,
-        by_area=[AreaBillTotals(a, t) for a, t in sorted(figures["area"].items())],
-        bills=rows,
-        next_cursor=encode_cursor(page[limit - 1]["id"]) if len(page) > limit else None,
+    return (
+        figures["all"].get("", BillFigures()),
+        [DayBillTotals(d.isoformat(), figures["day"].get(d.isoformat(), BillFigures())) for d in span.days],
+        by_biller,
+        [AreaBillTotals(a, t) for a, t in sorted(figures["area"].items())],
     )
 
 
@@ -340,41 +308,6 @@ def _row(r: dict[str, Any], zone: ZoneInfo) -> BillReportRow:
         completed_by_username=r["completed_by_username"],
         completed_at=r["completed_at"].astimezone(zone) if r["completed_at"] else None,
         day=r["day"].isoformat(),
-    )
-
-
-def _summary(
-    span: DayRange, found: list[_Bill], on: str, dispatch_area: str | None
-) -> tuple[BillFigures, list[DayBillTotals], list[BillerTotals], list[AreaBillTotals]]:
-    """The totals of the bills: in all, per local day, per biller, per area."""
-    totals = BillFigures()
-    by_day = {d.isoformat(): BillFigures() for d in span.days}
-    by_biller: dict[int | None, tuple[str | None, BillFigures]] = {}
-    by_area: dict[str, BillFigures] = {}
-    for bill in found:
-        row = bill.row
-        done = row.completed_at is not None
-        figures = (row.parents, row.children, row.expected_weight_kg, row.actual_weight_kg, done)
-        totals.add(*figures)
-        by_day.setdefault(row.day, BillFigures()).add(*figures)
-        if on == "completed":
-            who, name = row.completed_by, row.completed_by_username
-        else:
-            who, name = row.created_by, row.created_by_username
-        by_biller.setdefault(who, (name, BillFigures()))[1].add(*figures)
-        for a in bill.areas:
-            if dispatch_area is None or a["dispatch_area"] == dispatch_area:
-                by_area.setdefault(a["dispatch_area"], BillFigures()).add(
-                    a["parents"], a["children"], a["expected_weight_kg"], a["actual_weight_kg"], done
-                )
-    return (
-        totals,
-        [DayBillTotals(d, t) for d, t in sorted(by_day.items())],
-        [
-            BillerTotals(uid, name, t)
-            for uid, (name, t) in sorted(by_biller.items(), key=lambda kv: (-kv[1][1].bills, kv[1][0] or ""))
-        ],
-        [AreaBillTotals(a, t) for a, t in sorted(by_area.items())],
     )
 
 
@@ -564,7 +497,7 @@ class EndOfDay:
     dispatched: BillFigures  # the bills completed that day and their parents, children, weights
     by_biller: list[BillerTotals]
     by_area: list[AreaBillTotals]
-    bills: list[BillReportRow]  # every bill completed that day, oldest first
+    bills: list[BillReportRow]  # every bill completed that day, oldest first (by id)
     scans: list[DispatcherScans]  # per dispatcher (users of another role who scanned too)
     generated_at: datetime
 
@@ -572,8 +505,13 @@ class EndOfDay:
 def end_of_day(db: Database, day: date | None = None, *, zone: ZoneInfo | str = "UTC") -> EndOfDay:
     zone = as_zone(zone)
     day = day or today(zone)
-    span, found = _bills(db, day, day, zone, "completed", None, None, None)
-    dispatched, _, by_biller, by_area = _summary(span, found, "completed", None)
+    span = day_range(day, day, zone)
+    with db.connection(read=True) as conn:
+        params = _bill_params(db, conn, span, zone, "completed", None, None, None)
+        groups = db.many("report_bill_totals", params, row=dict, conn=conn)
+        rows = db.many("report_bill_page", {**params, "before_id": None, "limit": None}, row=dict, conn=conn)
+        names = _usernames(db, conn, groups)
+    dispatched, _, by_biller, by_area = _figures(groups, span, names)
     activity = activity_report(db, day, day, zone=zone, bucket="day")
     scans = [
         DispatcherScans(u.user_id, u.username, u.dispatch_area, u.counts.parent_scans, u.counts.links, u.counts.unlinks)
@@ -588,7 +526,7 @@ def end_of_day(db: Database, day: date | None = None, *, zone: ZoneInfo | str = 
         dispatched=dispatched,
         by_biller=by_biller,
         by_area=by_area,
-        bills=[bill.row for bill in found],
+        bills=[_row(r, zone) for r in reversed(rows)],
         scans=sorted(scans, key=lambda s: (s.dispatch_area or "", -(s.parent_scans + s.links), s.user_id)),
         generated_at=datetime.now(UTC).astimezone(zone),
     )

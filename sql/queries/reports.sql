@@ -19,52 +19,6 @@ SELECT rolled_to FROM event_rollup_state WHERE time_zone = %(time_zone)s;
 -- When mv_bill_areas was refreshed (bills changed since are read from bag).
 SELECT refreshed_at FROM view_refresh WHERE view_name = 'mv_bill_areas';
 
--- name: report_bills_created :many
--- Bills created in [start, end), oldest first, with their creator.
-SELECT b.id, b.bill_no, b.status, b.capacity, b.linked_parent_count AS parents, b.total_child_count AS children,
-       b.expected_weight_kg, b.total_weight_kg AS actual_weight_kg, b.created_by, u.username AS created_by_username,
-       b.created_at, b.completed_at, b.updated_at,
-       (b.created_at AT TIME ZONE %(tz)s)::date AS day
-FROM bill b LEFT JOIN app_user u ON u.id = b.created_by
-WHERE b.created_at >= %(start)s AND b.created_at < %(end)s
-  AND (%(created_by)s::bigint IS NULL OR b.created_by = %(created_by)s)
-  AND (%(status)s::text IS NULL OR b.status = %(status)s)
-ORDER BY b.created_at, b.id;
-
--- name: report_bills_completed :many
--- Bills completed in [start, end) (and still completed), oldest first.
-SELECT b.id, b.bill_no, b.status, b.capacity, b.linked_parent_count AS parents, b.total_child_count AS children,
-       b.expected_weight_kg, b.total_weight_kg AS actual_weight_kg, b.created_by, u.username AS created_by_username,
-       b.created_at, b.completed_at, b.updated_at,
-       (b.completed_at AT TIME ZONE %(tz)s)::date AS day
-FROM bill b LEFT JOIN app_user u ON u.id = b.created_by
-WHERE b.completed_at >= %(start)s AND b.completed_at < %(end)s
-  AND (%(created_by)s::bigint IS NULL OR b.created_by = %(created_by)s)
-  AND (%(status)s::text IS NULL OR b.status = %(status)s)
-ORDER BY b.completed_at, b.id;
-
--- name: report_bill_areas :many
--- Each bill's parents per dispatch area, from mv_bill_areas: for bills unchanged since its refresh.
-SELECT bill_id, dispatch_area, parents, children, actual_weight_kg, expected_weight_kg
-FROM mv_bill_areas
-WHERE bill_id = ANY (%(bill_ids)s::bigint[]);
-
--- name: report_bill_areas_live :many
--- The same from the bags themselves: for bills changed since the view's refresh (a few).
-SELECT p.bill_id, p.dispatch_area, count(*)::bigint AS parents, sum(p.child_count)::bigint AS children,
-       sum(p.weight_kg) AS actual_weight_kg, sum(coalesce(p.expected_weight_kg, 0)) AS expected_weight_kg
-FROM bag p
-WHERE p.bill_id = ANY (%(bill_ids)s::bigint[])
-GROUP BY p.bill_id, p.dispatch_area;
-
--- name: report_bill_completers :many
--- Who completed each bill: the user of its latest bill_complete event
--- (event_bill_complete_idx, index-only).
-SELECT DISTINCT ON (e.bill_id) e.bill_id, e.user_id, u.username
-FROM event e LEFT JOIN app_user u ON u.id = e.user_id
-WHERE e.kind = 'bill_complete' AND e.bill_id = ANY (%(bill_ids)s::bigint[])
-ORDER BY e.bill_id, e.id DESC;
-
 -- name: report_bill_totals :many
 -- The bill report's totals over the whole range, one row per figure set:
 -- grouping 'all', 'day' (key: the local day), 'biller' (key: user id; who
@@ -144,7 +98,8 @@ FROM a GROUP BY dispatch_area;
 -- name: report_bill_page :many
 -- One page of the bill report's bills, newest first (keyset on id), with
 -- their areas and who created and completed them. Same parameters as
--- report_bill_totals, and %(before_id)s (NULL: the first page), %(limit)s.
+-- report_bill_totals, and %(before_id)s (NULL: the first page), %(limit)s
+-- (NULL: every bill of the range, for the CSV and the end of a day).
 WITH b AS (
     SELECT b.id, b.bill_no, b.status, b.capacity, b.linked_parent_count AS parents,
            b.total_child_count AS children, b.expected_weight_kg, b.total_weight_kg AS actual_weight_kg,
