@@ -112,7 +112,7 @@ def test_bill_report_pages_keep_totals_whole(api: Api, warehouse):
 
 
 def test_bill_report_reads_settled_bills_from_the_view_with_the_same_figures(api: Api, warehouse, sql_conn):
-    """Bills unchanged since mv_bill_areas' refresh come from it (as the service role)."""
+    """Bills unchanged since mv_bills_by_area' refresh come from it (as the service role)."""
     biller = warehouse["biller"]
     before = api.get("/api/reports/bills", biller).json
     sql_conn.execute("UPDATE bill SET updated_at = now() - interval '1 hour'")

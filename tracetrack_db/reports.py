@@ -38,7 +38,7 @@ BILL_ACTIONS = (
     "bill_deleted",
 )
 ZERO = Decimal("0.000")
-# Bills changed this long before mv_bill_areas' refresh began are read from the
+# Bills changed this long before mv_bills_by_area' refresh began are read from the
 # view; later ones from the bags (a transaction may commit after the refresh
 # took its snapshot, with the time it started).
 AREAS_MARGIN = timedelta(minutes=5)
@@ -177,7 +177,7 @@ def _bill_params(
 ) -> dict[str, Any]:
     if on not in BILL_BASES:
         raise ValidationError(f"on must be one of {', '.join(BILL_BASES)}", field="on")
-    # a bill's parents per area come from mv_bill_areas unless the bill changed
+    # a bill's parents per area come from mv_bills_by_area unless the bill changed
     # since (or shortly before: a write may commit after the refresh took its
     # snapshot, with the time it started) its refresh, then from the bags
     refreshed = db.scalar("report_areas_refreshed_at", conn=conn)

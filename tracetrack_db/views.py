@@ -16,8 +16,15 @@ from .models import BagTotals, BillTotals, Dashboard, HourBucket, RecentScan, Sc
 
 log = logging.getLogger(__name__)
 
-# In this order: mv_bill_totals is made from mv_bill_areas.
-VIEWS = ("mv_bag_totals", "mv_bill_areas", "mv_bill_totals", "mv_hourly_scans", "mv_user_activity", "mv_recent_scans")
+# In this order: mv_bill_totals is made from mv_bills_by_area.
+VIEWS = (
+    "mv_bag_totals",
+    "mv_bills_by_area",
+    "mv_bill_totals",
+    "mv_hourly_scans",
+    "mv_user_activity",
+    "mv_recent_scans",
+)
 # The reports' counts per quarter hour (sql/migrations/0010): rolled up with the views, as the owner.
 ROLLUP = "event_rollup"
 

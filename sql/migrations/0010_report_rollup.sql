@@ -113,10 +113,10 @@ DROP INDEX CONCURRENTLY IF EXISTS event_bill_complete_idx;
 CREATE INDEX CONCURRENTLY event_bill_complete_idx ON event (bill_id, id) INCLUDE (user_id)
     WHERE kind = 'bill_complete';
 
--- mv_bill_areas (sql/views/dashboard.sql) joins the views the refresher refreshes.
+-- mv_bills_by_area (sql/views/dashboard.sql) joins the views the refresher refreshes.
 CREATE OR REPLACE FUNCTION tt_refresh_view(p_name text) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    IF p_name NOT IN ('mv_bag_totals', 'mv_bill_areas', 'mv_bill_totals', 'mv_hourly_scans', 'mv_user_activity',
+    IF p_name NOT IN ('mv_bag_totals', 'mv_bills_by_area', 'mv_bill_totals', 'mv_hourly_scans', 'mv_user_activity',
                       'mv_recent_scans') THEN
         RAISE EXCEPTION 'not a dashboard view: %', p_name USING ERRCODE = 'TT400', HINT = 'validation_error';
     END IF;
@@ -124,7 +124,7 @@ BEGIN
 END $$;
 
 -- 0007's privileges, plus: the service reads the rollup and runs the roll-up
--- (as the owner), and mv_bill_areas (a views-file matview: granted again on
+-- (as the owner), and mv_bills_by_area (a views-file matview: granted again on
 -- every rebuild). A later migration that replaces this function keeps these.
 CREATE OR REPLACE FUNCTION tt_apply_privileges() RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
@@ -155,8 +155,8 @@ BEGIN
         EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', s, r);
         EXECUTE format('GRANT SELECT ON dispatch_area, parent_format, app_setting, app_user, bag, bill, event, '
                        'idempotency_key, view_refresh, schema_migrations, bag_row, bill_row, event_row, user_row, '
-                       'mv_bag_totals, mv_bill_areas, mv_bill_totals, mv_hourly_scans, mv_user_activity, mv_recent_scans, '
-                       'event_rollup, event_rollup_state '
+                       'mv_bag_totals, mv_bills_by_area, mv_bill_totals, mv_hourly_scans, mv_user_activity, '
+                       'mv_recent_scans, event_rollup, event_rollup_state '
                        'TO %I', r);
         EXECUTE format('GRANT INSERT ON dispatch_area TO %I', r);
         EXECUTE format('GRANT INSERT (username, password_hash, role, dispatch_area) ON app_user TO %I', r);

@@ -16,8 +16,8 @@ SELECT tt_roll_up_events(%(since)s::timestamptz, %(zone)s::text);
 SELECT rolled_to FROM event_rollup_state WHERE time_zone = %(time_zone)s;
 
 -- name: report_areas_refreshed_at :scalar
--- When mv_bill_areas was refreshed (bills changed since are read from bag).
-SELECT refreshed_at FROM view_refresh WHERE view_name = 'mv_bill_areas';
+-- When mv_bills_by_area was refreshed (bills changed since are read from bag).
+SELECT refreshed_at FROM view_refresh WHERE view_name = 'mv_bills_by_area';
 
 -- name: report_bill_totals :many
 -- The bill report's totals over the whole range, one row per figure set:
@@ -25,7 +25,7 @@ SELECT refreshed_at FROM view_refresh WHERE view_name = 'mv_bill_areas';
 -- created the bills, or completed them with on=completed) and 'area' (the
 -- parents of each area: a bill counts in each area it holds parents of).
 -- %(on)s picks the time (created_at or completed_at) the range applies to;
--- %(settled)s: bills changed since are read from bag, not mv_bill_areas.
+-- %(settled)s: bills changed since are read from bag, not mv_bills_by_area.
 -- Every join is a per-bill index lookup (LATERAL), never a join of two CTEs:
 -- a generic plan (psycopg prepares after 5 runs) guesses 1 bill in the range.
 WITH b AS (
@@ -48,7 +48,7 @@ WITH b AS (
 ), kept AS (  -- with a parent of the area asked for
     SELECT b.* FROM b
     WHERE %(area)s::text IS NULL
-       OR EXISTS (SELECT 1 FROM mv_bill_areas v
+       OR EXISTS (SELECT 1 FROM mv_bills_by_area v
                   WHERE v.bill_id = b.id AND v.dispatch_area = %(area)s AND b.updated_at < %(settled)s)
        OR EXISTS (SELECT 1 FROM bag p
                   WHERE p.bill_id = b.id AND p.dispatch_area = %(area)s
@@ -64,9 +64,9 @@ WITH b AS (
 ), a AS (
     SELECT k.id, k.completed_at, x.*
     FROM kept k
-    CROSS JOIN LATERAL (  -- its parents per area: from mv_bill_areas when settled before its refresh, else from bag
+    CROSS JOIN LATERAL (  -- its parents per area: from mv_bills_by_area when settled before its refresh, else from bag
         SELECT v.dispatch_area, v.parents, v.children, v.actual_weight_kg, v.expected_weight_kg
-        FROM mv_bill_areas v
+        FROM mv_bills_by_area v
         WHERE v.bill_id = k.id AND k.updated_at < %(settled)s
         UNION ALL
         SELECT p.dispatch_area, count(*), sum(p.child_count), sum(p.weight_kg),
@@ -120,7 +120,7 @@ WITH b AS (
 ), kept AS (  -- with a parent of the area asked for
     SELECT b.* FROM b
     WHERE %(area)s::text IS NULL
-       OR EXISTS (SELECT 1 FROM mv_bill_areas v
+       OR EXISTS (SELECT 1 FROM mv_bills_by_area v
                   WHERE v.bill_id = b.id AND v.dispatch_area = %(area)s AND b.updated_at < %(settled)s)
        OR EXISTS (SELECT 1 FROM bag p
                   WHERE p.bill_id = b.id AND p.dispatch_area = %(area)s
@@ -135,7 +135,7 @@ SELECT k.id, k.bill_no, k.status, k.capacity, k.parents, k.children, k.expected_
        k.created_by, cu.username AS created_by_username, k.created_at, d.user_id AS completed_by,
        du.username AS completed_by_username, k.completed_at, k.day,
        coalesce((SELECT array_agg(x.dispatch_area ORDER BY x.dispatch_area)
-                 FROM (SELECT v.dispatch_area FROM mv_bill_areas v
+                 FROM (SELECT v.dispatch_area FROM mv_bills_by_area v
                        WHERE v.bill_id = k.id AND k.updated_at < %(settled)s
                        UNION
                        SELECT p.dispatch_area FROM bag p
