@@ -497,7 +497,7 @@ class EndOfDay:
     dispatched: BillFigures  # the bills completed that day and their parents, children, weights
     by_biller: list[BillerTotals]
     by_area: list[AreaBillTotals]
-    bills: list[BillReportRow]  # every bill completed that day, oldest first (by id)
+    bills: list[BillReportRow]  # every bill completed that day, in the order they were completed
     scans: list[DispatcherScans]  # per dispatcher (users of another role who scanned too)
     generated_at: datetime
 
@@ -526,10 +526,15 @@ def end_of_day(db: Database, day: date | None = None, *, zone: ZoneInfo | str = 
         dispatched=dispatched,
         by_biller=by_biller,
         by_area=by_area,
-        bills=[_row(r, zone) for r in reversed(rows)],
+        bills=[_row(r, zone) for r in sorted(rows, key=lambda r: (r["completed_at"], r["id"]))],
         scans=sorted(scans, key=lambda s: (s.dispatch_area or "", -(s.parent_scans + s.links), s.user_id)),
         generated_at=datetime.now(UTC).astimezone(zone),
     )
+
+
+def ready(db: Database) -> bool:
+    """Whether the database has what the reports read (migration 0010)."""
+    return bool(db.scalar("report_schema_ready", read=True))
 
 
 def roll_up(db: Database, since: datetime | None = None, zone: str | None = None) -> datetime:

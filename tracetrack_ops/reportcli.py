@@ -16,7 +16,7 @@ import click
 
 from tracetrack_db import Database, reports
 from tracetrack_db.jsontext import dumps
-from tracetrack_db.runtime import database_url, migrate_and_bootstrap
+from tracetrack_db.runtime import database_url
 from tracetrack_db.settings import Settings, time_zone
 
 from .dbcli import fail
@@ -60,10 +60,11 @@ def eod_command(day: date | None, fmt: str, output: Path | None, zone: str | Non
     if fmt == "pdf" and output is None:
         fail("--format pdf needs --output FILE")
     settings = Settings.from_env()
-    with database_url(settings) as url:
-        migrate_and_bootstrap(settings, url)  # nothing to do on a current database
-        with Database(url, min_size=1, max_size=1, timeout=30) as db:
-            summary = reports.end_of_day(db, day, zone=zone or settings.timezone)
+    with database_url(settings) as url, Database(url, min_size=1, max_size=1, timeout=30) as db:
+        # a report reads; it never migrates (serve and db migrate do): say what is missing
+        if not reports.ready(db):
+            fail("this database has no report rollup yet: run `tracetrack db migrate` first")
+        summary = reports.end_of_day(db, day, zone=zone or settings.timezone)
     if fmt == "json":
         data = dumps(summary) + b"\n"
     elif fmt == "csv":
@@ -84,23 +85,27 @@ def eod_command(day: date | None, fmt: str, output: Path | None, zone: str | Non
 
 
 # the same rows for every format ---------------------------------------------------
-def _kg(value: Decimal) -> str:
-    return f"{value:,.3f}"
+def _kg(value: Decimal, human: bool = True) -> str:
+    """With thousands separators for people (text, PDF), plain for machines (CSV)."""
+    return f"{value:,.3f}" if human else f"{value:.3f}"
 
 
-def _figures(totals: reports.BillFigures) -> list[str]:
-    return [
-        str(totals.bills),
-        str(totals.parents),
-        str(totals.children),
-        _kg(totals.expected_weight_kg),
-        _kg(totals.actual_weight_kg),
-        _kg(totals.difference_kg),
-    ]
-
-
-def sections(summary: reports.EndOfDay) -> list[tuple[str, list[str], list[list[str]]]]:
+def sections(summary: reports.EndOfDay, human: bool = True) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) of each table of the summary."""
+
+    def kg(value: Decimal) -> str:
+        return _kg(value, human)
+
+    def _figures(totals: reports.BillFigures) -> list[str]:
+        return [
+            str(totals.bills),
+            str(totals.parents),
+            str(totals.children),
+            kg(totals.expected_weight_kg),
+            kg(totals.actual_weight_kg),
+            kg(totals.difference_kg),
+        ]
+
     return [
         ("Dispatched (bills completed)", list(FIGURES), [_figures(summary.dispatched)]),
         (
@@ -119,9 +124,9 @@ def sections(summary: reports.EndOfDay) -> list[tuple[str, list[str], list[list[
                     b.completed_by_username or "-",
                     str(b.parents),
                     str(b.children),
-                    _kg(b.expected_weight_kg),
-                    _kg(b.actual_weight_kg),
-                    _kg(b.difference_kg),
+                    kg(b.expected_weight_kg),
+                    kg(b.actual_weight_kg),
+                    kg(b.difference_kg),
                 ]
                 for b in summary.bills
             ],
@@ -176,7 +181,7 @@ def eod_csv(summary: reports.EndOfDay) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["day", summary.day, "time_zone", summary.time_zone])
-    for title, header, rows in sections(summary):
+    for title, header, rows in sections(summary, human=False):
         writer.writerow(["section", *header])
         for row in rows:
             writer.writerow([title, *row])
@@ -199,7 +204,9 @@ def eod_pdf(summary: reports.EndOfDay) -> bytes:
         pdf.set_font("Helvetica", "B", 11)
         pdf.cell(0, 7, title, new_x="LMARGIN", new_y="NEXT")
         pdf.set_font("Helvetica", "", 8)
-        with pdf.table(text_align="LEFT", first_row_as_headings=True, line_height=5) as table:
+        # bill numbers and usernames get the room; the figures are short
+        widths = tuple(3 if i == 0 or h.endswith(("by", "biller", "user")) else 2 for i, h in enumerate(header))
+        with pdf.table(text_align="LEFT", first_row_as_headings=True, line_height=5, col_widths=widths) as table:
             table.row([h.replace("_", " ") for h in header])
             for row in rows or [["(none)"] + [""] * (len(header) - 1)]:
                 table.row([_latin1(cell) for cell in row])

@@ -188,6 +188,10 @@ SELECT CASE WHEN grouping(l.bucket) = 0 THEN l.bucket AT TIME ZONE %(tz)s END AS
 FROM local l
 GROUP BY GROUPING SETS ((l.bucket, l.kind), (l.dispatch_area, l.kind), (l.user_id, l.kind));
 
+-- name: report_schema_ready :scalar
+-- Whether the migration the reports need (0010) is applied.
+SELECT to_regclass('event_rollup_state') IS NOT NULL;
+
 -- name: report_users :many
 -- Usernames, roles and areas of the users a report names.
 SELECT id, username, role, dispatch_area FROM app_user WHERE id = ANY (%(ids)s::bigint[]);
