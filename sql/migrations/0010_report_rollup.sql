@@ -114,7 +114,11 @@ CREATE INDEX CONCURRENTLY event_bill_complete_idx ON event (bill_id, id) INCLUDE
     WHERE kind = 'bill_complete';
 
 -- mv_bills_by_area (sql/views/dashboard.sql) joins the views the refresher refreshes.
-CREATE OR REPLACE FUNCTION tt_refresh_view(p_name text) RETURNS void LANGUAGE plpgsql AS $$
+-- Still the owner's (SECURITY DEFINER; OR REPLACE keeps who may run it) while this
+-- file runs, so a running service's refresher goes on; tt_apply_privileges() pins
+-- its search_path again when the migration ends.
+CREATE OR REPLACE FUNCTION tt_refresh_view(p_name text) RETURNS void LANGUAGE plpgsql
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
     IF p_name NOT IN ('mv_bag_totals', 'mv_bills_by_area', 'mv_bill_totals', 'mv_hourly_scans', 'mv_user_activity',
                       'mv_recent_scans') THEN
