@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -72,7 +73,6 @@ def params_for(name: str, s: dict) -> dict:
         "area_exists": {"name": "lucknow"},
         "dashboard_bag_totals": {"area": None},
         "dashboard_bill_totals": {"area": None},
-        "dashboard_hourly": {"area": None},
         "dashboard_recent_scans": {"area": None, "limit": 20},
         "dashboard_user_activity": {"area": None},
         "delete_bag": {**common, "qr_id": s["linked_child"][0]},
@@ -113,8 +113,105 @@ def params_for(name: str, s: dict) -> dict:
             "is_active": None,
             "password_hash": None,
         },
+        # dashboard and reports (issue 11): the last day, and a 30-day range, in India's zone
+        "dashboard_hourly": {"area": None, "since": _ago(hours=26)},
+        "roll_up_events": {"since": None, "zone": None},
+        "report_rolled_to": {"time_zone": "Asia/Kolkata"},
+        "report_users": {"ids": [user]},
+        "report_bill_totals": {**_REPORT, "created_by": None, "status": None, "on": "created"},
+        "report_bill_page": {
+            **_REPORT,
+            "created_by": None,
+            "status": None,
+            "on": "created",
+            "before_id": None,
+            "limit": 51,
+        },
+        "report_activity": {
+            **{k: v for k, v in _REPORT.items() if k != "settled"},
+            "days_end": _ago(days=1),
+            "q_from": _ago(days=1),
+            "q_to": _ago(minutes=5),
+            "live_from": _ago(minutes=5),
+            "bucket": "day",
+            "user_id": None,
+        },
+        "manifest": {"bill_no": s["billed_parent"][3]},
+        # imports (a 30-row block of new children into a new parent; a bill of one parent; 30 bags)
+        "get_rule": {"name": "label_no"},
+        "add_rule": {"name": f"bench_rule_{n}", "pattern": r"CODE:(?P<qr>\w+)", "description": "", "user_id": user},
+        "change_rule": {"name": "label_no", "pattern": None, "description": "bench"},
+        "parent_qrs": {"qrs": [f"SB{i:05d}" for i in range(50)] + [f"LABEL-{i}" for i in range(50)]},
+        "start_import": {
+            "user_id": user,
+            "file_name": "bench.csv",
+            "file_sha256": "0" * 64,
+            "file_bytes": 1,
+            "file_format": "csv",
+            "layout": "links",
+            "rule": None,
+            "rule_pattern": None,
+            "dry_run": False,
+            "all_or_nothing": False,
+            "dispatch_area": None,
+        },
+        "finish_import": {
+            "job_id": 0,
+            "status": "done",
+            "rows": 0,
+            "blocks": 0,
+            "failed_blocks": 0,
+            "verdicts": "{}",
+            "codes": "{}",
+            "message": "",
+        },
+        "import_links": {
+            "job_id": 0,
+            "user_id": user,
+            "dispatch_area": "lucknow",
+            "parents": [f"M444-{n % 100000:05d}"],
+            "parent_rows": [None],
+            "ends": [30],
+            "rows": list(range(2, 32)),
+            "qrs": [f"BENCH-IMP-{n}-{i}" for i in range(30)],
+        },
+        "import_bills": {
+            "job_id": 0,
+            "user_id": user,
+            "bills": [f"BENCH-IMP-{n}"],
+            "capacities": [10],
+            "destinations": [None],
+            "vehicles": [None],
+            "descriptions": [None],
+            "ends": [1],
+            "rows": [2],
+            "qrs": [s["full_parent"][0]],
+        },
+        "import_bags": {
+            "job_id": 0,
+            "user_id": user,
+            "rows": list(range(2, 32)),
+            "qrs": [f"BENCH-BAG-{n}-{i}" for i in range(30)],
+            "types": ["child"] * 30,
+            "areas": ["lucknow"] * 30,
+        },
+        "get_import": {"job_id": 1},
+        "import_problems": {"job_id": 1, "limit": 20},
     }
     return table.get(name, {})
+
+
+def _ago(**delta: float) -> datetime:
+    return datetime.now(UTC) - timedelta(**delta)
+
+
+_REPORT = {
+    "start": _ago(days=30),
+    "end": _ago(),
+    "settled": _ago(minutes=5),
+    "tz": "Asia/Kolkata",
+    "area": None,
+}
 
 
 def run_rolled_back(db: Database, name: str, params: dict) -> None:
@@ -124,7 +221,8 @@ def run_rolled_back(db: Database, name: str, params: dict) -> None:
             cur.fetchall()
 
 
-NAMED = {q.name: q for q in load() if q.name not in ("try_refresh_lock", "release_refresh_lock")}
+# not statements to time alone: the refresher's lock, and COPY (imports write their results with it)
+NAMED = {q.name: q for q in load() if q.name not in ("try_refresh_lock", "release_refresh_lock", "copy_import_rows")}
 QUERIES = sorted(NAMED)
 
 

@@ -4,6 +4,7 @@ ones, re-import, all_or_nothing, and concurrent import and scanning."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 
@@ -157,15 +158,15 @@ def test_bills_layout_creates_bills_and_adds_parents(db, sql_conn):
         scans.link_child(db, f"SB0000{n}", f"BILLED-{n}")
     scans.open_parent(db, "SB00004", dispatch_area="lucknow")  # empty
     data = (
-        "bill_no,parent_qr,capacity,destination,vehicle_number,description\n"
-        "INV/1,SB00001,2,Delhi,UP32 AB 1,rice\n"
-        "inv/1,SB00002,,,,\n"
-        "INV-2,SB00003,1,,,\n"
-        "INV-3,SB00004,5,,,\n"
-        "INV-4,SB00001,5,,,\n"
-        "INV-5,SB00099,5,,,\n"
-        "INV-6,SB00002,,,,\n"
-    ).encode()
+        b"bill_no,parent_qr,capacity,destination,vehicle_number,description\n"
+        b"INV/1,SB00001,2,Delhi,UP32 AB 1,rice\n"
+        b"inv/1,SB00002,,,,\n"
+        b"INV-2,SB00003,1,,,\n"
+        b"INV-3,SB00004,5,,,\n"
+        b"INV-4,SB00001,5,,,\n"
+        b"INV-5,SB00099,5,,,\n"
+        b"INV-6,SB00002,,,,\n"
+    )
     job = imports.run_import(db, data, layout="bills")
     assert rows_of(db, job) == {
         2: ("ok", None),
@@ -189,15 +190,15 @@ def test_bills_layout_creates_bills_and_adds_parents(db, sql_conn):
 
 def test_bags_layout(db, sql_conn):
     data = (
-        "qr_id,type,dispatch_area\n"
-        "SB00020,parent,indore\n"
-        "BAG-0001,child,indore\n"
-        "BAG-0001,child,indore\n"
-        "BAG-0001,parent,indore\n"
-        "XX00,parent,indore\n"
-        "BAG-0002,child,atlantis\n"
-        "BAG-0003,box,indore\n"
-    ).encode()
+        b"qr_id,type,dispatch_area\n"
+        b"SB00020,parent,indore\n"
+        b"BAG-0001,child,indore\n"
+        b"BAG-0001,child,indore\n"
+        b"BAG-0001,parent,indore\n"
+        b"XX00,parent,indore\n"
+        b"BAG-0002,child,atlantis\n"
+        b"BAG-0003,box,indore\n"
+    )
     job = imports.run_import(db, data, layout="bags")
     assert rows_of(db, job) == {
         2: ("ok", None),
@@ -263,14 +264,12 @@ def test_concurrent_import_and_scanning_keep_the_invariants(db, sql_conn):
 
     def scanner(offset: int) -> None:
         try:
-            for i, p in enumerate(parents):
+            for i, _p in enumerate(parents):
                 # children of this parent and, crossing over, of the next one
                 for j in range(offset, 30, 3):
                     target = parents[(i + offset) % len(parents)]
-                    try:
+                    with contextlib.suppress(errors.Conflict, errors.WrongBagType):
                         scans.link_child(db, target, f"RACE-{i:03d}-{j:02d}")
-                    except (errors.Conflict, errors.WrongBagType):
-                        pass
         except BaseException as exc:  # noqa: BLE001 (reported below)
             errors_seen.append(exc)
 

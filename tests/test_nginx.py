@@ -127,6 +127,28 @@ def test_body_size_limit(nginx_in_front):
     assert status == 413
 
 
+def test_an_import_file_passes_nginx_and_a_larger_one_is_413(nginx_in_front):
+    """POST /api/imports has its own body limit (16m, the API's default) and a
+    longer read timeout; every other path keeps 64k."""
+    port = nginx_in_front
+    login = json.dumps({"username": "admin", "password": "tracetrack-demo"}).encode()
+    token = json.loads(request(port, "POST", "/api/auth/login", {"Content-Type": "application/json"}, login)[2])[
+        "token"
+    ]
+    auth = {"Authorization": f"Bearer {token}", "Content-Type": "text/csv"}
+    rows = "".join(f"SB00900,NGINX-{i:06d}\n" for i in range(30))
+    padding = "".join(f"SB00901,PAD-{i:06d},{'x' * 900}\n" for i in range(1200))  # ~1 MB: > 64k
+    body = ("parent_qr,child_qr,note\n" + rows + padding).encode()
+    assert len(body) > 1 << 20
+    status, _, answer = request(
+        port, "POST", "/api/imports?layout=links&dispatch_area=lucknow&dry_run=true", auth, body
+    )
+    assert status == 201, answer
+    assert json.loads(answer)["rows"] == 1230
+    status, _, _ = request(port, "POST", "/api/imports?layout=links", auth, b"x" * (17 << 20))
+    assert status == 413
+
+
 def test_per_client_rate_limit_answers_429(nginx_in_front):
     """200 requests from one address arrive together (connections opened first,
     then released by a barrier): twice the burst of 100, however slow the

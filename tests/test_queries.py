@@ -78,6 +78,10 @@ def test_every_shipped_query_prepares_on_the_real_schema(db: Database):
 
     with db.connection() as conn:
         for q in load():
+            if q.sql.lstrip().upper().startswith("COPY"):  # cannot be prepared: run on no rows, undone
+                with conn.transaction(force_rollback=True), conn.cursor() as cur, cur.copy(q.sql):
+                    pass
+                continue
             names = sorted(q.params)
             positional = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m[1]) + 1}", q.sql)  # noqa: B023 - used at once
             conn.execute(f"PREPARE tt_check_{q.name} AS {positional}".replace("%%", "%"))

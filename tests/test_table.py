@@ -55,17 +55,17 @@ def test_the_handler_must_take_the_rows_parameters():
 
 
 def test_a_word_after_an_identifier_must_be_reserved_by_the_identifier():
-    """A manifest route would make the bill 'MF1/manifest' unreachable and
-    /api/bills/MF1%2Fmanifest read as MF1's manifest: the identifier's rules
-    (and their constraint) must learn the word first."""
+    """A receipt route would make the bill 'MF1/receipt' unreachable and
+    /api/bills/MF1%2Freceipt read as MF1's receipt: the identifier's rules
+    (and their constraint) must learn the word first, as they did for manifest."""
 
-    def manifest(ctx, bill_no):
+    def receipt(ctx, bill_no):
         return None
 
     message = refused(
-        dataclasses.replace(op("get_bill"), id="get_manifest", path="/api/bills/{bill_no}/manifest", handler=manifest)
+        dataclasses.replace(op("get_bill"), id="get_receipt", path="/api/bills/{bill_no}/receipt", handler=receipt)
     )
-    assert "'manifest'" in message and "reserved words" in message
+    assert "'receipt'" in message and "reserved words" in message
     history = dataclasses.replace(op("get_bag_history"), id="get_bag_trace", path="/api/bags/{qr}/trace")
     assert "'trace'" in refused(history)
 

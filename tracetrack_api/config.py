@@ -23,6 +23,7 @@ REDIS_URL = Var(
 TOKEN_TTL = Var("TRACETRACK_TOKEN_TTL", 12 * 3600, whole(60, 366 * 86400), "token lifetime in seconds")
 USER_REFRESH = Var("TRACETRACK_USER_REFRESH", 15, whole(1), "seconds a worker caches a user's role and state")
 MAX_BODY = Var("TRACETRACK_MAX_BODY", 64 * 1024, whole(1024), "request body limit in bytes")
+IMPORT_WORKERS = Var("TRACETRACK_IMPORT_WORKERS", 2, whole(1, 8), "connections an import applies its chunks on at once")
 IMPORT_MAX = Var(
     "TRACETRACK_IMPORT_MAX_BYTES", 16 * 1024 * 1024, whole(1024), "the largest file POST /api/imports takes, in bytes"
 )
@@ -52,6 +53,7 @@ API_VARS: tuple[Var, ...] = (
     USER_REFRESH,
     MAX_BODY,
     IMPORT_MAX,
+    IMPORT_WORKERS,
     LOGIN_ADDRESS_RATE,
     LOGIN_CONCURRENCY,
     LOGIN_QUEUE,
@@ -75,6 +77,8 @@ class ApiSettings:
     max_body_bytes: int = MAX_BODY.default
     # an import's file is streamed to a spool, never held whole in memory
     import_max_bytes: int = IMPORT_MAX.default
+    # an import's chunks on this many pooled connections at once (PostgreSQL-bound)
+    import_workers: int = IMPORT_WORKERS.default
     # login attempts a minute from one client address (any usernames)
     login_address_rate: int = LOGIN_ADDRESS_RATE.default
     # password checks (argon2id: 64 MiB, ~0.17 s of one core) at once per process;
@@ -99,6 +103,7 @@ class ApiSettings:
             user_refresh_seconds=USER_REFRESH.get(environ),
             max_body_bytes=MAX_BODY.get(environ),
             import_max_bytes=IMPORT_MAX.get(environ),
+            import_workers=IMPORT_WORKERS.get(environ),
             login_address_rate=LOGIN_ADDRESS_RATE.get(environ),
             login_concurrency=LOGIN_CONCURRENCY.get(environ),
             login_queue_seconds=LOGIN_QUEUE.get(environ),

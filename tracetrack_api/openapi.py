@@ -32,7 +32,7 @@ TAGS = [
     {"name": "bags", "description": "Bags: look-ups, history, registration, deletion."},
     {"name": "scans", "description": "Scanning parents and children; recent scans."},
     {"name": "bills", "description": "Bills (a truck's dispatch document) and the parents on them."},
-    {"name": "reports", "description": "The dashboard and CSV exports."},
+    {"name": "reports", "description": "The dashboard, bill and activity reports (site time zone), CSV exports."},
     {"name": "imports", "description": "Bulk import of scanned batches (CSV, XLSX) and label extraction rules."},
     {"name": "docs", "description": "Browsable API docs (Swagger UI over this document), served offline."},
 ]

@@ -29,8 +29,10 @@ after each chunk.
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
@@ -57,6 +59,9 @@ BILL_FIELDS = ("capacity", "destination", "vehicle_number", "description")
 BILL_FIELD_LIMITS = {"destination": 200, "vehicle_number": 50, "description": 1000}
 VERDICTS = ("ok", "already_done", "error", "skipped")
 CHUNK_ROWS = 5000
+# chunks applied at once on their own connections: two keep both cores of a small
+# server busy (an import is PostgreSQL-bound); measured in bench/RESULTS.md
+DEFAULT_WORKERS = 2
 MAX_FILE_NAME = 255
 Progress = Callable[[int, int], None]  # (rows done, rows in all)
 
@@ -410,6 +415,39 @@ def _finish(db: Database, conn: Connection, job_id: int, blocks: list[_Block], r
     )
 
 
+def _apply_chunks(
+    db: Database, chunks: list[list[_Block]], workers: int, apply: Callable[[Connection, list[_Block]], None]
+) -> None:
+    """Chunks on `workers` connections at once, each chunk its own transaction.
+    Chunks share no row: every parent (bill, bag) is in one block, and a QR two
+    blocks of the file name was refused in the later one before anything was
+    sent, so they never wait for each other (nor deadlock)."""
+    pending = iter(chunks)
+    taking = threading.Lock()
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        with db.connection() as conn:
+            while not failures:
+                with taking:
+                    chunk = next(pending, None)
+                if chunk is None:
+                    return
+                try:
+                    apply(conn, chunk)
+                except BaseException as exc:  # noqa: BLE001 (re-raised below, in the caller's thread)
+                    failures.append(exc)
+                    return
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(max(1, min(workers, len(chunks))))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        raise failures[0]
+
+
 def run_import(
     db: Database,
     source: IO[bytes] | bytes | Upload,
@@ -424,12 +462,14 @@ def run_import(
     user_id: int | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     progress: Progress | None = None,
+    workers: int = DEFAULT_WORKERS,
 ) -> ImportJob:
     """Import (or with `dry_run` check) a file; the recorded job.
 
     `dispatch_area`: the area of new parents (links, blocks); when given,
     bags of another area are refused (wrong_area). A file refused whole
-    (ImportFileError, MissingColumn, ...) records nothing."""
+    (ImportFileError, MissingColumn, ...) records nothing. `workers`: chunks
+    applied at once, each on its own pooled connection (all_or_nothing: one)."""
     if layout not in LAYOUTS:
         raise errors.ValidationError(f"layout is one of {', '.join(LAYOUTS)}", field="layout")
     if len(file_name) > MAX_FILE_NAME:
@@ -475,20 +515,29 @@ def run_import(
     if progress:
         progress(done, total)
 
-    def apply_chunk(conn: Connection, chunk: list[_Block]) -> None:
+    counting = threading.Lock()
+
+    def apply_chunk(conn: Connection, chunk: list[_Block], write: bool = False) -> None:
+        """One chunk in the caller's transaction (all_or_nothing) or, with
+        `write`, in its own, with its rows' results."""
         nonlocal done
-        if dry_run:  # the same writers, undone: a savepoint rolled back (its row locks go with it)
-            with conn.transaction(force_rollback=True):
+        with conn.transaction() if write else nullcontext():
+            db.scalar("import_analyze", conn=conn)  # plans from current statistics (see 0011_imports.sql)
+            if dry_run:  # the same writers, undone: a savepoint rolled back (its row locks go with it)
+                with conn.transaction(force_rollback=True):
+                    _apply(db, conn, layout, job_id, user_id, dispatch_area, chunk)
+            else:
                 _apply(db, conn, layout, job_id, user_id, dispatch_area, chunk)
-        else:
-            _apply(db, conn, layout, job_id, user_id, dispatch_area, chunk)
-        done += sum(len(b.all_rows()) for b in chunk)
-        if progress:
-            progress(done, total)
+            if write:
+                _write_rows(db, conn, job_id, [r for b in chunk for r in b.all_rows()])
+        with counting:
+            done += sum(len(b.all_rows()) for b in chunk)
+            if progress:
+                progress(done, total)
 
     message = ""
-    with db.connection() as conn:
-        if all_or_nothing:
+    if all_or_nothing:
+        with db.connection() as conn:
             with conn.transaction() as tx:  # one transaction: any failed row undoes every block
                 for chunk in _chunks(sendable):
                     apply_chunk(conn, chunk)
@@ -504,15 +553,13 @@ def run_import(
                 with conn.transaction():
                     _write_rows(db, conn, job_id, rows)
                     _finish(db, conn, job_id, blocks, rows, message)
-        else:
-            for chunk in _chunks(sendable):
-                with conn.transaction():
-                    apply_chunk(conn, chunk)
-                    _write_rows(db, conn, job_id, [r for b in chunk for r in b.all_rows()])
-            with conn.transaction():
-                sent = {id(b) for b in sendable}
-                _write_rows(db, conn, job_id, [r for b in blocks if id(b) not in sent for r in b.all_rows()])
-                _finish(db, conn, job_id, blocks, rows, message)
+    else:
+        # no connection held here meanwhile: the workers take theirs from the pool
+        _apply_chunks(db, list(_chunks(sendable)), workers, lambda conn, chunk: apply_chunk(conn, chunk, True))
+        with db.transaction() as conn:
+            sent = {id(b) for b in sendable}
+            _write_rows(db, conn, job_id, [r for b in blocks if id(b) not in sent for r in b.all_rows()])
+            _finish(db, conn, job_id, blocks, rows, message)
     return get_import(db, job_id)
 
 

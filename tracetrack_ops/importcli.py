@@ -23,7 +23,7 @@ def _database() -> Iterator[Database]:
     settings = Settings.from_env()
     with database_url(settings) as url:
         migrate_and_bootstrap(settings, url)  # nothing to do on a current database
-        with Database(url, min_size=1, max_size=2, timeout=30) as db:
+        with Database(url, min_size=1, max_size=imports.DEFAULT_WORKERS + 1, timeout=30) as db:
             yield db
 
 

@@ -111,6 +111,7 @@ DECLARE
     old_ids bigint[];
     n_new integer;
     n_linked integer;
+    old_weight numeric;
     code text;
     message text;
 BEGIN
@@ -123,8 +124,9 @@ BEGIN
         BEGIN
             SELECT * INTO p FROM bag WHERE qr_id = p_parents[i] FOR UPDATE;
             IF p.id IS NULL THEN
-                SELECT * INTO fmt FROM tt_parent_format(p_parents[i]);
-                IF fmt.capacity IS NULL THEN
+                SELECT f.capacity, f.expected_weight_kg INTO fmt FROM parent_format f  -- tt_parent_format, inlined
+                WHERE p_parents[i] ~ f.pattern ORDER BY f.id LIMIT 1;
+                IF fmt IS NULL OR fmt.capacity IS NULL THEN
                     PERFORM tt_fail('TT422', 'not_a_parent', format('%s matches no parent format', p_parents[i]));
                 END IF;
                 IF p_area IS NULL THEN
@@ -150,43 +152,57 @@ BEGIN
             -- as a parent is never locked here: see tt_link_locked).
             PERFORM 1 FROM bag b WHERE b.qr_id = ANY (qrs) AND b.type = 'child' ORDER BY b.qr_id FOR UPDATE;
             places := p.capacity - p.child_count;
-            SELECT array_agg(ROW(k.row_no,
-                                 CASE WHEN k.code IS NOT NULL OR (k.wants AND k.rank > places) OR (k.wants AND p.bill_id IS NOT NULL)
-                                      THEN 'error' WHEN k.wants THEN 'ok' ELSE 'already_done' END,
-                                 CASE WHEN k.code IS NOT NULL THEN k.code
-                                      WHEN k.wants AND p.bill_id IS NOT NULL THEN 'parent_on_bill'
-                                      WHEN k.wants AND k.rank > places THEN 'parent_full' ELSE k.done_code END,
-                                 CASE WHEN k.code IS NOT NULL THEN k.message
-                                      WHEN k.wants AND p.bill_id IS NOT NULL
-                                      THEN format('%s is on a bill: remove it from the bill first', p.qr_id)
-                                      WHEN k.wants AND k.rank > places THEN format('%s is full (%s)', p.qr_id, p.capacity)
-                                      ELSE k.done_message END)::tt_import_verdict ORDER BY k.n)
-            INTO v
+            -- A verdict per row, in one pass with one look-up of each QR; and the
+            -- rows to apply: new QRs to create, known children (by id) to link.
+            SELECT array_agg(ROW(k.row_no, k.verdict, k.code, k.message)::tt_import_verdict ORDER BY k.n),
+                   array_agg(k.qr ORDER BY k.n) FILTER (WHERE k.verdict = 'ok' AND k.bag_id IS NULL),
+                   array_agg(k.bag_id ORDER BY k.n) FILTER (WHERE k.verdict = 'ok' AND k.bag_id IS NOT NULL),
+                   coalesce(sum(k.weight_kg) FILTER (WHERE k.verdict = 'ok' AND k.bag_id IS NOT NULL), 0)
+            INTO v, new_qrs, old_ids, old_weight
             FROM (
-                SELECT c.*, sum(c.wants::integer) OVER (ORDER BY c.n) AS rank
+                SELECT c.n, c.row_no, c.qr, c.bag_id, c.weight_kg,
+                       CASE WHEN c.code IS NOT NULL OR (c.wants AND (c.rank > places OR p.bill_id IS NOT NULL))
+                            THEN 'error' WHEN c.wants THEN 'ok' ELSE 'already_done' END AS verdict,
+                       CASE WHEN c.code IS NOT NULL THEN c.code
+                            WHEN c.wants AND p.bill_id IS NOT NULL THEN 'parent_on_bill'
+                            WHEN c.wants AND c.rank > places THEN 'parent_full' ELSE c.done_code END AS code,
+                       CASE WHEN c.code IS NOT NULL THEN c.message
+                            WHEN c.wants AND p.bill_id IS NOT NULL
+                            THEN format('%s is on a bill: remove it from the bill first', p.qr_id)
+                            WHEN c.wants AND c.rank > places THEN format('%s is full (%s)', p.qr_id, p.capacity)
+                            ELSE c.done_message END AS message
                 FROM (
-                    SELECT u.n, u.row_no, x.code, x.message,
-                           x.code IS NULL AND x.done_code IS NULL AS wants, x.done_code, x.done_message
-                    FROM (SELECT q.*, row_number() OVER (PARTITION BY q.qr ORDER BY q.n) AS occurrence
-                          FROM unnest(qrs, rows) WITH ORDINALITY AS q(qr, row_no, n)) AS u
-                    LEFT JOIN bag b ON b.qr_id = u.qr
-                    CROSS JOIN LATERAL (
-                        SELECT CASE WHEN b.type = 'parent' OR (b.id IS NULL AND (tt_parent_format(u.qr)).capacity IS NOT NULL)
-                                    THEN 'not_a_child'
-                                    WHEN u.occurrence > 1 OR b.parent_id = p.id THEN NULL
-                                    WHEN b.parent_id IS NOT NULL THEN 'child_in_other_parent'
-                                    WHEN b.dispatch_area <> p.dispatch_area THEN 'wrong_area' END AS code,
-                               CASE WHEN b.type = 'parent' OR (b.id IS NULL AND (tt_parent_format(u.qr)).capacity IS NOT NULL)
-                                    THEN format('%s is a parent QR', u.qr)
-                                    WHEN u.occurrence > 1 OR b.parent_id = p.id THEN NULL
-                                    WHEN b.parent_id IS NOT NULL THEN format('%s is already in another parent', u.qr)
-                                    WHEN b.dispatch_area <> p.dispatch_area
-                                    THEN format('%s belongs to another dispatch area than %s', u.qr, p.qr_id) END AS message,
-                               CASE WHEN b.type = 'parent' OR (b.id IS NULL AND (tt_parent_format(u.qr)).capacity IS NOT NULL) THEN NULL
-                                    WHEN u.occurrence > 1 THEN 'duplicate_row'
-                                    WHEN b.parent_id = p.id THEN 'already_linked' END AS done_code,
-                               CASE WHEN u.occurrence > 1 THEN format('%s appears earlier in this block', u.qr)
-                                    WHEN b.parent_id = p.id THEN format('%s is already in %s', u.qr, p.qr_id) END AS done_message
+                    SELECT x.*, sum(x.wants::integer) OVER (ORDER BY x.n) AS rank
+                    FROM (
+                        SELECT u.n, u.row_no, u.qr, b.id AS bag_id, b.weight_kg, y.code, y.message,
+                               y.code IS NULL AND y.done_code IS NULL AS wants, y.done_code, y.done_message
+                        FROM (SELECT q.*, row_number() OVER (PARTITION BY q.qr ORDER BY q.n) AS occurrence
+                              FROM unnest(qrs, rows) WITH ORDINALITY AS q(qr, row_no, n)) AS u
+                        LEFT JOIN bag b ON b.qr_id = u.qr
+                        -- a QR known as a parent, or a new one matching a parent format (not
+                        -- tt_parent_format(): a function call per row cost more than the rest)
+                        CROSS JOIN LATERAL (
+                            SELECT b.type = 'parent' OR (b.id IS NULL AND EXISTS (
+                                       SELECT 1 FROM parent_format f WHERE u.qr ~ f.pattern)) AS parent_like
+                        ) AS pl
+                        CROSS JOIN LATERAL (
+                            SELECT CASE WHEN pl.parent_like THEN 'not_a_child'
+                                        WHEN u.occurrence > 1 OR b.parent_id = p.id THEN NULL
+                                        WHEN b.parent_id IS NOT NULL THEN 'child_in_other_parent'
+                                        WHEN b.dispatch_area <> p.dispatch_area THEN 'wrong_area' END AS code,
+                                   CASE WHEN pl.parent_like THEN format('%s is a parent QR', u.qr)
+                                        WHEN u.occurrence > 1 OR b.parent_id = p.id THEN NULL
+                                        WHEN b.parent_id IS NOT NULL THEN format('%s is already in another parent', u.qr)
+                                        WHEN b.dispatch_area <> p.dispatch_area
+                                        THEN format('%s belongs to another dispatch area than %s', u.qr, p.qr_id)
+                                   END AS message,
+                                   CASE WHEN pl.parent_like THEN NULL
+                                        WHEN u.occurrence > 1 THEN 'duplicate_row'
+                                        WHEN b.parent_id = p.id THEN 'already_linked' END AS done_code,
+                                   CASE WHEN u.occurrence > 1 THEN format('%s appears earlier in this block', u.qr)
+                                        WHEN b.parent_id = p.id THEN format('%s is already in %s', u.qr, p.qr_id)
+                                   END AS done_message
+                        ) AS y
                     ) AS x
                 ) AS c
             ) AS k;
@@ -194,42 +210,37 @@ BEGIN
                 v := tt_import_skip_rest(v);
                 RAISE EXCEPTION USING ERRCODE = 'TT498';  -- undo the block (a new parent too)
             END IF;
-            SELECT array_agg(u.qr ORDER BY u.n) FILTER (WHERE b.id IS NULL),
-                   array_agg(b.id ORDER BY u.n) FILTER (WHERE b.id IS NOT NULL)
-            INTO new_qrs, old_ids
-            FROM unnest(qrs, v) WITH ORDINALITY AS u(qr, row_no, verdict, code, message, n)
-            LEFT JOIN bag b ON b.qr_id = u.qr
-            WHERE u.verdict = 'ok';
-            n_new := coalesce(cardinality(new_qrs), 0);
-            n_linked := n_new + coalesce(cardinality(old_ids), 0);
-            IF n_new > 0 THEN
-                INSERT INTO bag (qr_id, type, status, dispatch_area, parent_id, weight_kg, created_by)
-                SELECT q, 'child', 'completed', p.dispatch_area, p.id, w, p_user FROM unnest(new_qrs) AS q
-                ON CONFLICT (qr_id) DO NOTHING;
-                GET DIAGNOSTICS n_new = ROW_COUNT;
-                IF n_new <> cardinality(new_qrs) THEN  -- another scanner registered one of them meanwhile
-                    PERFORM tt_fail('TT409', 'conflict', 'a child of this block was scanned concurrently: import again');
-                END IF;
-            END IF;
-            IF n_linked > 0 THEN
-                UPDATE bag SET parent_id = p.id, status = 'completed', updated_at = now() WHERE id = ANY (old_ids);
-                UPDATE bag SET child_count = child_count + n_linked,
-                               weight_kg = weight_kg + (SELECT sum(c.weight_kg) FROM unnest(qrs, v) AS u(qr, row_no, verdict, code, message)
-                                                        JOIN bag c ON c.qr_id = u.qr WHERE u.verdict = 'ok'),
-                               status = CASE WHEN child_count + n_linked = capacity THEN 'completed' ELSE 'in_progress' END,
-                               updated_at = now()
-                WHERE id = p.id;
-            END IF;
             IF created THEN
                 INSERT INTO event (kind, user_id, bag_id, qr_id, dispatch_area, details)
                 VALUES ('parent_scan', p_user, p.id, p.qr_id, p.dispatch_area, details || '{"created": true}');
             END IF;
-            INSERT INTO event (kind, user_id, bag_id, qr_id, parent_id, parent_qr, dispatch_area, details)
-            SELECT 'link', p_user, c.id, c.qr_id, p.id, p.qr_id, c.dispatch_area, details
-            FROM unnest(qrs, v) WITH ORDINALITY AS u(qr, row_no, verdict, code, message, n)
-            JOIN bag c ON c.qr_id = u.qr
-            WHERE u.verdict = 'ok'
-            ORDER BY u.n;
+            n_new := coalesce(cardinality(new_qrs), 0);
+            n_linked := n_new + coalesce(cardinality(old_ids), 0);
+            IF n_linked > 0 THEN
+                -- create and link in one statement; the events follow the rows' order in the file
+                WITH created_rows AS (
+                    INSERT INTO bag (qr_id, type, status, dispatch_area, parent_id, weight_kg, created_by)
+                    SELECT q, 'child', 'completed', p.dispatch_area, p.id, w, p_user FROM unnest(new_qrs) AS q
+                    RETURNING id, qr_id, dispatch_area  -- a QR registered meanwhile: unique_violation, the block undone
+                ), linked_rows AS (
+                    UPDATE bag SET parent_id = p.id, status = 'completed', updated_at = now()
+                    WHERE id = ANY (old_ids)
+                    RETURNING id, qr_id, dispatch_area
+                ), all_rows AS (
+                    SELECT * FROM created_rows UNION ALL SELECT * FROM linked_rows
+                ), logged AS (
+                    INSERT INTO event (kind, user_id, bag_id, qr_id, parent_id, parent_qr, dispatch_area, details)
+                    SELECT 'link', p_user, a.id, a.qr_id, p.id, p.qr_id, a.dispatch_area, details
+                    FROM all_rows a JOIN unnest(qrs) WITH ORDINALITY AS o(qr, n) ON o.qr = a.qr_id
+                    ORDER BY o.n
+                )
+                SELECT count(*) INTO n_new FROM created_rows;
+                UPDATE bag SET child_count = child_count + n_linked,
+                               weight_kg = weight_kg + n_new * w + old_weight,
+                               status = CASE WHEN child_count + n_linked = capacity THEN 'completed' ELSE 'in_progress' END,
+                               updated_at = now()
+                WHERE id = p.id;
+            END IF;
             IF p_parent_rows[i] IS NOT NULL THEN
                 pv := ROW(p_parent_rows[i], CASE WHEN created OR n_linked > 0 THEN 'ok' ELSE 'already_done' END,
                           CASE WHEN created THEN 'created' WHEN n_linked = 0 THEN 'already_linked' END,
@@ -402,7 +413,8 @@ RETURNS SETOF tt_import_verdict LANGUAGE sql AS $$
         FROM unnest(p_rows, p_qrs, p_types, p_areas) WITH ORDINALITY AS u(row_no, qr, type, area, n)
         LEFT JOIN dispatch_area a ON a.name = u.area
         LEFT JOIN bag b ON b.qr_id = u.qr
-        CROSS JOIN LATERAL tt_parent_format(u.qr) AS f
+        LEFT JOIN LATERAL (SELECT f.capacity, f.expected_weight_kg FROM parent_format f
+                           WHERE u.qr ~ f.pattern ORDER BY f.id LIMIT 1) AS f ON true
     ), ins AS (
         INSERT INTO bag (qr_id, type, dispatch_area, capacity, expected_weight_kg, weight_kg, created_by)
         SELECT r.qr, r.type, r.area, r.capacity, r.expected_weight_kg,
@@ -428,6 +440,36 @@ RETURNS SETOF tt_import_verdict LANGUAGE sql AS $$
     ORDER BY r.n
 $$;
 
+-- Plans. The writers reach bag, bill and event by index for a block's rows,
+-- but plpgsql caches each statement's plan, made from the table statistics
+-- of that moment; an import can grow bag by 100,000 rows in seconds, long
+-- before autovacuum analyzes it (within a minute, when it is on). Into a new
+-- database the first 100,000-row file took 147 s instead of 9 s, each block
+-- scanning every child through the wrong index. So the import asks for fresh
+-- statistics before it starts and after each chunk (tracetrack_db.imports):
+-- ANALYZE when bag or event has none or has changed by more than half since
+-- the last; a changed statistic also makes plpgsql plan again. And no JIT:
+-- an estimate past jit_above_cost compiled for about 0.4 s per statement.
+CREATE FUNCTION tt_import_analyze() RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    stale boolean;
+BEGIN
+    SELECT coalesce(bool_or(c.reltuples < 0 OR s.n_mod_since_analyze > greatest(c.reltuples, 1000) / 2), false)
+    INTO stale
+    FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid
+    WHERE c.oid IN ('bag'::regclass, 'event'::regclass);
+    IF stale THEN
+        ANALYZE bag;
+        ANALYZE event;
+    END IF;
+    RETURN stale;
+END $$;
+
+ALTER FUNCTION tt_import_links(bigint, bigint, text, text[], integer[], integer[], integer[], text[]) SET jit = off;
+ALTER FUNCTION tt_import_bills(bigint, bigint, text[], integer[], text[], text[], text[], integer[], integer[], text[])
+    SET jit = off;
+ALTER FUNCTION tt_import_bags(bigint, bigint, integer[], text[], text[], text[]) SET jit = off;
+
 -- The service role: runs the writers (as their owner), writes jobs, results
 -- and rules. Replaces 0010's function (0007's and the rollup's grants) with these added.
 CREATE OR REPLACE FUNCTION tt_apply_privileges() RETURNS void LANGUAGE plpgsql AS $$
@@ -440,7 +482,7 @@ DECLARE
                             'tt_unlink_child', 'tt_delete_bag', 'tt_bill_create', 'tt_bill_add_parent',
                             'tt_bill_remove_parent', 'tt_bill_complete', 'tt_bill_reopen', 'tt_bill_update',
                             'tt_bill_delete', 'tt_refresh_view', 'tt_roll_up_events',
-                            'tt_import_links', 'tt_import_bills', 'tt_import_bags'];
+                            'tt_import_links', 'tt_import_bills', 'tt_import_bags', 'tt_import_analyze'];
 BEGIN
     FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
              WHERE p.pronamespace = s::regnamespace AND p.proname = ANY (definer) LOOP
@@ -457,8 +499,8 @@ BEGIN
         EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', s, r);
         EXECUTE format('GRANT SELECT ON dispatch_area, parent_format, app_setting, app_user, bag, bill, event, '
                        'idempotency_key, view_refresh, schema_migrations, bag_row, bill_row, event_row, user_row, '
-                       'mv_bag_totals, mv_bill_totals, mv_hourly_scans, mv_user_activity, mv_recent_scans, '
-                       'event_rollup, event_rollup_state, extraction_rule, import_job, import_row '
+                       'mv_bag_totals, mv_bills_by_area, mv_bill_totals, mv_hourly_scans, mv_user_activity, '
+                       'mv_recent_scans, event_rollup, event_rollup_state, extraction_rule, import_job, import_row '
                        'TO %I', r);
         EXECUTE format('GRANT INSERT ON dispatch_area TO %I', r);
         EXECUTE format('GRANT INSERT (username, password_hash, role, dispatch_area) ON app_user TO %I', r);

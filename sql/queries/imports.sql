@@ -22,7 +22,7 @@ RETURNING id, name, pattern, description, created_at, updated_at;
 
 -- name: parent_qrs :many
 -- Which of these QRs match a parent format (the blocks layout's parents).
-SELECT q FROM unnest(%(qrs)s::text[]) AS q WHERE (tt_parent_format(q)).capacity IS NOT NULL;
+SELECT q FROM unnest(%(qrs)s::text[]) AS q WHERE EXISTS (SELECT 1 FROM parent_format f WHERE q ~ f.pattern);
 
 -- name: start_import :scalar
 -- Record an import as it starts; its id.
@@ -42,6 +42,10 @@ WHERE id = %(job_id)s;
 -- name: copy_import_rows :exec
 -- Per-row results, written with COPY.
 COPY import_row (job_id, row_no, input, qr, block, verdict, code, message) FROM STDIN;
+
+-- name: import_analyze :scalar
+-- Fresh statistics for the writers' plans when bag or event changed a lot (see 0011).
+SELECT tt_import_analyze();
 
 -- name: import_links :many
 -- Apply (or check) a chunk of links blocks: a verdict per row.

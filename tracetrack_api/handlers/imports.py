@@ -11,8 +11,15 @@ def create_import(ctx: Ctx, file, layout: str, **options) -> Reply:
     """Run an import (or a dry run) of the body's file; 201 with the job."""
     if ctx.caller.role != "admin" and layout != "bills":
         raise errors.ImportNotAllowed("billers import the bills layout only", field="layout")
+    settings = ctx.services.settings
     job = imports.run_import(
-        ctx.db, file, layout=layout, user_id=ctx.caller.id, max_bytes=ctx.services.settings.import_max_bytes, **options
+        ctx.db,
+        file,
+        layout=layout,
+        user_id=ctx.caller.id,
+        max_bytes=settings.import_max_bytes,
+        workers=settings.import_workers,
+        **options,
     )
     return Reply(job, 201, {"Location": f"/api/imports/{job.id}"})
 
