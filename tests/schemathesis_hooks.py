@@ -5,7 +5,8 @@ mismatch between the document and the server. A few of our 400s depend on
 the data or on who asks, which no schema can state: whether a well-formed
 area name exists (unknown_area), whether the caller's role or the user's
 current role needs an area (dispatch_area_required), and a batch longer than
-this parent's capacity (too_many_children; the schema states the hard cap).
+this parent's capacity (too_many_children; the schema states the hard cap),
+a report's range, a regular expression's validity, an import file's content.
 This check is that one with those codes allowed, and only those: any other
 400 or 413 to a schema-valid request fails. (422 is the contract's "wrong
 kind of bag", which parent formats, being data, decide.)
@@ -17,7 +18,16 @@ import schemathesis
 
 # weak_password: a password of a valid length may still be a common one or too
 # easy to guess (zxcvbn), which no pattern states
-DATA_DEPENDENT = frozenset({"unknown_area", "dispatch_area_required", "too_many_children", "weak_password"})
+DATA_DEPENDENT = frozenset(
+    {"unknown_area", "dispatch_area_required", "too_many_children", "weak_password"}
+    # invalid_range: a report's from/to: their order and span (at most 92 days)
+    | {"invalid_range"}
+    # invalid_rule: whether a text is a regular expression with a group qr, safe to run
+    | {"invalid_rule"}
+    # an import's file: what its bytes hold (a header, the layout's columns, CSV or XLSX ...)
+    | {"empty_file", "missing_column", "unsupported_file", "formula_cell", "cell_too_large", "bad_encoding"}
+    | {"too_many_rows", "file_too_large"}
+)
 
 
 @schemathesis.check
