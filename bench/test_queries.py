@@ -359,7 +359,11 @@ def test_query_never_scans_a_big_table(bench_db: Database, sample: dict, name: s
             if cur.description is not None:
                 cur.fetchall()
 
-    assert scans_during(bench_db, run) == [], name
+    # A 30-day bill report reads a third of the seeded bills (they span 90 days, a few
+    # thousand at 6M bags): scanning `bill` is the planner's right choice there; bag and
+    # event must still be reached by index.
+    allowed = {"bill"} if name in ("report_bill_totals", "report_bill_page") else set()
+    assert [t for t in scans_during(bench_db, run) if t not in allowed] == [], name
 
 
 # -- lists and exports --------------------------------------------------------------------------
