@@ -50,6 +50,20 @@ def test_an_unchanged_views_file_is_left_alone_and_a_changed_one_swapped_in(empt
     assert value_of(empty_url) == 2
 
 
+def test_a_view_built_on_another_of_its_file_is_swapped_in(empty_url):  # noqa: F811
+    """mv_a is read by mv_b: the old mv_b must go before the old mv_a (dropped by
+    name order, mv_a first, the swap failed: mv_b depends on it)."""
+    text = (
+        "CREATE MATERIALIZED VIEW mv_a AS SELECT 1 AS x;\n"
+        "CREATE MATERIALIZED VIEW mv_b AS SELECT x + 1 AS y FROM mv_a;\n"
+        "CREATE VIEW v_c AS SELECT y FROM mv_b;"
+    )
+    migrations.migrate(empty_url, [], views=[("ab.sql", text)])
+    migrations.migrate(empty_url, [], views=[("ab.sql", text.replace("SELECT 1", "SELECT 41"))])
+    with psycopg.connect(empty_url) as conn:
+        assert conn.execute("SELECT y FROM v_c").fetchone()[0] == 42
+
+
 def test_a_views_file_may_not_drop_anything(empty_url):  # noqa: F811
     with pytest.raises(MigrationError, match="no DROP"):
         migrations.migrate(empty_url, [], views=[("v.sql", "DROP VIEW IF EXISTS v; CREATE VIEW v AS SELECT 1")])

@@ -311,7 +311,7 @@ def _refresh_views_file(
             name
             for (name,) in conn.execute(
                 "SELECT relname FROM pg_class WHERE relnamespace = %s::regnamespace AND relkind IN ('r', 'v', 'm') "
-                "ORDER BY relname",
+                "ORDER BY oid",  # the order the file made them: a view after those it reads
                 (BUILD_SCHEMA,),
             )
         ]
@@ -338,16 +338,20 @@ def _swap(
             with conn.transaction():
                 conn.execute(f"SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'")
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (REFRESH_LOCK_KEY,))  # not mid-refresh
-                for name in names:
-                    old = conn.execute(
-                        "SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", (f"{schema}.{name}",)
-                    ).fetchone()
-                    if old:
-                        conn.execute(
-                            sql.SQL("DROP {} {}.{}").format(
-                                sql.SQL(kinds[old[0]]), sql.Identifier(schema), sql.Identifier(name)
-                            )
+                # the old objects newest first (a view goes before the views it reads),
+                # then the new ones in, in the order the file made them
+                old = conn.execute(
+                    "SELECT relname, relkind FROM pg_class WHERE relnamespace = %s::regnamespace "
+                    "AND relname = ANY (%s) AND relkind IN ('r', 'v', 'm') ORDER BY oid DESC",
+                    (schema, names),
+                ).fetchall()
+                for name, kind in old:
+                    conn.execute(
+                        sql.SQL("DROP {} {}.{}").format(
+                            sql.SQL(kinds[kind]), sql.Identifier(schema), sql.Identifier(name)
                         )
+                    )
+                for name in names:
                     new_kind = value(
                         conn, "SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", (f"{BUILD_SCHEMA}.{name}",)
                     )
