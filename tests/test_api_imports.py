@@ -132,6 +132,15 @@ BAD_FILES = {
     "a 10 MB cell": (b"parent_qr,child_qr\nSB00001," + b"A" * (10 << 20) + b"\n", {}, 400, "cell_too_large"),
     "a 10 MB row without a line break": (b"parent_qr,child_qr\n" + b"A," * (5 << 20), {}, 400, "cell_too_large"),
     "bad rule": (LINKS, {"rule": "nope"}, 404, "rule_not_found"),
+    "a NUL past the first 8 KiB": (
+        b"qr_id,type,dispatch_area\n"
+        + b"".join(b"NB-%04d,child,lucknow\n" % i for i in range(600))
+        + b"NB-9999,child\x00,lucknow\n",
+        {"layout": "bags"},
+        400,
+        "unsupported_file",
+    ),
+    "an unknown dispatch_area": (LINKS, {"dispatch_area": "atlantis"}, 400, "unknown_area"),
 }
 
 
@@ -140,7 +149,7 @@ def test_bad_files_are_refused_whole_and_record_nothing(api, sql_conn, name):
     data, params, status, code = BAD_FILES[name]
     admin = api.admin()
     before = (count_rows(sql_conn, "import_job"), count_rows(sql_conn, "bag"), count_events(sql_conn))
-    result = post_file(api, admin, data, dispatch_area="lucknow", **params)
+    result = post_file(api, admin, data, **{"dispatch_area": "lucknow", **params})
     assert_error(result, status, code)
     assert (count_rows(sql_conn, "import_job"), count_rows(sql_conn, "bag"), count_events(sql_conn)) == before
 
@@ -166,6 +175,22 @@ def test_encodings(api, sql_conn):
     assert done.json["verdicts"]["ok"] == 1, done.text
     semicolons = b"parent_qr;child_qr\nSB00001;SEMI-0001\n"
     assert post_file(api, admin, semicolons, dispatch_area="lucknow").json["verdicts"]["ok"] == 1
+
+
+def test_one_import_at_a_time_per_process(api, sql_conn):
+    from tracetrack_api.handlers import imports as handlers
+
+    admin = api.admin()
+    assert handlers._import_slots.acquire(blocking=False)  # as a running import holds it
+    try:
+        busy = post_file(api, admin, LINKS, dispatch_area="lucknow")
+        assert_error(busy, 429, "too_many_imports")
+        assert int(busy.headers["retry-after"]) >= 1
+        assert count_rows(sql_conn, "import_job") == 0
+    finally:
+        handlers._import_slots.release()
+    assert post_file(api, admin, LINKS, dispatch_area="lucknow").status_code == 201
+    assert post_file(api, admin, LINKS, dispatch_area="lucknow").status_code == 201  # the slot came back
 
 
 def test_a_file_over_the_limit_is_413_before_it_is_read(db, sql_conn):

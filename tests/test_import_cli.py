@@ -52,7 +52,7 @@ def test_rules_commands(db_url):
     env = {"DATABASE_URL": db_url, "CI": "true"}
     added = run(["rules", "add", "lot_code", r"CODE:(?P<qr>[A-Z0-9]+)", "--description", "after CODE:"], env)
     assert added.returncode == 0, added.stderr
-    bad = run(["rules", "add", "nested", r"(?P<qr>(\d+)+)"], env)
+    bad = run(["rules", "add", "lookbehind", r"(?<=LOT)(?P<qr>\d+)"], env)
     assert bad.returncode == 1 and "invalid_rule" in bad.stderr
     changed = run(["rules", "change", "lot_code", "--pattern", r"KODE:(?P<qr>[A-Z0-9]+)"], env)
     assert changed.returncode == 0, changed.stderr

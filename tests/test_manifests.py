@@ -103,6 +103,25 @@ def test_manifest_json_has_the_bill_its_parents_children_weights_and_totals(api)
     assert reopened["completed_at"] is reopened["completed_by"] is reopened["completed_by_username"] is None
 
 
+def test_qrs_a_spreadsheet_would_compute_are_quoted_in_every_csv(api):
+    """-A1-A2 is a valid QR; in a cell a spreadsheet would show -A1 minus A2."""
+    admin = api.admin()
+    api.open_parent(admin, "SB00001", area="lucknow")
+    assert api.post("/api/scans/child", admin, json={"parent_qr": "SB00001", "child_qr": "-A1-A2"}).status_code == 200
+    api.bill(admin, "QR-1", capacity=1)
+    assert api.add_parent(admin, "QR-1", "SB00001").status_code == 200
+    rows = list(csv.DictReader(io.StringIO(api.get("/api/bills/QR-1/manifest.csv", admin).text)))
+    assert rows[0]["child_qrs"] == "'-A1-A2"
+    job = api.post(
+        "/api/imports",
+        admin,
+        body=b"parent_qr,child_qr\nSB00002,-B1-B2\n",
+        params={"layout": "links", "dispatch_area": "lucknow"},
+    ).json
+    results = list(csv.DictReader(io.StringIO(api.get(f"/api/imports/{job['id']}/results.csv", admin).text)))
+    assert [(r["qr"], r["verdict"]) for r in results] == [("'-B1-B2", "ok")]
+
+
 def test_manifest_csv_is_a_row_per_parent_and_a_total_row_with_formulas_neutralised(api):
     admin = api.admin()
     api.parent_with_children(admin, "SB00001", 2, area="lucknow")

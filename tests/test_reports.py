@@ -141,6 +141,10 @@ def test_bill_report_refuses_bad_ranges_roles_and_areas(api: Api, warehouse):
         assert_error(api.get(path, biller, params={"to": "yesterday"}), 400, "validation_error", "to")
         assert_error(api.get(path, biller, params={"dispatch_area": "atlantis"}), 400, "unknown_area")
         assert_error(api.get(path, warehouse["lucknow"]), 403, "forbidden")
+        # the calendar's edges (their local midnights overflow datetime in UTC): a 400, never a 500
+        for edge in ("9999-12-31", "0001-01-01"):
+            assert_error(api.get(path, biller, params={"from": edge}), 400, "invalid_range", "from")
+    assert_error(api.get("/api/reports/activity", biller, params={"from": "9999-12-31"}), 400, "invalid_range")
     ninety_two = api.get("/api/reports/bills", biller, params={"from": "2026-01-01", "to": "2026-04-02"})
     assert ninety_two.status_code == 200 and len(ninety_two.json["by_day"]) == 92
 

@@ -32,6 +32,10 @@ class TooManyExports(RateLimited):
     code = "too_many_exports"
 
 
+class TooManyImports(RateLimited):
+    code = "too_many_imports"
+
+
 class PayloadTooLarge(ValidationError):
     code, status = "payload_too_large", 413
 

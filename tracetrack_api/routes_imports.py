@@ -58,13 +58,14 @@ OPERATIONS: tuple[Operation, ...] = (
             encoding=Param(Enum(importfiles.ENCODINGS), "utf-8", description="of a CSV file (UTF-8 may have a BOM)"),
             file_name=Param(Text(255), description="recorded with the job"),
         ),
-        errors=(*FILE_ERRORS, "rule_not_found", "unknown_area", "import_not_allowed"),
+        errors=(*FILE_ERRORS, "rule_not_found", "unknown_area", "import_not_allowed", "too_many_imports"),
         description="The file is the body (at most TRACETRACK_IMPORT_MAX_BYTES; 413 beyond), CSV or XLSX "
         "(its first sheet), with a header row naming the layout's columns. Each block (a parent's "
         "children, a bill's parents, a bag) applies atomically with the checks and events of a scan; "
         "every row gets a verdict (ok, already_done, error, skipped). Billers import the bills layout "
         "only. A file refused whole (4xx) records nothing. Importing the same file again changes "
-        "nothing: every row is already_done.",
+        "nothing: every row is already_done. One import at a time per server process (429 "
+        "too_many_imports with Retry-After).",
     ),
     Operation(
         "list_imports",

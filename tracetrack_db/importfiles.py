@@ -34,9 +34,13 @@ from . import errors
 
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024  # TRACETRACK_IMPORT_MAX_BYTES for the API
 MAX_ROWS = 200_000
+MAX_LINES = 2 * MAX_ROWS  # rows read, blank ones included
 MAX_CELL = 1_000  # characters of one cell
 MAX_LINE = 10_000  # characters of one CSV line
-XLSX_MAX_EXPANDED = 64 * 1024 * 1024
+MAX_COLUMNS = 50  # columns read from a sheet: the rest are ignored, never expanded
+# A 100,000-row links workbook is 14 MB of sheet XML (inline strings), or 9 MB and 3 MB of shared strings.
+XLSX_MAX_EXPANDED = 32 * 1024 * 1024
+XLSX_MAX_SHARED_STRINGS = 8 * 1024 * 1024  # held whole in memory by openpyxl
 SPOOL_MEMORY = 1024 * 1024
 ENCODINGS = ("utf-8", "latin-1")
 FORMATS = ("csv", "xlsx")
@@ -128,6 +132,8 @@ def read_table(upload: Upload, encoding: str = "utf-8") -> Table:
 def _bounded(rows: Iterator[tuple[int, list[str]]]) -> Iterator[tuple[int, list[str]]]:
     count = 0
     for row_no, cells in rows:
+        if row_no > MAX_LINES:
+            raise errors.TooManyRows(f"the file has more than {MAX_LINES} lines or sheet rows: split it", field="file")
         if not any(c.strip() for c in cells):
             continue  # blank lines between or after the data
         count += 1
@@ -139,6 +145,8 @@ def _bounded(rows: Iterator[tuple[int, list[str]]]) -> Iterator[tuple[int, list[
 def _check_cell(text: str, row_no: int) -> str:
     if len(text) > MAX_CELL:
         raise errors.CellTooLarge(f"row {row_no} has a cell longer than {MAX_CELL} characters", field="file")
+    if "\x00" in text:  # no text PostgreSQL stores may hold it: refused before anything is recorded
+        raise errors.UnsupportedFile(f"row {row_no} holds a NUL character: not a text file", field="file")
     return text
 
 
@@ -197,13 +205,15 @@ def _dialect(header_line: str) -> type[csv.Dialect]:
 def _xlsx_rows(raw: IO[bytes]) -> Iterator[tuple[int, list[str]]]:
     try:
         with zipfile.ZipFile(raw) as z:
-            expanded = sum(i.file_size for i in z.infolist())
+            members = z.infolist()
     except zipfile.BadZipFile as exc:
         raise errors.UnsupportedFile(f"a damaged XLSX file: {exc}", field="file") from None
-    if expanded > XLSX_MAX_EXPANDED:
+    expanded = sum(i.file_size for i in members)
+    strings = sum(i.file_size for i in members if i.filename.lower() == "xl/sharedstrings.xml")
+    if expanded > XLSX_MAX_EXPANDED or strings > XLSX_MAX_SHARED_STRINGS:
         raise errors.UnsupportedFile(
-            f"the workbook expands to {expanded} bytes, more than the {XLSX_MAX_EXPANDED} an import reads: "
-            "save its first sheet as CSV",
+            f"the workbook expands to {expanded} bytes ({strings} of shared strings), more than an import "
+            f"reads ({XLSX_MAX_EXPANDED}, {XLSX_MAX_SHARED_STRINGS}): save its first sheet as CSV",
             field="file",
         )
     raw.seek(0)
@@ -216,7 +226,9 @@ def _xlsx_rows(raw: IO[bytes]) -> Iterator[tuple[int, list[str]]]:
     try:
         sheet = book.worksheets[0]
         try:
-            for row_no, row in enumerate(sheet.iter_rows(), 1):
+            # max_col: a row's cells past it are skipped, not padded out (a cell at column
+            # XFD would otherwise make openpyxl yield 16,384 cells for that row)
+            for row_no, row in enumerate(sheet.iter_rows(max_col=MAX_COLUMNS), 1):
                 yield row_no, [_xlsx_text(cell, row_no) for cell in row]
         except errors.TraceTrackError:
             raise

@@ -32,7 +32,7 @@ import json
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
@@ -40,7 +40,7 @@ from typing import IO, Any
 import psycopg
 from psycopg import Connection, sql
 
-from . import errors, extraction
+from . import areas, errors, extraction
 from .bills import MAX_CAPACITY, MIN_CAPACITY, normalize_bill_no
 from .cursor import check_limit, paginate
 from .database import Database
@@ -391,7 +391,7 @@ def _skip_failed_blocks(blocks: list[_Block]) -> list[_Block]:
 
 
 def _write_rows(db: Database, conn: Connection, job_id: int, rows: list[_Row]) -> None:
-    with conn.cursor() as cur, cur.copy(db.queries["copy_import_rows"].sql) as copy:
+    with errors.wrap_errors(), conn.cursor() as cur, cur.copy(db.queries["copy_import_rows"].sql) as copy:
         for r in rows:
             copy.write_row((job_id, r.row_no, r.input, r.qr, r.block, r.verdict, r.code, r.message))
 
@@ -493,6 +493,8 @@ def run_import(
     rows = sorted((r for b in blocks for r in b.all_rows()), key=lambda r: r.row_no)
     if not rows:
         raise errors.EmptyFile("the file has a header but no rows", field="file")
+    if dispatch_area is not None:  # a whole-request answer, before anything is recorded
+        areas.require_area(db, dispatch_area)
     _mark_repeats(layout, blocks)
     sendable = _skip_failed_blocks(blocks)
     job_id = db.scalar(
@@ -511,56 +513,69 @@ def run_import(
             "dispatch_area": dispatch_area,
         },
     )
-    total, done = len(rows), len(rows) - sum(len(b.all_rows()) for b in sendable)
-    if progress:
-        progress(done, total)
+    try:
+        total, done = len(rows), len(rows) - sum(len(b.all_rows()) for b in sendable)
+        if progress:
+            progress(done, total)
 
-    counting = threading.Lock()
+        counting = threading.Lock()
 
-    def apply_chunk(conn: Connection, chunk: list[_Block], write: bool = False) -> None:
-        """One chunk in the caller's transaction (all_or_nothing) or, with
-        `write`, in its own, with its rows' results."""
-        nonlocal done
-        with conn.transaction() if write else nullcontext():
-            db.scalar("import_analyze", conn=conn)  # plans from current statistics (see 0011_imports.sql)
-            if dry_run:  # the same writers, undone: a savepoint rolled back (its row locks go with it)
-                with conn.transaction(force_rollback=True):
+        def apply_chunk(conn: Connection, chunk: list[_Block], write: bool = False) -> None:
+            """One chunk in the caller's transaction (all_or_nothing) or, with
+            `write`, in its own, with its rows' results."""
+            nonlocal done
+            with conn.transaction() if write else nullcontext():
+                db.scalar("import_analyze", conn=conn)  # plans from current statistics (see 0011_imports.sql)
+                if dry_run:  # the same writers, undone: a savepoint rolled back (its row locks go with it)
+                    with conn.transaction(force_rollback=True):
+                        _apply(db, conn, layout, job_id, user_id, dispatch_area, chunk)
+                else:
                     _apply(db, conn, layout, job_id, user_id, dispatch_area, chunk)
-            else:
-                _apply(db, conn, layout, job_id, user_id, dispatch_area, chunk)
-            if write:
-                _write_rows(db, conn, job_id, [r for b in chunk for r in b.all_rows()])
-        with counting:
-            done += sum(len(b.all_rows()) for b in chunk)
-            if progress:
-                progress(done, total)
+                if write:
+                    _write_rows(db, conn, job_id, [r for b in chunk for r in b.all_rows()])
+            with counting:
+                done += sum(len(b.all_rows()) for b in chunk)
+                if progress:
+                    progress(done, total)
 
-    message = ""
-    if all_or_nothing:
-        with db.connection() as conn:
-            with conn.transaction() as tx:  # one transaction: any failed row undoes every block
-                for chunk in _chunks(sendable):
-                    apply_chunk(conn, chunk)
-                if any(r.verdict == "error" for r in rows):
-                    raise psycopg.Rollback(tx)
-                _write_rows(db, conn, job_id, rows)
-                _finish(db, conn, job_id, blocks, rows, message)
-            if any(r.verdict == "error" for r in rows):
-                message = "nothing applied: all_or_nothing and some rows failed"
-                for r in rows:
-                    if r.verdict == "ok":
-                        r.verdict, r.code, r.message = "skipped", "import_failed", message
-                with conn.transaction():
+        message = ""
+        if all_or_nothing:
+            with db.connection() as conn:
+                with conn.transaction() as tx:  # one transaction: any failed row undoes every block
+                    for chunk in _chunks(sendable):
+                        apply_chunk(conn, chunk)
+                    if any(r.verdict == "error" for r in rows):
+                        raise psycopg.Rollback(tx)
                     _write_rows(db, conn, job_id, rows)
                     _finish(db, conn, job_id, blocks, rows, message)
-    else:
-        # no connection held here meanwhile: the workers take theirs from the pool
-        _apply_chunks(db, list(_chunks(sendable)), workers, lambda conn, chunk: apply_chunk(conn, chunk, True))
-        with db.transaction() as conn:
-            sent = {id(b) for b in sendable}
-            _write_rows(db, conn, job_id, [r for b in blocks if id(b) not in sent for r in b.all_rows()])
-            _finish(db, conn, job_id, blocks, rows, message)
+                if any(r.verdict == "error" for r in rows):
+                    message = "nothing applied: all_or_nothing and some rows failed"
+                    for r in rows:
+                        if r.verdict == "ok":
+                            r.verdict, r.code, r.message = "skipped", "import_failed", message
+                    with conn.transaction():
+                        _write_rows(db, conn, job_id, rows)
+                        _finish(db, conn, job_id, blocks, rows, message)
+        else:
+            # no connection held here meanwhile: the workers take theirs from the pool
+            _apply_chunks(db, list(_chunks(sendable)), workers, lambda conn, chunk: apply_chunk(conn, chunk, True))
+            with db.transaction() as conn:
+                sent = {id(b) for b in sendable}
+                _write_rows(db, conn, job_id, [r for b in blocks if id(b) not in sent for r in b.all_rows()])
+                _finish(db, conn, job_id, blocks, rows, message)
+    except BaseException as exc:
+        # Checked input cannot fail here; the database can (gone, a pool timeout). The
+        # job says so, and how far it got: chunks already committed stay applied.
+        _record_failure(db, job_id, exc)
+        raise
     return get_import(db, job_id)
+
+
+def _record_failure(db: Database, job_id: int, exc: BaseException) -> None:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    # if the database is what failed, the job stays 'running', as the log of this error says
+    with suppress(errors.TraceTrackError):
+        db.execute("fail_import", {"job_id": job_id, "message": f"stopped: {text}"[:1000]})
 
 
 def get_import(db: Database, job_id: int, *, conn: Connection | None = None) -> ImportJob:
@@ -597,7 +612,7 @@ def list_imports(
 
 
 _RESULTS = sql.SQL(
-    "SELECT row_no, tt_csv_text(input) AS input, qr, tt_csv_text(block) AS block, verdict, code, "
+    "SELECT row_no, tt_csv_text(input) AS input, tt_csv_text(qr) AS qr, tt_csv_text(block) AS block, verdict, code, "
     "tt_csv_text(message) AS message FROM import_row WHERE job_id = %(job_id)s ORDER BY row_no"
 )
 

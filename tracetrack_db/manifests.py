@@ -206,7 +206,7 @@ def manifest_csv(m: Manifest, *, tz: ZoneInfo | None = None) -> bytes:
         [
             "parent",
             *bill_cells,
-            p.qr_id,
+            spreadsheet_text(p.qr_id),  # a QR may start with "-": -A1-A2 would be computed
             p.dispatch_area,
             p.status,
             p.capacity,
@@ -214,7 +214,7 @@ def manifest_csv(m: Manifest, *, tz: ZoneInfo | None = None) -> bytes:
             p.weight_kg,
             p.expected_weight_kg,
             p.difference_kg,
-            " ".join(p.child_qrs),
+            spreadsheet_text(" ".join(p.child_qrs)),
         ]
         for p in m.parents
     )

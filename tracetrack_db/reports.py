@@ -76,6 +76,9 @@ def today(zone: ZoneInfo | str, now: datetime | None = None) -> date:
     return (now or datetime.now(UTC)).astimezone(as_zone(zone)).date()
 
 
+FIRST_YEAR, LAST_YEAR = 1900, 9998
+
+
 def day_range(first: date | None, last: date | None, zone: ZoneInfo, max_days: int = MAX_DAYS) -> DayRange:
     """Local dates `first`..`last` (both included; either missing: the other, or today)."""
     last = last or first or today(zone)
@@ -84,6 +87,10 @@ def day_range(first: date | None, last: date | None, zone: ZoneInfo, max_days: i
         raise InvalidRange(f"from ({first}) is after to ({last})", field="from")
     if (last - first).days + 1 > max_days:
         raise InvalidRange(f"a report spans at most {max_days} days; ask for a shorter range", field="to")
+    for name, day in (("from", first), ("to", last)):
+        # the calendar's edges: local midnights of year 1 or 9999 fall outside what datetime holds in UTC
+        if not FIRST_YEAR <= day.year <= LAST_YEAR:
+            raise InvalidRange(f"{name} must be a date from {FIRST_YEAR} to {LAST_YEAR}", field=name)
     return DayRange(first, last, local_midnight(first, zone), local_midnight(last + timedelta(days=1), zone))
 
 

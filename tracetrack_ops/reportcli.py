@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import sys
 from datetime import date
 from decimal import Decimal
@@ -16,6 +17,7 @@ import click
 
 from tracetrack_db import Database, reports
 from tracetrack_db.jsontext import dumps
+from tracetrack_db.manifests import spreadsheet_text
 from tracetrack_db.runtime import database_url
 from tracetrack_db.settings import Settings, time_zone
 
@@ -176,6 +178,17 @@ def text_of(summary: reports.EndOfDay) -> str:
     return out.getvalue()
 
 
+_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
+def _csv_cell(cell: object) -> object:
+    """Usernames may start with - or @, which a spreadsheet would compute; figures
+    (a negative difference too) stay numbers."""
+    if isinstance(cell, str) and not _NUMBER.fullmatch(cell):
+        return spreadsheet_text(cell)
+    return cell
+
+
 def eod_csv(summary: reports.EndOfDay) -> str:
     """One table: a `section` column, then the section's columns (each section its header row)."""
     out = io.StringIO()
@@ -184,7 +197,7 @@ def eod_csv(summary: reports.EndOfDay) -> str:
     for title, header, rows in sections(summary, human=False):
         writer.writerow(["section", *header])
         for row in rows:
-            writer.writerow([title, *row])
+            writer.writerow([title, *(_csv_cell(c) for c in row)])
     return out.getvalue()
 
 

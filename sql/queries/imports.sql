@@ -39,6 +39,13 @@ UPDATE import_job SET finished_at = now(), status = %(status)s, rows = %(rows)s,
                       message = %(message)s
 WHERE id = %(job_id)s;
 
+-- name: fail_import :exec
+-- An import that stopped after it was recorded: the rows its committed chunks
+-- applied stay applied (and their results are kept); the counts come from them.
+UPDATE import_job j SET finished_at = now(), status = 'failed', message = %(message)s,
+                        rows = (SELECT count(*) FROM import_row r WHERE r.job_id = j.id)
+WHERE j.id = %(job_id)s;
+
 -- name: copy_import_rows :exec
 -- Per-row results, written with COPY.
 COPY import_row (job_id, row_no, input, qr, block, verdict, code, message) FROM STDIN;

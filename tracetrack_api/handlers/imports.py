@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+
 from tracetrack_db import errors, extraction, imports
 
+from ..errors import TooManyImports
 from ..table import CsvStream, Ctx, Reply
+
+# An import holds TRACETRACK_IMPORT_WORKERS pooled connections and a server
+# thread for its seconds: one at a time per process leaves the rest of the pool
+# to the scans (eight at once starved them into 503s, measured); more wait in
+# line at the client (429 with Retry-After).
+IMPORTS_AT_ONCE = 1
+_import_slots = threading.BoundedSemaphore(IMPORTS_AT_ONCE)
 
 
 def create_import(ctx: Ctx, file, layout: str, **options) -> Reply:
@@ -12,15 +22,20 @@ def create_import(ctx: Ctx, file, layout: str, **options) -> Reply:
     if ctx.caller.role != "admin" and layout != "bills":
         raise errors.ImportNotAllowed("billers import the bills layout only", field="layout")
     settings = ctx.services.settings
-    job = imports.run_import(
-        ctx.db,
-        file,
-        layout=layout,
-        user_id=ctx.caller.id,
-        max_bytes=settings.import_max_bytes,
-        workers=settings.import_workers,
-        **options,
-    )
+    if not _import_slots.acquire(blocking=False):
+        raise TooManyImports("an import is running on this server process: retry shortly", retry_after=5)
+    try:
+        job = imports.run_import(
+            ctx.db,
+            file,
+            layout=layout,
+            user_id=ctx.caller.id,
+            max_bytes=settings.import_max_bytes,
+            workers=settings.import_workers,
+            **options,
+        )
+    finally:
+        _import_slots.release()
     return Reply(job, 201, {"Location": f"/api/imports/{job.id}"})
 
 
