@@ -200,3 +200,34 @@ def test_a_file_over_the_limit_is_413_before_it_is_read(db, sql_conn):
     error = assert_error(result, 413, "file_too_large")
     assert "1024" in error["message"]
     assert count_rows(sql_conn, "import_job") == 0
+
+
+def test_a_wide_sheet_is_read_to_50_columns_and_big_shared_strings_are_refused():
+    """A cell at column XFD made openpyxl yield 16,384 cells for its row (20 s
+    for a 147 KB file); shared strings are held whole, so they have their own cap."""
+    from tracetrack_db import errors, importfiles
+
+    openpyxl = pytest.importorskip("openpyxl")
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["parent_qr", "child_qr"])
+    for r in range(2, 502):
+        sheet.cell(row=r, column=1, value="SB00001")
+        sheet.cell(row=r, column=16384, value="far away")
+    out = io.BytesIO()
+    book.save(out)
+    table = importfiles.read_table(importfiles.spool(out.getvalue()))
+    widths = {len(cells) for _, cells in table.rows}
+    assert widths == {importfiles.MAX_COLUMNS}
+    # the same workbook with 9 MiB of shared strings: refused before openpyxl opens it
+    padded = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(out.getvalue())) as src, zipfile.ZipFile(padded, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            dst.writestr(item, src.read(item.filename))
+        strings = b"<si><t>a</t></si>" * (9 * 2**20 // 17)
+        dst.writestr(
+            "xl/sharedStrings.xml",
+            b'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">' + strings + b"</sst>",
+        )
+    with pytest.raises(errors.UnsupportedFile, match="shared strings"):
+        importfiles.read_table(importfiles.spool(padded.getvalue()))
