@@ -79,6 +79,10 @@ def test_verify_checks_a_deployment_end_to_end(db_url, tmp_path):
         "start server",
         "POST /api/scans/child",
         "DELETE /api/bills/{no}",
+        "GET /api/bills/{no}/manifest.pdf",
+        "GET /api/reports/activity",
+        "POST /api/imports (dry run)",
+        "GET /api/imports/{id}/results.csv",
         "GET /metrics",
         "load test (10 users, 5s)",
     ):

@@ -70,11 +70,13 @@ class Client:
         self.base = base
         self.token: str | None = None
 
-    def __call__(self, method: str, path: str, body: dict | None = None) -> tuple[int, object, float]:
-        req = urllib.request.Request(
-            self.base + path, method=method, data=json.dumps(body).encode() if body is not None else None
-        )
-        req.add_header("Content-Type", "application/json")
+    def __call__(
+        self, method: str, path: str, body: dict | None = None, raw: bytes | None = None
+    ) -> tuple[int, object, float]:
+        """`body` as JSON, or `raw` bytes as they are (an import's file)."""
+        data = raw if raw is not None else json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, method=method, data=data)
+        req.add_header("Content-Type", "text/csv" if raw is not None else "application/json")
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
         start = time.perf_counter()
@@ -106,9 +108,10 @@ def smoke(client: Client, report: VerifyReport, password: str, metrics: Client) 
         status: int,
         body: dict | None = None,
         check: Callable[[Any], bool] = lambda _: True,
+        raw: bytes | None = None,
     ) -> Any:
         try:
-            got, data, ms = client(method, path, body)
+            got, data, ms = client(method, path, body, raw)
         except OSError as exc:
             report.add(f"{method} {name}", False, str(exc))
             return None
@@ -163,6 +166,18 @@ def smoke(client: Client, report: VerifyReport, password: str, metrics: Client) 
     expect("/api/bills", "GET", f"/api/bills?q={bill}", 200, check=lambda d: len(d["items"]) == 1)
     expect("/api/bills/{no}/parents", "POST", f"/api/bills/{bill}/parents", 200, {"parent_qr": parent})
     expect("/api/bills/{no}/complete", "POST", f"/api/bills/{bill}/complete", 200)
+    manifest = f"/api/bills/{bill}/manifest"
+    expect("/api/bills/{no}/manifest", "GET", manifest, 200, check=lambda d: len(d["parents"]) == 1)
+    expect(
+        "/api/bills/{no}/manifest.csv",
+        "GET",
+        f"{manifest}.csv",
+        200,
+        check=lambda d: d.startswith(b"line,") and parent.encode() in d,
+    )
+    expect(
+        "/api/bills/{no}/manifest.pdf", "GET", f"/api/bills/{bill}/manifest.pdf", 200, check=lambda d: d[:5] == b"%PDF-"
+    )
     expect("/api/bills/{no}/reopen", "POST", f"/api/bills/{bill}/reopen", 200)
     expect("/api/bills/{no}", "PATCH", f"/api/bills/{bill}", 200, {"description": "verify"})
     expect("/api/bills/{no}", "GET", f"/api/bills/{bill}", 200, check=lambda d: len(d["parents"]) == 1)
@@ -177,6 +192,28 @@ def smoke(client: Client, report: VerifyReport, password: str, metrics: Client) 
         200,
         check=lambda d: d.count(b"\n") == 4,
     )
+    expect("/api/reports/bills", "GET", "/api/reports/bills", 200, check=lambda d: d["totals"]["bills"] >= 0)
+    expect("/api/reports/bills.csv", "GET", "/api/reports/bills.csv", 200, check=lambda d: d.startswith(b"bill_no,"))
+    expect("/api/reports/activity", "GET", "/api/reports/activity", 200, check=lambda d: d["totals"]["links"] >= 2)
+    expect("/api/extraction-rules", "GET", "/api/extraction-rules", 200, check=lambda d: len(d) >= 1)
+    job = expect(  # a dry run: checked against the data, nothing changed (the job is recorded)
+        "/api/imports (dry run)",
+        "POST",
+        "/api/imports?layout=links&dry_run=true&dispatch_area=lucknow&file_name=verify.csv",
+        201,
+        check=lambda d: d["verdicts"]["already_done"] == 1,
+        raw=f"parent_qr,child_qr\n{parent},{child}\n".encode(),
+    )
+    if job:
+        expect("/api/imports/{id}", "GET", f"/api/imports/{job['id']}", 200, check=lambda d: d["job"]["rows"] == 1)
+        expect(
+            "/api/imports/{id}/results.csv",
+            "GET",
+            f"/api/imports/{job['id']}/results.csv",
+            200,
+            check=lambda d: b"already_done" in d,
+        )
+    expect("/api/imports", "GET", "/api/imports?limit=1", 200, check=lambda d: len(d["items"]) == 1)
     for qr in (child, f"{child}2", f"{child}3", parent):  # clean up
         expect(f"/api/bags/{{qr}} ({qr})", "DELETE", f"/api/bags/{qr}", 200)
     expect("/metrics (public port)", "GET", "/metrics", 404)  # only on the metrics listener
