@@ -46,7 +46,28 @@ FORBIDDEN = {
     "re-grant itself": "SELECT tt_apply_privileges()",
     "add a parent format": "INSERT INTO parent_format (name, pattern) VALUES ('evil', '^EVIL[0-9]{3}$')",
     "forget the migrations": "DELETE FROM schema_migrations",
+    "grant itself more": "INSERT INTO service_grant (object, privileges) VALUES ('bag', 'UPDATE')",
+    "call a function as its owner": "INSERT INTO definer_function (name) VALUES ('tt_apply_privileges')",
+    "change an import's results": "UPDATE import_row SET verdict = 'ok'",
+    "forget an import": "DELETE FROM import_job",
 }
+
+
+def test_a_grant_is_a_row_and_the_function_applies_it(service_conn, sql_conn):
+    """A later migration adds rows to service_grant / definer_function instead of
+    replacing tt_apply_privileges (0012)."""
+    sql_conn.execute("CREATE TABLE probe (x int)")
+    sql_conn.execute("CREATE FUNCTION tt_probe() RETURNS int LANGUAGE sql AS 'SELECT count(*)::int FROM probe'")
+    sql_conn.execute("REVOKE EXECUTE ON FUNCTION tt_probe() FROM PUBLIC")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        service_conn.execute("SELECT 1 FROM probe")
+    sql_conn.execute("INSERT INTO service_grant (object, privileges) VALUES ('probe', 'SELECT')")
+    sql_conn.execute("INSERT INTO definer_function (name) VALUES ('tt_probe')")
+    sql_conn.execute("SELECT tt_apply_privileges()")
+    assert service_conn.execute("SELECT count(*) FROM probe").fetchone()[0] == 0
+    assert service_conn.execute("SELECT tt_probe()").fetchone()[0] == 0
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        service_conn.execute("INSERT INTO probe VALUES (1)")
 
 
 @pytest.mark.parametrize("what", FORBIDDEN)
