@@ -15,7 +15,7 @@ from tracetrack_db import bills as bill_ops
 from tracetrack_db import scans as scan_ops
 from tracetrack_db import users as user_ops
 
-from . import routes_documents, routes_imports, routes_reports
+from . import routes_documents, routes_formats, routes_imports, routes_reports
 from .answers import Deleted, Health, Liveness, LoggedOut, LoginAnswer, Readiness
 from .docs import ASSETS as DOC_ASSETS
 from .docs import MEDIA_TYPES as DOC_MEDIA_TYPES
@@ -562,7 +562,11 @@ CORE_OPERATIONS: tuple[Operation, ...] = (
     ),
 )
 
-# The paperwork of a warehouse day, each area's rows in its own module.
+# The paperwork of a warehouse day and its reference data, each area's rows in its own module.
 OPERATIONS: tuple[Operation, ...] = (
-    CORE_OPERATIONS + routes_imports.OPERATIONS + routes_documents.OPERATIONS + routes_reports.OPERATIONS
+    CORE_OPERATIONS
+    + routes_imports.OPERATIONS
+    + routes_documents.OPERATIONS
+    + routes_reports.OPERATIONS
+    + routes_formats.OPERATIONS
 )

@@ -228,6 +228,27 @@ class ImportNotAllowed(Forbidden):
     code = "import_not_allowed"
 
 
+# Accounts and parent formats (issue 12)
+class PasswordChangeRequired(Forbidden):
+    code = "password_change_required"
+
+
+class WrongPassword(ValidationError):
+    code = "wrong_password"
+
+
+class FormatNotFound(NotFound):
+    code = "format_not_found"
+
+
+class FormatExists(Conflict):
+    code = "format_exists"
+
+
+class FormatInUse(Conflict):
+    code = "format_in_use"
+
+
 # 422: the wrong kind of bag
 class WrongBagType(TraceTrackError):
     code, status = "wrong_bag_type", 422
