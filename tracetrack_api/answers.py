@@ -5,14 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from tracetrack_db import User
+from tracetrack_db.models import Account
 
 
 @dataclass(frozen=True, slots=True)
 class LoginAnswer:
+    """A bearer token for this device (a login, or a password change) and the
+    user; user.must_change_password: only the password change is open yet."""
+
     token: str
     expires_at: datetime
-    user: User
+    user: Account
 
 
 @dataclass(frozen=True, slots=True)

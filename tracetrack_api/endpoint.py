@@ -1,6 +1,8 @@
 """The one mechanism every operation of the route table goes through:
 
-token and role (401, 403), path, query and body parameters checked against
+token and role (401, 403; a user whose password an admin set may call only
+the rows marked before_password_change until they change it: 403
+password_change_required), path, query and body parameters checked against
 the row (400 naming the field, 413), the Idempotency-Key protocol for
 writes, then `handler(ctx, **params)`, whose result is rendered as JSON (or
 streamed as CSV). Handlers never see HTTP.
@@ -150,6 +152,10 @@ class Endpoint:
             req.context.user_id = user.id  # for the access line
             if user.role not in op.roles:
                 raise errors.Forbidden(self.forbidden)
+            if user.must_change_password and not op.before_password_change:
+                raise errors.PasswordChangeRequired(
+                    "an administrator set your password: choose your own (POST /api/me/password) first"
+                )
         params = {name: self.path_values[name].from_text(name, raw) for name, raw in path.items()}
         if op.query is not None:
             params.update(op.query.parse(req))

@@ -9,7 +9,7 @@ cannot drift. Adding an endpoint is one row plus one handler function.
 
 from __future__ import annotations
 
-from tracetrack_db import Page, models
+from tracetrack_db import Page, models, passwords
 from tracetrack_db import bags as bag_ops
 from tracetrack_db import bills as bill_ops
 from tracetrack_db import scans as scan_ops
@@ -124,7 +124,10 @@ CORE_OPERATIONS: tuple[Operation, ...] = (
         errors=("invalid_credentials", "invalid_username", "rate_limited"),
         description="Throttled, never locked: 5 free attempts per username and client address in 15 "
         "minutes, then each waits 1, 2, 4 ... up to 300 s after the one before (429 with "
-        "Retry-After); at most TRACETRACK_LOGIN_ADDRESS_RATE attempts a minute per address.",
+        "Retry-After); at most TRACETRACK_LOGIN_ADDRESS_RATE attempts a minute per address. "
+        "user.must_change_password true (an admin set the password): every operation but GET /api/me, "
+        "POST /api/me/password and logout answers 403 password_change_required until the user "
+        "changes it.",
     ),
     Operation(
         "logout",
@@ -137,8 +140,45 @@ CORE_OPERATIONS: tuple[Operation, ...] = (
         LoggedOut,
         description="Ends the caller's tokens (all devices) at once in this process and within "
         "TRACETRACK_USER_REFRESH seconds in the others.",
+        before_password_change=True,
     ),
-    Operation("get_me", "GET", "/api/me", accounts.me, "The caller", "accounts", ANY_ROLE, models.User),
+    Operation(
+        "get_me",
+        "GET",
+        "/api/me",
+        accounts.me,
+        "The caller (must_change_password: only the password change is open yet)",
+        "accounts",
+        ANY_ROLE,
+        models.Account,
+        before_password_change=True,
+    ),
+    Operation(
+        "change_password",
+        "POST",
+        "/api/me/password",
+        accounts.change_password,
+        "Change my password: every other token ends, this device gets a new one",
+        "accounts",
+        ANY_ROLE,
+        LoginAnswer,
+        body=body(
+            current_password=Field(ANY_PASSWORD, required=True),
+            new_password=Field(
+                ANY_PASSWORD,
+                required=True,
+                description=f"{passwords.MIN_LENGTH}-{passwords.MAX_LENGTH} characters, not the username, "
+                "not a common or easily guessed one, not the current one (weak_password)",
+            ),
+        ),
+        errors=("wrong_password", "weak_password", "rate_limited", "user_not_found"),
+        before_password_change=True,
+        description="Clears must_change_password. Ends every token of the caller (all devices) and answers "
+        "a fresh one for this device, like a login. A wrong current password counts as a failed login of "
+        "the caller's username from this address (the same throttle: 429 with Retry-After). Not "
+        "Idempotency-Key: the answer is a token, which is never stored; after a lost answer the old token "
+        "is ended (401): log in with the new password.",
+    ),
     Operation(
         "list_users",
         "GET",

@@ -50,6 +50,9 @@ class Operation:
     # a file as the body (these media types), given to the handler as `file`:
     # a stream of at most TRACETRACK_IMPORT_MAX_BYTES, never read whole here
     upload: tuple[str, ...] = ()
+    # open to a user who must change their password first (an admin set it):
+    # every other row answers them 403 password_change_required
+    before_password_change: bool = False
 
 
 CSV = "text/csv"
@@ -159,6 +162,8 @@ def check_table(operations: tuple[Operation, ...], path_values: dict[str, Any], 
             raise ValueError(f"{where}: roles must be None or a tuple of {ROLES}, not {op.roles!r}")
         if op.idempotent and op.roles is None:
             raise ValueError(f"{where}: Idempotency-Key keys belong to a user: an idempotent row needs roles")
+        if op.before_password_change and op.roles is None:
+            raise ValueError(f"{where}: before_password_change is for rows with roles (a public row has no user)")
         segments = op.path.split("/")[1:]
         if any(s.startswith("{") for s in segments[:2]):
             raise ValueError(f"{where}: a path starts with two literal segments (the router's index)")

@@ -26,6 +26,14 @@ class User:
 
 
 @dataclass(frozen=True, slots=True)
+class Account(User):
+    """A user as they see themselves (GET /api/me, a login): must_change_password
+    is true after an admin set their password, until they choose their own."""
+
+    must_change_password: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Principal:
     """What an authorisation check needs of an active user."""
 
@@ -34,6 +42,7 @@ class Principal:
     role: str
     dispatch_area: str | None
     token_version: int = 0  # tokens carrying another version are refused
+    must_change_password: bool = False  # an admin's reset: only the change is open to them
 
     @property
     def restrict_area(self) -> str | None:

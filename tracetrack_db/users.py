@@ -1,4 +1,4 @@
-"""Users: creation, login, updates, token revocation, listing.
+"""Users: creation, login, updates, password changes, token revocation, listing.
 
 A username is ASCII (A-Z a-z 0-9 _ . @ -) and matched case-insensitively;
 `login_name` is the one place a typed name becomes the form every lookup and
@@ -19,7 +19,7 @@ from psycopg import Connection
 from . import errors
 from .cursor import check_limit, decode_cursor, paginate
 from .database import Database
-from .models import Page, Principal, User
+from .models import Account, Page, Principal, User
 from .passwords import check_strength, dummy_hash, hash_password, needs_rehash, rehash, verify_password
 
 ROLES = ("admin", "biller", "dispatcher")
@@ -37,9 +37,10 @@ def login_name(username: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Authenticated:
-    """A successful login: the user, and the token version its tokens carry."""
+    """A successful login (or password change): the user as they see themselves,
+    and the token version their new token carries."""
 
-    user: User
+    user: Account
     token_version: int
 
 
@@ -83,6 +84,14 @@ def get_user(db: Database, user_id: int) -> User:
     return user
 
 
+def get_account(db: Database, user_id: int) -> Account:
+    """A user as they see themselves: the User and must_change_password."""
+    account = db.one("get_account", {"id": user_id}, row=Account)
+    if account is None:
+        raise errors.UserNotFound(f"user {user_id} not found")
+    return account
+
+
 def find_user(db: Database, username: str) -> User | None:
     try:
         name = login_name(username)
@@ -96,7 +105,14 @@ def get_principal(db: Database, user_id: int) -> Principal | None:
     row = db.one("get_principal", {"id": user_id}, row=dict)
     if row is None or not row["is_active"]:
         return None
-    return Principal(row["id"], row["username"], row["role"], row["dispatch_area"], row["token_version"])
+    return Principal(
+        row["id"],
+        row["username"],
+        row["role"],
+        row["dispatch_area"],
+        row["token_version"],
+        must_change_password=row["must_change_password"],
+    )
 
 
 def count_active_admins(db: Database) -> int:
@@ -118,7 +134,54 @@ def authenticate(db: Database, username: str, password: str) -> Authenticated:
         raise errors.InvalidCredentials("wrong username or password")
     fresh = rehash(password) if needs_rehash(login["password_hash"]) else None
     version = db.scalar("login_succeeded", {"id": login["id"], "password_hash": fresh})
-    return Authenticated(get_user(db, login["id"]), version)
+    return Authenticated(get_account(db, login["id"]), version)
+
+
+def check_new_password(new_password: str, username: str, current_password: str | None = None) -> None:
+    """WeakPassword (field new_password) unless `new_password` follows the rules
+    of any password (passwords.check_strength) and differs from the current one.
+    Cheap next to a password check: callers run it first, so a weak choice costs
+    no argon2 check and counts as no guess of the current password."""
+    try:
+        check_strength(new_password, username)
+    except errors.WeakPassword as exc:
+        raise errors.WeakPassword(exc.message, field="new_password") from None
+    if current_password is not None and new_password == current_password:
+        raise errors.WeakPassword("the new password must differ from the current one", field="new_password")
+
+
+def change_password(db: Database, user_id: int, current_password: str, new_password: str) -> Authenticated:
+    """A user's own new password, given the current one (WrongPassword, field
+    current_password, otherwise); the new one follows check_new_password
+    (WeakPassword). Clears must_change_password and ends every older token of
+    the user (token_version); the answer carries the new version, for a fresh
+    token on the device that asked.
+
+    One argon2 check of the current password, as a login; callers throttle
+    wrong ones as they throttle logins (the HTTP service counts them with the
+    login attempts of that username). If the password changed between the check
+    and the write (an admin's reset, another change), nothing is written and the
+    current password given counts as wrong."""
+    row = db.one("get_password", {"id": user_id}, row=dict)
+    if row is None or not row["is_active"]:
+        raise errors.UserNotFound(f"user {user_id} not found")
+    check_new_password(new_password, row["username"], current_password)
+    if not verify_password(row["password_hash"], current_password):
+        raise errors.WrongPassword("the current password is not right", field="current_password")
+    version = db.scalar(
+        "change_password",
+        {
+            "id": user_id,
+            "checked_hash": row["password_hash"],
+            "password_hash": hash_password(new_password, row["username"]),
+        },
+    )
+    if version is None:
+        raise errors.WrongPassword(
+            "the password changed while this change was checked: try again with the current one",
+            field="current_password",
+        )
+    return Authenticated(get_account(db, user_id), version)
 
 
 def revoke_tokens(db: Database, user_id: int) -> int:
@@ -136,10 +199,15 @@ class UserChanges:
     clear_area: bool = False
     is_active: bool | None = None
     password: str | None = None
+    # with a password: the user must replace it at next login (an admin's reset
+    # of someone else's password); None keeps the flag as it is
+    must_change_password: bool | None = None
 
 
 def update_user(db: Database, user_id: int, changes: UserChanges, *, conn: Connection | None = None) -> User:
-    """Apply changes; the last active admin cannot be demoted or deactivated (LastAdmin)."""
+    """Apply changes; the last active admin cannot be demoted or deactivated (LastAdmin).
+    `changes.must_change_password` true: the user may do nothing but change their
+    password (GET /api/me and logout aside) until they do (change_password)."""
     current = db.one("get_user", {"id": user_id}, row=User, conn=conn)
     if current is None:
         raise errors.UserNotFound(f"user {user_id} not found")
@@ -156,6 +224,7 @@ def update_user(db: Database, user_id: int, changes: UserChanges, *, conn: Conne
             "dispatch_area": changes.dispatch_area,
             "clear_area": changes.clear_area,
             "is_active": changes.is_active,
+            "must_change_password": changes.must_change_password,
             "password_hash": hash_password(changes.password, current.username)
             if changes.password is not None
             else None,

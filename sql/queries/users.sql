@@ -8,13 +8,20 @@ RETURNING id;
 -- One user (a User row) by id.
 SELECT r.* FROM user_row r WHERE r.id = %(id)s;
 
+-- name: get_account :one
+-- A user as they see themselves (an Account row): the User and whether they
+-- must change their password before anything else.
+SELECT r.*, u.must_change_password FROM user_row r JOIN app_user u ON u.id = r.id WHERE r.id = %(id)s;
+
 -- name: get_user_by_username :one
 -- One user by username (ASCII, case-insensitive).
 SELECT r.* FROM user_row r WHERE lower(r.username) = %(username)s;
 
 -- name: get_principal :one
--- What a token check needs of a user: role, area, active, token version.
-SELECT id, username, role, dispatch_area, is_active, token_version FROM app_user WHERE id = %(id)s;
+-- What a token check needs of a user: role, area, active, token version, and
+-- whether they must change their password first.
+SELECT id, username, role, dispatch_area, is_active, token_version, must_change_password
+FROM app_user WHERE id = %(id)s;
 
 -- name: get_login :one
 -- What a login needs: the hash and whether the user may log in.
@@ -30,10 +37,12 @@ RETURNING token_version;
 
 -- name: update_user :scalar
 -- Change role, area, active flag or password (NULL keeps a field; clear_area
--- empties the area). A new password, a deactivation or a new role ends every
--- token issued before (token_version).
+-- empties the area; must_change_password true: an admin's reset, which the
+-- user must replace at next login). A new password, a deactivation or a new
+-- role ends every token issued before (token_version).
 UPDATE app_user
 SET role = coalesce(%(role)s, role),
+    must_change_password = coalesce(%(must_change_password)s, must_change_password),
     dispatch_area = CASE WHEN %(clear_area)s THEN NULL ELSE coalesce(%(dispatch_area)s, dispatch_area) END,
     is_active = coalesce(%(is_active)s, is_active),
     password_hash = coalesce(%(password_hash)s, password_hash),
@@ -44,6 +53,22 @@ SET role = coalesce(%(role)s, role),
     updated_at = now()
 WHERE id = %(id)s
 RETURNING id;
+
+-- name: get_password :one
+-- What a password change needs: the user's name, hash and whether active.
+SELECT id, username, password_hash, is_active FROM app_user WHERE id = %(id)s;
+
+-- name: change_password :scalar
+-- A user's own new password: clears must_change_password and ends every older
+-- token; only if the hash is still the one whose password was checked (a reset
+-- or another change meanwhile: no row). The new token version.
+UPDATE app_user
+SET password_hash = %(password_hash)s,
+    must_change_password = false,
+    token_version = token_version + 1,
+    updated_at = now()
+WHERE id = %(id)s AND password_hash = %(checked_hash)s AND is_active
+RETURNING token_version;
 
 -- name: revoke_tokens :scalar
 -- End every token of a user (a logout); the new token version.

@@ -1,4 +1,4 @@
-"""Login, the caller, users, dispatch areas."""
+"""Login, logout, the caller and their password, users, dispatch areas."""
 
 from __future__ import annotations
 
@@ -20,6 +20,20 @@ def login(ctx: Ctx, username: str, password: str) -> LoginAnswer:
     return LoginAnswer(token, datetime.fromtimestamp(expires, UTC), done.user)
 
 
+def change_password(ctx: Ctx, current_password: str, new_password: str) -> LoginAnswer:
+    """The caller's own new password: every older token ends (all devices), and
+    this device gets a fresh one. A wrong current password counts as a failed
+    login of that username from this address (the same throttle: a stolen token
+    is no faster way to guess the password)."""
+    s, me = ctx.services, ctx.caller
+    users.check_new_password(new_password, me.username, current_password)  # a weak choice is no guess
+    with s.login_guard.attempt(users.login_name(me.username), ctx.client):
+        done = users.change_password(ctx.db, me.id, current_password, new_password)
+    s.directory.forget(me.id)
+    token, expires = s.signer.issue(me.id, done.token_version)
+    return LoginAnswer(token, datetime.fromtimestamp(expires, UTC), done.user)
+
+
 def logout(ctx: Ctx) -> LoggedOut:
     users.revoke_tokens(ctx.db, ctx.caller.id)
     ctx.services.directory.forget(ctx.caller.id)
@@ -27,7 +41,7 @@ def logout(ctx: Ctx) -> LoggedOut:
 
 
 def me(ctx: Ctx):
-    return users.get_user(ctx.db, ctx.caller.id)
+    return users.get_account(ctx.db, ctx.caller.id)
 
 
 def list_users(ctx: Ctx, limit: int, cursor: str | None = None):
@@ -39,12 +53,15 @@ def create_user(ctx: Ctx, username: str, password: str, role: str, dispatch_area
 
 
 def update_user(ctx: Ctx, user_id: int, **fields):
+    password = fields.get("password")
     changes = UserChanges(
         role=fields.get("role"),
         dispatch_area=fields.get("dispatch_area"),
         clear_area="dispatch_area" in fields and fields["dispatch_area"] is None,
         is_active=fields.get("is_active"),
-        password=fields.get("password"),
+        password=password,
+        # an admin who sets someone else's password knows it: that user must choose their own
+        must_change_password=True if password is not None and user_id != ctx.caller.id else None,
     )
     user = users.update_user(ctx.db, user_id, changes, conn=ctx.conn)
     ctx.after_commit(lambda: ctx.services.directory.forget(user_id))
