@@ -15,6 +15,7 @@ from tracetrack_db.runtime import database_urls, migrate_and_bootstrap
 
 from .configcli import config_command
 from .dbcli import db_group, fail, progress_printer, users_group
+from .formatcli import formats_group
 from .importcli import import_command, rules_group
 from .reportcli import report_group
 
@@ -36,6 +37,7 @@ cli.add_command(config_command)
 cli.add_command(report_group)
 cli.add_command(import_command)
 cli.add_command(rules_group)
+cli.add_command(formats_group)
 
 
 def main(command: click.Group | None = None, prog_name: str | None = None) -> None:
