@@ -19,7 +19,13 @@ from tracetrack_db import users
 from .api_helpers import *  # noqa: F403
 from .api_helpers import Api, api_settings
 
-SAMPLE_PARAMS = {"{user_id}": "1", "{qr}": "SB00001", "{bill_no}": "B-1", "{parent_qr}": "SB00001"}
+SAMPLE_PARAMS = {
+    "{user_id}": "1",
+    "{qr}": "SB00001",
+    "{bill_no}": "B-1",
+    "{parent_qr}": "SB00001",
+    "{format_name}": "SB",
+}
 ALL_ROLES = {"admin", "biller", "dispatcher"}
 
 
@@ -51,7 +57,7 @@ def test_login_answers_a_token_its_expiry_and_the_user_and_me_is_the_caller(api)
     assert result.status_code == 200, result.text
     body = result.json
     assert set(body) == {"token", "expires_at", "user"}
-    assert set(body["user"]) == USER_KEYS  # never the password hash
+    assert set(body["user"]) == USER_KEYS | {"must_change_password"}  # never the password hash
     assert (body["user"]["username"], body["user"]["role"], body["user"]["dispatch_area"]) == (
         "Alice",
         "dispatcher",
@@ -63,7 +69,7 @@ def test_login_answers_a_token_its_expiry_and_the_user_and_me_is_the_caller(api)
     assert before + ttl - 2 <= expires <= time.time() + ttl + 2
     me = api.get("/api/me", body["token"])
     assert me.status_code == 200, me.text
-    assert set(me.json) == USER_KEYS
+    assert set(me.json) == USER_KEYS | {"must_change_password"}
     assert (me.json["id"], me.json["username"]) == (body["user"]["id"], "Alice")
     for caller in (api.admin(), api.biller()):
         me = api.get("/api/me", caller)
@@ -215,6 +221,7 @@ def test_the_contracts_role_rules():
     everyone = {k for k, v in ops.items() if v == ALL_ROLES}
     assert everyone == {
         ("GET", "/api/me"),
+        ("POST", "/api/me/password"),
         ("POST", "/api/auth/logout"),
         ("GET", "/api/areas"),
         ("GET", "/api/bags"),
@@ -224,6 +231,7 @@ def test_the_contracts_role_rules():
         ("GET", "/api/scans"),
         ("GET", "/api/dashboard/analytics"),
         ("GET", "/api/reports/activity"),
+        ("GET", "/api/parent-formats"),
     }
     assert {k for k, v in ops.items() if v is None} == {
         ("GET", "/health"),
@@ -241,6 +249,9 @@ def test_the_contracts_role_rules():
         ("DELETE", "/api/bills/{bill_no}"),
         ("POST", "/api/extraction-rules"),
         ("PATCH", "/api/extraction-rules/{rule_name}"),
+        ("POST", "/api/parent-formats"),
+        ("PATCH", "/api/parent-formats/{format_name}"),
+        ("DELETE", "/api/parent-formats/{format_name}"),
     }
     for (method, path), roles in ops.items():
         if (method, path) in everyone or roles is None:

@@ -4,7 +4,7 @@ never produces a 500."""
 
 from __future__ import annotations
 
-from tracetrack_api import routes, schema
+from tracetrack_api import routes, routes_formats, schema
 
 from .api_helpers import *  # noqa: F403
 from .api_helpers import _hash_once
@@ -24,19 +24,29 @@ def concrete(path: str, user_id: int) -> str:
         .replace("{qr}", "SB00001")
         .replace("{parent_qr}", "SB00001")
         .replace("{rule_name}", "label_no")
+        .replace("{format_name}", "SB")
     )
 
 
 def kind(spec) -> str:
-    """string | integer | boolean | string_list | enum, of a body field."""
-    return {schema.Int: "integer", schema.Bool: "boolean", schema.TextList: "string_list", schema.Enum: "enum"}.get(
-        type(spec.value), "string"
-    )
+    """string | integer | number | boolean | string_list | enum, of a body field."""
+    return {
+        schema.Int: "integer",
+        schema.Bool: "boolean",
+        schema.TextList: "string_list",
+        schema.Enum: "enum",
+        routes_formats.Kilograms: "number",
+    }.get(type(spec.value), "string")
 
 
 VALID: dict[tuple[str, str], dict] = {  # a valid body per operation (before any hostile change)
     ("POST", "/api/auth/login"): {"username": "nobody", "password": "correct-horse-9-staple"},
     ("POST", "/api/users"): {"username": "fresh", "password": PASSWORD, "role": "biller"},
+    # not the caller's password: no hostile new_password may end the walking admin's token
+    ("POST", "/api/me/password"): {
+        "current_password": "not-the-current-one",
+        "new_password": "quiet-tractor-harvest-88",
+    },
     ("PATCH", "/api/users/{user_id}"): {"is_active": True},
     ("POST", "/api/areas"): {"name": "zone_z"},
     ("POST", "/api/bags"): {"qr_id": "LOOSE-9", "type": "child", "dispatch_area": "lucknow"},
@@ -49,6 +59,13 @@ VALID: dict[tuple[str, str], dict] = {  # a valid body per operation (before any
     ("POST", "/api/bills/{bill_no}/parents"): {"parent_qr": "SB00001"},
     ("POST", "/api/extraction-rules"): {"name": "lot_code", "pattern": "CODE:(?P<qr>[A-Z0-9]+)"},
     ("PATCH", "/api/extraction-rules/{rule_name}"): {"description": "x"},
+    ("POST", "/api/parent-formats"): {
+        "name": "TQ",
+        "pattern": "^TQ[0-9]{5}$",
+        "capacity": 10,
+        "expected_weight_kg": 10,
+    },
+    ("PATCH", "/api/parent-formats/{format_name}"): {"capacity": 25},
 }
 
 
@@ -102,7 +119,7 @@ def test_unknown_wrongly_typed_and_missing_fields_name_the_field(api, sql_conn):
         count_rows(sql_conn, "app_user"),
         count_events(sql_conn),
     )
-    wrong_type = {"string": 12, "enum": 12, "integer": "12", "boolean": "true", "string_list": "KID-1"}
+    wrong_type = {"string": 12, "enum": 12, "integer": "12", "number": "12", "boolean": "true", "string_list": "KID-1"}
     for method, template, spec in body_operations():
         path = concrete(template, admin.id)
         body = valid_body(method, template)
@@ -117,7 +134,8 @@ def test_unknown_wrongly_typed_and_missing_fields_name_the_field(api, sql_conn):
                 "validation_error",
                 name,
             )
-            for value in ([{"x": 1}] if kind(field_spec) == "string_list" else [name], {"x": 1}, 1.5):
+            fraction = () if kind(field_spec) == "number" else (1.5,)  # 1.5 is a valid number
+            for value in ([{"x": 1}] if kind(field_spec) == "string_list" else [name], {"x": 1}, *fraction):
                 assert_error(
                     api.request(method, path, admin, json={**body, name: value}), 400, "validation_error", name
                 )

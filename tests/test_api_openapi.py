@@ -27,6 +27,7 @@ def sample(path: str, **values: str) -> str:
                 "asset": "docs.js",
                 "import_id": "1",
                 "rule_name": "label_no",
+                "format_name": "SB",
             }[match.group(1)],
         )
 
@@ -175,6 +176,10 @@ def test_real_answers_match_their_documented_schemas(api, sql_conn):
     call("POST", "/api/auth/login", json={"username": 1}, expect=400)
     call("GET", "/api/me", dispatcher, expect=200)
     call("GET", "/api/me", None, expect=401)
+    changer = api.biller()
+    new_password = {"current_password": PASSWORD, "new_password": "quiet-tractor-harvest-88"}
+    call("POST", "/api/me/password", changer, json={**new_password, "current_password": "not-it-1"}, expect=400)
+    call("POST", "/api/me/password", changer, json=new_password, expect=200)
     call("GET", "/api/users", admin, expect=200)
     call("GET", "/api/users", biller, expect=403)
     new_user = call(
@@ -283,6 +288,30 @@ def test_real_answers_match_their_documented_schemas(api, sql_conn):
         values={"rule_name": "zz"},
         expect=404,
     )
+    call("GET", "/api/parent-formats", dispatcher, expect=200)
+    tiny = {"name": "TINY", "pattern": "^TINY[0-9]{3}$", "capacity": 2, "expected_weight_kg": 2.5}
+    call("POST", "/api/parent-formats", biller, json=tiny, expect=403)
+    call("POST", "/api/parent-formats", admin, json=tiny, expect=201)
+    call("POST", "/api/parent-formats", admin, json=tiny, expect=409)
+    call("POST", "/api/parent-formats", admin, json={**tiny, "name": "LOOSE", "pattern": "^TQ[0-9$"}, expect=400)
+    call(
+        "PATCH",
+        "/api/parent-formats/{format_name}",
+        admin,
+        json={"capacity": 3},
+        values={"format_name": "TINY"},
+        expect=200,
+    )
+    call(
+        "PATCH",
+        "/api/parent-formats/{format_name}",
+        admin,
+        json={"capacity": 3},
+        values={"format_name": "NOPE"},
+        expect=404,
+    )
+    call("DELETE", "/api/parent-formats/{format_name}", admin, expect=409)  # SB00001 is an SB parent
+    call("DELETE", "/api/parent-formats/{format_name}", admin, values={"format_name": "TINY"}, expect=200)
     links = b"parent_qr,child_qr\nSB00001,IMP-1\n"
     job = call("POST", "/api/imports", admin, body=links, params={"layout": "links"}, expect=201).json
     call("POST", "/api/imports", admin, body=b"", params={"layout": "links"}, expect=400)

@@ -34,6 +34,7 @@ TAGS = [
     {"name": "bills", "description": "Bills (a truck's dispatch document) and the parents on them."},
     {"name": "reports", "description": "The dashboard, bill and activity reports (site time zone), CSV exports."},
     {"name": "imports", "description": "Bulk import of scanned batches (CSV, XLSX) and label extraction rules."},
+    {"name": "formats", "description": "Parent formats: which QRs are parents, their capacity and expected weight."},
     {"name": "docs", "description": "Browsable API docs (Swagger UI over this document), served offline."},
 ]
 
@@ -136,6 +137,8 @@ def error_codes(op: Operation, path_values: dict[str, Value]) -> list[str]:
     codes = []
     if op.roles is not None:
         codes += ["unauthenticated", "forbidden"]
+        if not op.before_password_change:  # a user whose password an admin reset must change it first
+            codes.append("password_change_required")
     names = [seg[1:-1] for seg in op.path.split("/") if seg.startswith("{")]
     values = [path_values[n] for n in names]
     if op.query is not None:

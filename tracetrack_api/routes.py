@@ -54,6 +54,7 @@ PATH_VALUES: dict[str, Value] = {
     "asset": Enum(DOC_ASSETS),
     "import_id": Int(1),
     "rule_name": routes_imports.RULE_NAME,
+    "format_name": routes_formats.FORMAT_NAME,
 }
 SPANS_SEGMENTS = frozenset({"qr", "parent_qr", "bill_no"})
 
