@@ -231,3 +231,36 @@ def test_a_wide_sheet_is_read_to_50_columns_and_big_shared_strings_are_refused()
         )
     with pytest.raises(errors.UnsupportedFile, match="shared strings"):
         importfiles.read_table(importfiles.spool(padded.getvalue()))
+
+
+def test_cells_and_parts_beyond_the_budget_are_refused_before_openpyxl_parses():
+    """openpyxl parses every cell element (empty ones too, and those past the 50
+    columns it hands back) and every style: 1,000,000 cells and 2 MiB per other
+    part bound the seconds a small file can cost."""
+    from tracetrack_db import errors, importfiles
+
+    openpyxl = pytest.importorskip("openpyxl")
+    book = openpyxl.Workbook()
+    book.active.append(["parent_qr", "child_qr"])
+    plain = io.BytesIO()
+    book.save(plain)
+
+    def replaced(name: str, data: bytes) -> bytes:
+        out = io.BytesIO()
+        with (
+            zipfile.ZipFile(io.BytesIO(plain.getvalue())) as src,
+            zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst,
+        ):
+            for item in src.infolist():
+                dst.writestr(item, data if item.filename == name else src.read(item.filename))
+        return out.getvalue()
+
+    empty_cells = b"".join(b'<row r="%d">' % r + b"<c/>" * 50 + b"</row>" for r in range(1, 20_002))
+    sheet = b'<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
+    too_many = replaced("xl/worksheets/sheet1.xml", sheet + empty_cells + b"</sheetData></worksheet>")
+    with pytest.raises(errors.UnsupportedFile, match="cells"):
+        importfiles.read_table(importfiles.spool(too_many))
+    styles = b'<styleSheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">' + b" " * (3 << 20)
+    with pytest.raises(errors.UnsupportedFile, match="largest other part"):
+        importfiles.read_table(importfiles.spool(replaced("xl/styles.xml", styles + b"</styleSheet>")))
+    assert importfiles.read_table(importfiles.spool(plain.getvalue())).header[:2] == ["parent_qr", "child_qr"]

@@ -24,6 +24,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,6 +42,11 @@ MAX_COLUMNS = 50  # columns read from a sheet: the rest are ignored, never expan
 # A 100,000-row links workbook is 14 MB of sheet XML (inline strings), or 9 MB and 3 MB of shared strings.
 XLSX_MAX_EXPANDED = 32 * 1024 * 1024
 XLSX_MAX_SHARED_STRINGS = 8 * 1024 * 1024  # held whole in memory by openpyxl
+XLSX_MAX_PART = 2 * 1024 * 1024  # any other part but the sheets (styles.xml is parsed whole too)
+# openpyxl parses every cell element, also those past MAX_COLUMNS it then drops:
+# about 130,000 a second here, so this many take some 8 s
+XLSX_MAX_CELLS = 1_000_000
+_CELL = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?c[\s/>]")
 SPOOL_MEMORY = 1024 * 1024
 ENCODINGS = ("utf-8", "latin-1")
 FORMATS = ("csv", "xlsx")
@@ -210,12 +216,19 @@ def _xlsx_rows(raw: IO[bytes]) -> Iterator[tuple[int, list[str]]]:
         raise errors.UnsupportedFile(f"a damaged XLSX file: {exc}", field="file") from None
     expanded = sum(i.file_size for i in members)
     strings = sum(i.file_size for i in members if i.filename.lower() == "xl/sharedstrings.xml")
-    if expanded > XLSX_MAX_EXPANDED or strings > XLSX_MAX_SHARED_STRINGS:
+    sheets = [i for i in members if i.filename.lower().startswith("xl/worksheets/")]
+    other = max(
+        (i.file_size for i in members if i not in sheets and i.filename.lower() != "xl/sharedstrings.xml"), default=0
+    )
+    if expanded > XLSX_MAX_EXPANDED or strings > XLSX_MAX_SHARED_STRINGS or other > XLSX_MAX_PART:
         raise errors.UnsupportedFile(
-            f"the workbook expands to {expanded} bytes ({strings} of shared strings), more than an import "
-            f"reads ({XLSX_MAX_EXPANDED}, {XLSX_MAX_SHARED_STRINGS}): save its first sheet as CSV",
+            f"the workbook expands to {expanded} bytes ({strings} of shared strings, {other} in its largest "
+            f"other part), more than an import reads ({XLSX_MAX_EXPANDED}, {XLSX_MAX_SHARED_STRINGS}, "
+            f"{XLSX_MAX_PART}): save its first sheet as CSV",
             field="file",
         )
+    raw.seek(0)
+    _count_cells(raw, sheets)
     raw.seek(0)
     import openpyxl  # imported here: a library user who never imports XLSX does not pay for it
 
@@ -236,6 +249,28 @@ def _xlsx_rows(raw: IO[bytes]) -> Iterator[tuple[int, list[str]]]:
             raise errors.UnsupportedFile(f"a damaged XLSX sheet: {exc}", field="file") from None
     finally:
         book.close()
+
+
+def _count_cells(raw: IO[bytes], sheets: list[zipfile.ZipInfo]) -> None:
+    """Refuse more than XLSX_MAX_CELLS cell elements in the sheets, counted in the
+    inflated XML (a regular expression over bytes, about 10 ms a MB) before openpyxl
+    parses any."""
+    cells = 0
+    with zipfile.ZipFile(raw) as z:
+        for info in sheets:
+            tail = b""
+            with z.open(info) as part:
+                while chunk := part.read(_READ * 16):
+                    data = tail + chunk
+                    # a match wholly inside the tail was counted with the chunk before
+                    cells += sum(1 for m in _CELL.finditer(data) if m.end() > len(tail))
+                    tail = data[-32:]
+                    if cells > XLSX_MAX_CELLS:
+                        raise errors.UnsupportedFile(
+                            f"the workbook has more than {XLSX_MAX_CELLS} cells, more than an import reads: "
+                            "save the rows as CSV",
+                            field="file",
+                        )
 
 
 def _xlsx_text(cell: Any, row_no: int) -> str:

@@ -496,7 +496,12 @@ def run_import(
     if dispatch_area is not None:  # a whole-request answer, before anything is recorded
         areas.require_area(db, dispatch_area)
     _mark_repeats(layout, blocks)
-    sendable = _skip_failed_blocks(blocks)
+    # Blocks go to the database in key order (parent QR, bill number, bag QR), not
+    # the file's: each chunk's transaction then takes its parents' (bills') locks in
+    # ascending order, as every other import does, so two imports sharing new
+    # parents in opposite orders wait for each other instead of deadlocking once
+    # per shared parent (a second of deadlock_timeout each; it looked like a hang).
+    sendable = sorted(_skip_failed_blocks(blocks), key=lambda b: b.key.lower())
     job_id = db.scalar(
         "start_import",
         {
@@ -574,7 +579,7 @@ def run_import(
 def _record_failure(db: Database, job_id: int, exc: BaseException) -> None:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     # if the database is what failed, the job stays 'running', as the log of this error says
-    with suppress(errors.TraceTrackError):
+    with suppress(Exception):  # never hide the error that stopped the import behind this one
         db.execute("fail_import", {"job_id": job_id, "message": f"stopped: {text}"[:1000]})
 
 

@@ -137,10 +137,13 @@ BEGIN
                 VALUES (p_parents[i], 'parent', p_area, fmt.capacity, fmt.expected_weight_kg, p_user)
                 ON CONFLICT (qr_id) DO NOTHING
                 RETURNING * INTO p;
-                IF p.id IS NULL THEN
-                    PERFORM tt_fail('TT409', 'conflict', format('%s was created concurrently: import again', p_parents[i]));
+                created := p.id IS NOT NULL;
+                IF NOT created THEN  -- another import or scanner created it a moment ago: use theirs
+                    SELECT * INTO p FROM bag WHERE qr_id = p_parents[i] FOR UPDATE;
+                    IF p.id IS NULL THEN  -- ... and someone deleted it since
+                        PERFORM tt_fail('TT409', 'conflict', format('%s changed concurrently: import again', p_parents[i]));
+                    END IF;
                 END IF;
-                created := true;
             END IF;
             IF p.type <> 'parent' THEN
                 PERFORM tt_fail('TT422', 'not_a_parent', format('%s is a child bag', p_parents[i]));
@@ -304,11 +307,15 @@ BEGIN
                         coalesce(p_vehicles[i], ''), p_user)
                 ON CONFLICT DO NOTHING
                 RETURNING * INTO bl;
-                IF bl.id IS NULL THEN
-                    PERFORM tt_fail('TT409', 'conflict', format('bill %s was created concurrently: import again', p_bills[i]));
+                IF bl.id IS NULL THEN  -- created a moment ago by someone else: use theirs
+                    SELECT * INTO bl FROM bill WHERE lower(bill_no) = lower(p_bills[i]) FOR UPDATE;
+                    IF bl.id IS NULL THEN
+                        PERFORM tt_fail('TT409', 'conflict', format('bill %s changed concurrently: import again', p_bills[i]));
+                    END IF;
+                ELSE
+                    INSERT INTO event (kind, user_id, bill_id, bill_no, details)
+                    VALUES ('bill_created', p_user, bl.id, bl.bill_no, details);
                 END IF;
-                INSERT INTO event (kind, user_id, bill_id, bill_no, details)
-                VALUES ('bill_created', p_user, bl.id, bl.bill_no, details);
             END IF;
             PERFORM 1 FROM bag b WHERE b.qr_id = ANY (qrs) AND b.type = 'parent' ORDER BY b.qr_id FOR UPDATE;
             places := bl.capacity - bl.linked_parent_count;

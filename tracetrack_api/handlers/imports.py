@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from tracetrack_db import errors, extraction, imports
+from tracetrack_db import errors, extraction, importfiles, imports
 
 from ..errors import TooManyImports
 from ..table import CsvStream, Ctx, Reply
@@ -22,12 +22,15 @@ def create_import(ctx: Ctx, file, layout: str, **options) -> Reply:
     if ctx.caller.role != "admin" and layout != "bills":
         raise errors.ImportNotAllowed("billers import the bills layout only", field="layout")
     settings = ctx.services.settings
+    # the body first (to a spool, bounded): a slow upload holds no slot
+    upload = importfiles.spool(file, settings.import_max_bytes)
     if not _import_slots.acquire(blocking=False):
+        upload.close()
         raise TooManyImports("an import is running on this server process: retry shortly", retry_after=5)
     try:
         job = imports.run_import(
             ctx.db,
-            file,
+            upload,
             layout=layout,
             user_id=ctx.caller.id,
             max_bytes=settings.import_max_bytes,
