@@ -214,6 +214,10 @@ def test_real_answers_match_their_documented_schemas(api, sql_conn):
         expect=200,
     )
     call("POST", "/api/scans/batch", dispatcher, json={"parent_qr": "SB00404", "child_qrs": ["KID-2"]}, expect=404)
+    call("POST", "/api/scans/parent", dispatcher, json={"qr_id": "SB00002"}, expect=201)
+    call("POST", "/api/scans/move", dispatcher, json={"child_qr": "KID-2", "to_parent_qr": "SB00002"}, expect=200)
+    call("POST", "/api/scans/move", dispatcher, json={"child_qr": "KID-2", "to_parent_qr": "SB00001"}, expect=200)
+    call("POST", "/api/scans/move", dispatcher, json={"child_qr": "KID-2", "to_parent_qr": "SB09998"}, expect=404)
     call("POST", "/api/scans/unlink", dispatcher, json={"child_qr": "KID-2"}, expect=200)
     call("POST", "/api/scans/unlink", dispatcher, json={"child_qr": "KID-2"}, expect=409)
     call("GET", "/api/scans", dispatcher, expect=200)

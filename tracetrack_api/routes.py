@@ -393,6 +393,30 @@ CORE_OPERATIONS: tuple[Operation, ...] = (
         errors=("bag_not_found", "not_a_child", "child_not_linked", "parent_on_bill"),
     ),
     Operation(
+        "move_child",
+        "POST",
+        "/api/scans/move",
+        scans.move_child,
+        "Move a child into another parent",
+        "scans",
+        SCANNERS,
+        models.MoveResult,
+        idempotent=True,
+        body=body(child_qr=Field(QR, required=True), to_parent_qr=Field(QR, required=True)),
+        errors=(
+            "bag_not_found",
+            "not_a_parent",
+            "not_a_child",
+            "child_not_linked",
+            "parent_full",
+            "parent_on_bill",
+            "wrong_area",
+        ),
+        description="One transaction: the child leaves its parent and joins the other, or nothing changes "
+        "(a full target is 409 parent_full). One event pair (unlink, link) with details {move: true}. "
+        "Into the parent it is already in: result already_linked, nothing recorded.",
+    ),
+    Operation(
         "list_scans",
         "GET",
         "/api/scans",

@@ -188,6 +188,18 @@ class UnlinkResult:
 
 
 @dataclass(frozen=True, slots=True)
+class MoveResult:
+    result: str  # moved | already_linked (already in that parent: nothing changed)
+    child_qr: str
+    from_parent_qr: str
+    to_parent_qr: str
+    child_count: int  # of the parent it is in now
+    capacity: int
+    parent_status: str
+    from_child_count: int  # of the parent it left
+
+
+@dataclass(frozen=True, slots=True)
 class AddParentResult:
     result: str  # added | already_added
     bill: Bill

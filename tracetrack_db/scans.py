@@ -10,7 +10,7 @@ from psycopg import Connection
 
 from .database import Database
 from .errors import ValidationError
-from .models import Bag, BatchItem, BatchResult, LinkResult, OpenParentResult, UnlinkResult
+from .models import Bag, BatchItem, BatchResult, LinkResult, MoveResult, OpenParentResult, UnlinkResult
 from .qr import normalize_qr
 
 MAX_BATCH = 500
@@ -144,3 +144,35 @@ def unlink_child(
         conn=conn,
     )
     return UnlinkResult(child_qr=qr, **row)
+
+
+def move_child(
+    db: Database,
+    child_qr: str,
+    to_parent_qr: str,
+    *,
+    user_id: int | None = None,
+    restrict_area: str | None = None,
+    idempotency_key: str | None = None,
+    conn: Connection | None = None,
+) -> MoveResult:
+    """Move a linked child into another parent in one transaction: it is never in
+    two parents, nor in none (a full target refuses before anything changes).
+    Raises ParentFull, ChildNotLinked, ParentOnBill, NotAChild, NotAParent,
+    WrongArea (the target of another area), BagNotFound (also for another
+    area's bag under `restrict_area`)."""
+    child = normalize_qr(child_qr, "child_qr")
+    target = normalize_qr(to_parent_qr, "to_parent_qr")
+    row = db.one(
+        "move_child",
+        {
+            "child_qr": child,
+            "to_parent_qr": target,
+            "user_id": user_id,
+            "restrict_area": restrict_area,
+            "idempotency_key": idempotency_key,
+        },
+        row=dict,
+        conn=conn,
+    )
+    return MoveResult(child_qr=child, to_parent_qr=target, **row)

@@ -18,3 +18,8 @@ ORDER BY ord;
 -- Take a child out of its parent; the child stays and the parent reopens.
 SELECT parent_qr, child_count, capacity, parent_status
 FROM tt_unlink_child(%(child_qr)s, %(user_id)s, %(restrict_area)s, %(idempotency_key)s);
+
+-- name: move_child :one
+-- Move a child into another parent: moved or already_linked (locks both parents in QR order, then the child).
+SELECT result, from_parent_qr, child_count, capacity, parent_status, from_child_count
+FROM tt_move_child(%(child_qr)s, %(to_parent_qr)s, %(user_id)s, %(restrict_area)s, %(idempotency_key)s);

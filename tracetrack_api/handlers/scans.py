@@ -24,6 +24,10 @@ def unlink_child(ctx: Ctx, child_qr: str):
     return scans.unlink_child(ctx.db, child_qr, restrict_area=ctx.area, **ctx.writes)
 
 
+def move_child(ctx: Ctx, child_qr: str, to_parent_qr: str):
+    return scans.move_child(ctx.db, child_qr, to_parent_qr, restrict_area=ctx.area, **ctx.writes)
+
+
 def list_scans(
     ctx: Ctx, limit: int, cursor: str | None = None, user: int | None = None, bag: str | None = None, since=None
 ):
