@@ -21,7 +21,7 @@ def rows_of(db, job) -> dict[int, tuple]:
     """{row_no: (verdict, code)} of a job, read back from its results CSV."""
     import csv
 
-    text = b"".join(imports.results_csv(db, job.id)).decode()
+    text = b"".join(imports.results_csv(db, job)).decode()
     reader = csv.DictReader(io.StringIO(text))
     assert reader.fieldnames == ["row_no", "input", "qr", "block", "verdict", "code", "message"]
     return {int(r["row_no"]): (r["verdict"], r["code"] or None) for r in reader}

@@ -270,6 +270,17 @@ def _stream(
             _watchdog.forget(watch)
 
 
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_text(text: str | None) -> str:
+    """A free-text cell a spreadsheet will not run as a formula: one starting
+    with = + - @, a tab or a CR gets a leading apostrophe (tt_csv_text in SQL)."""
+    if not text:
+        return ""
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
 def stream_csv(
     db: Database, select: sql.Composable, params: dict, *, on_abort: Callable[[], None] | None = None
 ) -> Generator[bytes, None, None]:

@@ -210,25 +210,10 @@ def _dialect(header_line: str) -> type[csv.Dialect]:
 
 def _xlsx_rows(raw: IO[bytes]) -> Iterator[tuple[int, list[str]]]:
     try:
-        with zipfile.ZipFile(raw) as z:
-            members = z.infolist()
+        with zipfile.ZipFile(raw) as z:  # one look at the zip before openpyxl opens it
+            _check_workbook(z)
     except zipfile.BadZipFile as exc:
         raise errors.UnsupportedFile(f"a damaged XLSX file: {exc}", field="file") from None
-    expanded = sum(i.file_size for i in members)
-    strings = sum(i.file_size for i in members if i.filename.lower() == "xl/sharedstrings.xml")
-    sheets = [i for i in members if i.filename.lower().startswith("xl/worksheets/")]
-    other = max(
-        (i.file_size for i in members if i not in sheets and i.filename.lower() != "xl/sharedstrings.xml"), default=0
-    )
-    if expanded > XLSX_MAX_EXPANDED or strings > XLSX_MAX_SHARED_STRINGS or other > XLSX_MAX_PART:
-        raise errors.UnsupportedFile(
-            f"the workbook expands to {expanded} bytes ({strings} of shared strings, {other} in its largest "
-            f"other part), more than an import reads ({XLSX_MAX_EXPANDED}, {XLSX_MAX_SHARED_STRINGS}, "
-            f"{XLSX_MAX_PART}): save its first sheet as CSV",
-            field="file",
-        )
-    raw.seek(0)
-    _count_cells(raw, sheets)
     raw.seek(0)
     import openpyxl  # imported here: a library user who never imports XLSX does not pay for it
 
@@ -251,26 +236,40 @@ def _xlsx_rows(raw: IO[bytes]) -> Iterator[tuple[int, list[str]]]:
         book.close()
 
 
-def _count_cells(raw: IO[bytes], sheets: list[zipfile.ZipInfo]) -> None:
-    """Refuse more than XLSX_MAX_CELLS cell elements in the sheets, counted in the
-    inflated XML (a regular expression over bytes, about 10 ms a MB) before openpyxl
-    parses any."""
+def _check_workbook(z: zipfile.ZipFile) -> None:
+    """Refuse a workbook past the limits: the members' declared sizes (zipfile
+    enforces them while inflating), then the cell elements of the sheets,
+    counted in the inflated XML (a regular expression over bytes, about 10 ms a
+    MB) before openpyxl parses any."""
+    members = z.infolist()
+    expanded = sum(i.file_size for i in members)
+    strings = sum(i.file_size for i in members if i.filename.lower() == "xl/sharedstrings.xml")
+    sheets = [i for i in members if i.filename.lower().startswith("xl/worksheets/")]
+    other = max(
+        (i.file_size for i in members if i not in sheets and i.filename.lower() != "xl/sharedstrings.xml"), default=0
+    )
+    if expanded > XLSX_MAX_EXPANDED or strings > XLSX_MAX_SHARED_STRINGS or other > XLSX_MAX_PART:
+        raise errors.UnsupportedFile(
+            f"the workbook expands to {expanded} bytes ({strings} of shared strings, {other} in its largest "
+            f"other part), more than an import reads ({XLSX_MAX_EXPANDED}, {XLSX_MAX_SHARED_STRINGS}, "
+            f"{XLSX_MAX_PART}): save its first sheet as CSV",
+            field="file",
+        )
     cells = 0
-    with zipfile.ZipFile(raw) as z:
-        for info in sheets:
-            tail = b""
-            with z.open(info) as part:
-                while chunk := part.read(_READ * 16):
-                    data = tail + chunk
-                    # a match wholly inside the tail was counted with the chunk before
-                    cells += sum(1 for m in _CELL.finditer(data) if m.end() > len(tail))
-                    tail = data[-32:]
-                    if cells > XLSX_MAX_CELLS:
-                        raise errors.UnsupportedFile(
-                            f"the workbook has more than {XLSX_MAX_CELLS} cells, more than an import reads: "
-                            "save the rows as CSV",
-                            field="file",
-                        )
+    for info in sheets:
+        tail = b""
+        with z.open(info) as part:
+            while chunk := part.read(_READ * 16):
+                data = tail + chunk
+                # a match wholly inside the tail was counted with the chunk before
+                cells += sum(1 for m in _CELL.finditer(data) if m.end() > len(tail))
+                tail = data[-32:]
+                if cells > XLSX_MAX_CELLS:
+                    raise errors.UnsupportedFile(
+                        f"the workbook has more than {XLSX_MAX_CELLS} cells, more than an import reads: "
+                        "save the rows as CSV",
+                        field="file",
+                    )
 
 
 def _xlsx_text(cell: Any, row_no: int) -> str:

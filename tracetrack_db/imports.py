@@ -590,10 +590,9 @@ def get_import(db: Database, job_id: int, *, conn: Connection | None = None) -> 
     return job
 
 
-def import_detail(db: Database, job_id: int, *, problems: int = 20) -> ImportDetail:
-    """A job with its first `problems` rows that were not applied."""
-    job = get_import(db, job_id)
-    rows = db.many("import_problems", {"job_id": job_id, "limit": problems}, row=ImportRow)
+def import_detail(db: Database, job: ImportJob, *, problems: int = 20) -> ImportDetail:
+    """A job (as get_import or run_import gave it) with its first `problems` rows that were not applied."""
+    rows = db.many("import_problems", {"job_id": job.id, "limit": problems}, row=ImportRow)
     return ImportDetail(job, rows)
 
 
@@ -622,10 +621,9 @@ _RESULTS = sql.SQL(
 )
 
 
-def results_csv(db: Database, job_id: int) -> Iterator[bytes]:
-    """An import's per-row results as CSV (row_no, input, qr, block, verdict,
-    code, message); text a spreadsheet would read as a formula is quoted."""
+def results_csv(db: Database, job: ImportJob) -> Iterator[bytes]:
+    """A job's (as get_import gave it) per-row results as CSV (row_no, input, qr,
+    block, verdict, code, message); text a spreadsheet would read as a formula is quoted."""
     from .exports import stream_csv
 
-    get_import(db, job_id)
-    return stream_csv(db, _RESULTS, {"job_id": job_id})
+    return stream_csv(db, _RESULTS, {"job_id": job.id})

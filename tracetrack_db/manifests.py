@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from . import errors
 from .bills import normalize_bill_no
 from .database import Database
+from .exports import spreadsheet_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,15 +176,6 @@ CSV_COLUMNS = (
     "difference_kg",
     "child_qrs",
 )
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_text(text: str | None) -> str:
-    """A free-text cell a spreadsheet will not run as a formula: one starting
-    with = + - @, a tab or a CR gets a leading apostrophe (as the exports do)."""
-    if not text:
-        return ""
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
 def manifest_csv(m: Manifest, *, tz: ZoneInfo | None = None) -> bytes:

@@ -89,7 +89,7 @@ def import_command(
                     max_bytes=max_bytes,
                     progress=progress,
                 )
-            detail = imports.import_detail(db, job.id, problems=10)
+            detail = imports.import_detail(db, job, problems=10)
         except errors.TraceTrackError as exc:
             fail(f"{exc.code}: {exc.message}")
     what = "checked (dry run, nothing changed)" if job.dry_run else "imported"

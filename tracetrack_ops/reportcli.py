@@ -16,8 +16,8 @@ from typing import Any
 import click
 
 from tracetrack_db import Database, reports
+from tracetrack_db.exports import spreadsheet_text
 from tracetrack_db.jsontext import dumps
-from tracetrack_db.manifests import spreadsheet_text
 from tracetrack_db.runtime import database_url
 from tracetrack_db.settings import Settings, time_zone
 

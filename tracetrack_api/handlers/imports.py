@@ -56,13 +56,11 @@ def list_imports(ctx: Ctx, limit: int, cursor: str | None = None):
 
 
 def get_import(ctx: Ctx, import_id: int) -> imports.ImportDetail:
-    _visible(ctx, import_id)
-    return imports.import_detail(ctx.db, import_id)
+    return imports.import_detail(ctx.db, _visible(ctx, import_id))
 
 
 def import_results(ctx: Ctx, import_id: int) -> CsvStream:
-    _visible(ctx, import_id)
-    return CsvStream(imports.results_csv(ctx.db, import_id), f"import-{import_id}-results.csv")
+    return CsvStream(imports.results_csv(ctx.db, _visible(ctx, import_id)), f"import-{import_id}-results.csv")
 
 
 def list_rules(ctx: Ctx) -> list[extraction.ExtractionRule]:

@@ -172,8 +172,7 @@ def _cell(value: Any) -> str:
         value = " ".join(value)
     if not isinstance(value, str):  # numbers and times
         return value.isoformat() if hasattr(value, "isoformat") else str(value)
-    # a spreadsheet runs a text cell starting with these: shown as text instead (as the exports do)
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+    return exports.spreadsheet_text(value)  # a would-be formula shown as text, as the exports do
 
 
 def bill_report_csv(ctx: Ctx, **params: Any) -> CsvStream:
