@@ -82,6 +82,18 @@ def sample(bench_db: Database) -> dict:
                 "SELECT c.qr_id, c.id FROM bag c JOIN bag p ON p.id = c.parent_id "
                 "WHERE p.bill_id IS NULL ORDER BY c.id DESC LIMIT 1"
             ),
+            "short_parent": one(
+                "SELECT qr_id, id FROM bag WHERE type = 'parent' AND status = 'in_progress' "
+                "AND bill_id IS NULL ORDER BY id DESC LIMIT 1"
+            ),
+            # a user whose last link or unlink is a scanned link still in place: undo finds work
+            "last_linker": one(
+                "SELECT e.user_id FROM event e JOIN bag c ON c.id = e.bag_id AND c.parent_id = e.parent_id "
+                "JOIN bag p ON p.id = c.parent_id AND p.bill_id IS NULL "
+                "WHERE e.kind = 'link' AND e.details IS NULL AND e.user_id IS NOT NULL AND e.id = "
+                "(SELECT max(x.id) FROM event x WHERE x.user_id = e.user_id AND x.kind IN ('link', 'unlink')) "
+                "ORDER BY e.id DESC LIMIT 1"
+            ),
             "loose_child": one(
                 "SELECT qr_id, id FROM bag WHERE type = 'child' AND parent_id IS NULL ORDER BY id DESC LIMIT 1"
             ),

@@ -71,6 +71,7 @@ BAG_KEYS = {
     "created_by",
     "created_at",
     "updated_at",
+    "closed_short_reason",
 }
 BILL_KEYS = {
     "id",

@@ -38,7 +38,8 @@ def full_parent(db: Database, n: int, area: str = "lucknow", children: int = 30)
 
 
 def check_counters(sql_conn) -> None:
-    """Every counter equals the real count, and nothing exceeds its capacity."""
+    """Every counter equals the real count, nothing exceeds its capacity, and a
+    parent is completed exactly when it is full or closed short."""
     bad_parents = sql_conn.execute("""
         SELECT p.qr_id, p.child_count, count(c.id), p.weight_kg, coalesce(sum(c.weight_kg), 0)
         FROM bag p LEFT JOIN bag c ON c.parent_id = p.id
@@ -46,7 +47,8 @@ def check_counters(sql_conn) -> None:
         GROUP BY p.id
         HAVING p.child_count <> count(c.id) OR p.weight_kg <> coalesce(sum(c.weight_kg), 0)
             OR p.child_count > p.capacity
-            OR (p.status = 'completed') <> (p.child_count = p.capacity)""").fetchall()
+            OR (p.status = 'completed')
+               <> (p.child_count = p.capacity OR p.closed_short_reason IS NOT NULL)""").fetchall()
     assert bad_parents == []
     bad_bills = sql_conn.execute("""
         SELECT bl.bill_no FROM bill bl LEFT JOIN bag p ON p.bill_id = bl.id

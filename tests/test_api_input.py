@@ -55,6 +55,8 @@ VALID: dict[tuple[str, str], dict] = {  # a valid body per operation (before any
     ("POST", "/api/scans/batch"): {"parent_qr": "SB00001", "child_qrs": ["KID-9"]},
     ("POST", "/api/scans/unlink"): {"child_qr": "KID-9"},
     ("POST", "/api/scans/move"): {"child_qr": "KID-9", "to_parent_qr": "SB00002"},
+    ("POST", "/api/scans/close"): {"parent_qr": "SB00001", "reason": "end of lot"},
+    ("POST", "/api/scans/reopen"): {"parent_qr": "SB00001"},
     ("POST", "/api/bills"): {"bill_no": "B-9", "capacity": 1},
     ("PATCH", "/api/bills/{bill_no}"): {"description": "x"},
     ("POST", "/api/bills/{bill_no}/parents"): {"parent_qr": "SB00001"},

@@ -15,7 +15,7 @@ from tracetrack_db import bills as bill_ops
 from tracetrack_db import scans as scan_ops
 from tracetrack_db import users as user_ops
 
-from . import routes_documents, routes_formats, routes_imports, routes_reports
+from . import routes_corrections, routes_documents, routes_formats, routes_imports, routes_reports
 from .answers import Deleted, Health, Liveness, LoggedOut, LoginAnswer, Readiness
 from .docs import ASSETS as DOC_ASSETS
 from .docs import MEDIA_TYPES as DOC_MEDIA_TYPES
@@ -356,6 +356,7 @@ CORE_OPERATIONS: tuple[Operation, ...] = (
             "not_a_parent",
             "not_a_child",
             "parent_full",
+            "parent_closed",
             "child_in_other_parent",
             "parent_on_bill",
             "wrong_area",
@@ -377,7 +378,7 @@ CORE_OPERATIONS: tuple[Operation, ...] = (
                 TextList(QR, scan_ops.MAX_BATCH), required=True, description="at most the parent's capacity"
             ),
         ),
-        errors=("bag_not_found", "not_a_parent", "parent_on_bill", "too_many_children"),
+        errors=("bag_not_found", "not_a_parent", "parent_on_bill", "parent_closed", "too_many_children"),
     ),
     Operation(
         "unlink_child",
@@ -391,6 +392,7 @@ CORE_OPERATIONS: tuple[Operation, ...] = (
         idempotent=True,
         body=body(child_qr=Field(QR, required=True)),
         errors=("bag_not_found", "not_a_child", "child_not_linked", "parent_on_bill"),
+        description="A parent closed short reopens (the unlink event's details say {reopened: reason}).",
     ),
     Operation(
         "move_child",
@@ -409,11 +411,13 @@ CORE_OPERATIONS: tuple[Operation, ...] = (
             "not_a_child",
             "child_not_linked",
             "parent_full",
+            "parent_closed",
             "parent_on_bill",
             "wrong_area",
         ),
         description="One transaction: the child leaves its parent and joins the other, or nothing changes "
-        "(a full target is 409 parent_full). One event pair (unlink, link) with details {move: true}. "
+        "(a full target is 409 parent_full, one closed short 409 parent_closed); a parent closed short "
+        "that the child leaves reopens. One event pair (unlink, link) with details {move: true}. "
         "Into the parent it is already in: result already_linked, nothing recorded.",
     ),
     Operation(
@@ -634,4 +638,5 @@ OPERATIONS: tuple[Operation, ...] = (
     + routes_documents.OPERATIONS
     + routes_reports.OPERATIONS
     + routes_formats.OPERATIONS
+    + routes_corrections.OPERATIONS
 )

@@ -131,6 +131,14 @@ class ParentOnBill(Conflict):
     code = "parent_on_bill"
 
 
+class ParentClosed(Conflict):
+    code = "parent_closed"
+
+
+class NothingToUndo(Conflict):
+    code = "nothing_to_undo"
+
+
 class BagOnBill(Conflict):
     code = "bag_on_bill"
 

@@ -81,6 +81,7 @@ class Bag:
     created_by: int | None
     created_at: datetime
     updated_at: datetime
+    closed_short_reason: str | None = None  # a parent closed short: completed below its capacity
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +198,23 @@ class MoveResult:
     capacity: int
     parent_status: str
     from_child_count: int  # of the parent it left
+
+
+@dataclass(frozen=True, slots=True)
+class CloseResult:
+    result: str  # closed | already_closed, reopened | not_closed (nothing changed)
+    bag: Bag
+
+
+@dataclass(frozen=True, slots=True)
+class UndoResult:
+    result: str  # undone
+    child_qr: str
+    parent_qr: str
+    linked_at: datetime  # when the link now undone was made
+    child_count: int  # of the parent, now
+    capacity: int
+    parent_status: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,22 @@ from psycopg import Connection
 
 from .database import Database
 from .errors import ValidationError
-from .models import Bag, BatchItem, BatchResult, LinkResult, MoveResult, OpenParentResult, UnlinkResult
+from .models import (
+    Bag,
+    BatchItem,
+    BatchResult,
+    CloseResult,
+    LinkResult,
+    MoveResult,
+    OpenParentResult,
+    UndoResult,
+    UnlinkResult,
+)
 from .qr import normalize_qr
 
 MAX_BATCH = 500
+MAX_REASON = 200
+UNDO_WINDOW = 600  # seconds (TRACETRACK_UNDO_WINDOW)
 
 
 def open_parent(
@@ -176,3 +188,78 @@ def move_child(
         conn=conn,
     )
     return MoveResult(child_qr=child, to_parent_qr=target, **row)
+
+
+def close_parent(
+    db: Database,
+    parent_qr: str,
+    reason: str,
+    *,
+    user_id: int | None = None,
+    restrict_area: str | None = None,
+    idempotency_key: str | None = None,
+    conn: Connection | None = None,
+) -> CloseResult:
+    """Close a parent short: it holds fewer children than its capacity (at
+    least one) and counts as completed from now on, can go on a bill, and
+    refuses links (ParentClosed) until it reopens (`reopen_parent`, or a child
+    leaves it). Result closed or already_closed. Raises ParentEmpty,
+    ParentFull (nothing short to close), ParentOnBill, NotAParent, BagNotFound."""
+    qr = normalize_qr(parent_qr, "parent_qr")
+    text = reason.strip() if isinstance(reason, str) else ""
+    if not text or len(text) > MAX_REASON or "\x00" in text:
+        raise ValidationError(f"reason must be 1-{MAX_REASON} characters", field="reason")
+    params = {"qr_id": qr, "reason": text, "user_id": user_id, "restrict_area": restrict_area}
+    with db.connection(conn=conn) as conn:
+        result = db.scalar("close_parent", {**params, "idempotency_key": idempotency_key}, conn=conn)
+        return CloseResult(result, _bag(db, qr, conn))
+
+
+def reopen_parent(
+    db: Database,
+    parent_qr: str,
+    *,
+    user_id: int | None = None,
+    restrict_area: str | None = None,
+    idempotency_key: str | None = None,
+    conn: Connection | None = None,
+) -> CloseResult:
+    """Reopen a parent closed short so that more children can go in. Result
+    reopened or not_closed. Raises ParentOnBill, NotAParent, BagNotFound."""
+    qr = normalize_qr(parent_qr, "parent_qr")
+    params = {"qr_id": qr, "user_id": user_id, "restrict_area": restrict_area, "idempotency_key": idempotency_key}
+    with db.connection(conn=conn) as conn:
+        result = db.scalar("reopen_parent", params, conn=conn)
+        return CloseResult(result, _bag(db, qr, conn))
+
+
+def _bag(db: Database, qr: str, conn: Connection) -> Bag:
+    return db.one("get_bag", {"qr_id": qr, "area": None}, row=Bag, conn=conn)
+
+
+def undo_last_link(
+    db: Database,
+    user_id: int,
+    *,
+    window_seconds: int = UNDO_WINDOW,
+    restrict_area: str | None = None,
+    idempotency_key: str | None = None,
+    conn: Connection | None = None,
+) -> UndoResult:
+    """Undo the user's own last link without rescanning the child: it is the
+    user's most recent link or unlink, made by scanning (not an import or a
+    move) less than `window_seconds` ago, and the child is still in that
+    parent. Undoing twice does not reach an older link: the undo is the user's
+    last scan then. Raises NothingToUndo, ParentOnBill."""
+    row = db.one(
+        "undo_last_link",
+        {
+            "user_id": user_id,
+            "window_seconds": window_seconds,
+            "restrict_area": restrict_area,
+            "idempotency_key": idempotency_key,
+        },
+        row=dict,
+        conn=conn,
+    )
+    return UndoResult(result="undone", **row)

@@ -185,6 +185,9 @@ TIMEZONE = Var(
     time_zone,
     "IANA zone of the site: what today, an hour and a day mean in the dashboard and reports",
 )
+UNDO_WINDOW = Var(
+    "TRACETRACK_UNDO_WINDOW", 600, whole(0), "seconds within which a scanner may undo their own last link"
+)
 # Read by single commands (never by the service): listed by `tracetrack config`, checked the same way.
 SERVICE_PASSWORD = Var(
     "TRACETRACK_SERVICE_PASSWORD", None, text, "password `tracetrack db service-role` gives the role", secret=True
@@ -206,6 +209,7 @@ LIBRARY_VARS: tuple[Var, ...] = (
     EXPORT_TIMEOUT,
     EXPORT_STALL,
     TIMEZONE,
+    UNDO_WINDOW,
     SERVICE_PASSWORD,
     SEED_PASSWORD,
     USER_PASSWORD,
@@ -271,6 +275,8 @@ class Settings:
     admin_password: str | None = None
     # the site's IANA time zone: days and hours of the dashboard and reports (stored times are UTC)
     timezone: str = "UTC"
+    # seconds within which a scanner may undo their own last link
+    undo_window: int = 600
 
     @property
     def zone(self) -> ZoneInfo:
@@ -291,6 +297,7 @@ class Settings:
             admin_username=ADMIN_USERNAME.get(environ),
             admin_password=ADMIN_PASSWORD.get(environ),
             timezone=TIMEZONE.get(environ),
+            undo_window=UNDO_WINDOW.get(environ),
         )
         if settings.pool_min_size > settings.pool_max_size:
             raise ConfigError(
