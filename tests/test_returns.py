@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import pytest
 
-from tracetrack_db import bills, errors, returns, scans
+from tracetrack_db import bills, errors, reports, returns, scans, views
 
 from .api_helpers import *  # noqa: F403
 from .factories import check_counters, full_parent, make_user
@@ -477,3 +477,25 @@ def test_a_childs_story_ends_where_it_left_the_parent(db, sql_conn):
     stay = [e.summary for e in events.bag_history(db, "STAY-1").items]
     assert leave == ["LEAVE-1 linked into SB00001", "LEAVE-1 taken out of SB00001"]
     assert stay[-2:] == ["bill B1 created", "SB00001 billed on B1"] and "STAY-1 linked into SB00001" in stay
+
+
+def test_the_rollup_the_dashboard_and_the_activity_report_take_the_new_kinds(api, sql_conn):
+    """Reports count kinds (0010's rollup): a return is a bill action, a ticket's own events are counted
+    by kind in the rollup and ignored by the activity figures; the views refresh over them."""
+    admin, biller = api.admin(), api.biller()
+    api.parent_with_children(admin, "SB00001", 2, area="lucknow")
+    api.bill(biller, "B-1", capacity=1)
+    assert api.add_parent(biller, "B-1", "SB00001").status_code == 200
+    ticket = api.post("/api/returns", biller, json={"depot": "Agra"}).json
+    assert api.post(f"/api/returns/{ticket['id']}/parents", biller, json={"parent_qr": "SB00001"}).status_code == 200
+    assert api.post(f"/api/returns/{ticket['id']}/finalise", biller).status_code == 200
+    # the rollup groups by kind whatever it is (these events are too recent to be rolled up: the report
+    # counts them from the event table itself)
+    assert reports.roll_up(api.db) is not None
+    views.refresh_views(api.db)
+    assert api.get("/api/dashboard/analytics", admin).status_code == 200
+    activity = api.get("/api/reports/activity", admin)
+    assert activity.status_code == 200, activity.text
+    users = {u["username"]: u["counts"] for u in activity.json["by_user"]}
+    assert users[biller.username]["bill_actions"] == 3  # bill created, parent added, parent returned
+    assert reports.BILL_ACTIONS[-1] == "return_add"
