@@ -107,6 +107,11 @@ def sample(bench_db: Database) -> dict:
                 "ORDER BY linked_parent_count DESC, id LIMIT 1"
             ),
             "user": one("SELECT id, username FROM app_user ORDER BY id LIMIT 1"),
+            # the seed opens no return ticket: one is opened here the first time (one event)
+            "open_return": one(
+                "SELECT coalesce((SELECT id FROM return_ticket WHERE status = 'open' ORDER BY id LIMIT 1), "
+                "tt_return_open('Bench depot', '', NULL, NULL))"
+            ),
             "bags": conn.execute("SELECT count(*) FROM bag").fetchone()[0],
             "server_version": conn.info.server_version,
         }

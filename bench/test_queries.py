@@ -208,6 +208,13 @@ def params_for(name: str, s: dict) -> dict:
             "areas": ["lucknow"] * 30,
         },
         "get_import": {"job_id": 1},
+        # returns (issue 12): a billed parent scanned into the open ticket, which is then cancelled
+        "return_open": {**common, "depot": "Bench depot", "reason": ""},
+        "get_return": {"id": s["open_return"][0]},
+        "return_items": {"ticket_id": s["open_return"][0]},
+        "get_return_item": {"id": 1},
+        "return_add_parent": {**common, "ticket_id": s["open_return"][0], "parent_qr": s["billed_parent"][0]},
+        "return_close": {**common, "ticket_id": s["open_return"][0], "status": "cancelled"},
         "import_problems": {"job_id": 1, "limit": 20},
     }
     return table.get(name, {})

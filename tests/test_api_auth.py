@@ -25,6 +25,7 @@ SAMPLE_PARAMS = {
     "{bill_no}": "B-1",
     "{parent_qr}": "SB00001",
     "{format_name}": "SB",
+    "{return_id}": "1",
 }
 ALL_ROLES = {"admin", "biller", "dispatcher"}
 

@@ -268,8 +268,9 @@ def test_history_is_the_whole_genealogy(api):
     assert result.status_code == 200, result.text
     assert set(result.json) == {"qr_id", "items"} and result.json["qr_id"] == "SB00001"
     items = result.json["items"]
-    assert all(set(e) == EVENT_KEYS for e in items)
+    assert all(set(e) == EVENT_KEYS | {"summary"} for e in items)  # the event's fields and the sentence
     assert [e["id"] for e in items] == sorted(e["id"] for e in items)  # oldest first
+    assert items[-1]["summary"] == f"bill B-1 completed by {admin.username}"
     seen = [(e["kind"], e["qr_id"] or e["bill_no"]) for e in items]
     assert seen == [
         ("parent_scan", "SB00001"),

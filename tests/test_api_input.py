@@ -25,6 +25,7 @@ def concrete(path: str, user_id: int) -> str:
         .replace("{parent_qr}", "SB00001")
         .replace("{rule_name}", "label_no")
         .replace("{format_name}", "SB")
+        .replace("{return_id}", "1")
     )
 
 
@@ -69,6 +70,8 @@ VALID: dict[tuple[str, str], dict] = {  # a valid body per operation (before any
         "expected_weight_kg": 10,
     },
     ("PATCH", "/api/parent-formats/{format_name}"): {"capacity": 25},
+    ("POST", "/api/returns"): {"depot": "Agra", "reason": "torn"},
+    ("POST", "/api/returns/{return_id}/parents"): {"parent_qr": "SB00001"},
 }
 
 

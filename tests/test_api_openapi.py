@@ -28,6 +28,7 @@ def sample(path: str, **values: str) -> str:
                 "import_id": "1",
                 "rule_name": "label_no",
                 "format_name": "SB",
+                "return_id": "1",
             }[match.group(1)],
         )
 
@@ -322,6 +323,27 @@ def test_real_answers_match_their_documented_schemas(api, sql_conn):
     )
     call("DELETE", "/api/parent-formats/{format_name}", admin, expect=409)  # SB00001 is an SB parent
     call("DELETE", "/api/parent-formats/{format_name}", admin, values={"format_name": "TINY"}, expect=200)
+    # returns: SB00005 (one child) billed on B-R, returned on a ticket, finalised; another cancelled
+    call("POST", "/api/scans/parent", dispatcher, json={"qr_id": "SB00005"}, expect=201)
+    call("POST", "/api/scans/child", dispatcher, json={"parent_qr": "SB00005", "child_qr": "KID-5"}, expect=200)
+    call("POST", "/api/bills", biller, json={"bill_no": "B-R", "capacity": 1}, expect=201)
+    call("POST", "/api/bills/{bill_no}/parents", biller, json={"parent_qr": "SB00005"}, values={"bill_no": "B-R"})
+    ticket = call("POST", "/api/returns", biller, json={"depot": "Agra", "reason": "torn"}, expect=201).json
+    call("POST", "/api/returns", dispatcher, json={"depot": "Agra"}, expect=403)
+    call("POST", "/api/returns", biller, json={"depot": " "}, expect=400)
+    rid = {"return_id": str(ticket["id"])}
+    call("POST", "/api/returns/{return_id}/parents", biller, json={"parent_qr": "SB00005"}, values=rid, expect=200)
+    call("POST", "/api/returns/{return_id}/parents", biller, json={"parent_qr": "KID-5"}, values=rid, expect=422)
+    call("POST", "/api/returns/{return_id}/parents", biller, json={"parent_qr": "SB09997"}, values=rid, expect=404)
+    call("GET", "/api/returns", biller, expect=200)
+    call("GET", "/api/returns/{return_id}", biller, values=rid, expect=200)
+    call("GET", "/api/returns/{return_id}", biller, values={"return_id": "999999"}, expect=404)
+    call("POST", "/api/returns/{return_id}/finalise", biller, values=rid, expect=200)
+    call("POST", "/api/returns/{return_id}/parents", biller, json={"parent_qr": "SB00005"}, values=rid, expect=409)
+    other = {"return_id": str(call("POST", "/api/returns", admin, json={"depot": "Hisar"}, expect=201).json["id"])}
+    call("POST", "/api/returns/{return_id}/finalise", biller, values=other, expect=409)
+    call("POST", "/api/returns/{return_id}/cancel", biller, values=other, expect=200)
+    call("POST", "/api/returns/{return_id}/cancel", biller, values=rid, expect=409)
     links = b"parent_qr,child_qr\nSB00001,IMP-1\n"
     job = call("POST", "/api/imports", admin, body=links, params={"layout": "links"}, expect=201).json
     call("POST", "/api/imports", admin, body=b"", params={"layout": "links"}, expect=400)

@@ -35,6 +35,7 @@ TAGS = [
     {"name": "reports", "description": "The dashboard, bill and activity reports (site time zone), CSV exports."},
     {"name": "imports", "description": "Bulk import of scanned batches (CSV, XLSX) and label extraction rules."},
     {"name": "formats", "description": "Parent formats: which QRs are parents, their capacity and expected weight."},
+    {"name": "returns", "description": "Return tickets: parents back from a depot come off their bills."},
     {"name": "docs", "description": "Browsable API docs (Swagger UI over this document), served offline."},
 ]
 

@@ -15,7 +15,7 @@ from tracetrack_db import bills as bill_ops
 from tracetrack_db import scans as scan_ops
 from tracetrack_db import users as user_ops
 
-from . import routes_corrections, routes_documents, routes_formats, routes_imports, routes_reports
+from . import routes_corrections, routes_documents, routes_formats, routes_imports, routes_reports, routes_returns
 from .answers import Deleted, Health, Liveness, LoggedOut, LoginAnswer, Readiness
 from .docs import ASSETS as DOC_ASSETS
 from .docs import MEDIA_TYPES as DOC_MEDIA_TYPES
@@ -55,6 +55,7 @@ PATH_VALUES: dict[str, Value] = {
     "import_id": Int(1),
     "rule_name": routes_imports.RULE_NAME,
     "format_name": routes_formats.FORMAT_NAME,
+    "return_id": routes_returns.RETURN_ID,
 }
 SPANS_SEGMENTS = frozenset({"qr", "parent_qr", "bill_no"})
 
@@ -639,4 +640,5 @@ OPERATIONS: tuple[Operation, ...] = (
     + routes_reports.OPERATIONS
     + routes_formats.OPERATIONS
     + routes_corrections.OPERATIONS
+    + routes_returns.OPERATIONS
 )

@@ -257,6 +257,27 @@ class FormatInUse(Conflict):
     code = "format_in_use"
 
 
+# Return tickets (issue 12)
+class ReturnNotFound(NotFound):
+    code = "return_not_found"
+
+
+class ReturnNotOpen(Conflict):
+    code = "return_not_open"
+
+
+class ReturnEmpty(Conflict):
+    code = "return_empty"
+
+
+class ReturnFull(Conflict):
+    code = "return_full"
+
+
+class ReturnedOnThisTicket(Conflict):
+    code = "returned_on_this_ticket"
+
+
 # 422: the wrong kind of bag
 class WrongBagType(TraceTrackError):
     code, status = "wrong_bag_type", 422
@@ -324,6 +345,8 @@ _CONSTRAINTS: dict[str, tuple[type[TraceTrackError], str, str]] = {
     "app_user_dispatcher_area": (DispatchAreaRequired, "dispatch_area", "a dispatcher needs a dispatch area"),
     "dispatch_area_name_check": (ValidationError, "name", "an area name is 2-50 characters of a-z 0-9 _"),
     "parent_format_capacity_check": (ValidationError, "capacity", "capacity must be from 1 to 1000"),
+    "return_ticket_depot_check": (ValidationError, "depot", "a depot is 1-200 characters"),
+    "return_ticket_reason_check": (ValidationError, "reason", "a reason is at most 1000 characters"),
 }
 
 

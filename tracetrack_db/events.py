@@ -11,7 +11,7 @@ from datetime import datetime
 
 from psycopg import sql
 
-from . import bags
+from . import bags, story
 from .cursor import paginate
 from .database import Database
 from .listing import Where, newest_first
@@ -25,12 +25,13 @@ def bag_history(
     db: Database, qr_id: str, *, restrict_area: str | None = None, limit: int = HISTORY_LIMIT
 ) -> BagHistory:
     """Every event of the bag, of its children and of its bill, oldest first
-    (also for a deleted bag). Raises BagNotFound."""
+    (also for a deleted bag), each with its sentence (tracetrack_db.story).
+    Raises BagNotFound."""
     qr = normalize_qr(qr_id)
     items = db.many("bag_history", {"qr_id": qr, "limit": limit, "area": restrict_area}, row=Event, read=True)
     if not items:  # no events: a bag that exists (for this caller) but was never scanned, or none
         bags.visible_bag_id(db, qr, restrict_area=restrict_area)
-    return BagHistory(qr_id=qr, items=items)
+    return BagHistory(qr_id=qr, items=[story.entry(e) for e in items])
 
 
 def list_query(

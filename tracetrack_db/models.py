@@ -140,9 +140,17 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryEntry(Event):
+    """An event of a bag's history with the sentence a person reads
+    (tracetrack_db.story): "SB00001 billed on B1 by bob"."""
+
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
 class BagHistory:
     qr_id: str
-    items: list[Event]
+    items: list[HistoryEntry]
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +235,57 @@ class AddParentResult:
 class RemoveParentResult:
     result: str  # removed
     bill: Bill
+
+
+# returns ----------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ReturnTicket:
+    """Parents that came back from a depot (the columns of return_ticket_row, 0017)."""
+
+    id: int
+    ticket_no: str  # R7: what people say and print
+    depot: str
+    reason: str
+    status: str  # open | finalised | cancelled
+    parent_count: int
+    total_child_count: int
+    total_weight_kg: Decimal
+    created_by: int | None
+    created_at: datetime
+    updated_at: datetime
+    closed_by: int | None  # who finalised or cancelled it
+    closed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnItem:
+    """One returned parent, as it was when it came back (return_item_row)."""
+
+    id: int
+    ticket_id: int
+    ticket_no: str
+    parent_id: int
+    parent_qr: str
+    bill_id: int
+    bill_no: str  # the bill it left
+    child_count: int
+    weight_kg: Decimal
+    returned_by: int | None
+    returned_by_username: str | None
+    returned_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnDetail:
+    ticket: ReturnTicket
+    items: list[ReturnItem]  # in the order they were scanned
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnResult:
+    result: str  # returned | already_returned (on this ticket already: nothing changed)
+    item: ReturnItem
+    ticket: ReturnTicket
 
 
 # the dashboard ----------------------------------------------------------------

@@ -36,6 +36,7 @@ BILL_ACTIONS = (
     "bill_complete",
     "bill_reopen",
     "bill_deleted",
+    "return_add",  # a returned parent leaves its bill (a ticket's own events are not bill actions)
 )
 ZERO = Decimal("0.000")
 # Bills changed this long before mv_bills_by_area' refresh began are read from the
@@ -324,7 +325,7 @@ class ActivityCounts:
     parent_scans: int = 0
     links: int = 0
     unlinks: int = 0
-    bill_actions: int = 0  # bill created, edited, parent added or removed, completed, reopened, deleted
+    bill_actions: int = 0  # bill created, edited, parent added, removed or returned, completed, reopened, deleted
 
     def add(self, kind: str, events: int) -> None:
         if kind == "parent_scan":

@@ -1,7 +1,10 @@
 -- name: bag_history :many
 -- The full genealogy of a bag in one query: its own events, its children's
--- (current children and any that were linked to it), and its bill's; also
--- for a bag that has been deleted. With area set (a dispatcher), the bag
+-- (current children and any that were linked to it), its bill's, and for a
+-- child what happened to each parent while it was inside (billed, returned,
+-- billed again: the parent's events without a bag, between the child's link
+-- and the unlink that ended that stay); also for a bag that has been
+-- deleted. With area set (a dispatcher), the bag
 -- must belong to that area (else nothing), and only that area's events and
 -- bill-level ones are shown, not other areas' parents on the same bill.
 WITH live AS (
@@ -15,6 +18,11 @@ WITH live AS (
     WHERE e.kind = 'bag_deleted' AND e.qr_id = %(qr_id)s
       AND (%(area)s::text IS NULL OR e.dispatch_area = %(area)s)
       AND NOT EXISTS (SELECT 1 FROM live)
+), stays AS (  -- a child's stays in parents: from a link to the next link or unlink of it
+    SELECT s.parent_id, s.id AS from_id, s.next_id AS to_id
+    FROM (SELECT e.kind, e.parent_id, e.id, lead(e.id) OVER (ORDER BY e.id) AS next_id
+          FROM event e, target t WHERE e.bag_id = t.id AND e.kind IN ('link', 'unlink')) s
+    WHERE s.kind = 'link'
 ), ids AS (
     SELECT e.id FROM event e, target t WHERE e.bag_id = t.id
     UNION
@@ -23,6 +31,9 @@ WITH live AS (
     SELECT e.id FROM event e JOIN bag c ON e.bag_id = c.id, target t WHERE c.parent_id = t.id
     UNION
     SELECT e.id FROM event e, target t WHERE e.bill_id = t.bill_id
+    UNION
+    SELECT e.id FROM stays s JOIN event e ON e.parent_id = s.parent_id AND e.id > s.from_id
+    WHERE e.bag_id IS NULL AND (s.to_id IS NULL OR e.id < s.to_id)
 )
 SELECT r.* FROM ids JOIN event_row r ON r.id = ids.id
 WHERE %(area)s::text IS NULL OR r.dispatch_area IS NULL OR r.dispatch_area = %(area)s
