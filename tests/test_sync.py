@@ -33,9 +33,10 @@ def op(kind: str, at: datetime | None = None, op_id: str | None = None, **args) 
     }
 
 
-def codes(answer: sync.SyncAnswer | dict) -> list[str]:
+def codes(answer: sync.SyncAnswer | dict) -> list[str | None]:
+    """ok, or the error code, per operation."""
     results = answer.results if isinstance(answer, sync.SyncAnswer) else answer["results"]
-    out = []
+    out: list[str | None] = []
     for r in results:
         verdict, code = (r.verdict, r.code) if isinstance(r, sync.SyncVerdict) else (r["verdict"], r["code"])
         out.append("ok" if verdict == "ok" else code)
@@ -288,13 +289,22 @@ def test_a_list_is_checked_whole_before_anything_runs(db, sql_conn):
         ([good, "x"], "validation_error", "operations[1]"),
         ([good, {**good, "client_op_id": "other", "op": "fly"}], "validation_error", "operations[1].op"),
         ([good, {**good, "client_op_id": "other", "extra": 1}], "validation_error", "operations[1].extra"),
-        ([good, {k: v for k, v in good.items() if k != "device_time"} | {"client_op_id": "b"}], "validation_error",
-         "operations[1].device_time"),
-        ([good, {**good, "client_op_id": "b", "device_time": "2024-01-01T10:00:00"}], "validation_error",
-         "operations[1].device_time"),
+        (
+            [good, {k: v for k, v in good.items() if k != "device_time"} | {"client_op_id": "b"}],
+            "validation_error",
+            "operations[1].device_time",
+        ),
+        (
+            [good, {**good, "client_op_id": "b", "device_time": "2024-01-01T10:00:00"}],
+            "validation_error",
+            "operations[1].device_time",
+        ),
         ([good, {**good, "client_op_id": "b", "qr_id": "S"}], "invalid_qr", "operations[1].qr_id"),
-        ([good, {**good, "client_op_id": "b", "dispatch_area": "Not An Area"}], "unknown_area",
-         "operations[1].dispatch_area"),
+        (
+            [good, {**good, "client_op_id": "b", "dispatch_area": "Not An Area"}],
+            "unknown_area",
+            "operations[1].dispatch_area",
+        ),
         ([good, op("link_child", parent_qr="SB00001")], "validation_error", "operations[1].child_qr"),
         ([good, {**good, "client_op_id": "has space"}], "validation_error", "operations[1].client_op_id"),
         ([good, dict(good)], "duplicate_client_op_id", "operations[1].client_op_id"),
@@ -360,19 +370,31 @@ def test_over_http_with_roles_area_confinement_and_replay(api, sql_conn):
 
 
 def test_bad_bodies_are_400_and_change_nothing(api, sql_conn):
+    """The field is the body's (operations); the message names the operation and its argument."""
     dispatcher = api.dispatcher("lucknow")
     good = op("open_parent", qr_id="SB00001")
     cases = [
-        ({"operations": [good]}, "validation_error", "device_id"),
-        ({"device_id": "hh-01"}, "validation_error", "operations"),
-        ({"device_id": "", "operations": [good]}, "validation_error", "device_id"),
-        ({"device_id": "hh-01", "operations": [good, good]}, "duplicate_client_op_id", "operations[1].client_op_id"),
-        ({"device_id": "hh-01", "operations": [good, {**good, "client_op_id": "z", "op": "nope"}]},
-         "validation_error", "operations[1].op"),
-        ({"device_id": "hh-01", "operations": [good], "extra": 1}, "validation_error", "extra"),
+        ({"operations": [good]}, "validation_error", "device_id", "device_id"),
+        ({"device_id": "hh-01"}, "validation_error", "operations", "operations"),
+        ({"device_id": "", "operations": [good]}, "validation_error", "device_id", "device_id"),
+        ({"device_id": "hh-01", "operations": [good, good]}, "duplicate_client_op_id", "operations", "operations[1]"),
+        (
+            {"device_id": "hh-01", "operations": [good, {**good, "client_op_id": "z", "op": "nope"}]},
+            "validation_error",
+            "operations",
+            "operations[1].op",
+        ),
+        (
+            {"device_id": "hh-01", "operations": [good, {**good, "client_op_id": "z", "qr_id": "S"}]},
+            "invalid_qr",
+            "operations",
+            "operations[1].qr_id: invalid QR code",
+        ),
+        ({"device_id": "hh-01", "operations": [good], "extra": 1}, "validation_error", "extra", "extra"),
     ]
-    for body, code, field in cases:
-        assert_error(api.post("/api/scans/sync", dispatcher, json=body), 400, code, field)
+    for body, code, field, said in cases:
+        error = assert_error(api.post("/api/scans/sync", dispatcher, json=body), 400, code, field)
+        assert said in error["message"], error
     assert count_rows(sql_conn, "bag") == count_rows(sql_conn, "sync_op") == 0
 
 
@@ -461,15 +483,24 @@ def test_two_offline_scanners_over_the_same_parents(api, db, sql_conn):
         results = answers[name]["results"]
         assert [r["client_op_id"] for r in results] == [o["client_op_id"] for o in body["operations"]]
         for r in results:
-            assert (r["verdict"], r["result"] is None, r["code"] is None) in (("ok", False, True), ("error", True, False))
-    verdicts = {o["client_op_id"]: r for name in bodies for o, r in zip(
-        bodies[name][1]["operations"], answers[name]["results"], strict=True)}
+            assert (r["verdict"], r["result"] is None, r["code"] is None) in (
+                ("ok", False, True),
+                ("error", True, False),
+            )
+    verdicts = {
+        o["client_op_id"]: r
+        for name in bodies
+        for o, r in zip(bodies[name][1]["operations"], answers[name]["results"], strict=True)
+    }
 
     # the invariants
     check_counters(sql_conn)  # no parent over capacity, counters equal the real counts
     # a child is in one parent (parent_id is one column): BOTH-1 is where its ok verdict put it
-    both = [r for r in verdicts.values() if r["op"] == "link_child" and r["client_op_id"] in
-            {north_ops[3]["client_op_id"], south_ops[3]["client_op_id"]}]
+    both = [
+        r
+        for r in verdicts.values()
+        if r["op"] == "link_child" and r["client_op_id"] in {north_ops[3]["client_op_id"], south_ops[3]["client_op_id"]}
+    ]
     assert sorted(r["verdict"] for r in both) == ["error", "ok"]
     assert [r["code"] for r in both if r["verdict"] == "error"] == ["child_in_other_parent"]
     # SB00001 took at most the places it had (two, a third if SB00001-C000 left first)
@@ -478,9 +509,11 @@ def test_two_offline_scanners_over_the_same_parents(api, db, sql_conn):
     assert 2 <= len(linked) <= 3
     assert {r["code"] for r in into_first if r["verdict"] == "error"} == {"parent_full"}
     # every child whose link was ok is in some parent unless a later ok unlink or move says otherwise
-    state = dict(sql_conn.execute(
-        "SELECT c.qr_id, p.qr_id FROM bag c LEFT JOIN bag p ON p.id = c.parent_id WHERE c.type = 'child'"
-    ).fetchall())
+    state = dict(
+        sql_conn.execute(
+            "SELECT c.qr_id, p.qr_id FROM bag c LEFT JOIN bag p ON p.id = c.parent_id WHERE c.type = 'child'"
+        ).fetchall()
+    )
     for name, (_caller, body) in bodies.items():
         for o, r in zip(body["operations"], answers[name]["results"], strict=True):
             if o["op"] == "unlink_child" and r["verdict"] == "ok":
@@ -490,11 +523,17 @@ def test_two_offline_scanners_over_the_same_parents(api, db, sql_conn):
             if o["op"] == "move_child" and r["verdict"] == "error":
                 assert r["code"] in ("child_not_linked", "bag_not_found", "parent_full")
     # nothing silently dropped: the events match the ok verdicts
-    ok_links = sum(1 for r in verdicts.values() if r["op"] == "link_child" and r["verdict"] == "ok"
-                   and r["result"]["result"] == "linked")
+    ok_links = sum(
+        1
+        for r in verdicts.values()
+        if r["op"] == "link_child" and r["verdict"] == "ok" and r["result"]["result"] == "linked"
+    )
     ok_unlinks = sum(1 for r in verdicts.values() if r["op"] == "unlink_child" and r["verdict"] == "ok")
-    ok_moves = sum(1 for r in verdicts.values() if r["op"] == "move_child" and r["verdict"] == "ok"
-                   and r["result"]["result"] == "moved")
+    ok_moves = sum(
+        1
+        for r in verdicts.values()
+        if r["op"] == "move_child" and r["verdict"] == "ok" and r["result"]["result"] == "moved"
+    )
     synced = sql_conn.execute(
         "SELECT count(*) FILTER (WHERE kind = 'link' AND details IS NULL), count(*) FILTER (WHERE kind = 'unlink' "
         "AND details IS NULL), count(*) FILTER (WHERE kind = 'link' AND details->>'move' = 'true') "

@@ -11,12 +11,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from tracetrack_db import sync
+from tracetrack_db.errors import TraceTrackError
 
 from .handlers import sync as handlers
 from .schema import AREA, QR, DateTime, Field, Text, Value, body
 from .table import SCANNERS, Operation
 
-ID = Text(max_length=64, pattern=sync.ID_PATTERN, description=sync.ID_RULE, invalid=f"an id is {sync.ID_RULE}")
+DEVICE_ID = Text(
+    max_length=64, pattern=sync.ID_PATTERN, description=sync.ID_RULE, invalid=f"device_id is {sync.ID_RULE}"
+)
 
 
 @dataclass(frozen=True)
@@ -29,10 +32,13 @@ class Operations(Value):
         for op, args in sync.OPS.items():
             props: dict[str, Any] = {
                 "op": {"const": op},
-                "client_op_id": {**ID.schema(), "description": "unique per device: a resend with it is a replay"},
+                "client_op_id": {
+                    **DEVICE_ID.schema(),
+                    "description": "unique per device: a resend with it is a replay",
+                },
                 "device_time": {**DateTime().schema(), "description": "the scanner's clock when it was scanned"},
             }
-            for name, required in args:
+            for name, _required in args:
                 props[name] = QR.schema() if name != "dispatch_area" else {"anyOf": [AREA.schema(), {"type": "null"}]}
             kinds.append(
                 {
@@ -46,7 +52,15 @@ class Operations(Value):
         return {"type": "array", "minItems": 1, "maxItems": sync.MAX_OPERATIONS, "items": {"oneOf": kinds}}
 
     def from_json(self, name: str, value: Any) -> list[sync.SyncOp]:
-        return sync.parse_operations(value, name)
+        try:
+            return sync.parse_operations(value, name)
+        except TraceTrackError as exc:
+            # the body field to blame is operations; the message says which operation and argument
+            if exc.field and exc.field != name and exc.field not in exc.message:
+                exc.message = f"{exc.field}: {exc.message}"
+                exc.args = (exc.message,)
+            exc.field = name
+            raise
 
 
 # 1,000 operations of two QRs of qr.MAX_INPUT_LENGTH (200) characters each, ids and
@@ -64,7 +78,7 @@ OPERATIONS: tuple[Operation, ...] = (
         SCANNERS,
         sync.SyncAnswer,
         body=body(
-            device_id=Field(ID, required=True, description="the scanner: client_op_id is unique per device"),
+            device_id=Field(DEVICE_ID, required=True, description="the scanner: client_op_id is unique per device"),
             operations=Field(Operations(), required=True, description="in the order they were scanned"),
         ),
         errors=("duplicate_client_op_id", "unknown_area"),

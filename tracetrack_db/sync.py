@@ -255,7 +255,8 @@ def _apply(
                     idempotency_key=f"sync:{device}:{op.client_op_id}",
                     conn=conn,
                 )
-                verdict = SyncVerdict(op.client_op_id, op.op, "ok", status, orjson.loads(dumps(answer)), None, None, False)
+                result = orjson.loads(dumps(answer))  # as a resend will read it back
+                verdict = SyncVerdict(op.client_op_id, op.op, "ok", status, result, None, None, False)
             if not _keep(db, conn, ids, op, user_id, verdict):
                 raise _Lost
             return verdict
