@@ -558,3 +558,30 @@ def test_two_offline_scanners_over_the_same_parents(api, db, sql_conn):
         assert [{**r, "replayed": False} for r in answers[name]["results"]] == first[name]["results"]
         assert all(r["replayed"] for r in answers[name]["results"])
     check_counters(sql_conn)
+
+
+def test_the_same_list_sent_twice_at_once_answers_one_verdict_per_operation(db, sql_conn):
+    """A scanner that retried while its first request was still running: each operation
+    runs once, and both answers carry the same verdicts (one of them replayed)."""
+    fill(db, "SB00001", 0, "X")
+    ops = [op("link_child", parent_qr="SB00001", child_qr=f"TWICE-{i}") for i in range(20)]
+    ops += [op("unlink_child", child_qr=f"TWICE-{i}") for i in range(0, 20, 2)]
+    answers: list[sync.SyncAnswer] = []
+    start = threading.Barrier(2)
+
+    def send() -> None:
+        start.wait()
+        answers.append(sync.sync(db, "scanner-1", ops))
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(answers) == 2
+    first, second = answers
+    assert codes(first) == codes(second) == ["ok"] * 30
+    for a, b in zip(first.results, second.results, strict=True):
+        assert (a.status, a.result) == (b.status, b.result) and a.replayed != b.replayed
+    assert count_events(sql_conn, "link") == 20 and count_events(sql_conn, "unlink") == 10
+    check_counters(sql_conn)
