@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import itertools
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
+from psycopg import sql
 
-from tracetrack_db import errors, events, scans, sync
+from tracetrack_db import errors, events, migrations, scans, sync
 
 from .api_helpers import *  # noqa: F403
+from .conftest import with_dbname
 from .factories import check_counters
 
 _ids = itertools.count(1)
@@ -260,25 +264,31 @@ def test_events_keep_the_device_time_and_history_orders_by_it(db, sql_conn):
     assert sql_value(sql_conn, "SELECT device_time FROM event WHERE qr_id = 'ONLINE-2'") is None
 
 
-def test_the_device_time_column_did_not_rewrite_the_event_table(db_url, sql_conn):
-    """0018 adds event.device_time with a STABLE default: PostgreSQL keeps the
-    rows there as they are (NULL as the missing value), no table rewrite."""
-    row = sql_conn.execute(
-        "SELECT a.atthasmissing, a.attmissingval::text, pg_get_expr(d.adbin, d.adrelid) "
-        "FROM pg_attribute a JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
-        "WHERE a.attrelid = 'event'::regclass AND a.attname = 'device_time'"
-    ).fetchone()
-    assert row[2].startswith("(NULLIF(current_setting('tracetrack.device_time'")
-    # a rewrite gives the table a new file: compare it before and after the statement
-    sql_conn.execute("CREATE TABLE ev_copy (id bigint, occurred_at timestamptz DEFAULT now())")
-    sql_conn.execute("INSERT INTO ev_copy (id) SELECT g FROM generate_series(1, 1000) g")
-    before = sql_value(sql_conn, "SELECT pg_relation_filenode('ev_copy')")
-    sql_conn.execute(
-        "ALTER TABLE ev_copy ADD COLUMN device_time timestamptz "
-        "DEFAULT nullif(current_setting('tracetrack.device_time', true), '')::timestamptz"
-    )
-    assert sql_value(sql_conn, "SELECT pg_relation_filenode('ev_copy')") == before
-    assert sql_value(sql_conn, "SELECT count(*) FROM ev_copy WHERE device_time IS NOT NULL") == 0
+def test_the_device_time_column_did_not_rewrite_the_event_table(pg_server_url):
+    """0018 adds event.device_time with a STABLE default: PostgreSQL evaluates it once
+    (NULL: the setting is unset), keeps the rows already there as they are and the
+    table keeps its file."""
+    name = f"tt_sync_rewrite_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = with_dbname(pg_server_url, name)
+    try:
+        shipped = migrations.discover()
+        version = next(m.version for m in shipped if m.name == "offline_sync")
+        migrations.migrate(url, shipped[: version - 1])
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO event (kind, qr_id) SELECT 'bag_created', 'OLD-' || g FROM generate_series(1, 1000) g"
+            )
+            before = conn.execute("SELECT pg_relation_filenode('event')").fetchone()
+            migrations.migrate(url, shipped[:version])
+            after = conn.execute("SELECT pg_relation_filenode('event')").fetchone()
+            old = conn.execute("SELECT count(*), count(device_time) FROM event WHERE qr_id LIKE 'OLD-%'").fetchone()
+        assert before == after  # no rewrite (a volatile default, say clock_timestamp(), gives a new file)
+        assert old == (1000, 0)
+    finally:
+        with psycopg.connect(pg_server_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def test_a_list_is_checked_whole_before_anything_runs(db, sql_conn):

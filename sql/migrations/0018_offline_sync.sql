@@ -10,10 +10,9 @@
 -- it: no write function changes its signature, and a scan that is no sync
 -- pays one current_setting() per event.
 -- The default is STABLE, not volatile: PostgreSQL evaluates it once for the
--- rows already there (NULL: the setting is unset while this runs) and keeps
--- that as the column's missing value, so the event table is not rewritten
--- (an ALTER of a few milliseconds at 6M events; tests/test_sync.py checks the
--- table's file stays the same).
+-- rows already there (NULL: the setting is unset while this runs), so the
+-- event table is not rewritten (an ALTER of a few milliseconds at 6M events;
+-- tests/test_sync.py checks the table keeps its file).
 ALTER TABLE event ADD COLUMN device_time timestamptz
     DEFAULT nullif(current_setting('tracetrack.device_time', true), '')::timestamptz;
 
