@@ -105,6 +105,7 @@ EVENT_KEYS = {
     "dispatch_area",
     "idempotency_key",
     "details",
+    "device_time",
 }
 USER_KEYS = {"id", "username", "role", "dispatch_area", "is_active", "last_login_at", "created_at", "updated_at"}
 

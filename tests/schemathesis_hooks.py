@@ -29,6 +29,8 @@ DATA_DEPENDENT = frozenset(
     | {"too_many_rows", "file_too_large"}
     # wrong_password: whether current_password is the caller's (POST /api/me/password)
     | {"wrong_password"}
+    # duplicate_client_op_id: two operations of one sync list with the same id (no schema states it)
+    | {"duplicate_client_op_id"}
 )
 
 

@@ -220,6 +220,9 @@ def test_real_answers_match_their_documented_schemas(api, sql_conn):
     call("POST", "/api/scans/move", dispatcher, json={"child_qr": "KID-2", "to_parent_qr": "SB00001"}, expect=200)
     call("POST", "/api/scans/move", dispatcher, json={"child_qr": "KID-2", "to_parent_qr": "SB09998"}, expect=404)
     call("POST", "/api/scans/unlink", dispatcher, json={"child_qr": "KID-2"}, expect=200)
+    synced = {"client_op_id": "o-1", "op": "unlink_child", "device_time": "2030-01-01T00:00:00Z", "child_qr": "KID-1"}
+    call("POST", "/api/scans/sync", dispatcher, json={"device_id": "hh-1", "operations": [synced]}, expect=200)
+    call("POST", "/api/scans/sync", dispatcher, json={"device_id": "hh-1", "operations": []}, expect=400)
     call("POST", "/api/scans/unlink", dispatcher, json={"child_qr": "KID-2"}, expect=409)
     call("POST", "/api/scans/child", dispatcher, json={"parent_qr": "SB00002", "child_qr": "KID-3"}, expect=200)
     call("POST", "/api/scans/undo", dispatcher, expect=200)

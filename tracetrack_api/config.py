@@ -33,6 +33,18 @@ LOGIN_QUEUE = Var("TRACETRACK_LOGIN_QUEUE", 5.0, number(0), "seconds a login wai
 TRUSTED_PROXIES = Var(
     "TRACETRACK_TRUSTED_PROXIES", ("127.0.0.1", "::1"), name_list, "peers whose X-Real-IP names the client"
 )
+SYNC_MAX_AHEAD = Var(
+    "TRACETRACK_SYNC_MAX_AHEAD",
+    5 * 60,
+    whole(0, 86400),
+    "seconds a synced operation's device_time may be ahead of the server's clock",
+)
+SYNC_MAX_BEHIND = Var(
+    "TRACETRACK_SYNC_MAX_BEHIND",
+    7 * 86400,
+    whole(60, 366 * 86400),
+    "seconds a synced operation's device_time may be behind the server's clock",
+)
 REFRESH_INTERVAL = Var(
     "TRACETRACK_REFRESH_INTERVAL", 30.0, number(0), "seconds between view refreshes (0: no refresher)"
 )
@@ -58,6 +70,8 @@ API_VARS: tuple[Var, ...] = (
     LOGIN_CONCURRENCY,
     LOGIN_QUEUE,
     TRUSTED_PROXIES,
+    SYNC_MAX_AHEAD,
+    SYNC_MAX_BEHIND,
     REFRESH_INTERVAL,
     LOG_LEVEL,
     LOG_FORMAT,
@@ -91,6 +105,10 @@ class ApiSettings:
     trusted_proxies: tuple[str, ...] = TRUSTED_PROXIES.default
     # seconds between materialized-view refreshes (0: no refresher in this process)
     refresh_interval: float = REFRESH_INTERVAL.default
+    # POST /api/scans/sync refuses an operation whose device_time is further
+    # ahead of or behind the database's clock (device_time_out_of_range)
+    sync_max_ahead_seconds: int = SYNC_MAX_AHEAD.default
+    sync_max_behind_seconds: int = SYNC_MAX_BEHIND.default
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
@@ -109,4 +127,6 @@ class ApiSettings:
             login_queue_seconds=LOGIN_QUEUE.get(environ),
             trusted_proxies=TRUSTED_PROXIES.get(environ),
             refresh_interval=REFRESH_INTERVAL.get(environ),
+            sync_max_ahead_seconds=SYNC_MAX_AHEAD.get(environ),
+            sync_max_behind_seconds=SYNC_MAX_BEHIND.get(environ),
         )

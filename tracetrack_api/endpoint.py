@@ -140,7 +140,7 @@ class Endpoint:
         self.services = services
         self.authenticate = authenticate
         self.path_values = path_values
-        self.max_body = services.settings.max_body_bytes
+        self.max_body = max(op.max_body, services.settings.max_body_bytes)
         self.max_upload = services.settings.import_max_bytes
         self.forbidden = f"this needs the role {' or '.join(op.roles)}" if op.roles else ""
 

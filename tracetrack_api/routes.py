@@ -15,7 +15,15 @@ from tracetrack_db import bills as bill_ops
 from tracetrack_db import scans as scan_ops
 from tracetrack_db import users as user_ops
 
-from . import routes_corrections, routes_documents, routes_formats, routes_imports, routes_reports, routes_returns
+from . import (
+    routes_corrections,
+    routes_documents,
+    routes_formats,
+    routes_imports,
+    routes_reports,
+    routes_returns,
+    routes_sync,
+)
 from .answers import Deleted, Health, Liveness, LoggedOut, LoginAnswer, Readiness
 from .docs import ASSETS as DOC_ASSETS
 from .docs import MEDIA_TYPES as DOC_MEDIA_TYPES
@@ -640,5 +648,6 @@ OPERATIONS: tuple[Operation, ...] = (
     + routes_reports.OPERATIONS
     + routes_formats.OPERATIONS
     + routes_corrections.OPERATIONS
+    + routes_sync.OPERATIONS
     + routes_returns.OPERATIONS
 )

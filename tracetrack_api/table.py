@@ -53,6 +53,8 @@ class Operation:
     # open to a user who must change their password first (an admin set it):
     # every other row answers them 403 password_change_required
     before_password_change: bool = False
+    # a JSON body may have this many bytes (0: TRACETRACK_MAX_BODY; the larger of the two counts)
+    max_body: int = 0
 
 
 CSV = "text/csv"

@@ -278,6 +278,19 @@ class ReturnedOnThisTicket(Conflict):
     code = "returned_on_this_ticket"
 
 
+# Offline sync (issue 12): verdicts of single operations of a list, and a list refused whole
+class DeviceTimeOutOfRange(ValidationError):
+    code = "device_time_out_of_range"
+
+
+class DuplicateClientOpId(ValidationError):
+    code = "duplicate_client_op_id"
+
+
+class ClientOpIdReused(Conflict):
+    code = "client_op_id_reused"
+
+
 # 422: the wrong kind of bag
 class WrongBagType(TraceTrackError):
     code, status = "wrong_bag_type", 422

@@ -137,6 +137,7 @@ class Event:
     dispatch_area: str | None
     idempotency_key: str | None
     details: dict[str, Any] | None
+    device_time: datetime | None  # a synced operation's: the scanner's clock (occurred_at: the server's)
 
 
 @dataclass(frozen=True, slots=True)

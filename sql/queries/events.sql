@@ -7,6 +7,7 @@
 -- deleted. With area set (a dispatcher), the bag
 -- must belong to that area (else nothing), and only that area's events and
 -- bill-level ones are shown, not other areas' parents on the same bill.
+-- Oldest first, by the device's time where a synced operation gave one.
 WITH live AS (
     SELECT b.id, coalesce(b.bill_id, p.bill_id) AS bill_id
     FROM bag b LEFT JOIN bag p ON p.id = b.parent_id
@@ -37,5 +38,5 @@ WITH live AS (
 )
 SELECT r.* FROM ids JOIN event_row r ON r.id = ids.id
 WHERE %(area)s::text IS NULL OR r.dispatch_area IS NULL OR r.dispatch_area = %(area)s
-ORDER BY r.id
+ORDER BY coalesce(r.device_time, r.occurred_at), r.id  -- an offline scanner's events when they were scanned
 LIMIT %(limit)s;
