@@ -35,6 +35,10 @@ TAGS = [
     {"name": "reports", "description": "The dashboard, bill and activity reports (site time zone), CSV exports."},
     {"name": "imports", "description": "Bulk import of scanned batches (CSV, XLSX) and label extraction rules."},
     {"name": "formats", "description": "Parent formats: which QRs are parents, their capacity and expected weight."},
+    {
+        "name": "audit",
+        "description": "The security log: logins, lockouts, password and user changes, who and from where.",
+    },
     {"name": "docs", "description": "Browsable API docs (Swagger UI over this document), served offline."},
 ]
 

@@ -15,7 +15,7 @@ from tracetrack_db import bills as bill_ops
 from tracetrack_db import scans as scan_ops
 from tracetrack_db import users as user_ops
 
-from . import routes_documents, routes_formats, routes_imports, routes_reports
+from . import routes_audit, routes_documents, routes_formats, routes_imports, routes_reports
 from .answers import Deleted, Health, Liveness, LoggedOut, LoginAnswer, Readiness
 from .docs import ASSETS as DOC_ASSETS
 from .docs import MEDIA_TYPES as DOC_MEDIA_TYPES
@@ -634,4 +634,5 @@ OPERATIONS: tuple[Operation, ...] = (
     + routes_documents.OPERATIONS
     + routes_reports.OPERATIONS
     + routes_formats.OPERATIONS
+    + routes_audit.OPERATIONS
 )
