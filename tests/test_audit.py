@@ -488,3 +488,11 @@ def test_no_function_the_service_may_call_changes_history(service_conn, sql_conn
             service_conn.execute(f"SELECT tt_probe_{table}()")
         assert refused.value.diag.message_hint == "append_only"
     assert _counts(sql_conn) == before
+
+
+def test_the_kinds_are_the_constraints(sql_conn):
+    check = sql_value(
+        sql_conn,
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'security_log_kind_check'",
+    )
+    assert sorted(re.findall(r"'([a-z_]+)'", check)) == sorted(audit.KINDS)
