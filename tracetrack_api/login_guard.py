@@ -22,7 +22,7 @@ the process.
 
 The security log hears of it (the login handler writes the rows): a lockout
 when a username from an address has used its free tries (each further attempt
-waits), and a refused attempt once per refusal period and scope (`refused`),
+waits), and a refused attempt once per refusal period and scope (`first_refusal`),
 so a flood of refused attempts costs the database one row, not one each.
 """
 
@@ -97,7 +97,7 @@ class LoginGuard:
     def first_refusal(self, name: str, address: str, refusal: RateLimited) -> bool:
         """Whether `refusal` is the first of its kind in its period (then it is
         worth a security log row): per address for the address limit, per
-        username and address for the user one, per process when busy."""
+        username and address for the user one, one for all when logins are busy."""
         key = {"address": address_key(address), "user": f"{name}:{address}"}.get(refusal.scope, "")
         return bool(self.cache.add(f"login-refused:{refusal.scope}:{key}", b"1", refusal.retry_after))
 
