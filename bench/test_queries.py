@@ -98,7 +98,18 @@ def params_for(name: str, s: dict) -> dict:
         "throttle_incr": {"key": f"login-tries:bench{n}:127.0.0.1", "ttl": 900},
         "throttle_add": {"key": f"login-wait:bench{n}:127.0.0.1", "ttl": 2},
         "throttle_delete": {"keys": [f"login-tries:bench{n}:127.0.0.1"]},
-        "login_succeeded": {"id": user, "password_hash": None},
+        "login_succeeded": {"id": user, "password_hash": None, "address": "10.0.0.7", "user_agent": "bench"},
+        "record_security_event": {
+            "kind": "login_failed",
+            "actor_id": None,
+            "actor": "",
+            "user_id": None,
+            "username": f"bench{n}",
+            "reason": "invalid_credentials",
+            "address": "10.0.0.7",
+            "user_agent": "bench",
+            "details": None,
+        },
         "open_parent": {**common, "qr_id": f"M444-{n % 100000:05d}", "dispatch_area": "lucknow"},
         "purge_idempotency_keys": {"hours": 24},
         "record_view_refresh": {"view_name": "mv_bench", "duration_ms": 1.0},
@@ -436,6 +447,9 @@ COMPOSED = [
     ("list_events", {"qr_id": "SB00015"}),
     ("export_bags", {"q": "SB0001"}),
     ("export_bills", {"status": "processing"}),
+    ("list_security_log", {}),
+    ("list_security_log", {"kind": "login_failed"}),
+    ("export_security_log", {"kind": "lockout"}),
 ]
 GROUP = {
     "list_bags": "lists: bags",
@@ -443,6 +457,8 @@ GROUP = {
     "list_events": "lists: events",
     "export_bags": "exports",
     "export_bills": "exports",
+    "list_security_log": "lists: security log",
+    "export_security_log": "exports",
 }
 
 

@@ -253,6 +253,8 @@ def test_the_contracts_role_rules():
         ("POST", "/api/parent-formats"),
         ("PATCH", "/api/parent-formats/{format_name}"),
         ("DELETE", "/api/parent-formats/{format_name}"),
+        ("GET", "/api/audit"),
+        ("GET", "/api/audit.csv"),
     }
     for (method, path), roles in ops.items():
         if (method, path) in everyone or roles is None:

@@ -359,6 +359,13 @@ def test_real_answers_match_their_documented_schemas(api, sql_conn):
     response_schema("GET", "/api/imports/{import_id}/results.csv", 200, "text/csv")
     call("POST", "/api/auth/logout", biller, expect=200)
     call("POST", "/api/auth/logout", biller, expect=401)  # its token has ended
+    call("GET", "/api/audit", admin, params={"kind": "login_failed"}, expect=200)
+    call("GET", "/api/audit", biller, expect=401)  # its token has ended
+    call("GET", "/api/audit", dispatcher, expect=403)
+    call("GET", "/api/audit", admin, params={"kind": "nope"}, expect=400)
+    result = api.get("/api/audit.csv", admin, params={"kind": "logout"})
+    assert result.status_code == 200 and result.text.count("\n") == 2, result.text  # the header and the logout
+    response_schema("GET", "/api/audit.csv", 200, "text/csv")
     documented_success = {(m, p) for p, item in openapi_document()["paths"].items() for m in item}
     seen_success = {(m.lower(), p) for m, p, code in checked if code < 300}
     missing = (
@@ -371,6 +378,7 @@ def test_real_answers_match_their_documented_schemas(api, sql_conn):
             ("get", "/api/bills/{bill_no}/manifest.pdf"),
             ("get", "/api/reports/bills.csv"),
             ("get", "/api/imports/{import_id}/results.csv"),
+            ("get", "/api/audit.csv"),
             ("get", "/docs"),
             ("get", "/docs/assets/{asset}"),
         }

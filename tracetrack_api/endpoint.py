@@ -90,7 +90,9 @@ def read_body(req: falcon.Request, limit: int) -> bytes:
 class ClientAddress:
     """The client's address: the peer's, or, when the peer is a trusted proxy
     (the nginx in front, which sets X-Real-IP to the address it saw), the one
-    it names. An untrusted peer cannot choose its address with a header."""
+    it names: X-Real-IP, else the last address of X-Forwarded-For (the one
+    that proxy appended; those before it are the client's own say). An
+    untrusted peer cannot choose its address with either header."""
 
     def __init__(self, trusted: tuple[str, ...]):
         self.networks = tuple(ipaddress.ip_network(a, strict=False) for a in trusted)
@@ -111,7 +113,11 @@ class ClientAddress:
     def __call__(self, req: falcon.Request) -> str:
         peer = req.env.get("REMOTE_ADDR") or ""
         if self.networks and self.is_trusted(peer):
-            return req.get_header("X-Real-IP") or peer
+            named = req.get_header("X-Real-IP")
+            if not named:
+                forwarded = req.get_header("X-Forwarded-For")
+                named = forwarded.rsplit(",", 1)[-1].strip() if forwarded else None
+            return named or peer
         return peer
 
 
@@ -165,7 +171,7 @@ class Endpoint:
             params.update(op.body.parse(parse_json(raw)))
         elif op.upload:
             params["file"] = Upload(req, self.max_upload)
-        ctx = Ctx(self.services, user, self.client(req))
+        ctx = Ctx(self.services, user, self.client(req), req.user_agent)
         key = req.get_header("Idempotency-Key") if op.idempotent else None
         if key is None:
             self.render(resp, op.handler(ctx, **params), req)

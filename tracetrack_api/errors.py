@@ -23,9 +23,10 @@ class RateLimited(TraceTrackError):
 
     code, status = "rate_limited", 429
 
-    def __init__(self, message: str, *, retry_after: int = 1):
+    def __init__(self, message: str, *, retry_after: int = 1, scope: str = ""):
         super().__init__(message)
         self.retry_after = max(1, int(retry_after))
+        self.scope = scope  # what is limited (a login's: address, user or busy), for the security log
 
 
 class TooManyExports(RateLimited):

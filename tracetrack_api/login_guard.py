@@ -19,13 +19,18 @@ lands. Refusals are RateLimited (429) with Retry-After. The counters are
 shared by every process of every server: in Redis when REDIS_URL is set,
 else in PostgreSQL (the `throttle` table); while either is unreachable, in
 the process.
+
+The security log hears of it (the login handler writes the rows): a lockout
+when a username from an address has used its free tries (each further attempt
+waits), and a refused attempt once per refusal period and scope (`first_refusal`),
+so a flood of refused attempts costs the database one row, not one each.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from .cache import LocalCache, RedisCache, SharedCounters
@@ -53,19 +58,21 @@ class LoginGuard:
         self._lock = threading.Lock()
 
     @contextmanager
-    def attempt(self, name: str, address: str) -> Iterator[None]:
+    def attempt(self, name: str, address: str, on_lockout: Callable[[], None] = lambda: None) -> Iterator[None]:
         """Hold one password check for `name` (already login_name'd) from
-        `address`; raises RateLimited instead when the attempt must wait."""
+        `address`; raises RateLimited (with `scope`: address, user or busy)
+        instead when the attempt must wait. `on_lockout` runs when this attempt
+        is the first past the free tries of the window."""
         if self.cache.incr(f"login-address:{address_key(address)}", 60) > self.address_rate:  # a minute
-            raise RateLimited("too many login attempts from this address: wait a minute", retry_after=60)
+            raise _refused("too many login attempts from this address: wait a minute", 60, "address")
         tries = f"login-tries:{name}:{address}"
         count = self.cache.incr(tries, WINDOW_SECONDS)
         if count > FREE_TRIES:
+            if count == FREE_TRIES + 1:
+                on_lockout()
             delay = min(2 ** (count - FREE_TRIES - 1), MAX_DELAY_SECONDS)
             if not self.cache.add(f"login-wait:{name}:{address}", b"1", delay):
-                raise RateLimited(
-                    f"too many failed logins for this user from this address: wait {delay} s", retry_after=delay
-                )
+                raise _refused(f"too many failed logins for this user from this address: wait {delay} s", delay, "user")
         self._take_a_check()
         try:
             yield
@@ -78,14 +85,25 @@ class LoginGuard:
             return
         with self._lock:
             if self._waiting >= self._max_waiting:
-                raise RateLimited("too many logins at once: retry in a moment", retry_after=1)
+                raise _refused("too many logins at once: retry in a moment", 1, "busy")
             self._waiting += 1
         try:
             if not self._checks.acquire(timeout=self.queue_seconds):
-                raise RateLimited("too many logins at once: retry in a moment", retry_after=1)
+                raise _refused("too many logins at once: retry in a moment", 1, "busy")
         finally:
             with self._lock:
                 self._waiting -= 1
+
+    def first_refusal(self, name: str, address: str, refusal: RateLimited) -> bool:
+        """Whether `refusal` is the first of its kind in its period (then it is
+        worth a security log row): per address for the address limit, per
+        username and address for the user one, one for all when logins are busy."""
+        key = {"address": address_key(address), "user": f"{name}:{address}"}.get(refusal.scope, "")
+        return bool(self.cache.add(f"login-refused:{refusal.scope}:{key}", b"1", refusal.retry_after))
+
+
+def _refused(message: str, retry_after: int, scope: str) -> RateLimited:
+    return RateLimited(message, retry_after=retry_after, scope=scope)
 
 
 def address_key(address: str) -> str:

@@ -36,6 +36,10 @@ TAGS = [
     {"name": "imports", "description": "Bulk import of scanned batches (CSV, XLSX) and label extraction rules."},
     {"name": "formats", "description": "Parent formats: which QRs are parents, their capacity and expected weight."},
     {"name": "returns", "description": "Return tickets: parents back from a depot come off their bills."},
+    {
+        "name": "audit",
+        "description": "The security log: logins, lockouts, password and user changes, who and from where.",
+    },
     {"name": "docs", "description": "Browsable API docs (Swagger UI over this document), served offline."},
 ]
 

@@ -16,6 +16,7 @@ from tracetrack_db import scans as scan_ops
 from tracetrack_db import users as user_ops
 
 from . import (
+    routes_audit,
     routes_corrections,
     routes_documents,
     routes_formats,
@@ -650,4 +651,5 @@ OPERATIONS: tuple[Operation, ...] = (
     + routes_corrections.OPERATIONS
     + routes_sync.OPERATIONS
     + routes_returns.OPERATIONS
+    + routes_audit.OPERATIONS
 )

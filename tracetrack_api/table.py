@@ -18,6 +18,7 @@ from typing import Any
 from psycopg import Connection
 
 from tracetrack_db import Database, Principal, errors
+from tracetrack_db.audit import Origin
 from tracetrack_db.users import ROLES
 
 from .cache import LocalCache, RedisCache
@@ -107,7 +108,8 @@ class Ctx:
 
     services: Services
     user: Principal | None
-    client: str = ""  # the client's address (see endpoint.client_address)
+    client: str = ""  # the client's address (see endpoint.ClientAddress)
+    agent: str | None = None  # its User-Agent
     key: str | None = None  # the Idempotency-Key of this write
     conn: Connection | None = None  # its transaction
     after: list[Callable[[], Any]] = field(default_factory=list)  # run once the write committed
@@ -122,6 +124,12 @@ class Ctx:
         if self.user is None:
             raise TypeError("a public operation has no caller")
         return self.user
+
+    @property
+    def origin(self) -> Origin:
+        """Who asks and from where, for the security log rows of a change."""
+        user = self.user
+        return Origin(user.id if user else None, user.username if user else "", self.client or None, self.agent)
 
     @property
     def area(self) -> str | None:

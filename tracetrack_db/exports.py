@@ -31,6 +31,7 @@ from typing import LiteralString
 import psycopg
 from psycopg import generators, pq, sql
 
+from .audit import SecurityEvent, log_filters
 from .bags import bag_filters
 from .bills import bill_filters
 from .database import Database
@@ -98,6 +99,16 @@ def bills_query(status: str | None = None, q: str | None = None) -> tuple[sql.Co
     """The SELECT that `bills_csv` copies (also for `tracetrack db explain export_bills`)."""
     where = bill_filters(status, q)
     query = sql.SQL("SELECT {} FROM bill_row r {} ORDER BY r.id").format(_columns(Bill), where_sql(where))
+    return query, where.params
+
+
+def security_log_query(**filters) -> tuple[sql.Composed, dict]:
+    """The SELECT that `security_log_csv` copies (also for `tracetrack db explain
+    export_security_log`): the rows of the security log list, oldest first.
+    The user agent and the names are the client's text: a would-be formula is
+    shown as text, like every text cell."""
+    where = log_filters(**filters)
+    query = sql.SQL("SELECT {} FROM security_log r {} ORDER BY r.id").format(_columns(SecurityEvent), where_sql(where))
     return query, where.params
 
 
@@ -299,3 +310,10 @@ def bills_csv(
 ) -> Generator[bytes, None, None]:
     """Every bill matching the filters of `bills.list_bills`, oldest first, as CSV."""
     return _stream(db, *bills_query(status, q), on_abort)
+
+
+def security_log_csv(
+    db: Database, *, on_abort: Callable[[], None] | None = None, **filters
+) -> Generator[bytes, None, None]:
+    """Every security log row matching the filters of `audit.list_log`, oldest first, as CSV."""
+    return _stream(db, *security_log_query(**filters), on_abort)

@@ -33,7 +33,8 @@ from typing import Any
 import re2
 from psycopg import Connection
 
-from . import errors
+from . import audit, errors
+from .audit import LIBRARY, Origin
 from .database import Database
 
 MAX_PATTERN = 500
@@ -147,12 +148,24 @@ def add_rule(
     description: str = "",
     *,
     user_id: int | None = None,
+    origin: Origin = LIBRARY,
     conn: Connection | None = None,
 ) -> ExtractionRule:
-    """Store a new rule (RuleExists when the name is taken, InvalidRule for a bad pattern)."""
+    """Store a new rule (RuleExists when the name is taken, InvalidRule for a
+    bad pattern); logged as rule_added in the same transaction."""
     check_pattern(pattern)
     params = {"name": name, "pattern": pattern, "description": description, "user_id": user_id}
-    return db.one("add_rule", params, row=ExtractionRule, conn=conn)
+    with db.transaction(conn) as tx:
+        rule = db.one("add_rule", params, row=ExtractionRule, conn=tx)
+        audit.record(db, "rule_added", origin, details=_details(rule), conn=tx)
+        return rule
+
+
+def _details(rule: ExtractionRule, changed: list[str] | None = None) -> dict[str, Any]:
+    details: dict[str, Any] = {"name": rule.name, "pattern": rule.pattern, "description": rule.description}
+    if changed is not None:
+        details["changed"] = changed
+    return details
 
 
 def change_rule(
@@ -161,15 +174,19 @@ def change_rule(
     *,
     pattern: str | None = None,
     description: str | None = None,
+    origin: Origin = LIBRARY,
     conn: Connection | None = None,
 ) -> ExtractionRule:
     """Change a rule's pattern or description (imports already done keep the
-    pattern they used: their job records it)."""
+    pattern they used: their job records it); logged as rule_changed in the
+    same transaction."""
     if pattern is not None:
         check_pattern(pattern)
-    rule = db.one(
-        "change_rule", {"name": name, "pattern": pattern, "description": description}, row=ExtractionRule, conn=conn
-    )
-    if rule is None:
-        raise errors.RuleNotFound(f"no extraction rule named {name!r}", field="name")
-    return rule
+    params = {"name": name, "pattern": pattern, "description": description}
+    with db.transaction(conn) as tx:
+        rule = db.one("change_rule", params, row=ExtractionRule, conn=tx)
+        if rule is None:
+            raise errors.RuleNotFound(f"no extraction rule named {name!r}", field="name")
+        given = [k for k in ("pattern", "description") if params[k] is not None]
+        audit.record(db, "rule_changed", origin, details=_details(rule, given), conn=tx)
+        return rule

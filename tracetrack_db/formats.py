@@ -14,6 +14,9 @@ service role may read parent_format, never write it.
   existing parent matches, is refused (409 format_exists).
 - A bag's type never changes: a child whose QR matches a format added later
   stays a child (it links as one; opening it as a parent is 422 not_a_parent).
+
+Every change writes its security log row (format_added, format_changed,
+format_removed, by `origin`) in its own transaction.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from decimal import Decimal, InvalidOperation
 
 from psycopg import Connection
 
-from . import errors
+from . import audit, errors
+from .audit import LIBRARY, Origin
 from .database import Database
 from .models import ParentFormat
 
@@ -141,6 +145,7 @@ def add_format(
     capacity: int = DEFAULT_CAPACITY,
     expected_weight_kg: Decimal | float | int | str = DEFAULT_WEIGHT,
     *,
+    origin: Origin = LIBRARY,
     conn: Connection | None = None,
 ) -> ParentFormat:
     """Add a format. ValidationError (field name, pattern, capacity or
@@ -152,7 +157,24 @@ def add_format(
         "capacity": check_capacity(capacity),
         "expected_weight_kg": check_weight(expected_weight_kg),
     }
-    return db.one("add_format", params, row=ParentFormat, conn=conn)
+    with db.transaction(conn) as tx:
+        added = db.one("add_format", params, row=ParentFormat, conn=tx)
+        _log(db, "format_added", origin, added, tx)
+        return added
+
+
+def _log(
+    db: Database, kind: str, origin: Origin, f: ParentFormat, conn: Connection, changed: list[str] | None = None
+) -> None:
+    details = {
+        "name": f.name,
+        "pattern": f.pattern,
+        "capacity": f.capacity,
+        "expected_weight_kg": str(f.expected_weight_kg),
+    }
+    if changed is not None:
+        details["changed"] = changed
+    audit.record(db, kind, origin, details=details, conn=conn)
 
 
 def change_format(
@@ -162,6 +184,7 @@ def change_format(
     pattern: str | None = None,
     capacity: int | None = None,
     expected_weight_kg: Decimal | float | int | str | None = None,
+    origin: Origin = LIBRARY,
     conn: Connection | None = None,
 ) -> ParentFormat:
     """Change a format (None keeps a value). Capacity and expected weight apply
@@ -176,12 +199,19 @@ def change_format(
         "capacity": None if capacity is None else check_capacity(capacity),
         "expected_weight_kg": None if expected_weight_kg is None else check_weight(expected_weight_kg),
     }
-    return db.one("change_format", params, row=ParentFormat, conn=conn)
+    with db.transaction(conn) as tx:
+        changed = db.one("change_format", params, row=ParentFormat, conn=tx)
+        given = [k for k in ("pattern", "capacity", "expected_weight_kg") if params[k] is not None]
+        _log(db, "format_changed", origin, changed, tx, given)
+        return changed
 
 
-def remove_format(db: Database, name: str, *, conn: Connection | None = None) -> ParentFormat:
+def remove_format(db: Database, name: str, *, origin: Origin = LIBRARY, conn: Connection | None = None) -> ParentFormat:
     """Remove a format no parent uses (FormatInUse otherwise); answers the
     removed format. QRs it matched are child QRs from then on."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise errors.FormatNotFound(f"no parent format named {name!r}")
-    return db.one("remove_format", {"name": name}, row=ParentFormat, conn=conn)
+    with db.transaction(conn) as tx:
+        removed = db.one("remove_format", {"name": name}, row=ParentFormat, conn=tx)
+        _log(db, "format_removed", origin, removed, tx)
+        return removed

@@ -10,7 +10,7 @@ from typing import Any
 
 from psycopg import sql
 
-from . import bags, bills, events, exports, migrations
+from . import audit, bags, bills, events, exports, migrations
 from .database import Database
 
 # The statements composed from filters (see listing.py), by the name
@@ -21,6 +21,8 @@ COMPOSED: dict[str, Callable[..., tuple[sql.Composed, dict]]] = {
     "list_events": lambda db, **filters: events.list_query(db, **filters),
     "export_bags": lambda db, **filters: exports.bags_query(**filters),
     "export_bills": lambda db, **filters: exports.bills_query(**filters),
+    "list_security_log": lambda db, **filters: audit.list_query(**filters),
+    "export_security_log": lambda db, **filters: exports.security_log_query(**filters),
 }
 
 
@@ -130,6 +132,13 @@ def sample_params(db: Database) -> dict[str, Any]:
         "label": "x",
         "pattern": "^X$",
         "expected_weight_kg": 1,
+        "kind": "login_failed",
+        "actor_id": None,
+        "actor": "",
+        "reason": None,
+        "address": None,
+        "user_agent": None,
+        "details": None,
     }
 
 

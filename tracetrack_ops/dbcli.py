@@ -14,6 +14,7 @@ from typing import NoReturn
 import click
 
 from tracetrack_db import errors, migrations, users
+from tracetrack_db.audit import cli_origin
 from tracetrack_db.database import Database, describe_target
 from tracetrack_db.runtime import database_url, migrate_and_bootstrap
 from tracetrack_db.settings import Settings
@@ -329,7 +330,7 @@ def create_user_command(username: str, role: str, dispatch_area: str | None) -> 
         migrate_and_bootstrap(settings, url)
         with Database(url, min_size=1, max_size=1) as db:
             try:
-                user = users.create_user(db, username, password, role, dispatch_area)
+                user = users.create_user(db, username, password, role, dispatch_area, origin=cli_origin())
             except errors.TraceTrackError as exc:
                 fail(f"{exc.code}: {exc.message}")
     click.echo(f"created {user.role} {user.username!r} (id {user.id})")

@@ -10,6 +10,7 @@ from decimal import Decimal
 import click
 
 from tracetrack_db import Database, errors, formats
+from tracetrack_db.audit import cli_origin
 from tracetrack_db.models import ParentFormat
 from tracetrack_db.runtime import database_url, migrate_and_bootstrap
 from tracetrack_db.settings import Settings
@@ -63,7 +64,7 @@ def add_format_command(name: str, pattern: str, capacity: int, weight: Decimal) 
     """Add a format NAME with an anchored PostgreSQL PATTERN, e.g. '^SB[0-9]{5}$'."""
     with _database() as db:
         try:
-            added = formats.add_format(db, name, pattern, capacity, weight)
+            added = formats.add_format(db, name, pattern, capacity, weight, origin=cli_origin())
         except errors.TraceTrackError as exc:
             fail(f"{exc.code}: {exc.message}")
     click.echo(f"added {_line(added)}")
@@ -80,7 +81,9 @@ def change_format_command(name: str, pattern: str | None, capacity: int | None, 
         fail("give --pattern, --capacity or --expected-weight")
     with _database() as db:
         try:
-            changed = formats.change_format(db, name, pattern=pattern, capacity=capacity, expected_weight_kg=weight)
+            changed = formats.change_format(
+                db, name, pattern=pattern, capacity=capacity, expected_weight_kg=weight, origin=cli_origin()
+            )
         except errors.TraceTrackError as exc:
             fail(f"{exc.code}: {exc.message}")
     click.echo(f"changed {_line(changed)}")
@@ -92,7 +95,7 @@ def remove_format_command(name: str) -> None:
     """Remove a format no parent bag uses."""
     with _database() as db:
         try:
-            removed = formats.remove_format(db, name)
+            removed = formats.remove_format(db, name, origin=cli_origin())
         except errors.TraceTrackError as exc:
             fail(f"{exc.code}: {exc.message}")
     click.echo(f"removed {removed.name}")

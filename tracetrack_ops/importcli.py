@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from tracetrack_db import Database, errors, extraction, imports, users
+from tracetrack_db.audit import cli_origin
 from tracetrack_db.importfiles import ENCODINGS
 from tracetrack_db.runtime import database_url, migrate_and_bootstrap
 from tracetrack_db.settings import Settings
@@ -125,7 +126,7 @@ def add_rule_command(name: str, pattern: str, description: str) -> None:
     """Add a rule NAME with PATTERN, e.g. 'LABEL NO\\.(?P<qr>\\d+)'."""
     with _database() as db:
         try:
-            rule = extraction.add_rule(db, name, pattern, description)
+            rule = extraction.add_rule(db, name, pattern, description, origin=cli_origin())
         except errors.TraceTrackError as exc:
             fail(f"{exc.code}: {exc.message}")
     click.echo(f"added rule {rule.name}: {rule.pattern}")
@@ -141,7 +142,7 @@ def change_rule_command(name: str, pattern: str | None, description: str | None)
         fail("give --pattern or --description")
     with _database() as db:
         try:
-            rule = extraction.change_rule(db, name, pattern=pattern, description=description)
+            rule = extraction.change_rule(db, name, pattern=pattern, description=description, origin=cli_origin())
         except errors.TraceTrackError as exc:
             fail(f"{exc.code}: {exc.message}")
     click.echo(f"changed rule {rule.name}: {rule.pattern}")

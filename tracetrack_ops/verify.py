@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tracetrack_db import Database, errors, maintenance, users, views
+from tracetrack_db.audit import cli_origin
 from tracetrack_db.runtime import database_urls, migrate_and_bootstrap
 from tracetrack_db.settings import Settings
 from tracetrack_db.users import UserChanges
@@ -196,6 +197,9 @@ def smoke(client: Client, report: VerifyReport, password: str, metrics: Client) 
     expect("/api/reports/bills.csv", "GET", "/api/reports/bills.csv", 200, check=lambda d: d.startswith(b"bill_no,"))
     expect("/api/reports/activity", "GET", "/api/reports/activity", 200, check=lambda d: d["totals"]["links"] >= 2)
     expect("/api/extraction-rules", "GET", "/api/extraction-rules", 200, check=lambda d: len(d) >= 1)
+    logins = f"user={me['id']}&kind=login_succeeded"
+    expect("/api/audit", "GET", f"/api/audit?{logins}&limit=5", 200, check=lambda d: len(d["items"]) >= 1)
+    expect("/api/audit.csv", "GET", f"/api/audit.csv?{logins}", 200, check=lambda d: d.startswith(b"id,occurred_at,"))
     job = expect(  # a dry run: checked against the data, nothing changed (the job is recorded)
         "/api/imports (dry run)",
         "POST",
@@ -273,9 +277,11 @@ def verify(users_count: int = 20, duration: str = "15s", port: int | None = None
             )
             existing = users.find_user(db, VERIFY_ADMIN)
             if existing is None:
-                users.create_user(db, VERIFY_ADMIN, password, "admin")
+                users.create_user(db, VERIFY_ADMIN, password, "admin", origin=cli_origin())
             else:
-                users.update_user(db, existing.id, UserChanges(password=password, role="admin", is_active=True))
+                users.update_user(
+                    db, existing.id, UserChanges(password=password, role="admin", is_active=True), origin=cli_origin()
+                )
         port = port or _free_port()
         metrics_port = _free_port()
         base = f"http://127.0.0.1:{port}"
@@ -340,5 +346,5 @@ def verify(users_count: int = 20, duration: str = "15s", port: int | None = None
             me = users.find_user(db, VERIFY_ADMIN)
             assert me is not None  # made by this run
             with contextlib.suppress(errors.LastAdmin):  # leave no usable account (the last admin stays)
-                users.update_user(db, me.id, UserChanges(is_active=False))
+                users.update_user(db, me.id, UserChanges(is_active=False), origin=cli_origin())
     return report

@@ -28,31 +28,45 @@ FROM app_user WHERE id = %(id)s;
 SELECT id, password_hash, is_active FROM app_user WHERE lower(username) = %(username)s;
 
 -- name: login_succeeded :scalar
--- Record a login (optionally storing a rehashed password); the token version
--- the new token carries.
-UPDATE app_user
-SET last_login_at = now(), password_hash = coalesce(%(password_hash)s, password_hash)
-WHERE id = %(id)s
-RETURNING token_version;
+-- Record a login (optionally storing a rehashed password) and write its
+-- security log row in the same statement; the token version the new token
+-- carries.
+WITH u AS (
+    UPDATE app_user
+    SET last_login_at = now(), password_hash = coalesce(%(password_hash)s, password_hash)
+    WHERE id = %(id)s
+    RETURNING id, username, token_version
+), logged AS (
+    INSERT INTO security_log (kind, actor_id, actor, user_id, username, client_address, user_agent)
+    SELECT 'login_succeeded', u.id, u.username, u.id, u.username, left(%(address)s, 100), left(%(user_agent)s, 500)
+    FROM u
+)
+SELECT token_version FROM u;
 
--- name: update_user :scalar
+-- name: update_user :one
 -- Change role, area, active flag or password (NULL keeps a field; clear_area
 -- empties the area; must_change_password true: an admin's reset, which the
 -- user must replace at next login). A new password, a deactivation or a new
--- role ends every token issued before (token_version).
-UPDATE app_user
-SET role = coalesce(%(role)s, role),
-    must_change_password = coalesce(%(must_change_password)s, must_change_password),
-    dispatch_area = CASE WHEN %(clear_area)s THEN NULL ELSE coalesce(%(dispatch_area)s, dispatch_area) END,
-    is_active = coalesce(%(is_active)s, is_active),
-    password_hash = coalesce(%(password_hash)s, password_hash),
-    token_version = token_version + CASE
+-- role ends every token issued before (token_version). The row before and
+-- after, for the security log (no row: no such user).
+WITH old AS (
+    SELECT id, role, dispatch_area, is_active, token_version FROM app_user WHERE id = %(id)s FOR UPDATE
+)
+UPDATE app_user u
+SET role = coalesce(%(role)s, u.role),
+    must_change_password = coalesce(%(must_change_password)s, u.must_change_password),
+    dispatch_area = CASE WHEN %(clear_area)s THEN NULL ELSE coalesce(%(dispatch_area)s, u.dispatch_area) END,
+    is_active = coalesce(%(is_active)s, u.is_active),
+    password_hash = coalesce(%(password_hash)s, u.password_hash),
+    token_version = u.token_version + CASE
         WHEN %(password_hash)s::text IS NOT NULL
-          OR (%(is_active)s::boolean IS FALSE AND is_active)
-          OR (%(role)s::text IS NOT NULL AND %(role)s::text <> role) THEN 1 ELSE 0 END,
+          OR (%(is_active)s::boolean IS FALSE AND u.is_active)
+          OR (%(role)s::text IS NOT NULL AND %(role)s::text <> u.role) THEN 1 ELSE 0 END,
     updated_at = now()
-WHERE id = %(id)s
-RETURNING id;
+FROM old
+WHERE u.id = old.id
+RETURNING u.id, u.username, old.role AS old_role, u.role, old.dispatch_area AS old_dispatch_area, u.dispatch_area,
+          old.is_active AS old_is_active, u.is_active, u.token_version > old.token_version AS tokens_revoked;
 
 -- name: get_password :one
 -- What a password change needs: the user's name, hash and whether active.

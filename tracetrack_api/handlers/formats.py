@@ -23,7 +23,7 @@ def add_format(
     capacity: int = formats.DEFAULT_CAPACITY,
     expected_weight_kg: Decimal = formats.DEFAULT_WEIGHT,
 ) -> ParentFormat:
-    return formats.add_format(ctx.db, name, pattern, capacity, expected_weight_kg, conn=ctx.conn)
+    return formats.add_format(ctx.db, name, pattern, capacity, expected_weight_kg, origin=ctx.origin, conn=ctx.conn)
 
 
 def change_format(
@@ -34,9 +34,15 @@ def change_format(
     expected_weight_kg: Decimal | None = None,
 ) -> ParentFormat:
     return formats.change_format(
-        ctx.db, format_name, pattern=pattern, capacity=capacity, expected_weight_kg=expected_weight_kg, conn=ctx.conn
+        ctx.db,
+        format_name,
+        pattern=pattern,
+        capacity=capacity,
+        expected_weight_kg=expected_weight_kg,
+        origin=ctx.origin,
+        conn=ctx.conn,
     )
 
 
 def remove_format(ctx: Ctx, format_name: str) -> Deleted:
-    return Deleted(formats.remove_format(ctx.db, format_name, conn=ctx.conn).name)
+    return Deleted(formats.remove_format(ctx.db, format_name, origin=ctx.origin, conn=ctx.conn).name)

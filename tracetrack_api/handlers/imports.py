@@ -68,10 +68,14 @@ def list_rules(ctx: Ctx) -> list[extraction.ExtractionRule]:
 
 
 def add_rule(ctx: Ctx, name: str, pattern: str, description: str = "") -> extraction.ExtractionRule:
-    return extraction.add_rule(ctx.db, name, pattern, description, user_id=ctx.caller.id, conn=ctx.conn)
+    return extraction.add_rule(
+        ctx.db, name, pattern, description, user_id=ctx.caller.id, origin=ctx.origin, conn=ctx.conn
+    )
 
 
 def change_rule(
     ctx: Ctx, rule_name: str, pattern: str | None = None, description: str | None = None
 ) -> extraction.ExtractionRule:
-    return extraction.change_rule(ctx.db, rule_name, pattern=pattern, description=description, conn=ctx.conn)
+    return extraction.change_rule(
+        ctx.db, rule_name, pattern=pattern, description=description, origin=ctx.origin, conn=ctx.conn
+    )
