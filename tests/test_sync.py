@@ -275,7 +275,8 @@ def test_the_device_time_column_did_not_rewrite_the_event_table(pg_server_url):
     try:
         shipped = migrations.discover()
         version = next(m.version for m in shipped if m.name == "offline_sync")
-        migrations.migrate(url, shipped[: version - 1])
+        # without the views files: today's read event.device_time, which 0018 adds
+        migrations.migrate(url, shipped[: version - 1], views=[])
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(
                 "INSERT INTO event (kind, qr_id) SELECT 'bag_created', 'OLD-' || g FROM generate_series(1, 1000) g"
@@ -595,3 +596,61 @@ def test_the_same_list_sent_twice_at_once_answers_one_verdict_per_operation(db, 
         assert (a.status, a.result) == (b.status, b.result) and a.replayed != b.replayed
     assert count_events(sql_conn, "link") == 20 and count_events(sql_conn, "unlink") == 10
     check_counters(sql_conn)
+
+
+def test_reports_and_the_dashboard_count_synced_events_when_they_were_scanned(db, sql_conn):
+    """Events synced days late land in the day and hour they were scanned: from the
+    event log before the next roll-up, from the rollup after it, once each; and a
+    device clock ahead of the server counts at the server's time."""
+    from zoneinfo import ZoneInfo
+
+    from tracetrack_db import reports, views
+
+    reports.roll_up(db, zone="Asia/Kolkata")
+    # the last roll-up 45 minutes ago; a sync applied 30 minutes ago brought 3 links scanned
+    # 3 days ago and one from a device 2 minutes ahead (rows as sync writes them)
+    last_roll = datetime.fromtimestamp((now() - timedelta(minutes=45)).timestamp() // 900 * 900, UTC)
+    sql_conn.execute("UPDATE event_rollup_state SET rolled_to = %s WHERE time_zone = ''", (last_roll,))
+    applied = now() - timedelta(minutes=30)
+    scanned = (now() - timedelta(days=3)).replace(minute=20, second=0, microsecond=0)
+    for device_time in [scanned + timedelta(minutes=i) for i in range(3)] + [applied + timedelta(minutes=2)]:
+        sql_conn.execute(
+            "INSERT INTO event (occurred_at, device_time, kind, user_id, dispatch_area) "
+            "VALUES (%s, %s, 'link', NULL, 'lucknow')",
+            (applied, device_time),
+        )
+    first, last = scanned.date() - timedelta(days=1), now().date()
+
+    def links_per_bucket(zone: str, bucket: str) -> dict:
+        report = reports.activity_report(db, first, last, zone=zone, bucket=bucket)
+        assert report.totals.links == 4
+        return {b.start: b.counts.links for b in report.buckets if b.counts.links}
+
+    def expected(zone: str, bucket: str) -> dict:
+        cut = {"minute": 0, "second": 0, "microsecond": 0} | ({"hour": 0} if bucket == "day" else {})
+        late = scanned.astimezone(ZoneInfo(zone)).replace(**cut)
+        ahead = applied.astimezone(ZoneInfo(zone)).replace(**cut)  # the server's time, not the device's
+        return {late: 3, ahead: 1}
+
+    cases = [(zone, bucket) for zone in ("UTC", "Asia/Kolkata") for bucket in ("day", "hour")]
+    for case in cases:
+        assert links_per_bucket(*case) == expected(*case), case
+    reports.roll_up(db)  # adds the late ones to their old quarters and days (not the last hour's recount)
+    reports.roll_up(db)  # again: nothing counted twice
+    for case in cases:
+        assert links_per_bucket(*case) == expected(*case), case
+    quarters = sql_value(
+        sql_conn,
+        "SELECT sum(events) FROM event_rollup WHERE time_zone = '' AND kind = 'link' AND period_start < %s",
+        (now() - timedelta(days=1),),
+    )
+    assert quarters == 3
+    # the dashboard's hourly chart: a sync now of a link scanned 3 hours ago, in that hour
+    fill(db, "SB00001", 0, "X")
+    three_hours_ago = now() - timedelta(hours=3)
+    assert codes(
+        sync.sync(db, "hh-2", [op("link_child", at=three_hours_ago, parent_qr="SB00001", child_qr="HOUR-1")])
+    ) == ["ok"]
+    views.refresh_views(db)
+    hourly = {h.hour: h.scans for h in views.analytics(db).scans.hourly}
+    assert hourly[three_hours_ago.replace(minute=0, second=0, microsecond=0)] == 1

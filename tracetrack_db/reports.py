@@ -401,12 +401,13 @@ def activity_report(
         with db.connection(read=True) as conn:
             rolled_to = db.scalar("report_rolled_to", {"time_zone": ""}, conn=conn)
             days_to = db.scalar("report_rolled_to", {"time_zone": zone.key}, conn=conn)
-    # whole local days from the day rows, then quarters, then the event log:
-    # each range starts where the one before ends
+    # whole local days from the day rows, then quarters (the events applied before
+    # the roll-up), then the events applied since, from the event log, on any day
+    # of the range: a sync brings events scanned earlier (counted by scan time)
     days_end = max(span.start, min(span.end, days_to)) if days_to is not None else span.start
     q_from = days_end
-    live_from = max(q_from, rolled_to) if rolled_to is not None else q_from
-    q_to = min(span.end, live_from)
+    live_from = max(span.start, rolled_to) if rolled_to is not None else span.start
+    q_to = min(span.end, max(q_from, live_from))
     with db.connection(read=True) as conn:
         rows = db.many(
             "report_activity",

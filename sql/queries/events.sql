@@ -38,5 +38,5 @@ WITH live AS (
 )
 SELECT r.* FROM ids JOIN event_row r ON r.id = ids.id
 WHERE %(area)s::text IS NULL OR r.dispatch_area IS NULL OR r.dispatch_area = %(area)s
-ORDER BY coalesce(r.device_time, r.occurred_at), r.id  -- an offline scanner's events when they were scanned
+ORDER BY least(r.device_time, r.occurred_at), r.id  -- an offline scanner's events when they were scanned
 LIMIT %(limit)s;

@@ -153,10 +153,14 @@ ORDER BY k.id DESC;
 
 -- name: report_activity :many
 -- Events per local bucket (hour or day: %(bucket)s), per user and per area, by
--- kind. Three ranges, chosen by the library so that they meet end to end: whole
+-- kind, each event in the bucket of its scan time (least(device_time,
+-- occurred_at): an offline scanner's events when they were scanned, see 0020).
+-- Three parts, chosen by the library so that each event counts once: whole
 -- local days [start, days_end) from the zone's day rows of event_rollup, UTC
--- quarters [q_from, q_to) from its quarter rows, and events [live_from, end)
--- from the event log itself (the minutes since the last roll-up).
+-- quarters [q_from, q_to) from its quarter rows (both: the events applied
+-- before the last roll-up), and the events applied since (occurred_at >=
+-- live_from, a few minutes' worth) from the event log itself, whatever day of
+-- the range they were scanned on.
 WITH counted AS (
     SELECT d.period_start AT TIME ZONE %(tz)s AS local_at, d.dispatch_area, d.user_id, d.kind, d.events
     FROM event_rollup d
@@ -170,9 +174,11 @@ WITH counted AS (
       AND (%(area)s::text IS NULL OR r.dispatch_area = %(area)s)
       AND (%(user_id)s::bigint IS NULL OR r.user_id = %(user_id)s)
     UNION ALL
-    SELECT e.occurred_at AT TIME ZONE %(tz)s, coalesce(e.dispatch_area, ''), coalesce(e.user_id, 0), e.kind, 1
+    SELECT least(e.device_time, e.occurred_at) AT TIME ZONE %(tz)s, coalesce(e.dispatch_area, ''),
+           coalesce(e.user_id, 0), e.kind, 1
     FROM event e
-    WHERE e.occurred_at >= %(live_from)s AND e.occurred_at < %(end)s
+    WHERE e.occurred_at >= %(live_from)s
+      AND least(e.device_time, e.occurred_at) >= %(start)s AND least(e.device_time, e.occurred_at) < %(end)s
       AND (%(area)s::text IS NULL OR e.dispatch_area = %(area)s)
       AND (%(user_id)s::bigint IS NULL OR e.user_id = %(user_id)s)
 ), local AS (

@@ -43,9 +43,11 @@ CREATE UNIQUE INDEX mv_bill_totals_key ON mv_bill_totals (dispatch_area, status)
 -- Quarters, not hours: every time zone in use is a whole number of quarter
 -- hours from UTC (India +05:30, Nepal +05:45), so the dashboard sums them into
 -- the hours and the day of TRACETRACK_TIMEZONE, and the view need not know the
--- zone. (The reports count older days from event_rollup.)
+-- zone. (The reports count older days from event_rollup.) An offline scanner's
+-- synced events count in the quarter they were scanned (their scan time,
+-- least(device_time, occurred_at), is never after occurred_at, see 0020).
 CREATE MATERIALIZED VIEW mv_hourly_scans AS
-SELECT to_timestamp(floor(extract(epoch FROM occurred_at) / 900) * 900) AS quarter,
+SELECT to_timestamp(floor(extract(epoch FROM least(device_time, occurred_at)) / 900) * 900) AS quarter,
        coalesce(dispatch_area, '') AS dispatch_area, kind, count(*)::bigint AS events
 FROM event
 WHERE occurred_at >= now() - interval '2 days'
