@@ -201,6 +201,21 @@ def test_undo_refuses_what_it_cannot_take_back(db, sql_conn):
     check_counters(sql_conn)
 
 
+def test_undo_never_takes_back_a_link_someone_made_since(db, sql_conn):
+    """My link of C into P, then another scanner unlinks C and links it into P again:
+    C is in P, but by their link; my undo must not remove it."""
+    me, other = make_user(db), make_user(db)
+    scans.open_parent(db, "SB00001", dispatch_area="lucknow")
+    scans.link_child(db, "SB00001", "MINE-01", user_id=me.id)
+    scans.unlink_child(db, "MINE-01", user_id=other.id)
+    scans.link_child(db, "SB00001", "MINE-01", user_id=other.id)
+    events = count_events(sql_conn)
+    with pytest.raises(errors.NothingToUndo):
+        scans.undo_last_link(db, me.id)
+    assert count_events(sql_conn) == events
+    assert scans.undo_last_link(db, other.id).child_qr == "MINE-01"  # theirs to undo
+
+
 def test_undo_of_an_imported_link_is_refused(db, sql_conn):
     me = make_user(db, "admin")
     imports.run_import(

@@ -67,7 +67,8 @@ OPERATIONS: tuple[Operation, ...] = (
         errors=("nothing_to_undo", "parent_on_bill", "wrong_area"),
         description="Undoes the caller's own most recent link when it is also their most recent link or "
         "unlink, was made by scanning (not by an import or a move), is younger than TRACETRACK_UNDO_WINDOW "
-        "seconds (default 600) and its child is still in that parent; otherwise 409 nothing_to_undo and "
+        "seconds (default 600) and its child is still in that parent by that link (no link or unlink of "
+        "it since, by anyone); otherwise 409 nothing_to_undo and "
         "nothing changes. The answer names the child and the parent. One unlink event with details "
         "{undo: <the link event's id>}. Undoing again answers nothing_to_undo: it never reaches an older link.",
     ),

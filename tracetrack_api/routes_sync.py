@@ -81,7 +81,7 @@ OPERATIONS: tuple[Operation, ...] = (
             device_id=Field(DEVICE_ID, required=True, description="the scanner: client_op_id is unique per device"),
             operations=Field(Operations(), required=True, description="in the order they were scanned"),
         ),
-        errors=("duplicate_client_op_id", "unknown_area"),
+        errors=("duplicate_client_op_id",),
         max_body=MAX_BODY,
         description="Up to 1,000 operations (open_parent, link_child, unlink_child, move_child: the "
         "bodies of POST /api/scans/parent, /child, /unlink, /move plus op, client_op_id and device_time), "

@@ -398,17 +398,20 @@ def activity_report(
     if bucket == "day" and days_to is None and rolled_to is not None:
         # the first day report in this zone: count its days once; the refresher keeps them
         roll_up(db, zone=zone.key)
-        with db.connection(read=True) as conn:
-            rolled_to = db.scalar("report_rolled_to", {"time_zone": ""}, conn=conn)
-            days_to = db.scalar("report_rolled_to", {"time_zone": zone.key}, conn=conn)
-    # whole local days from the day rows, then quarters (the events applied before
-    # the roll-up), then the events applied since, from the event log, on any day
-    # of the range: a sync brings events scanned earlier (counted by scan time)
-    days_end = max(span.start, min(span.end, days_to)) if days_to is not None else span.start
-    q_from = days_end
-    live_from = max(span.start, rolled_to) if rolled_to is not None else span.start
-    q_to = min(span.end, max(q_from, live_from))
     with db.connection(read=True) as conn:
+        # One snapshot for the roll-up's state, its rows and the event log: a roll-up
+        # committing between two reads would move late events from the log into the
+        # rows both reads see, and count them twice.
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        rolled_to = db.scalar("report_rolled_to", {"time_zone": ""}, conn=conn)
+        days_to = db.scalar("report_rolled_to", {"time_zone": zone.key}, conn=conn) if bucket == "day" else None
+        # whole local days from the day rows, then quarters (the events applied before
+        # the roll-up), then the events applied since, from the event log, on any day
+        # of the range: a sync brings events scanned earlier (counted by scan time)
+        days_end = max(span.start, min(span.end, days_to)) if days_to is not None else span.start
+        q_from = days_end
+        live_from = max(span.start, rolled_to) if rolled_to is not None else span.start
+        q_to = min(span.end, max(q_from, live_from))
         rows = db.many(
             "report_activity",
             {

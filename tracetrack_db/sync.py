@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -98,6 +98,10 @@ def parse_time(value: object, field: str) -> datetime:
         raise errors.ValidationError(f"{field} must be an ISO 8601 date-time", field=field)
     if parsed.tzinfo is None:
         raise errors.ValidationError(f"{field} needs a time zone (e.g. Z or +05:30)", field=field)
+    try:  # a time beyond the years 1-9999 in UTC could be kept but never read back (a resend's replay)
+        parsed.astimezone(UTC)
+    except OverflowError:
+        raise errors.ValidationError(f"{field} must lie within the years 1-9999 (UTC)", field=field) from None
     return parsed
 
 
@@ -226,7 +230,7 @@ def _apply(
     max_ahead: int,
     max_behind: int,
 ) -> SyncVerdict:
-    ids = {"device_id": device, "client_op_id": op.client_op_id}
+    ids = {"user_id": user_id, "device_id": device, "client_op_id": op.client_op_id}  # a user's own devices
     try:
         with conn.transaction():
             seen = db.one(
@@ -278,7 +282,7 @@ def _refused(op: SyncOp, exc: errors.TraceTrackError) -> SyncVerdict:
 
 
 def _keep(
-    db: Database, conn: Connection, ids: dict[str, str], op: SyncOp, user_id: int | None, verdict: SyncVerdict
+    db: Database, conn: Connection, ids: dict[str, Any], op: SyncOp, user_id: int | None, verdict: SyncVerdict
 ) -> bool:
     return bool(
         db.scalar(

@@ -315,7 +315,8 @@ END $$;
 
 -- Undo the caller's last link (issue 12, item 4): their most recent link or
 -- unlink event, if it is a link of their own scanning (not an import's, not a
--- move's) made within p_window, whose child is still in that parent. One
+-- move's) made within p_window, whose child is still in that parent by that
+-- link (no link or unlink of it since, by anyone). One
 -- unlink event with details {"undo": <the link event's id>}. Pressing undo
 -- again finds that unlink last: nothing_to_undo, never an older link.
 CREATE FUNCTION tt_undo_last_link(p_user bigint, p_window interval, p_restrict_area text, p_key text)
@@ -345,6 +346,11 @@ BEGIN
     IF c.id IS NULL OR p.id IS NULL OR c.parent_id IS DISTINCT FROM p.id THEN
         PERFORM tt_fail('TT409', 'nothing_to_undo',
                         format('%s is no longer in %s: nothing undone', e.qr_id, e.parent_qr));
+    END IF;
+    -- ... by that link: unlinked and linked again since (by anyone), it is another's link now
+    IF EXISTS (SELECT 1 FROM event x WHERE x.bag_id = c.id AND x.kind IN ('link', 'unlink') AND x.id > e.id) THEN
+        PERFORM tt_fail('TT409', 'nothing_to_undo',
+                        format('%s was taken out and linked again since your link: nothing undone', e.qr_id));
     END IF;
     IF p_restrict_area IS NOT NULL AND p.dispatch_area <> p_restrict_area THEN  -- moved areas since
         PERFORM tt_fail('TT403', 'wrong_area', format('%s is in a parent of another dispatch area', c.qr_id));

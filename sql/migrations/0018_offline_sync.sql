@@ -42,7 +42,10 @@ CREATE TABLE sync_op (
     message       text,
     result        json,                    -- an ok operation's answer, as the single call's (json: kept as written)
     synced_at     timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (device_id, client_op_id),
+    -- each user's devices are their own: another user naming the same device id
+    -- (by mistake, or to squat on its next ids) never meets this user's verdicts
+    user_key      bigint GENERATED ALWAYS AS (coalesce(user_id, 0)) STORED,
+    PRIMARY KEY (user_key, device_id, client_op_id),
     CHECK ((code IS NULL) = (result IS NOT NULL))
 );
 

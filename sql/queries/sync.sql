@@ -6,19 +6,21 @@
 -- for the events it writes (tracetrack.device_time, read by event.device_time's
 -- default; transaction-local), says whether that time is too far ahead of or
 -- behind the database's clock ('ahead', 'behind' or NULL), and returns the
--- verdict already kept for this (device, client op id), if any (op NULL: none).
+-- verdict already kept for this (user, device, client op id), if any (op NULL: none).
 SELECT set_config('tracetrack.device_time', %(device_time)s::timestamptz::text, true) IS NOT NULL AS ready,
        CASE WHEN %(device_time)s::timestamptz > now() + make_interval(secs => %(max_ahead)s) THEN 'ahead'
             WHEN %(device_time)s::timestamptz < now() - make_interval(secs => %(max_behind)s) THEN 'behind'
        END AS clock,
        s.user_id, s.op, s.args, s.device_time, s.status, s.code, s.message, s.result::text AS result
 FROM (VALUES (1)) AS one (x)
-LEFT JOIN sync_op s ON s.device_id = %(device_id)s AND s.client_op_id = %(client_op_id)s;
+LEFT JOIN sync_op s ON s.user_key = coalesce(%(user_id)s::bigint, 0) AND s.device_id = %(device_id)s
+                   AND s.client_op_id = %(client_op_id)s;
 
 -- name: sync_verdict :one
--- The verdict kept for (device, client op id), if any.
+-- The verdict kept for (user, device, client op id), if any.
 SELECT user_id, op, args, device_time, status, code, message, result::text AS result
-FROM sync_op WHERE device_id = %(device_id)s AND client_op_id = %(client_op_id)s;
+FROM sync_op
+WHERE user_key = coalesce(%(user_id)s::bigint, 0) AND device_id = %(device_id)s AND client_op_id = %(client_op_id)s;
 
 -- name: sync_keep_verdict :scalar
 -- Keep an operation's verdict, in its transaction; NULL when a concurrent
@@ -27,5 +29,5 @@ FROM sync_op WHERE device_id = %(device_id)s AND client_op_id = %(client_op_id)s
 INSERT INTO sync_op (device_id, client_op_id, user_id, op, args, device_time, status, code, message, result)
 VALUES (%(device_id)s, %(client_op_id)s, %(user_id)s, %(op)s, %(args)s::jsonb, %(device_time)s, %(status)s,
         %(code)s, %(message)s, %(result)s::json)
-ON CONFLICT (device_id, client_op_id) DO NOTHING
+ON CONFLICT (user_key, device_id, client_op_id) DO NOTHING
 RETURNING true;
