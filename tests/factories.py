@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import threading
+from collections.abc import Callable
 
 from tracetrack_db import Database, scans, users
 
@@ -35,6 +37,37 @@ def full_parent(db: Database, n: int, area: str = "lucknow", children: int = 30)
     scans.open_parent(db, qr, dispatch_area=area)
     scans.link_children(db, qr, [f"C{n:05d}-{i:02d}" for i in range(children)])
     return qr
+
+
+def fill(
+    db: Database, parent: str, n: int, prefix: str, area: str = "lucknow", user_id: int | None = None
+) -> list[str]:
+    """Open `parent` and link n new children PREFIX-00, PREFIX-01 ... (by `user_id`)."""
+    scans.open_parent(db, parent, dispatch_area=area, user_id=user_id)
+    children = [f"{prefix}-{i:02d}" for i in range(n)]
+    if children:
+        scans.link_children(db, parent, children, user_id=user_id)
+    return children
+
+
+def run_together(*work: Callable[[], object]) -> list[BaseException]:
+    """Run each callable in its own thread, started at one moment; what they raised."""
+    failures: list[BaseException] = []
+    start = threading.Barrier(len(work))
+
+    def guarded(job: Callable[[], object]) -> None:
+        try:
+            start.wait()
+            job()
+        except BaseException as exc:  # noqa: BLE001 (returned)
+            failures.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(job,)) for job in work]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return failures
 
 
 def check_counters(sql_conn) -> None:

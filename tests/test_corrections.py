@@ -6,7 +6,6 @@ invariant (check_counters)."""
 from __future__ import annotations
 
 import contextlib
-import threading
 
 import psycopg
 import pytest
@@ -15,15 +14,7 @@ from tracetrack_db import bills, errors, imports, scans, views
 from tracetrack_db.settings import Settings
 
 from .api_helpers import *  # noqa: F403
-from .factories import check_counters, make_user
-
-
-def fill(db, parent: str, n: int, prefix: str, area: str = "lucknow", user_id: int | None = None) -> list[str]:
-    scans.open_parent(db, parent, dispatch_area=area, user_id=user_id)
-    children = [f"{prefix}-{i:02d}" for i in range(n)]
-    for c in children:
-        scans.link_child(db, parent, c, user_id=user_id)
-    return children
+from .factories import check_counters, fill, make_user, run_together
 
 
 def state(sql_conn, qr: str) -> tuple:
@@ -275,25 +266,6 @@ def test_the_undo_window_is_a_setting(db, sql_conn):
 
 
 # -- races -----------------------------------------------------------------------
-
-
-def run_together(*work) -> list[BaseException]:
-    failures: list[BaseException] = []
-    start = threading.Barrier(len(work))
-
-    def guarded(job) -> None:
-        try:
-            start.wait()
-            job()
-        except BaseException as exc:  # noqa: BLE001 (returned)
-            failures.append(exc)
-
-    threads = [threading.Thread(target=guarded, args=(job,)) for job in work]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return failures
 
 
 def test_undo_racing_a_move_does_one_or_the_other(db, sql_conn):

@@ -12,15 +12,7 @@ import pytest
 from tracetrack_db import errors, scans
 
 from .api_helpers import *  # noqa: F403
-from .factories import check_counters
-
-
-def fill(db, parent: str, n: int, prefix: str, area: str = "lucknow") -> list[str]:
-    scans.open_parent(db, parent, dispatch_area=area)
-    children = [f"{prefix}-{i:02d}" for i in range(n)]
-    if children:
-        scans.link_children(db, parent, children)
-    return children
+from .factories import check_counters, fill
 
 
 def test_a_move_takes_the_child_out_of_one_parent_into_the_other(db, sql_conn):

@@ -18,7 +18,7 @@ from tracetrack_db import errors, events, migrations, scans, sync
 
 from .api_helpers import *  # noqa: F403
 from .conftest import with_dbname
-from .factories import check_counters
+from .factories import check_counters, fill
 
 _ids = itertools.count(1)
 
@@ -45,14 +45,6 @@ def codes(answer: sync.SyncAnswer | dict) -> list[str | None]:
         verdict, code = (r.verdict, r.code) if isinstance(r, sync.SyncVerdict) else (r["verdict"], r["code"])
         out.append("ok" if verdict == "ok" else code)
     return out
-
-
-def fill(db, parent: str, n: int, prefix: str, area: str = "lucknow") -> list[str]:
-    scans.open_parent(db, parent, dispatch_area=area)
-    children = [f"{prefix}-{i:02d}" for i in range(n)]
-    if children:
-        scans.link_children(db, parent, children)
-    return children
 
 
 # the library ----------------------------------------------------------------------------
