@@ -121,13 +121,15 @@ def params_for(name: str, s: dict) -> dict:
         "reopen_parent": {**common, "qr_id": s["short_parent"][0]},
         "undo_last_link": {**common, "user_id": s["last_linker"][0], "window_seconds": 10 * 365 * 86400},
         "sync_begin_op": {
+            "user_id": user,
             "device_id": "bench-hh",
             "client_op_id": f"op-{n}",
             "device_time": datetime.now(UTC),
             "max_ahead": 300,
             "max_behind": 604800,
         },
-        "sync_verdict": {"device_id": "bench-hh", "client_op_id": f"op-{n}"},
+        "sync_verdict": {"user_id": user, "device_id": "bench-hh", "client_op_id": f"op-{n}"},
+        "purge_sync_ops": {"max_behind_seconds": 7 * 86400},
         "sync_keep_verdict": {
             "device_id": "bench-hh",
             "client_op_id": f"op-{n}",

@@ -678,3 +678,19 @@ def test_a_device_time_beyond_the_storable_years_refuses_the_list(api, sql_conn)
     assert (
         codes(first.json) == codes(again.json) == ["device_time_out_of_range"] and again.json["results"][0]["replayed"]
     )
+
+
+def test_verdicts_no_resend_can_reach_are_purged(db, sql_conn):
+    """The refresher forgets verdicts a day older than the device clock bound: a resend
+    of their operations is refused by that bound before any verdict is looked up."""
+    fill(db, "SB00001", 0, "X")
+    sync.sync(
+        db, "hh-1", [op("link_child", op_id=f"k{i}", parent_qr="SB00001", child_qr=f"KEEP-{i}") for i in range(3)]
+    )
+    sql_conn.execute("UPDATE sync_op SET synced_at = now() - interval '9 days' WHERE client_op_id IN ('k0', 'k1')")
+    assert db.scalar("purge_sync_ops", {"max_behind_seconds": 7 * 86400}) == 2
+    assert db.scalar("purge_sync_ops", {"max_behind_seconds": 7 * 86400}) == 0
+    assert sql_value(sql_conn, "SELECT array_agg(client_op_id) FROM sync_op") == ["k2"]
+    # the service role itself may not delete a verdict
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), db.connection() as conn:
+        conn.execute("DELETE FROM sync_op")

@@ -32,7 +32,9 @@ def create() -> falcon.App:
     if settings.refresh_interval > 0:
         # its own single connection: a refresh never takes one from a request
         refresh_db = Database.from_settings(settings.db, min_size=1, max_size=1, read_conninfo=None).open()
-        refresher = Refresher(refresh_db, settings.refresh_interval).start()
+        refresher = Refresher(
+            refresh_db, settings.refresh_interval, sync_max_behind_seconds=settings.sync_max_behind_seconds
+        ).start()
         atexit.register(refresh_db.close)
         atexit.register(refresher.stop)
     directory = UserDirectory(db, settings.user_refresh_seconds)

@@ -62,16 +62,24 @@ def refresh_times(db: Database) -> dict[str, datetime]:
 
 class Refresher:
     """A daemon thread refreshing the views every `interval` seconds (and
-    purging idempotency keys older than `idempotency_hours`).
+    purging idempotency keys older than `idempotency_hours`, expired login
+    counters, and sync verdicts a day older than `sync_max_behind_seconds`).
 
     Every worker of every server may run one: the advisory lock lets one
     refresh at a time and the age check skips views someone just refreshed.
     """
 
-    def __init__(self, db: Database, interval: float = 30.0, idempotency_hours: int = 24):
+    def __init__(
+        self,
+        db: Database,
+        interval: float = 30.0,
+        idempotency_hours: int = 24,
+        sync_max_behind_seconds: int = 7 * 86400,
+    ):
         self.db = db
         self.interval = interval
         self.idempotency_hours = idempotency_hours
+        self.sync_max_behind_seconds = sync_max_behind_seconds
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tracetrack-refresher", daemon=True)
         self.last_result: dict[str, float] | None = None
@@ -91,6 +99,8 @@ class Refresher:
                 if self.last_result:  # this process refreshed: it also forgets old idempotency keys
                     self.db.execute("purge_idempotency_keys", {"hours": self.idempotency_hours})
                     throttle.purge(self.db)  # and expired login counters and export marks
+                    # and sync verdicts no resend can reach (a day past TRACETRACK_SYNC_MAX_BEHIND)
+                    self.db.scalar("purge_sync_ops", {"max_behind_seconds": self.sync_max_behind_seconds})
             except Exception:
                 log.exception("view refresh failed; retrying in %s s", self.interval)
 

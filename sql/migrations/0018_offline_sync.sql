@@ -50,3 +50,23 @@ CREATE TABLE sync_op (
 );
 
 INSERT INTO service_grant (object, privileges) VALUES ('sync_op', 'SELECT'), ('sync_op', 'INSERT');
+
+-- Verdicts are kept for a while, not forever: one older than the device clock
+-- bound (TRACETRACK_SYNC_MAX_BEHIND) can no longer be asked for, since a resend
+-- of its operation is refused by that bound (device_time_out_of_range) before
+-- any verdict is looked up. The service's refresher purges them with this
+-- owner's function (the service itself may not delete a verdict); the kept
+-- time is never less than a day more than the bound it is given.
+CREATE INDEX sync_op_synced_at_idx ON sync_op (synced_at);
+
+CREATE FUNCTION tt_purge_sync_ops(p_max_behind_seconds integer) RETURNS bigint
+LANGUAGE sql AS $$
+    WITH gone AS (
+        DELETE FROM sync_op
+        WHERE synced_at < now() - make_interval(secs => greatest(p_max_behind_seconds, 0) + 86400)
+        RETURNING 1
+    )
+    SELECT count(*) FROM gone
+$$;
+
+INSERT INTO definer_function (name) VALUES ('tt_purge_sync_ops');

@@ -31,3 +31,7 @@ VALUES (%(device_id)s, %(client_op_id)s, %(user_id)s, %(op)s, %(args)s::jsonb, %
         %(code)s, %(message)s, %(result)s::json)
 ON CONFLICT (user_key, device_id, client_op_id) DO NOTHING
 RETURNING true;
+
+-- name: purge_sync_ops :scalar
+-- Forget the verdicts no resend can ask for any more (a day past the device clock bound).
+SELECT tt_purge_sync_ops(%(max_behind_seconds)s);
