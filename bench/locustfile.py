@@ -22,6 +22,12 @@ from pathlib import Path
 from locust import FastHttpUser, between, task
 
 TOKENS = json.loads(Path(os.environ["TT_TOKENS"]).read_text()) if os.environ.get("TT_TOKENS") else {}
+# TT_PROFILE: "stress" (short pauses: how much one box takes) or "realistic" (people:
+# a dispatcher scans every 2-5 s, a biller and an admin act every 5-15 s).
+PROFILE = os.environ.get("TT_PROFILE") or "stress"
+if PROFILE not in ("stress", "realistic"):
+    raise RuntimeError(f"TT_PROFILE must be stress or realistic, got {PROFILE!r}")
+REALISTIC = PROFILE == "realistic"
 RUN = os.environ.get("TT_RUN_ID") or str(int(time.time()) % 100000)
 _serial = itertools.count()
 RACE_CODES = {
@@ -71,7 +77,7 @@ class Dispatcher(TraceTrackUser):
 
     weight = 6
     role = "dispatcher"
-    wait_time = between(0.2, 0.8)
+    wait_time = between(2.0, 5.0) if REALISTIC else between(0.2, 0.8)
 
     def on_start(self) -> None:
         super().on_start()
@@ -122,7 +128,7 @@ class Biller(TraceTrackUser):
 
     weight = 3
     role = "biller"
-    wait_time = between(0.5, 2.0)
+    wait_time = between(5.0, 15.0) if REALISTIC else between(0.5, 2.0)
 
     def on_start(self) -> None:
         super().on_start()
@@ -170,7 +176,7 @@ class Admin(TraceTrackUser):
 
     weight = 1
     role = "admin"
-    wait_time = between(1.0, 3.0)
+    wait_time = between(5.0, 15.0) if REALISTIC else between(1.0, 3.0)
 
     @task(5)
     def dashboard(self) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -14,9 +17,10 @@ pytestmark = pytest.mark.server
 
 def test_loadtest_50_users_for_30_seconds_without_failures(db_url, tmp_path):
     env = {"TRACETRACK_LOGIN_ADDRESS_RATE": "1000"}
-    with running_server(db_url, env_extra=env) as (base, _proc):
+    with running_server(db_url, env_extra=env) as (base, proc):
         result = run(
-            ["loadtest", "--host", base, "--users", "50", "--duration", "30s", "--out", str(tmp_path)],
+            ["loadtest", "--host", base, "--users", "50", "--duration", "30s", "--out", str(tmp_path)]
+            + ["--metrics", proc.metrics],
             {"TRACETRACK_ADMIN_PASSWORD": "tracetrack-demo"},
             timeout=240,
         )
@@ -32,6 +36,14 @@ def test_loadtest_50_users_for_30_seconds_without_failures(db_url, tmp_path):
         "POST /api/bills",
     } <= names
     assert report["memory_before"] and report["memory_after"]
+    # the server's own count of the run's requests (its histogram, read before and after)
+    # agrees with the client's: every request the client saw answered, plus those the users
+    # finished while locust stopped (it waits up to 5 s for their tasks; its stats are closed)
+    client, server = report["total"]["requests"], report["server"]["requests"]
+    assert client <= server <= client * 1.05 + 2 * 50, (client, server)
+    assert 0 < report["server"]["p50_ms"] <= report["server"]["p95_ms"] <= report["server"]["p99_ms"]
+    assert report["profile"] == "stress" and 0 < report["generator_cpu"] < 2
+    assert "server side (its histogram)" in result.stdout and "load generator CPU" in result.stdout
 
 
 def test_loadtest_fails_against_targets_it_cannot_meet(db_url, tmp_path):
@@ -87,3 +99,43 @@ def test_verify_checks_a_deployment_end_to_end(db_url, tmp_path):
         "load test (10 users, 5s)",
     ):
         assert any(line.startswith("ok") and step in line for line in lines), step
+
+
+def test_server_quantiles_from_two_readings_of_its_histogram():
+    from tracetrack_ops.loadtest import histogram_quantiles
+
+    before = {0.001: 10.0, 0.005: 10.0, 0.01: 10.0, 0.025: 10.0, float("inf"): 10.0}
+    after = {0.001: 10.0, 0.005: 60.0, 0.01: 100.0, 0.025: 109.0, float("inf"): 110.0}
+    got = histogram_quantiles(before, after)
+    assert got is not None and got["requests"] == 100
+    assert got["p50_ms"] == pytest.approx(5.0)  # the 50th of 100 new requests: the 0.005 bucket's top
+    assert got["p95_ms"] == pytest.approx(10 + 15 * 5 / 9)  # linear within (10 ms, 25 ms]
+    assert got["p99_ms"] == pytest.approx(25.0)  # the 99th: the last request at or below 25 ms
+    assert histogram_quantiles(after, after) is None  # no request between the readings
+    assert histogram_quantiles(None, None) is None
+
+
+@pytest.mark.parametrize(
+    ("profile", "dispatcher", "biller"), [("stress", (0.2, 0.8), (0.5, 2.0)), ("realistic", (2.0, 5.0), (5.0, 15.0))]
+)
+def test_the_profiles_pause_as_people_do(profile, dispatcher, biller):
+    """In a subprocess: importing locust patches the process with gevent."""
+    from tracetrack_ops.loadtest import locustfile
+
+    path = str(locustfile())
+    code = (
+        f"import runpy, json; m = runpy.run_path({path!r}); "
+        "print(json.dumps({k: [m[k].wait_time(None) for _ in range(300)] for k in ('Dispatcher', 'Biller', 'Admin')}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "TT_PROFILE": profile},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    waits = json.loads(out.stdout.splitlines()[-1])
+    assert dispatcher[0] <= min(waits["Dispatcher"]) and max(waits["Dispatcher"]) <= dispatcher[1]
+    assert biller[0] <= min(waits["Biller"]) and max(waits["Biller"]) <= biller[1]
+    assert biller[0] <= min(waits["Admin"]) or profile == "stress"

@@ -245,11 +245,34 @@ def start_metrics_listener(url: str, redis_url: str | None, host: str, port: int
 @click.option("--p95-ms", default=300.0, show_default=True, help="Target: p95 latency below this.")
 @click.option("--min-success", default=0.99, show_default=True, help="Target: success rate at least this.")
 @click.option("--out", default="bench/results", show_default=True, type=click.Path(path_type=Path))
+@click.option(
+    "--profile",
+    type=click.Choice(["stress", "realistic"]),
+    default="stress",
+    show_default=True,
+    help="stress: short pauses (what one box takes); realistic: a dispatcher scans every 2-5 s, "
+    "a biller or admin acts every 5-15 s.",
+)
+@click.option(
+    "--metrics",
+    default="http://127.0.0.1:9464",
+    show_default=True,
+    help="The server's metrics listener: its own latency histogram is read before and after the run.",
+)
 def loadtest(
-    host: str, users: int, duration: str, admin_user: str, p95_ms: float, min_success: float, out: Path
+    host: str,
+    users: int,
+    duration: str,
+    admin_user: str,
+    p95_ms: float,
+    min_success: float,
+    out: Path,
+    profile: str,
+    metrics: str,
 ) -> None:
     """Run the locust load test headless and print a PASS/FAIL report
-    (dispatchers 60%, billers 30%, admins 10%). Needs `pip install "tracetrack[bench]"`.
+    (dispatchers 60%, billers 30%, admins 10%), with the server's own latencies (from
+    its metrics) and the load generator's CPU. Needs `pip install "tracetrack[bench]"`.
     The admin's password comes from TRACETRACK_ADMIN_PASSWORD or a prompt, never an argument."""
     admin_password = os.environ.get("TRACETRACK_ADMIN_PASSWORD")
     if not admin_password:
@@ -258,7 +281,7 @@ def loadtest(
         admin_password = click.prompt(f"Password of {admin_user}", hide_input=True)
     from .loadtest import run
 
-    report = run(host, users, duration, admin_user, admin_password, out, p95_ms, min_success)
+    report = run(host, users, duration, admin_user, admin_password, out, p95_ms, min_success, profile, metrics)
     click.echo(report.text())
     raise SystemExit(0 if report.passed else 1)
 

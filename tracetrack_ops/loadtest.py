@@ -3,6 +3,11 @@ report and a PASS/FAIL verdict.
 
 Only HTTP is needed: an admin account creates the load-test accounts through
 the API, every account logs in once, and the locust users share the tokens.
+Beside the client's latencies the report gives the server's own, from its
+request-duration histogram read before and after the run (its metrics
+listener), and the CPU the load generator used: a generator near a whole core
+queues its own requests, and its latencies then say more about it than about
+the server.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import hashlib
 import json
 import math
 import os
+import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -145,6 +152,63 @@ def server_memory(host: str) -> int | None:
     return total or None
 
 
+HISTOGRAM = "tracetrack_http_request_duration_seconds_bucket"
+_BUCKET = re.compile(rf"^{HISTOGRAM}\{{(?P<labels>.*)\}} (?P<value>\S+)$")  # a route may hold braces
+_LE = re.compile(r'le="(?P<le>[^"]+)"')
+
+
+def server_histogram(metrics: str | None) -> dict[float, float] | None:
+    """The server's request-duration histogram, summed over routes: cumulative
+    count per bucket bound in seconds (None: no metrics listener there)."""
+    if not metrics:
+        return None
+    try:
+        with urllib.request.urlopen(f"{metrics.rstrip('/')}/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+    except (urllib.error.URLError, OSError):
+        return None
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        m = _BUCKET.match(line)
+        if m is None or 'route="/metrics"' in m["labels"]:
+            continue
+        le = _LE.search(m["labels"])
+        if le is None:
+            continue
+        bound = math.inf if le["le"] == "+Inf" else float(le["le"])
+        buckets[bound] = buckets.get(bound, 0.0) + float(m["value"])
+    return buckets or None
+
+
+def histogram_quantiles(
+    before: dict[float, float] | None, after: dict[float, float] | None, qs: tuple[float, ...] = (0.5, 0.95, 0.99)
+) -> dict[str, float] | None:
+    """Requests and quantiles (ms) of the requests between two readings, linear within a
+    bucket as Prometheus' histogram_quantile reads them (a quantile in the last, open
+    bucket is given as its lower bound)."""
+    if not after:
+        return None
+    bounds = sorted(after)
+    counts = [after[b] - (before or {}).get(b, 0.0) for b in bounds]
+    total = counts[-1] if counts else 0.0
+    if total <= 0:
+        return None
+    out: dict[str, float] = {"requests": total}
+    for q in qs:
+        rank, lower, below = q * total, 0.0, 0.0
+        for bound, cumulative in zip(bounds, counts, strict=True):
+            if cumulative >= rank:
+                if math.isinf(bound):
+                    value = lower
+                else:
+                    inside = cumulative - below
+                    value = lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
+                out[f"p{round(q * 100)}_ms"] = value * 1000
+                break
+            lower, below = bound, cumulative
+    return out
+
+
 @dataclass
 class Report:
     host: str
@@ -156,6 +220,9 @@ class Report:
     memory_after: int | None = None
     p95_target_ms: float = 300
     success_target: float = 0.99
+    profile: str = "stress"
+    server: dict | None = None  # requests and p50/p95/p99 (ms) from the server's own histogram
+    generator_cpu: float | None = None  # the load generator's CPU time / wall time (1.0: one whole core)
 
     @property
     def success_rate(self) -> float:
@@ -172,7 +239,7 @@ class Report:
 
     def text(self) -> str:
         lines = [
-            f"load test: {self.users} users for {self.duration} against {self.host}",
+            f"load test ({self.profile} profile): {self.users} users for {self.duration} against {self.host}",
             "",
             f"{'endpoint':<48} {'requests':>9} {'fail':>6} {'p50':>7} {'p95':>7} {'p99':>7}  (ms)",
         ]
@@ -183,6 +250,20 @@ class Report:
             )
         lines.append("")
         lines.append(f"throughput {self.total.get('rps', 0):.0f} req/s, success {self.success_rate:.2%}")
+        if self.server:
+            lines.append(
+                f"server side (its histogram): {self.server['requests']:.0f} requests, p50 "
+                f"{self.server['p50_ms']:.1f}, p95 {self.server['p95_ms']:.1f}, p99 {self.server['p99_ms']:.1f} ms"
+            )
+        else:
+            lines.append("server side: no metrics listener read (--metrics URL)")
+        if self.generator_cpu is not None:
+            starved = (
+                "  SATURATED: client latencies include the generator's own queueing"
+                if self.generator_cpu >= 0.9
+                else ""
+            )
+            lines.append(f"load generator CPU {self.generator_cpu:.0%} of one core{starved}")
         if self.memory_before is not None and self.memory_after is not None:
             lines.append(f"server memory {self.memory_before / 2**20:.0f} MiB -> {self.memory_after / 2**20:.0f} MiB")
         verdict = "PASS" if self.passed else "FAIL"
@@ -218,13 +299,18 @@ def run(
     out_dir: Path,
     p95_ms: float = 300,
     success: float = 0.99,
+    profile: str = "stress",
+    metrics: str | None = None,
 ) -> Report:
     tokens = prepare_accounts(host, admin, password, users)
     out_dir.mkdir(parents=True, exist_ok=True)
     token_file = Path(tempfile.mkstemp(suffix=".json")[1])
     token_file.write_text(json.dumps(tokens))
-    report = Report(host=host, users=users, duration=duration, p95_target_ms=p95_ms, success_target=success)
+    report = Report(
+        host=host, users=users, duration=duration, p95_target_ms=p95_ms, success_target=success, profile=profile
+    )
     report.memory_before = server_memory(host)
+    histogram_before = server_histogram(metrics)
     prefix = out_dir / f"locust-{time.strftime('%Y%m%d-%H%M%S')}"
     spawn = max(10, users // 5)
     cmd = [
@@ -250,10 +336,15 @@ def run(
         "--loglevel",
         "WARNING",
     ]
-    env = {**os.environ, "TT_TOKENS": str(token_file)}
+    env = {**os.environ, "TT_TOKENS": str(token_file), "TT_PROFILE": profile}
+    cpu_before, wall_before = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
     subprocess.run(cmd, env=env, check=False, stdout=subprocess.DEVNULL)
+    cpu_after, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - wall_before
+    used = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    report.generator_cpu = used / wall if wall > 0 else None
     token_file.unlink(missing_ok=True)
     report.memory_after = server_memory(host)
+    report.server = histogram_quantiles(histogram_before, server_histogram(metrics))
     with open(f"{prefix}_stats.csv", newline="") as fh:
         for r in csv.DictReader(fh):
             if r["Name"] == "Aggregated":
@@ -270,6 +361,9 @@ def run(
                 "total": report.total,
                 "memory_before": report.memory_before,
                 "memory_after": report.memory_after,
+                "profile": report.profile,
+                "server": report.server,
+                "generator_cpu": report.generator_cpu,
                 "success_rate": report.success_rate,
                 "passed": report.passed,
             },

@@ -327,6 +327,7 @@ def verify(users_count: int = 20, duration: str = "15s", port: int | None = None
                     password,
                     Path(os.environ.get("TRACETRACK_VERIFY_OUT", str(settings.data_dir / "verify"))),
                     p95_ms=p95_ms,
+                    metrics=f"http://127.0.0.1:{metrics_port}",
                 )
                 report.load = load.text()
                 report.add(
