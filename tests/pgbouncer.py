@@ -57,6 +57,7 @@ class PgBouncer:
         self.users = users
         self.pool_size = pool_size
         self.max_client_conn = max_client_conn
+        self._own_dir = workdir is None  # removed at stop
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="tracetrack-pgbouncer-"))
         self.port = _free_port()
         self.proc: subprocess.Popen | None = None
@@ -129,6 +130,8 @@ server_login_retry = 1
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> PgBouncer:
         return self.start()
