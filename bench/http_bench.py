@@ -4,6 +4,13 @@ with no HTTP, measured in the same run.
 
     tracetrack db seed --bags 600000            # DATABASE_URL set
     python bench/http_bench.py --connections 64,256 --duration 20
+    python bench/http_bench.py --pgbouncer --connections 64 --rounds 3   # with and without PgBouncer
+
+--pgbouncer starts a PgBouncer (Debian's, transaction pooling; tests/pgbouncer.py)
+in front of the database's server and runs, alternating in each round, the
+server connected directly (psycopg's prepared statements as configured, then
+with TRACETRACK_PREPARE_THRESHOLD=none) and through PgBouncer (none: 1.18 has no
+protocol-level prepared statements; the user-change listener connects directly).
 
 Writes bench/.results/http-<timestamp>.json (git-ignored) and prints a Markdown table.
 """
@@ -178,6 +185,56 @@ def bare_loop(url: str, query: str, qrs: list[str], first_parent: int, seconds: 
     }
 
 
+def measure(
+    args: argparse.Namespace, env: dict, qr_file: Path, c: int, per_thread: int, offset: int, run_id: str
+) -> tuple[dict, dict]:
+    """Start the server with `env`, run GET /api/bags/{qr} then POST /api/scans/child
+    at `c` connections for args.duration seconds each, stop it."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = dict(env)
+    if args.server == "granian":
+        serve = serve_argv(port, "--no-demo", "--metrics-port", "0", workers=args.workers, threads=args.threads)
+    else:
+        serve = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(HERE.parent / "deploy" / "gunicorn.conf.py"),
+            "--bind",
+            f"127.0.0.1:{port}",
+        ]
+        env["TRACETRACK_WORKER_CLASS"] = args.server.split("-")[1]
+        env["TRACETRACK_METRICS_BIND"] = f"127.0.0.1:{free_port()}"
+        if args.workers:
+            env["WEB_CONCURRENCY"] = str(args.workers)
+        if args.threads:
+            env["TRACETRACK_THREADS"] = str(args.threads)
+    # the server's log (an access line per request) to a file: a pipe nobody reads fills and stalls it
+    server_log = tempfile.TemporaryFile()  # noqa: SIM115 - open for the server's whole life, closed below
+    server = subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL, stderr=server_log, start_new_session=True)
+    try:
+        wait_http(base + "/health")
+        token = login(base)
+        run_env = {"TT_TOKEN": token, "QR_FILE": str(qr_file), "PARENTS_PER_THREAD": str(per_thread)}
+        run_wrk("get_bag.lua", base, "/api/bags/X", 16, 3, run_env)  # warm-up: prepare statements
+        get = run_wrk("get_bag.lua", base, "/api/bags/{qr}", c, args.duration, run_env)
+        post = run_wrk(
+            "post_child.lua",
+            base,
+            "/api/scans/child",
+            c,
+            args.duration,
+            {**run_env, "RUN_ID": run_id, "PARENT_OFFSET": str(offset)},
+        )
+        return get, post
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(20)
+        server_log.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
@@ -201,13 +258,21 @@ def main() -> None:
         default="granian",
         help="granian: `tracetrack serve`; gunicorn-*: deploy/gunicorn.conf.py",
     )
+    ap.add_argument(
+        "--pgbouncer",
+        action="store_true",
+        help="also through a PgBouncer started here (transaction pooling), alternating with direct runs",
+    )
+    ap.add_argument("--pgbouncer-pool", type=int, default=20, help="PgBouncer's default_pool_size")
+    ap.add_argument("--rounds", type=int, default=1, help="with --pgbouncer: rounds of (direct, PgBouncer) runs")
     ap.add_argument("--out", default=str(HERE / ".results"))
     args = ap.parse_args()
     if not args.database_url:
         raise SystemExit("set DATABASE_URL (or --database-url) to a seeded database")
     conns = [int(c) for c in args.connections.split(",")]
     per_thread = 20000
-    http_parents = per_thread * 2 * len(conns)
+    # --pgbouncer: every run links into the same parents (a few children each, never full)
+    http_parents = per_thread * 2 * (1 if args.pgbouncer else len(conns))
     owner_url = args.owner_url or args.database_url
     qrs = prepare(owner_url, http_parents + 10000 * args.bare_processes)
     with psycopg.connect(args.database_url) as conn:
@@ -216,8 +281,6 @@ def main() -> None:
     qr_file = Path(tempfile.mkstemp(suffix=".txt")[1])
     qr_file.write_text("\n".join(qrs) + "\n")
 
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
         "DATABASE_URL": args.database_url,
@@ -225,27 +288,6 @@ def main() -> None:
         "TRACETRACK_LOGIN_ADDRESS_RATE": "100000",
         "TRACETRACK_SECRET_KEY": os.environ.get("TRACETRACK_SECRET_KEY", "bench-secret-0123456789abcdef"),
     }
-    if args.server == "granian":
-        serve = serve_argv(port, "--no-demo", "--metrics-port", "0", workers=args.workers, threads=args.threads)
-    else:
-        serve = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            str(HERE.parent / "deploy" / "gunicorn.conf.py"),
-            "--bind",
-            f"127.0.0.1:{port}",
-        ]
-        env["TRACETRACK_WORKER_CLASS"] = args.server.split("-")[1]
-        env["TRACETRACK_METRICS_BIND"] = f"127.0.0.1:{free_port()}"
-        if args.workers:
-            env["WEB_CONCURRENCY"] = str(args.workers)
-        if args.threads:
-            env["TRACETRACK_THREADS"] = str(args.threads)
-    # the server's log (an access line per request) to a file: a pipe nobody reads fills and stalls it
-    server_log = tempfile.TemporaryFile()  # noqa: SIM115 - open for the server's whole life, closed in finally
-    server = subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL, stderr=server_log, start_new_session=True)
     results: dict = {
         "bags": bags,
         "events": events,
@@ -253,28 +295,56 @@ def main() -> None:
         "server": args.server,
         "runs": [],
     }
+    modes: list[tuple[str, dict[str, str]]] = [("direct", {})]
+    bouncer = None
+    if args.pgbouncer:
+        sys.path.insert(0, str(HERE.parent))  # tests/pgbouncer.py
+        from psycopg.conninfo import conninfo_to_dict
+
+        from tests.pgbouncer import PgBouncer
+
+        roles = {}
+        for url in (args.database_url, owner_url):
+            params = conninfo_to_dict(url)
+            roles[str(params.get("user") or os.environ.get("USER", "postgres"))] = str(params.get("password") or "")
+        bouncer = PgBouncer(args.database_url, roles, pool_size=args.pgbouncer_pool).start()
+        results["pgbouncer"] = {"version": "1.18 (Debian)", "pool_mode": "transaction", "pool": args.pgbouncer_pool}
+        modes = [
+            ("direct", {}),
+            ("direct, TRACETRACK_PREPARE_THRESHOLD=none", {"TRACETRACK_PREPARE_THRESHOLD": "none"}),
+            (
+                "PgBouncer",
+                {
+                    "DATABASE_URL": bouncer.route(args.database_url),
+                    "TRACETRACK_PREPARE_THRESHOLD": "none",
+                    "TRACETRACK_LISTEN_URL": args.database_url,
+                },
+            ),
+        ]
     try:
-        wait_http(base + "/health")
-        token = login(base)
-        run_env = {"TT_TOKEN": token, "QR_FILE": str(qr_file), "PARENTS_PER_THREAD": str(per_thread)}
-        run_wrk("get_bag.lua", base, "/api/bags/X", 16, 3, run_env)  # warm-up: prepare statements
-        for i, c in enumerate(conns):
-            get = run_wrk("get_bag.lua", base, "/api/bags/{qr}", c, args.duration, run_env)
-            post = run_wrk(
-                "post_child.lua",
-                base,
-                "/api/scans/child",
-                c,
-                args.duration,
-                {**run_env, "RUN_ID": f"{int(time.time())}{i}", "PARENT_OFFSET": str(i * 2 * per_thread)},
-            )
-            results["runs"] += [
-                {"endpoint": "GET /api/bags/{qr}", "connections": c, **get},
-                {"endpoint": "POST /api/scans/child", "connections": c, **post},
-            ]
+        n = 0
+        for round_no in range(args.rounds if args.pgbouncer else 1):
+            # alternate the order from round to round, so neither side always runs first
+            for label, overrides in modes if round_no % 2 == 0 else modes[::-1]:
+                for i, c in enumerate(conns):
+                    offset = 0 if args.pgbouncer else i * 2 * per_thread
+                    get, post = measure(
+                        args, {**env, **overrides}, qr_file, c, per_thread, offset, f"{int(time.time())}{n}"
+                    )
+                    n += 1
+                    results["runs"] += [
+                        {"endpoint": "GET /api/bags/{qr}", "connections": c, "mode": label, "round": round_no, **get},
+                        {
+                            "endpoint": "POST /api/scans/child",
+                            "connections": c,
+                            "mode": label,
+                            "round": round_no,
+                            **post,
+                        },
+                    ]
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(20)
+        if bouncer is not None:
+            bouncer.stop()
     bare = bare_loop(args.database_url, "get_bag_detail_json", qrs, 0, args.duration, args.bare_processes)
     bare_write = bare_loop(args.database_url, "link_child", qrs, http_parents, args.duration, args.bare_processes)
     results["bare"] = bare
@@ -284,13 +354,13 @@ def main() -> None:
     path = out / f"http-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(results, indent=2))
     print(f"{args.server}: {bags:,} bags, {events:,} events; results in {path}\n")
-    print("| endpoint | connections | req/s | p50 ms | p99 ms | non-2xx | vs bare loop |")
-    print("|---|---|---|---|---|---|---|")
+    print("| endpoint | connections | database | round | req/s | p50 ms | p99 ms | non-2xx | vs bare loop |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results["runs"]:
         floor = bare if r["endpoint"].startswith("GET") else bare_write
         print(
-            f"| {r['endpoint']} | {r['connections']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
-            f"| {r['non2xx']} | {r['rps'] / floor['rps']:.0%} |"
+            f"| {r['endpoint']} | {r['connections']} | {r['mode']} | {r['round'] + 1} | {r['rps']:,.0f} "
+            f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['non2xx']} | {r['rps'] / floor['rps']:.0%} |"
         )
     for name, b in (("get_bag_detail_json", bare), ("link_child", bare_write)):
         print(

@@ -61,10 +61,12 @@ class UserChangeListener:
     """Forgets a cached user as soon as the database announces a change to it
     (LISTEN tracetrack_user; a trigger NOTIFYs at commit): a logout, a new
     password, a deactivation or a role change then ends that user's tokens in
-    every worker of every server at once. While it cannot listen (PgBouncer in
-    transaction mode, a lost connection) the cache's refresh time still bounds
-    the delay; after a reconnection it forgets everything it may have missed.
-    One connection of its own per worker process."""
+    every worker of every server at once. While it cannot listen (a lost
+    connection) the cache's refresh time still bounds the delay; after a
+    reconnection it forgets everything it may have missed. One connection of
+    its own per worker process, a session: through PgBouncer in transaction
+    mode LISTEN lands on a pooled server connection and nothing ever arrives,
+    so `conninfo` (TRACETRACK_LISTEN_URL) must reach PostgreSQL itself."""
 
     CHANNEL = "tracetrack_user"
 
@@ -92,6 +94,14 @@ class UserChangeListener:
                     self.directory.forget(user_id)
             except TraceTrackError as exc:
                 log.warning("user change listener: %s; the user cache refresh time applies meanwhile", exc)
+            except users.CannotListen as exc:  # a setting to fix, not an outage to wait out
+                log.warning(
+                    "user change listener: %s; until then user changes reach this worker within "
+                    "TRACETRACK_USER_REFRESH (%s s)",
+                    exc,
+                    self.directory.refresh,
+                )
+                return
             self.listening.clear()
             self._stop.wait(self.retry)
 

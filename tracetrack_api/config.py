@@ -8,13 +8,31 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from tracetrack_db import Settings
-from tracetrack_db.settings import LIBRARY_VARS, Var, flag, name_list, number, one_of, redis_url, text, whole
+from tracetrack_db.settings import (
+    LIBRARY_VARS,
+    Var,
+    flag,
+    name_list,
+    number,
+    one_of,
+    postgres_url,
+    redis_url,
+    text,
+    whole,
+)
 
 SECRET_KEY = Var(
     "TRACETRACK_SECRET_KEY",
     None,
     text,
     "HMAC key of bearer tokens; unset: generated once into the data directory",
+    secret=True,
+)
+LISTEN_URL = Var(
+    "TRACETRACK_LISTEN_URL",
+    None,
+    postgres_url,
+    "where each worker LISTENs for user changes (a session: PostgreSQL itself, not PgBouncer); unset: DATABASE_URL",
     secret=True,
 )
 REDIS_URL = Var(
@@ -60,6 +78,7 @@ ACCESS_LOG = Var("TRACETRACK_ACCESS_LOG", True, flag, "one line per request (ser
 
 API_VARS: tuple[Var, ...] = (
     SECRET_KEY,
+    LISTEN_URL,
     REDIS_URL,
     TOKEN_TTL,
     USER_REFRESH,
@@ -85,6 +104,9 @@ class ApiSettings:
     db: Settings = field(default_factory=Settings)
     secret_key: str = ""
     redis_url: str | None = None
+    # the user-change listener's connection (LISTEN holds a session, which
+    # PgBouncer's transaction pooling does not give); None: db.database_url
+    listen_url: str | None = None
     token_ttl_seconds: int = TOKEN_TTL.default
     # a changed role or a deactivation takes effect within this many seconds
     user_refresh_seconds: int = USER_REFRESH.default
@@ -117,6 +139,7 @@ class ApiSettings:
             db=Settings.from_env(environ),
             secret_key=SECRET_KEY.get(environ) or "",
             redis_url=REDIS_URL.get(environ),
+            listen_url=LISTEN_URL.get(environ),
             token_ttl_seconds=TOKEN_TTL.get(environ),
             user_refresh_seconds=USER_REFRESH.get(environ),
             max_body_bytes=MAX_BODY.get(environ),

@@ -38,6 +38,6 @@ def create() -> falcon.App:
         atexit.register(refresh_db.close)
         atexit.register(refresher.stop)
     directory = UserDirectory(db, settings.user_refresh_seconds)
-    listener = UserChangeListener(settings.db.database_url, directory).start()
+    listener = UserChangeListener(settings.listen_url or settings.db.database_url, directory).start()
     atexit.register(listener.stop)
     return create_app(db, settings, directory=directory, access_log=access_log)

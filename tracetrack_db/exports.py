@@ -115,10 +115,13 @@ def security_log_query(**filters) -> tuple[sql.Composed, dict]:
 class _Watch:
     """One export under the watchdog: since when its chunk waits for the reader."""
 
-    __slots__ = ("conn", "conninfo", "on_abort", "waiting_since", "aborted")
+    __slots__ = ("conn", "conninfo", "on_abort", "waiting_since", "aborted", "server_pid")
 
     def __init__(self, conn: psycopg.Connection, conninfo: str, on_abort: Callable[[], None] | None):
         self.conn = conn
+        # the server's pid of its session, read in the export's transaction: through
+        # PgBouncer the pid the connection was told is made up
+        self.server_pid: int | None = None
         self.conninfo = conninfo  # to reach the server from the watchdog's own connection
         self.on_abort = on_abort  # e.g. give back the caller's export slot
         self.waiting_since: float | None = None
@@ -129,13 +132,13 @@ class _Watch:
         thread is stuck in the server, handing a chunk to a reader that does not
         take it). PostgreSQL, blocked sending to a client that does not read,
         only notices a termination (pg_terminate_backend: allowed on one's own
-        role's sessions); a pooler in between (PgBouncer, whose backend pid is
-        not the server's) notices its client's socket shut down. Both are done;
-        neither touches libpq's state from this thread."""
+        role's sessions: the one its transaction runs on, PgBouncer's too); a
+        pooler in between also notices its client's socket shut down. Both are
+        done; neither touches libpq's state from this thread."""
         self.aborted = True
         try:
             with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5) as other:
-                other.execute("SELECT pg_terminate_backend(%s)", (self.conn.info.backend_pid,))
+                other.execute("SELECT pg_terminate_backend(%s)", (self.server_pid or self.conn.info.backend_pid,))
         except psycopg.Error as exc:
             log.warning("export abort: cannot terminate its session: %s", exc)
         try:
@@ -261,7 +264,11 @@ def _stream(
         watch = _watchdog.watch(conn, str(db.read_pool.conninfo), on_abort)
         try:
             with conn.transaction(), conn.cursor() as cur:
-                cur.execute("SELECT set_config('statement_timeout', %s, true)", (f"{timeout_seconds() * 1000:.0f}",))
+                cur.execute(
+                    "SELECT set_config('statement_timeout', %s, true), pg_backend_pid()",
+                    (f"{timeout_seconds() * 1000:.0f}",),
+                )
+                watch.server_pid = cur.fetchone()[1]  # type: ignore[index]
                 with cur.copy(_COPY.format(select), params) as copy:
                     for chunk in _chunks(copy):
                         watch.waiting_since = time.monotonic()

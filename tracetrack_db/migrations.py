@@ -26,7 +26,7 @@ import psycopg
 from psycopg import sql
 
 from . import privileges
-from .rawsql import value
+from .rawsql import behind_pooler, value
 from .sqlfiles import sql_files
 
 FILENAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
@@ -159,6 +159,14 @@ def migrate(
     views = sql_files("views") if views is None else views
     done: list[Migration] = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
+        if behind_pooler(conn):
+            # the lock below is held across transactions: under transaction pooling its
+            # unlock may reach another server connection, leaving it held for good
+            raise MigrationError(
+                "migrations need a session of their own (an advisory lock held across transactions), "
+                "which a pooler such as PgBouncer does not keep: point TRACETRACK_OWNER_URL at "
+                "PostgreSQL itself"
+            )
         conn.execute("SET client_min_messages = warning")
         _lock(conn, progress)
         try:

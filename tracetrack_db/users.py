@@ -22,6 +22,7 @@ from .cursor import check_limit, decode_cursor, paginate
 from .database import Database
 from .models import Account, Page, Principal, User
 from .passwords import check_strength, dummy_hash, hash_password, needs_rehash, rehash, verify_password
+from .rawsql import behind_pooler
 
 ROLES = ("admin", "biller", "dispatcher")
 USERNAME_PATTERN = r"^[A-Za-z0-9_.@-]{3,64}$"  # the app_user_username_check constraint
@@ -325,16 +326,27 @@ def ensure_admin(db: Database, username: str, password: str) -> User | None:
 CHANGES_CHANNEL = "tracetrack_user"  # NOTIFYed by the app_user_changed trigger
 
 
+class CannotListen(RuntimeError):
+    """The listener's connection goes through a pooler: LISTEN would hear nothing."""
+
+
 def watch_changes(
     conninfo: str, stop: threading.Event, on_listening: Callable[[], None] = lambda: None
 ) -> Iterator[int]:
     """The ids of users whose role, area, active flag or token version changed,
     as each change commits, until `stop` is set. Connects on its own (LISTEN
-    holds its connection); a lost connection raises DatabaseUnavailable."""
+    holds its connection); a lost connection raises DatabaseUnavailable, a
+    pooler in the way (PgBouncer: LISTEN lands on a pooled server connection
+    and nothing arrives) CannotListen."""
     with (
         errors.wrap_errors(),
         psycopg.connect(conninfo, autocommit=True, connect_timeout=5, application_name="tracetrack-listener") as conn,
     ):
+        if behind_pooler(conn):
+            raise CannotListen(
+                "its connection goes through a pooler (PgBouncer), where LISTEN hears nothing: "
+                "set TRACETRACK_LISTEN_URL to PostgreSQL itself"
+            )
         conn.execute(f"LISTEN {CHANGES_CHANNEL}")
         on_listening()
         while not stop.is_set():

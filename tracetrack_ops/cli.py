@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from tracetrack_db import Database, __version__, maintenance, privileges
+from tracetrack_db import Database, __version__, maintenance, migrations, privileges
 from tracetrack_db.runtime import database_urls, migrate_and_bootstrap
 
 from .configcli import config_command
@@ -162,8 +162,11 @@ def serve(
     check(ALL_VARS)  # every setting, the ones read later in a worker too, before anything starts
     with database_urls(settings.db) as urls:
         embedded, url = urls.embedded, urls.service
-        report = migrate_and_bootstrap(settings.db, urls.owner, progress=progress_printer())
-        with Database(url, min_size=1, max_size=1) as db:
+        try:
+            report = migrate_and_bootstrap(settings.db, urls.owner, progress=progress_printer())
+        except migrations.MigrationError as exc:
+            fail(str(exc))
+        with Database(url, min_size=1, max_size=1, prepare_threshold=settings.db.prepare_threshold) as db:
             max_connections = maintenance.max_connections(db)
             demo_created = (embedded if demo is None else demo) and create_demo(db)
             with db.connection() as conn:
@@ -190,7 +193,9 @@ def serve(
             "TRACETRACK_ACCESS_LOG": "1" if access_log else "0",
         }
         os.environ.update(env)  # before prometheus-client is first imported, here or in a worker
-        listener = start_metrics_listener(url, settings.redis_url, metrics_host, metrics_port)
+        listener = start_metrics_listener(
+            url, settings.redis_url, metrics_host, metrics_port, settings.db.prepare_threshold
+        )
         where = "embedded PostgreSQL" if embedded else "DATABASE_URL"
         click.echo(
             f"TraceTrack on http://{host}:{port}  ({where}; {sizing.workers} workers x "
@@ -225,12 +230,13 @@ def serve(
             listener.stop()
 
 
-def start_metrics_listener(url: str, redis_url: str | None, host: str, port: int):
-    """The metrics listener, in this (the main) process, with its own small pool."""
+def start_metrics_listener(url: str, redis_url: str | None, host: str, port: int, prepare_threshold: int | None = 5):
+    """The metrics listener, in this (the main) process, with its own small pool
+    (prepare_threshold: TRACETRACK_PREPARE_THRESHOLD, none through PgBouncer)."""
     from tracetrack_api.cache import make_cache
     from tracetrack_api.metrics import MetricsListener
 
-    db = Database(url, min_size=0, max_size=2, timeout=2).open(wait=False)
+    db = Database(url, min_size=0, max_size=2, timeout=2, prepare_threshold=prepare_threshold).open(wait=False)
     try:
         return MetricsListener(db, make_cache(redis_url)).start(host, port)
     except OSError as exc:

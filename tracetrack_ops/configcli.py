@@ -35,6 +35,7 @@ def describe(var: Var, data_dir: Path) -> dict[str, Any]:
             "DATABASE_URL": f"embedded PostgreSQL in {data_dir / 'pgdata'}",
             "TRACETRACK_OWNER_URL": "DATABASE_URL",
             "DATABASE_READ_URL": "DATABASE_URL",
+            "TRACETRACK_LISTEN_URL": "DATABASE_URL",
             "REDIS_URL": "in-process cache, counters in PostgreSQL",
             "TRACETRACK_DATA_DIR": str(default_data_dir()),
         }

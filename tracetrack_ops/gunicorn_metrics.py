@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> None:
     if not settings.db.database_url:
         raise SystemExit("DATABASE_URL is not set")
     host, port = split_bind(args.bind)
-    listener = start_metrics_listener(settings.db.database_url, settings.redis_url, host, port)
+    listener = start_metrics_listener(
+        settings.db.database_url, settings.redis_url, host, port, settings.db.prepare_threshold
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
