@@ -189,3 +189,26 @@ def test_serve_through_pgbouncer(pgbouncer: PgBouncer, db_url: str):
             assert time.monotonic() < deadline, "the deactivation did not reach the worker"
             time.sleep(0.1)
         assert "cannot listen" not in proc.log() and "pooler" not in proc.log(), proc.log()
+
+
+def test_a_pooled_connection_never_prepares_whatever_the_setting(pooled_url):
+    """PgBouncer 1.18 keeps no prepared statements: two clients that each prepared a
+    different statement under psycopg's first name (_pg3_0) on different server
+    connections had each other's run, silently. Behind a pooler the library turns
+    preparing off, even with TRACETRACK_PREPARE_THRESHOLD left at its default."""
+    first, second = (Database(pooled_url, min_size=2, max_size=2, prepare_threshold=0) for _ in range(2))
+    with first, second:
+        for db in (first, second):
+            with db.connection() as conn:
+                assert conn.prepare_threshold is None
+
+        def ask(db: Database, tag: str) -> list[str]:
+            out = []
+            for i in range(40):
+                with db.connection() as conn:
+                    out.append(conn.execute(f"SELECT '{tag} ran: ' || %s::text", (i,)).fetchone()[0])
+            return out
+
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(ask, (first, second), ("A", "B")))
+    assert answers == [[f"{tag} ran: {i}" for i in range(40)] for tag in ("A", "B")]

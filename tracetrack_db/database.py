@@ -16,6 +16,7 @@ from psycopg_pool import ConnectionPool
 
 from . import errors
 from .queries import Queries, Query, load
+from .rawsql import behind_pooler
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,19 @@ def _factory(row: Any) -> Any:
     """The row factory for `row` (None: tuples, dict, or a dataclass), built once:
     class_row inspects the class's signature, too slow to repeat per query."""
     return tuple_row if row is None else dict_row if row is dict else class_row(row)
+
+
+_pooler_warned = False
+
+
+def _warn_pooler_once() -> None:
+    global _pooler_warned
+    if not _pooler_warned:
+        _pooler_warned = True
+        log.warning(
+            "the database connection goes through a pooler (PgBouncer): statements are not prepared "
+            "(TRACETRACK_PREPARE_THRESHOLD=none is what this means; set it to silence this warning)"
+        )
 
 
 class Database:
@@ -98,7 +112,18 @@ class Database:
 
     @staticmethod
     def _configure(conn: Connection) -> None:
+        # Behind a pooler in transaction mode (PgBouncer < 1.21), a statement psycopg
+        # prepared on one server connection is missing on the next, or worse: another
+        # client's statement of the same name (_pg3_0 ...) runs with these parameters.
+        # So a pooled connection never prepares, whatever TRACETRACK_PREPARE_THRESHOLD
+        # says; nothing here is prepared until that is known.
+        threshold, conn.prepare_threshold = conn.prepare_threshold, None
         conn.execute("SET application_name = 'tracetrack'")
+        if threshold is not None:
+            if behind_pooler(conn):
+                _warn_pooler_once()
+            else:
+                conn.prepare_threshold = threshold
 
     # lifecycle -------------------------------------------------------------
     def open(self, wait: bool = True) -> Database:

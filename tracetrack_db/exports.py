@@ -25,6 +25,7 @@ import threading
 import time
 import typing
 from collections.abc import Callable, Generator, Iterator
+from datetime import datetime
 from functools import cache
 from typing import LiteralString
 
@@ -115,13 +116,16 @@ def security_log_query(**filters) -> tuple[sql.Composed, dict]:
 class _Watch:
     """One export under the watchdog: since when its chunk waits for the reader."""
 
-    __slots__ = ("conn", "conninfo", "on_abort", "waiting_since", "aborted", "server_pid")
+    __slots__ = ("conn", "conninfo", "on_abort", "waiting_since", "aborted", "server_pid", "started", "done", "lock")
 
     def __init__(self, conn: psycopg.Connection, conninfo: str, on_abort: Callable[[], None] | None):
         self.conn = conn
         # the server's pid of its session, read in the export's transaction: through
         # PgBouncer the pid the connection was told is made up
         self.server_pid: int | None = None
+        self.started: datetime | None = None  # its transaction's start: the pid alone may be another's by then
+        self.done = False  # the export left its transaction: its connection may be anyone's now
+        self.lock = threading.Lock()
         self.conninfo = conninfo  # to reach the server from the watchdog's own connection
         self.on_abort = on_abort  # e.g. give back the caller's export slot
         self.waiting_since: float | None = None
@@ -135,17 +139,26 @@ class _Watch:
         role's sessions: the one its transaction runs on, PgBouncer's too); a
         pooler in between also notices its client's socket shut down. Both are
         done; neither touches libpq's state from this thread."""
-        self.aborted = True
-        try:
-            with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5) as other:
-                other.execute("SELECT pg_terminate_backend(%s)", (self.server_pid or self.conn.info.backend_pid,))
-        except psycopg.Error as exc:
-            log.warning("export abort: cannot terminate its session: %s", exc)
-        try:
-            with socket.socket(fileno=os.dup(self.conn.pgconn.socket)) as sock:
-                sock.shutdown(socket.SHUT_RDWR)
-        except OSError as exc:  # already closed
-            log.debug("export socket shutdown: %s", exc)
+        with self.lock:  # the export cannot leave its transaction (and give its connection back) meanwhile
+            if self.done:
+                return
+            self.aborted = True
+            if self.server_pid is not None:
+                try:
+                    with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5) as other:
+                        # only while that process still runs the export's transaction: behind a
+                        # pooler the server process serves other clients once the export ends
+                        other.execute(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = %s AND xact_start = %s",
+                            (self.server_pid, self.started),
+                        )
+                except psycopg.Error as exc:
+                    log.warning("export abort: cannot terminate its session: %s", exc)
+            try:
+                with socket.socket(fileno=os.dup(self.conn.pgconn.socket)) as sock:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except OSError as exc:  # already closed
+                log.debug("export socket shutdown: %s", exc)
         if self.on_abort is not None:
             self.on_abort()
 
@@ -265,10 +278,10 @@ def _stream(
         try:
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute(
-                    "SELECT set_config('statement_timeout', %s, true), pg_backend_pid()",
+                    "SELECT set_config('statement_timeout', %s, true), pg_backend_pid(), now()",
                     (f"{timeout_seconds() * 1000:.0f}",),
                 )
-                watch.server_pid = cur.fetchone()[1]  # type: ignore[index]
+                _, watch.server_pid, watch.started = cur.fetchone()  # type: ignore[misc]
                 with cur.copy(_COPY.format(select), params) as copy:
                     for chunk in _chunks(copy):
                         watch.waiting_since = time.monotonic()
@@ -285,6 +298,8 @@ def _stream(
                 raise ExportAborted("the export was aborted: its reader took no data for too long") from None
             raise
         finally:
+            with watch.lock:  # an abort under way finishes first; none starts after this
+                watch.done = True
             _watchdog.forget(watch)
 
 

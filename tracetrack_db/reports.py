@@ -398,10 +398,11 @@ def activity_report(
     if bucket == "day" and days_to is None and rolled_to is not None:
         # the first day report in this zone: count its days once; the refresher keeps them
         roll_up(db, zone=zone.key)
-    with db.connection(read=True) as conn:
+    with db.connection(read=True) as conn, conn.transaction():
         # One snapshot for the roll-up's state, its rows and the event log: a roll-up
         # committing between two reads would move late events from the log into the
-        # rows both reads see, and count them twice.
+        # rows both reads see, and count them twice. (The pool's connections autocommit:
+        # the transaction is this block's.)
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         rolled_to = db.scalar("report_rolled_to", {"time_zone": ""}, conn=conn)
         days_to = db.scalar("report_rolled_to", {"time_zone": zone.key}, conn=conn) if bucket == "day" else None

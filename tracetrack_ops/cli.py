@@ -6,6 +6,7 @@ import os
 import secrets
 import shutil
 import sys
+import urllib.parse
 from pathlib import Path
 
 import click
@@ -261,9 +262,9 @@ def start_metrics_listener(url: str, redis_url: str | None, host: str, port: int
 )
 @click.option(
     "--metrics",
-    default="http://127.0.0.1:9464",
-    show_default=True,
-    help="The server's metrics listener: its own latency histogram is read before and after the run.",
+    default=None,
+    help="The server's metrics listener: its own latency histogram is read before and after the run "
+    "(default: http://127.0.0.1:9464 when --host is on this machine, else none).",
 )
 def loadtest(
     host: str,
@@ -274,7 +275,7 @@ def loadtest(
     min_success: float,
     out: Path,
     profile: str,
-    metrics: str,
+    metrics: str | None,
 ) -> None:
     """Run the locust load test headless and print a PASS/FAIL report
     (dispatchers 60%, billers 30%, admins 10%), with the server's own latencies (from
@@ -287,6 +288,8 @@ def loadtest(
         admin_password = click.prompt(f"Password of {admin_user}", hide_input=True)
     from .loadtest import run
 
+    if metrics is None and urllib.parse.urlparse(host).hostname in ("127.0.0.1", "localhost", "::1"):
+        metrics = "http://127.0.0.1:9464"  # serve's default listener (another server's, with another --metrics-port)
     report = run(host, users, duration, admin_user, admin_password, out, p95_ms, min_success, profile, metrics)
     click.echo(report.text())
     raise SystemExit(0 if report.passed else 1)

@@ -154,7 +154,7 @@ def server_memory(host: str) -> int | None:
 
 HISTOGRAM = "tracetrack_http_request_duration_seconds_bucket"
 _BUCKET = re.compile(rf"^{HISTOGRAM}\{{(?P<labels>.*)\}} (?P<value>\S+)$")  # a route may hold braces
-_LE = re.compile(r'le="(?P<le>[^"]+)"')
+_LE = re.compile(r'(?:^|,)le="(?P<le>[^"]+)"')  # the label le, not one whose name ends in le
 
 
 def server_histogram(metrics: str | None) -> dict[float, float] | None:
@@ -190,6 +190,8 @@ def histogram_quantiles(
         return None
     bounds = sorted(after)
     counts = [after[b] - (before or {}).get(b, 0.0) for b in bounds]
+    if any(c < 0 for c in counts):  # the server restarted between the readings: its counts began again
+        return {"reset": True}
     total = counts[-1] if counts else 0.0
     if total <= 0:
         return None
@@ -250,9 +252,12 @@ class Report:
             )
         lines.append("")
         lines.append(f"throughput {self.total.get('rps', 0):.0f} req/s, success {self.success_rate:.2%}")
-        if self.server:
+        if self.server and self.server.get("reset"):
+            lines.append("server side: its counters were reset during the run (a restart): no figures")
+        elif self.server:
             lines.append(
-                f"server side (its histogram): {self.server['requests']:.0f} requests, p50 "
+                f"server side (its histogram, from the app's start of a request to its answer; a wait for a "
+                f"worker thread is not in it): {self.server['requests']:.0f} requests, p50 "
                 f"{self.server['p50_ms']:.1f}, p95 {self.server['p95_ms']:.1f}, p99 {self.server['p99_ms']:.1f} ms"
             )
         else:
