@@ -20,29 +20,19 @@ from typing import Any
 
 import psycopg
 
+from tracetrack_db import migrations
 from tracetrack_db.queries import load
 
 CALLS, BLOCKS = 300, 8
-OLD_LOCK = """
-CREATE OR REPLACE FUNCTION tt_lock_parent(p_qr text, p_restrict_area text) RETURNS bag
-LANGUAGE plpgsql AS $$
-DECLARE
-    p bag;
-BEGIN
-    SELECT * INTO p FROM bag WHERE qr_id = p_qr FOR UPDATE;
-    IF p.id IS NULL OR (p_restrict_area IS NOT NULL AND p.dispatch_area <> p_restrict_area) THEN
-        PERFORM tt_fail('TT404', 'bag_not_found', format('parent %s not found: scan it first', p_qr));
-    END IF;
-    IF p.type <> 'parent' THEN
-        PERFORM tt_fail('TT422', 'not_a_parent', format('%s is a child bag', p_qr));
-    END IF;
-    IF p.bill_id IS NOT NULL THEN
-        PERFORM tt_fail('TT409', 'parent_on_bill',
-                        format('%s is on a bill: remove it from the bill first', p_qr));
-    END IF;
-    RETURN p;
-END $$;
-"""
+
+
+def definition_in(version: int, function: str) -> str:
+    """The CREATE statement of `function` in migration `version`, as shipped."""
+    migration = next(m for m in migrations.discover() if m.version == version)
+    return next(x for x in migrations.split_statements(migration.sql) if f"FUNCTION {function}(" in x)
+
+
+OLD_LOCK = definition_in(5, "tt_lock_parent")  # as at 0015: 0016 added the closed-short refusal
 
 
 def first(conn: psycopg.Connection, query: str) -> Any:

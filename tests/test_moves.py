@@ -5,14 +5,13 @@ links into a nearly full parent keep every invariant."""
 from __future__ import annotations
 
 import contextlib
-import threading
 
 import pytest
 
 from tracetrack_db import errors, scans
 
 from .api_helpers import *  # noqa: F403
-from .factories import check_counters, fill
+from .factories import check_counters, fill, run_together
 
 
 def test_a_move_takes_the_child_out_of_one_parent_into_the_other(db, sql_conn):
@@ -88,15 +87,6 @@ def test_moves_racing_links_into_a_nearly_full_parent_keep_the_invariants(db, sq
     fill(db, "SB00009", 28, "TARGET")
     sources = [f"SB0001{i}" for i in range(4)]
     movers = [fill(db, p, 5, f"SRC{i}") for i, p in enumerate(sources)]
-    failures: list[BaseException] = []
-    start = threading.Barrier(7)
-
-    def guarded(work) -> None:
-        try:
-            start.wait()
-            work()
-        except BaseException as exc:  # noqa: BLE001 (reported below)
-            failures.append(exc)
 
     def move_in(children: list[str]) -> None:
         for c in children:
@@ -113,14 +103,8 @@ def test_moves_racing_links_into_a_nearly_full_parent_keep_the_invariants(db, sq
             with contextlib.suppress(errors.Conflict):
                 scans.move_child(db, f"TARGET-{i:02d}", sources[i % 4])
 
-    threads = [threading.Thread(target=guarded, args=(lambda c=c: move_in(c),)) for c in movers]
-    threads += [threading.Thread(target=guarded, args=(lambda n=n: link_in(n),)) for n in range(2)]
-    threads.append(threading.Thread(target=guarded, args=(move_out,)))
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert failures == []
+    work = [lambda c=c: move_in(c) for c in movers] + [lambda n=n: link_in(n) for n in range(2)] + [move_out]
+    assert run_together(*work) == []
     check_counters(sql_conn)  # no parent over capacity, counters equal the real counts
     # every child that was linked is in exactly one parent (parent_id is one column: never two),
     # and every move left one unlink and one link

@@ -17,7 +17,7 @@ import pytest
 from tracetrack_db import bills, errors, reports, returns, scans, views
 
 from .api_helpers import *  # noqa: F403
-from .factories import check_counters, full_parent, make_user
+from .factories import check_counters, full_parent, make_user, run_together
 from .test_concurrency import _wait_for_lock_waiters
 
 
@@ -285,16 +285,7 @@ def test_two_billers_returning_and_rebilling_the_same_parents_at_once_keep_the_i
     for name in ("BILL-A", "BILL-B"):
         bills.create_bill(db, name, len(parents))
     billers = [make_user(db, "biller") for _ in range(2)]
-    failures: list[BaseException] = []
-    start = threading.Barrier(3)
     expected = (errors.ParentNotOnBill, errors.ParentOnOtherBill, errors.ReturnedOnThisTicket, errors.Conflict)
-
-    def guarded(work) -> None:
-        try:
-            start.wait()
-            work()
-        except BaseException as exc:  # noqa: BLE001 (reported below)
-            failures.append(exc)
 
     def biller(n: int) -> None:
         rnd = random.Random(n)
@@ -315,13 +306,7 @@ def test_two_billers_returning_and_rebilling_the_same_parents_at_once_keep_the_i
             with contextlib.suppress(errors.ParentOnBill, errors.ParentFull, errors.Conflict):
                 scans.link_child(db, parents[i % len(parents)], f"LATE-{i:03d}")
 
-    threads = [threading.Thread(target=guarded, args=(lambda n=n: biller(n),)) for n in range(2)]
-    threads.append(threading.Thread(target=guarded, args=(dispatcher,)))
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert failures == []
+    assert run_together(lambda: biller(0), lambda: biller(1), dispatcher) == []
     check_counters(sql_conn)  # no parent over capacity, bill and parent counters equal the real counts
     check_tickets(sql_conn)  # ticket counters equal their items, one event per item
     check_bill_story(sql_conn)  # each parent on at most one bill, and its events say which

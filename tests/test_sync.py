@@ -6,7 +6,6 @@ history; clock bounds; and two scanners offline at once over the same parents.""
 from __future__ import annotations
 
 import itertools
-import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -18,7 +17,7 @@ from tracetrack_db import errors, events, migrations, scans, sync
 
 from .api_helpers import *  # noqa: F403
 from .conftest import with_dbname
-from .factories import check_counters, fill
+from .factories import check_counters, fill, run_together
 
 _ids = itertools.count(1)
 
@@ -460,25 +459,15 @@ def test_two_offline_scanners_over_the_same_parents(api, db, sql_conn):
     bodies = {"north": (north, {"device_id": "hh-north", "operations": north_ops})}
     bodies["south"] = (south, {"device_id": "hh-south", "operations": south_ops})
     answers: dict[str, dict] = {}
-    failures: list[BaseException] = []
-    start = threading.Barrier(2)
 
     def run(name: str) -> None:
         caller, body = bodies[name]
-        try:
-            start.wait()
-            result = api.post("/api/scans/sync", caller, json=body)
-            assert result.status_code == 200, result.text
-            answers[name] = result.json
-        except BaseException as exc:  # noqa: BLE001 (reported below)
-            failures.append(exc)
+        result = api.post("/api/scans/sync", caller, json=body)
+        assert result.status_code == 200, result.text
+        answers[name] = result.json
 
-    threads = [threading.Thread(target=run, args=(name,)) for name in bodies]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert failures == []
+    senders = [lambda name=name: run(name) for name in bodies]
+    assert run_together(*senders) == []
 
     # one verdict per operation, in order, each ok or an error with a code
     for name, (_caller, body) in bodies.items():
@@ -549,13 +538,7 @@ def test_two_offline_scanners_over_the_same_parents(api, db, sql_conn):
     events_before = count_events(sql_conn)
     first = dict(answers)
     answers.clear()
-    start = threading.Barrier(2)
-    threads = [threading.Thread(target=run, args=(name,)) for name in bodies]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert failures == [] and count_events(sql_conn) == events_before
+    assert run_together(*senders) == [] and count_events(sql_conn) == events_before
     for name in bodies:
         assert [{**r, "replayed": False} for r in answers[name]["results"]] == first[name]["results"]
         assert all(r["replayed"] for r in answers[name]["results"])
@@ -569,17 +552,11 @@ def test_the_same_list_sent_twice_at_once_answers_one_verdict_per_operation(db, 
     ops = [op("link_child", parent_qr="SB00001", child_qr=f"TWICE-{i}") for i in range(20)]
     ops += [op("unlink_child", child_qr=f"TWICE-{i}") for i in range(0, 20, 2)]
     answers: list[sync.SyncAnswer] = []
-    start = threading.Barrier(2)
 
     def send() -> None:
-        start.wait()
         answers.append(sync.sync(db, "scanner-1", ops))
 
-    threads = [threading.Thread(target=send) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    assert run_together(send, send) == []
     assert len(answers) == 2
     first, second = answers
     assert codes(first) == codes(second) == ["ok"] * 30

@@ -241,6 +241,7 @@ def _apply(
             )
             if seen["op"] is not None:
                 return _kept(op, seen, user_id)
+            kept: str | None = None
             if seen["clock"] is not None:
                 limit = f"{max_ahead} s ahead of" if seen["clock"] == "ahead" else f"{max_behind} s behind"
                 verdict = _refused(
@@ -259,9 +260,9 @@ def _apply(
                     idempotency_key=f"sync:{device}:{op.client_op_id}",
                     conn=conn,
                 )
-                result = orjson.loads(dumps(answer))  # as a resend will read it back
-                verdict = SyncVerdict(op.client_op_id, op.op, "ok", status, result, None, None, False)
-            if not _keep(db, conn, ids, op, user_id, verdict):
+                kept = dumps(answer).decode()  # kept as written, and answered as a resend will read it
+                verdict = SyncVerdict(op.client_op_id, op.op, "ok", status, orjson.loads(kept), None, None, False)
+            if not _keep(db, conn, ids, op, user_id, verdict, kept):
                 raise _Lost
             return verdict
     except _Lost:
@@ -282,7 +283,13 @@ def _refused(op: SyncOp, exc: errors.TraceTrackError) -> SyncVerdict:
 
 
 def _keep(
-    db: Database, conn: Connection, ids: dict[str, Any], op: SyncOp, user_id: int | None, verdict: SyncVerdict
+    db: Database,
+    conn: Connection,
+    ids: dict[str, Any],
+    op: SyncOp,
+    user_id: int | None,
+    verdict: SyncVerdict,
+    result: str | None = None,  # an ok verdict's answer, as JSON text
 ) -> bool:
     return bool(
         db.scalar(
@@ -296,7 +303,7 @@ def _keep(
                 "status": verdict.status,
                 "code": verdict.code,
                 "message": verdict.message,
-                "result": None if verdict.result is None else dumps(verdict.result).decode(),
+                "result": result,
             },
             conn=conn,
         )

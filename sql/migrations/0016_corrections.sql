@@ -251,11 +251,10 @@ BEGIN
     RETURN QUERY SELECT 'moved'::text, src.qr_id, dst.child_count, dst.capacity, dst.status, src.child_count;
 END $$;
 
--- Close a parent short (dispatchers of its area, admins): it holds 1 to
--- capacity - 1 children and counts as completed from now on. Closing one
--- already closed answers already_closed and writes nothing.
-CREATE FUNCTION tt_close_parent(p_qr text, p_reason text, p_user bigint, p_restrict_area text, p_key text)
-RETURNS text LANGUAGE plpgsql AS $$
+-- The parent that close and reopen change, locked (tt_lock_parent refuses a
+-- parent on a bill or closed short, which these two answer themselves).
+CREATE FUNCTION tt_lock_parent_to_close(p_qr text, p_restrict_area text) RETURNS bag
+LANGUAGE plpgsql AS $$
 DECLARE
     p bag;
 BEGIN
@@ -266,6 +265,18 @@ BEGIN
     IF p.type <> 'parent' THEN
         PERFORM tt_fail('TT422', 'not_a_parent', format('%s is a child bag', p_qr));
     END IF;
+    RETURN p;
+END $$;
+
+-- Close a parent short (dispatchers of its area, admins): it holds 1 to
+-- capacity - 1 children and counts as completed from now on. Closing one
+-- already closed answers already_closed and writes nothing.
+CREATE FUNCTION tt_close_parent(p_qr text, p_reason text, p_user bigint, p_restrict_area text, p_key text)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    p bag;
+BEGIN
+    p := tt_lock_parent_to_close(p_qr, p_restrict_area);
     IF p.closed_short_reason IS NOT NULL THEN
         RETURN 'already_closed';
     END IF;
@@ -293,13 +304,7 @@ DECLARE
     p bag;
     reason text;
 BEGIN
-    SELECT * INTO p FROM bag WHERE qr_id = p_qr FOR UPDATE;
-    IF p.id IS NULL OR (p_restrict_area IS NOT NULL AND p.dispatch_area <> p_restrict_area) THEN
-        PERFORM tt_fail('TT404', 'bag_not_found', format('parent %s not found', p_qr));
-    END IF;
-    IF p.type <> 'parent' THEN
-        PERFORM tt_fail('TT422', 'not_a_parent', format('%s is a child bag', p_qr));
-    END IF;
+    p := tt_lock_parent_to_close(p_qr, p_restrict_area);
     IF p.closed_short_reason IS NULL THEN
         RETURN 'not_closed';
     END IF;
