@@ -19,7 +19,7 @@ import random
 import time
 from pathlib import Path
 
-from locust import FastHttpUser, between, task
+from locust import FastHttpUser, between, events, task
 
 TOKENS = json.loads(Path(os.environ["TT_TOKENS"]).read_text()) if os.environ.get("TT_TOKENS") else {}
 # TT_PROFILE: "stress" (short pauses: how much one box takes) or "realistic" (people:
@@ -42,6 +42,32 @@ RACE_CODES = {
     "wrong_area",
     "already_added",
 }
+
+
+@events.spawning_complete.add_listener
+def _note_all_spawned(user_count: int, **_kw) -> None:
+    """With TT_SPAWNED set (`tracetrack loadtest --steady`): the moment every user has
+    started, when locust resets its statistics (--reset-stats), write the server's
+    histogram and this process's CPU time so far, read at that same moment, so the
+    report's three figures cover the same span."""
+    path = os.environ.get("TT_SPAWNED")
+    if not path:
+        return
+    import resource
+
+    from tracetrack_ops.loadtest import server_histogram
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    Path(path).write_text(
+        json.dumps(
+            {
+                "users": user_count,
+                "monotonic": time.monotonic(),
+                "cpu": usage.ru_utime + usage.ru_stime,
+                "histogram": [[b, c] for b, c in (server_histogram(os.environ.get("TT_METRICS")) or {}).items()],
+            }
+        )
+    )
 
 
 def _code(response) -> str | None:

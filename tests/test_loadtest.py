@@ -158,3 +158,25 @@ def test_a_second_run_reuses_its_accounts(db_url, tmp_path):
             )
             report = json.loads(next(out.glob("locust-*_report.json")).read_text())
             assert report["total"]["requests"] > 0 and report["total"]["failures"] == 0, result.stdout
+
+
+def test_steady_leaves_the_ramp_out_of_every_figure(db_url, tmp_path):
+    """--steady: locust's statistics, the server's histogram and the generator's CPU all
+    start when the last user has started. Started at one user a second, the ramp's
+    requests (about a third of the run's here) would show up as the server having
+    answered far more than the client counted, were its histogram read at the start."""
+    users = 12
+    with running_server(db_url, env_extra={"TRACETRACK_LOGIN_ADDRESS_RATE": "1000"}) as (base, proc):
+        result = run(
+            ["loadtest", "--host", base, "--users", str(users), "--spawn-rate", "1", "--duration", "30s"]
+            + ["--steady", "--out", str(tmp_path), "--metrics", proc.metrics, "--p95-ms", "60000"],
+            {"TRACETRACK_ADMIN_PASSWORD": "tracetrack-demo"},
+            timeout=240,
+        )
+    report = json.loads(next(tmp_path.glob("locust-*_report.json")).read_text())
+    assert report["steady"] and report["total"]["failures"] == 0, result.stdout
+    spawned = json.loads(next(tmp_path.glob("locust-*_spawned.json")).read_text())
+    assert spawned["users"] == users and spawned["histogram"]
+    client, server = report["total"]["requests"], report["server"]["requests"]
+    assert 0 < client <= server <= client * 1.05 + 2 * users, (client, server)
+    assert 0 < report["generator_cpu"] < 2 and "steady state" in result.stdout

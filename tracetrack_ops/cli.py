@@ -266,6 +266,18 @@ def start_metrics_listener(url: str, redis_url: str | None, host: str, port: int
     help="The server's metrics listener: its own latency histogram is read before and after the run "
     "(default: http://127.0.0.1:9464 when --host is on this machine, else none).",
 )
+@click.option(
+    "--spawn-rate",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Users started per second (default: all within 5 s, at least 10 a second).",
+)
+@click.option(
+    "--steady",
+    is_flag=True,
+    help="Leave the ramp out: the client's, the server's and the generator's figures all start when "
+    "every user has started (locust's --reset-stats).",
+)
 def loadtest(
     host: str,
     users: int,
@@ -276,6 +288,8 @@ def loadtest(
     out: Path,
     profile: str,
     metrics: str | None,
+    spawn_rate: float | None,
+    steady: bool,
 ) -> None:
     """Run the locust load test headless and print a PASS/FAIL report
     (dispatchers 60%, billers 30%, admins 10%), with the server's own latencies (from
@@ -290,7 +304,9 @@ def loadtest(
 
     if metrics is None and urllib.parse.urlparse(host).hostname in ("127.0.0.1", "localhost", "::1"):
         metrics = "http://127.0.0.1:9464"  # serve's default listener (another server's, with another --metrics-port)
-    report = run(host, users, duration, admin_user, admin_password, out, p95_ms, min_success, profile, metrics)
+    report = run(
+        host, users, duration, admin_user, admin_password, out, p95_ms, min_success, profile, metrics, spawn_rate, steady
+    )
     click.echo(report.text())
     raise SystemExit(0 if report.passed else 1)
 

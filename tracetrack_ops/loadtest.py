@@ -244,6 +244,7 @@ class Report:
     p95_target_ms: float = 300
     success_target: float = 0.99
     profile: str = "stress"
+    steady: bool = False  # figures from the moment every user had started, the ramp left out
     server: dict | None = None  # requests and p50/p95/p99 (ms) from the server's own histogram
     generator_cpu: float | None = None  # the load generator's CPU time / wall time (1.0: one whole core)
 
@@ -263,6 +264,11 @@ class Report:
     def text(self) -> str:
         lines = [
             f"load test ({self.profile} profile): {self.users} users for {self.duration} against {self.host}",
+            *(
+                ["steady state: client, server and generator figures from the moment every user had started"]
+                if self.steady
+                else []
+            ),
             "",
             f"{'endpoint':<48} {'requests':>9} {'fail':>6} {'p50':>7} {'p95':>7} {'p99':>7}  (ms)",
         ]
@@ -327,18 +333,27 @@ def run(
     success: float = 0.99,
     profile: str = "stress",
     metrics: str | None = None,
+    spawn_rate: float | None = None,
+    steady: bool = False,
 ) -> Report:
     tokens = prepare_accounts(host, admin, password, users)
     out_dir.mkdir(parents=True, exist_ok=True)
     token_file = Path(tempfile.mkstemp(suffix=".json")[1])
     token_file.write_text(json.dumps(tokens))
     report = Report(
-        host=host, users=users, duration=duration, p95_target_ms=p95_ms, success_target=success, profile=profile
+        host=host,
+        users=users,
+        duration=duration,
+        p95_target_ms=p95_ms,
+        success_target=success,
+        profile=profile,
+        steady=steady,
     )
     report.memory_before = server_memory(host)
     histogram_before = server_histogram(metrics)
     prefix = out_dir / f"locust-{time.strftime('%Y%m%d-%H%M%S')}"
-    spawn = max(10, users // 5)
+    spawn = spawn_rate or max(10, users // 5)
+    spawned = prefix.with_name(prefix.name + "_spawned.json")
     cmd = [
         sys.executable,
         "-m",
@@ -361,16 +376,27 @@ def run(
         "5",
         "--loglevel",
         "WARNING",
+        *(["--reset-stats"] if steady else []),
     ]
-    env = {**os.environ, "TT_TOKENS": str(token_file), "TT_PROFILE": profile}
+    env = {**os.environ, "TT_TOKENS": str(token_file), "TT_PROFILE": profile, "TT_METRICS": metrics or ""}
+    if steady:
+        env["TT_SPAWNED"] = str(spawned)
     cpu_before, wall_before = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
     subprocess.run(cmd, env=env, check=False, stdout=subprocess.DEVNULL)
     cpu_after, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - wall_before
+    histogram_after = server_histogram(metrics)
     used = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    if steady:  # from the moment every user had started, as locust's --reset-stats counts
+        mark = json.loads(spawned.read_text()) if spawned.exists() else None
+        if mark is None:
+            raise RuntimeError("locust never had every user started (spawning_complete): lengthen --duration")
+        used -= mark["cpu"]
+        wall = time.monotonic() - mark["monotonic"]
+        histogram_before = {float(b): c for b, c in mark["histogram"]} or None
     report.generator_cpu = used / wall if wall > 0 else None
     token_file.unlink(missing_ok=True)
     report.memory_after = server_memory(host)
-    report.server = histogram_quantiles(histogram_before, server_histogram(metrics))
+    report.server = histogram_quantiles(histogram_before, histogram_after)
     with open(f"{prefix}_stats.csv", newline="") as fh:
         for r in csv.DictReader(fh):
             if r["Name"] == "Aggregated":
@@ -388,6 +414,7 @@ def run(
                 "memory_before": report.memory_before,
                 "memory_after": report.memory_after,
                 "profile": report.profile,
+                "steady": report.steady,
                 "server": report.server,
                 "generator_cpu": report.generator_cpu,
                 "success_rate": report.success_rate,
