@@ -305,8 +305,9 @@ def loadtest(
     if metrics is None and urllib.parse.urlparse(host).hostname in ("127.0.0.1", "localhost", "::1"):
         metrics = "http://127.0.0.1:9464"  # serve's default listener (another server's, with another --metrics-port)
     report = run(
-        host, users, duration, admin_user, admin_password, out, p95_ms, min_success, profile, metrics, spawn_rate, steady
-    )
+        host, users, duration, admin_user, admin_password, out, p95_ms, min_success, profile, metrics,
+        spawn_rate=spawn_rate, steady=steady,
+    )  # fmt: skip
     click.echo(report.text())
     raise SystemExit(0 if report.passed else 1)
 
