@@ -40,7 +40,7 @@ def postgres_bindir() -> Path | None:
         if out.returncode == 0 and (Path(out.stdout.strip()) / "initdb").exists():
             return Path(out.stdout.strip())
     try:
-        import pgserver  # type: ignore[import-untyped]
+        import pgserver
 
         bindir = Path(pgserver.__file__).parent / "pginstall" / "bin"
         return bindir if (bindir / "initdb").exists() else None
