@@ -32,8 +32,8 @@ def nginx_for(api_ports: list[int], tmp_path: Path, access_log: bool = False):
     upstream one server line per port of `api_ports` (each with the parameters of
     the shipped line, as an operator adds nodes): yields nginx's port once it
     answers GET /health. `access_log`: one line a request in tmp_path/access.log,
-    `$msec $request_method $uri $status $upstream_addr $upstream_status`, the
-    upstream fields listing every node nginx tried, comma-separated."""
+    `$msec|$request_method|$uri|$status|$upstream_addr|$upstream_status`, the
+    upstream fields listing every node nginx tried and its answer (", " between)."""
     binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
     if binary is None:
         service_missing("nginx is not installed (apt-get install nginx)")
@@ -49,7 +49,7 @@ def nginx_for(api_ports: list[int], tmp_path: Path, access_log: bool = False):
     tmp_path.chmod(0o777)
     user = "user root;" if os.geteuid() == 0 else ""
     log = (
-        f"log_format nodes '$msec $request_method $uri $status $upstream_addr $upstream_status';\n"
+        f"log_format nodes '$msec|$request_method|$uri|$status|$upstream_addr|$upstream_status';\n"
         f"    access_log {tmp_path}/access.log nodes;"
         if access_log
         else "access_log off;"
