@@ -289,7 +289,7 @@ def test_a_node_killed_under_load_costs_no_get_and_no_doubled_write(db_url, tmp_
             wrote = [f.result() for f in writes]
             read = [f.result() for f in reads]
         served_before_kill = victim.log()
-        time.sleep(1)  # nginx writes its access log lines as requests end: all have
+        time.sleep(1)  # nginx logs a request just after answering it: let the last lines land
         log = access_log(tmp_path / "access.log")
 
     assert [f for t in read for f in t.failures] == []
@@ -390,6 +390,6 @@ def test_nginx_retries_a_get_never_a_post_and_the_key_returns_a_lost_answer(db_u
         for _ in range(4):
             status, _, raw = call(conn, "GET", "/api/bags/SB00002", None, token)
             assert status == 200, raw
-        time.sleep(1)  # nginx writes a line as its request ends: all have
+        time.sleep(1)  # nginx logs a request just after answering it: let the last lines land
         passed_on = [row for row in access_log(tmp_path / "access.log") if row[2] == "/api/bags/SB00002"]
         assert ["503", "200"] in [row[5] for row in passed_on], passed_on
