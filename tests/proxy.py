@@ -1,5 +1,8 @@
 """A TCP proxy a test can cut and restore, to make PostgreSQL unreachable
-for a running server without touching the shared PostgreSQL itself."""
+for a running server without touching the shared PostgreSQL itself; or, in
+front of an API server, make it lose its answers (`drop_answers`): the server
+does the work, and the connection closes before a byte of the answer passes,
+as when the server dies between its commit and its answer."""
 
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ class Proxy:
         self._listener: socket.socket | None = None
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
+        self.drop_answers = False
+        self.dropped = 0  # answers lost so far
         probe = socket.socket()
         probe.bind(("127.0.0.1", 0))
         self.port = probe.getsockname()[1]
@@ -66,13 +71,16 @@ class Proxy:
             upstream.settimeout(None)
             with self._lock:
                 self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, answers in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pipe, args=(a, b, answers), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, answers: bool) -> None:
         try:
             while data := src.recv(65536):
+                if answers and self.drop_answers:
+                    with self._lock:
+                        self.dropped += 1
+                    return  # cut both ways (finally), the answer unsent
                 dst.sendall(data)
         except OSError:
             pass

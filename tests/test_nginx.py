@@ -6,10 +6,11 @@ import gzip
 import http.client
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,23 +22,39 @@ pytestmark = pytest.mark.server
 CONF = Path(__file__).resolve().parent.parent / "deploy" / "nginx" / "tracetrack.conf"
 
 
+# the shipped upstream's one server line (address, then its parameters)
+UPSTREAM_SERVER = re.compile(r"^( *)server 127\.0\.0\.1:5000\b([^;]*);$", re.MULTILINE)
+
+
 @contextmanager
-def nginx_and_server(db_url: str, tmp_path: Path):
-    """deploy/nginx/tracetrack.conf in a real nginx on a free 127.0.0.1 port in front
-    of `running_server`: yields (nginx's port, the server process)."""
+def nginx_for(api_ports: list[int], tmp_path: Path, access_log: bool = False):
+    """deploy/nginx/tracetrack.conf in a real nginx on a free 127.0.0.1 port, its
+    upstream one server line per port of `api_ports` (each with the parameters of
+    the shipped line, as an operator adds nodes): yields nginx's port once it
+    answers GET /health. `access_log`: one line a request in tmp_path/access.log,
+    `$msec|$request_method|$uri|$status|$upstream_addr|$upstream_status`, the
+    upstream fields listing every node nginx tried and its answer (", " between)."""
     binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
     if binary is None:
         service_missing("nginx is not installed (apt-get install nginx)")
-    with running_server(db_url, env_extra={"TRACETRACK_REFRESH_INTERVAL": "0"}) as (base, server):
-        api_port = int(base.rsplit(":", 1)[1])
-        port = free_port()
-        site = CONF.read_text().replace("server 127.0.0.1:5000;", f"server 127.0.0.1:{api_port};")
-        site = site.replace("listen 8080;", f"listen 127.0.0.1:{port};")
-        assert f"127.0.0.1:{api_port}" in site and f"127.0.0.1:{port}" in site
-        (tmp_path / "site.conf").write_text(site)
-        tmp_path.chmod(0o777)
-        user = "user root;" if os.geteuid() == 0 else ""
-        (tmp_path / "nginx.conf").write_text(f"""
+    port = free_port()
+    shipped = CONF.read_text()
+    line = UPSTREAM_SERVER.search(shipped)
+    assert line is not None, "deploy/nginx/tracetrack.conf lost its `server 127.0.0.1:5000 ...;` line"
+    servers = "\n".join(f"{line[1]}server 127.0.0.1:{api_port}{line[2]};" for api_port in api_ports)
+    site = shipped[: line.start()] + servers + shipped[line.end() :]
+    site = site.replace("listen 8080;", f"listen 127.0.0.1:{port};")
+    assert f"127.0.0.1:{port}" in site
+    (tmp_path / "site.conf").write_text(site)
+    tmp_path.chmod(0o777)
+    user = "user root;" if os.geteuid() == 0 else ""
+    log = (
+        f"log_format nodes '$msec|$request_method|$uri|$status|$upstream_addr|$upstream_status';\n"
+        f"    access_log {tmp_path}/access.log nodes;"
+        if access_log
+        else "access_log off;"
+    )
+    (tmp_path / "nginx.conf").write_text(f"""
 {user}
 daemon off;
 worker_processes 1;
@@ -45,7 +62,7 @@ pid {tmp_path}/nginx.pid;
 error_log {tmp_path}/error.log warn;
 events {{ worker_connections 512; }}
 http {{
-    access_log off;
+    {log}
     client_body_temp_path {tmp_path}/body;
     proxy_temp_path {tmp_path}/proxy;
     fastcgi_temp_path {tmp_path}/fastcgi;
@@ -54,32 +71,41 @@ http {{
     include {tmp_path}/site.conf;
 }}
 """)
-        check = subprocess.run(
-            [binary, "-t", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)], capture_output=True, text=True
-        )
-        assert check.returncode == 0, check.stderr
-        proc = subprocess.Popen(
-            [binary, "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                    conn.request("GET", "/health")
-                    if conn.getresponse().status == 200:
-                        break
-                except OSError:
-                    pass
-                assert proc.poll() is None, proc.stderr.read()
-                assert time.monotonic() < deadline, "nginx did not come up"
-                time.sleep(0.1)
-            yield port, server
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    check = subprocess.run(
+        [binary, "-t", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stderr
+    proc = subprocess.Popen(
+        [binary, "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/health")
+                if conn.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "nginx did not come up"
+            time.sleep(0.1)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextmanager
+def nginx_and_server(db_url: str, tmp_path: Path):
+    """deploy/nginx/tracetrack.conf as shipped (one node) in a real nginx in front
+    of `running_server`: yields (nginx's port, the server process)."""
+    with ExitStack() as stack:
+        base, server = stack.enter_context(running_server(db_url, env_extra={"TRACETRACK_REFRESH_INTERVAL": "0"}))
+        yield stack.enter_context(nginx_for([int(base.rsplit(":", 1)[1])], tmp_path)), server
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -53,16 +53,18 @@ def running_server(database_url: str, *extra: str, env_extra: dict | None = None
     """`tracetrack serve` on free ports, with the demo data unless --no-demo is
     in `extra`; proc.metrics is the base URL of its metrics listener, proc.log()
     what it has written so far (to a file: a pipe nobody reads would fill up
-    and stall the server's logging)."""
+    and stall the server's logging). The test run's REDIS_URL is not passed on; one
+    in `env_extra` is (servers sharing a Redis of their own). Every server gets
+    the same TRACETRACK_SECRET_KEY, so a token from one is good on all."""
     port, metrics_port = free_port(), free_port()
     env = {
         **os.environ,
         "DATABASE_URL": as_service(database_url),
         "TRACETRACK_OWNER_URL": database_url,
         "TRACETRACK_SECRET_KEY": SECRET,
-        **(env_extra or {}),
     }
     env.pop("REDIS_URL", None)
+    env.update(env_extra or {})
     demo = [] if "--no-demo" in extra or "--demo" in extra else ["--demo"]
     log = tempfile.NamedTemporaryFile("w+", prefix="tracetrack-serve-", suffix=".log")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(
@@ -106,7 +108,8 @@ def running_server(database_url: str, *extra: str, env_extra: dict | None = None
             time.sleep(0.2)
         yield base, proc
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        with suppress(ProcessLookupError):  # a test may have killed it already
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(15)
         except subprocess.TimeoutExpired:
