@@ -4,20 +4,19 @@ a standby lagging, paused or stopped mid-run fails no read."""
 
 from __future__ import annotations
 
-import re
 import threading
 import time
-import urllib.request
-from collections import Counter
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 
-from tracetrack_db import Database, bags, migrations, privileges, scans
+from tracetrack_db import Database, bags, migrations, privileges, scans, users
 
-from .conftest import SERVICE_ROLE, as_service, make_service_role, service_missing, with_dbname
+from .conftest import SERVICE_ROLE, as_service, make_service_role, service_missing
 from .pgcluster import Cluster, postgres_bindir
+from .test_metrics import scrape, value
+from .test_server import http, login, running_server
 
 pytestmark = pytest.mark.replica
 DBNAME = "tracetrack"
@@ -162,9 +161,141 @@ def test_a_stopped_standby_fails_no_read_and_is_used_again_when_back(replica_pai
         assert after == before + db.read_pool.max_size + 1, (db.replica.status(), db.read_pool.get_stats())
 
 
+def end_read_sessions(pair: Pair) -> None:
+    """What an administrator (or a standby shutting down) does to the read pool's sessions."""
+    ended = pair.on_standby(
+        "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE application_name = 'tracetrack'"
+    )
+    assert ended[0][0] >= 1
+
+
+def test_a_read_the_standby_fails_runs_again_on_the_primary(replica_pair: Pair):
+    """A single query (the verbs) runs again on the primary by itself; a block
+    of several on one connection raises ReplicaUnavailable, which the HTTP
+    layer answers by running the handler again on the primary."""
+    import falcon.testing
+
+    from tracetrack_api.app import create_app
+    from tracetrack_api.config import ApiSettings
+    from tracetrack_db import Settings, bills, errors
+
+    pair = replica_pair
+    with pair.database() as db:
+        scans.open_parent(db, "SB10004", dispatch_area="lucknow")
+        bills.create_bill(db, "R-BILL-1", 5)
+        users.create_user(db, "replica-biller", "replica-biller-pass-1", "biller")
+        pair.standby.wait_replayed(pair.primary)
+        assert db.replica is not None
+        end_read_sessions(pair)
+        assert bag_json(db, "SB10004")["bag"]["qr_id"] == "SB10004"
+        assert db.replica.routed[("primary", "failed")] == 1 and not db.replica.up()
+        deadline = time.monotonic() + 10
+        while not db.replica.up():
+            assert time.monotonic() < deadline, db.replica.status()
+            time.sleep(0.05)
+        end_read_sessions(pair)
+        with pytest.raises(errors.ReplicaUnavailable):
+            bills.get_bill_detail(db, "R-BILL-1")
+
+        while not db.replica.up():
+            assert time.monotonic() < deadline + 10, db.replica.status()
+            time.sleep(0.05)
+        client = falcon.testing.TestClient(create_app(db, ApiSettings(db=Settings(), secret_key="r" * 32)))
+        token = client.simulate_post(
+            "/api/auth/login", json={"username": "replica-biller", "password": "replica-biller-pass-1"}
+        ).json["token"]
+        end_read_sessions(pair)
+        failed = db.replica.routed[("primary", "failed")]
+        answer = client.simulate_get("/api/bills/R-BILL-1", headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 200 and answer.json["bill"]["bill_no"] == "R-BILL-1"
+        assert db.replica.routed[("primary", "failed")] == failed + 1
+
+
 def test_without_a_read_url_nothing_routes(pair: Pair):
     with Database(pair.service_url, min_size=1, max_size=2) as db:
         assert db.replica is None and db.read_pool is db.pool
         assert db.write_position() is None
         with db.reads_after(123):  # nothing to wait for: every read is the primary's
             assert bags.list_bags(db, limit=1).items is not None
+
+
+def routed(metrics: str, server: str) -> float:
+    return value(scrape(metrics), rf'tracetrack_read_routing_total{{.*server="{server}"')
+
+
+def test_the_server_reads_its_writes_through_a_standby_stopped_mid_run(replica_pair: Pair, redis_url: str):
+    """`tracetrack serve` (two workers, Redis shared) with DATABASE_READ_URL at
+    the standby: four scanners, each a user of its own, link a child and at
+    once read the child (its parent), the parent (its count) and the child's
+    history. Mid-run the standby is stopped as a crash, then started again.
+    No request fails, every read sees the write before it, reads went to the
+    standby before the stop and go to it again after the restart."""
+    pair = replica_pair
+    password = "replica-scanner-pass-1"
+    with pair.database() as db:
+        for t in range(4):
+            users.create_user(db, f"scanner{t}", password, "dispatcher", "lucknow")
+    env = {
+        "DATABASE_READ_URL": pair.read_url,
+        "REDIS_URL": redis_url,
+        "TRACETRACK_REPLICA_RETRY": "1",
+        "TRACETRACK_REFRESH_INTERVAL": "0",
+    }
+    with running_server(pair.owner_url, "--no-demo", "--workers", "2", env_extra=env) as (base, proc):
+        stop = threading.Event()
+        problems: list[str] = []
+        done = [0] * 4
+        tokens = [login(base, f"scanner{t}", password) for t in range(4)]  # one by one: logins are throttled
+
+        def scanner(t: int) -> None:
+            token, n = tokens[t], 0
+            while not stop.is_set():
+                parent, count = f"SB2{t}{n // 30:03d}", n % 30 + 1
+                child = f"RS-{t}-{n}"
+                if count == 1:
+                    status, body, _ = http("POST", base + "/api/scans/parent", {"qr_id": parent}, token)
+                    if status != 201:
+                        problems.append(f"open {parent}: {status} {body}")
+                link = {"parent_qr": parent, "child_qr": child}
+                status, body, _ = http("POST", base + "/api/scans/child", link, token)
+                if status != 200 or body["child_count"] != count:
+                    problems.append(f"link {child}: {status} {body}")
+                status, body, _ = http("GET", f"{base}/api/bags/{child}", None, token)
+                if status != 200 or (body.get("parent") or {}).get("qr_id") != parent:
+                    problems.append(f"read {child} after linking it: {status} {body}")
+                status, body, _ = http("GET", f"{base}/api/bags/{parent}", None, token)
+                if status != 200 or body["bag"]["child_count"] != count:
+                    problems.append(f"read {parent} after linking {child}: {status} {body}")
+                status, body, _ = http("GET", f"{base}/api/bags/{child}/history", None, token)
+                if status != 200 or not any(e["parent_qr"] == parent for e in body["items"]):
+                    problems.append(f"history of {child} after linking it: {status} {body}")
+                n += 1
+                done[t] = n
+
+        threads = [threading.Thread(target=scanner, args=(t,)) for t in range(4)]
+        for thread in threads:
+            thread.start()
+        try:
+            time.sleep(3)
+            before_stop = routed(proc.metrics, "replica")
+            on_standby = pair.on_standby(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tracetrack' AND query LIKE %s",
+                ("%FROM bag%",),
+            )[0][0]
+            pair.standby.stop("immediate")
+            time.sleep(3)
+            primary_during = routed(proc.metrics, "primary")
+            at_restart = routed(proc.metrics, "replica")
+            pair.standby.start()
+            deadline = time.monotonic() + 30
+            while routed(proc.metrics, "replica") < at_restart + 20:
+                assert time.monotonic() < deadline, scrape(proc.metrics)
+                time.sleep(0.2)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(30)
+    assert problems == []
+    assert min(done) > 5, done
+    assert before_stop > 0 and on_standby > 0  # the standby answered reads: counted, and seen on it
+    assert primary_during > 0  # and while it was down, the primary

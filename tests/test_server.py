@@ -62,7 +62,8 @@ def running_server(database_url: str, *extra: str, env_extra: dict | None = None
         "TRACETRACK_SECRET_KEY": SECRET,
         **(env_extra or {}),
     }
-    env.pop("REDIS_URL", None)
+    if "REDIS_URL" not in (env_extra or {}):  # the in-process cache, unless asked for Redis
+        env.pop("REDIS_URL", None)
     demo = [] if "--no-demo" in extra or "--demo" in extra else ["--demo"]
     log = tempfile.NamedTemporaryFile("w+", prefix="tracetrack-serve-", suffix=".log")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(
