@@ -98,6 +98,7 @@ def test_reads_go_to_the_standby_and_a_writer_reads_its_own_writes(replica_pair:
 
         pair.on_standby("SELECT pg_wal_replay_resume()")
         position = db.write_position()
+        assert position is not None
         with db.reads_after(position):
             assert bag_json(db, "SB10001")["bag"]["child_count"] == 1
         routed = db.replica.routed
