@@ -187,10 +187,12 @@ class Endpoint:
             return self.outcome(op.handler(ctx, **params))
 
         assert user is not None  # the table makes every idempotent operation need a role
-        stored = idempotency.run_once(
-            self.services.db, user.id, key, idempotency.fingerprint(req.method, req.relative_uri, raw), write
-        )
-        if self.positions is not None:
+        fingerprint = idempotency.fingerprint(req.method, req.relative_uri, raw)
+        if self.positions is None:
+            stored = idempotency.run_once(self.services.db, user.id, key, fingerprint, write)
+        else:
+            with self.services.db.reads_on_primary("write"):
+                stored = idempotency.run_once(self.services.db, user.id, key, fingerprint, write)
             self.positions.wrote(user.id)
         for action in ctx.after:  # committed now
             action()
@@ -206,7 +208,8 @@ class Endpoint:
         remembered for the caller's next reads."""
         db, user_id = ctx.db, ctx.caller.id
         if self.op.method != "GET":
-            result = self.op.handler(ctx, **params)
+            with db.reads_on_primary("write"):
+                result = self.op.handler(ctx, **params)
             self.positions.wrote(user_id)
             return result
         with db.reads_after(self.positions.of(user_id)):

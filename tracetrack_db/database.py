@@ -252,9 +252,11 @@ class Database:
             wanted.reset(token)
 
     @contextmanager
-    def reads_on_primary(self) -> Iterator[None]:
-        """Every read in this block on the primary (a retry after ReplicaUnavailable)."""
-        token = wanted.set(PRIMARY)
+    def reads_on_primary(self, reason: str = "failed") -> Iterator[None]:
+        """Every read in this block on the primary: `failed`, a retry after
+        ReplicaUnavailable; `write`, the reads a write makes (they must see
+        the current state, not a replica's)."""
+        token = wanted.set(PRIMARY[reason])
         try:
             yield
         finally:
@@ -300,6 +302,9 @@ class Database:
         if conn is not None:
             with errors.wrap_errors():
                 return self._fetch(conn, query, params, row)
+        if self.replica is None or not read:  # the path without a replica: as it was
+            with self.connection() as own:
+                return self._fetch(own, query, params, row)
         return self._read_once(lambda c: self._fetch(c, query, params, row), read)
 
     def _read_once(self, go: Callable[[Connection], Any], read: bool) -> Any:

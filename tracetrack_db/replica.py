@@ -37,8 +37,10 @@ FAST_POLL = 0.002  # ... and while a read waits for the standby to catch up
 STALE = 1.0  # a poll older than this: the poller is stuck, so is what it knows
 MAX_SAMPLES = 4096
 
-# The WAL position the reads of this context must see (0: none), or PRIMARY.
-PRIMARY = -1
+# The WAL position the reads of this context must see (0: none), or one of the
+# reasons to read the primary whatever the replica knows
+PRIMARY = {"failed": -1, "write": -2}  # a retry after a failed replica read; a read inside a write
+_PRIMARY_REASONS = {v: k for k, v in PRIMARY.items()}
 wanted: ContextVar[int] = ContextVar("tracetrack_read_after", default=0)
 
 
@@ -122,8 +124,8 @@ class Replica:
         """Whether this read goes to the standby (True) or the primary; may wait
         up to `wait` seconds for the standby to replay the caller's own write."""
         after = wanted.get()
-        if after == PRIMARY:
-            self._count("primary", "failed")  # a retry after a failed replica read
+        if after < 0:
+            self._count("primary", _PRIMARY_REASONS[after])
             return False
         now = time.monotonic()
         if not self.up(now):
@@ -182,8 +184,13 @@ class Replica:
         conn = self._conns[name]
         if conn is None or conn.closed:
             dsn = self.primary_conninfo if name == "primary" else self.replica_conninfo
+            # never prepared: either DSN may go through PgBouncer in transaction pooling
             conn = self._conns[name] = psycopg.connect(
-                dsn, autocommit=True, connect_timeout=2, application_name="tracetrack-replica-poller"
+                dsn,
+                autocommit=True,
+                prepare_threshold=None,
+                connect_timeout=2,
+                application_name="tracetrack-replica-poller",
             )
         try:
             row = conn.execute(sql).fetchone()
