@@ -212,18 +212,44 @@ def test_a_read_the_standby_fails_runs_again_on_the_primary(replica_pair: Pair):
         assert db.replica.routed[("primary", "failed")] == failed + 1
 
 
-def test_without_a_read_url_nothing_routes(pair: Pair):
-    with Database(pair.service_url, min_size=1, max_size=2) as db:
+def test_without_a_read_url_nothing_routes_and_nothing_is_remembered(pair: Pair):
+    """The hot paths without a replica: no write position asked for or kept."""
+    import falcon.testing
+
+    from tracetrack_api.app import create_app
+    from tracetrack_api.cache import LocalCache
+    from tracetrack_api.config import ApiSettings
+    from tracetrack_db import Settings
+
+    with Database(pair.service_url, min_size=1, max_size=2) as db, pair.database() as replicated:
         assert db.replica is None and db.read_pool is db.pool
         assert db.write_position() is None
         with db.reads_after(123):  # nothing to wait for: every read is the primary's
             assert bags.list_bags(db, limit=1).items is not None
+        user = users.create_user(db, "plain-scanner", "plain-scanner-pass-1", "dispatcher", "lucknow")
+        scans.open_parent(db, "SB10005", dispatch_area="lucknow")
+        for database, expected in ((db, False), (replicated, True)):
+            cache = LocalCache()
+            client = falcon.testing.TestClient(
+                create_app(database, ApiSettings(db=Settings(), secret_key="p" * 32), cache=cache)
+            )
+            token = client.simulate_post(
+                "/api/auth/login", json={"username": "plain-scanner", "password": "plain-scanner-pass-1"}
+            ).json["token"]
+            auth = {"Authorization": f"Bearer {token}"}
+            child = f"PLAIN-{expected}"
+            link = {"parent_qr": "SB10005", "child_qr": child}
+            linked = client.simulate_post("/api/scans/child", json=link, headers=auth)
+            assert linked.status_code == 200
+            assert (cache.get(f"wrote:{user.id}") is not None) is expected
+            assert client.simulate_get(f"/api/bags/{child}", headers=auth).json["parent"]["qr_id"] == "SB10005"
 
 
 def routed(metrics: str, server: str) -> float:
     return value(scrape(metrics), rf'tracetrack_read_routing_total{{.*server="{server}"')
 
 
+@pytest.mark.server
 def test_the_server_reads_its_writes_through_a_standby_stopped_mid_run(replica_pair: Pair, redis_url: str):
     """`tracetrack serve` (two workers, Redis shared) with DATABASE_READ_URL at
     the standby: four scanners, each a user of its own, link a child and at
@@ -286,12 +312,17 @@ def test_the_server_reads_its_writes_through_a_standby_stopped_mid_run(replica_p
             pair.standby.stop("immediate")
             time.sleep(3)
             primary_during = routed(proc.metrics, "primary")
+            up_during = value(scrape(proc.metrics), r"tracetrack_replica_up ")
             at_restart = routed(proc.metrics, "replica")
             pair.standby.start()
             deadline = time.monotonic() + 30
             while routed(proc.metrics, "replica") < at_restart + 20:
                 assert time.monotonic() < deadline, scrape(proc.metrics)
                 time.sleep(0.2)
+            while value(scrape(proc.metrics), r"tracetrack_replica_up ") != 1:  # the gauge: the listener's view
+                assert time.monotonic() < deadline, scrape(proc.metrics)
+                time.sleep(0.2)
+            assert "tracetrack_replica_lag_seconds " in scrape(proc.metrics)
         finally:
             stop.set()
             for thread in threads:
@@ -299,4 +330,4 @@ def test_the_server_reads_its_writes_through_a_standby_stopped_mid_run(replica_p
     assert problems == []
     assert min(done) > 5, done
     assert before_stop > 0 and on_standby > 0  # the standby answered reads: counted, and seen on it
-    assert primary_during > 0  # and while it was down, the primary
+    assert primary_during > 0 and up_during == 0  # and while it was down, the primary
