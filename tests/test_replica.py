@@ -331,3 +331,22 @@ def test_the_server_reads_its_writes_through_a_standby_stopped_mid_run(replica_p
     assert min(done) > 5, done
     assert before_stop > 0 and on_standby > 0  # the standby answered reads: counted, and seen on it
     assert primary_during > 0 and up_during == 0  # and while it was down, the primary
+
+
+def test_with_redis_unanswering_a_writers_reads_go_to_the_primary(replica_pair: Pair):
+    """The write positions live in Redis; a process that cannot ask it cannot
+    know whether the caller wrote on another process: the primary answers."""
+    from tracetrack_api.cache import RedisCache
+    from tracetrack_api.positions import WritePositions
+    from tracetrack_db.replica import PRIMARY
+
+    from .pgcluster import free_port
+
+    with replica_pair.database() as db:
+        positions = WritePositions(db, RedisCache(f"redis://127.0.0.1:{free_port()}/0"), 5.0)
+        positions.wrote(1)  # kept in-process only: Redis refuses the connection
+        assert positions.of(1) == PRIMARY["unknown"]
+        assert db.replica is not None
+        with db.reads_after(positions.of(1)):
+            assert bags.list_bags(db, limit=1).items is not None
+        assert db.replica.routed == {("primary", "unknown"): 1}

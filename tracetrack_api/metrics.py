@@ -54,7 +54,8 @@ READS = Counter(
     "Lag-tolerant reads with a replica, by the server that answered and why: replica (current: it had "
     "replayed what the caller wrote; waited: it caught up within TRACETRACK_REPLICA_WAIT) or primary "
     "(own_write: it did not; lag: past TRACETRACK_REPLICA_MAX_LAG; down: breaker open; failed: a retry "
-    "after a replica read failed; write: a read inside a write request)",
+    "after a replica read failed; write: a read inside a write request; unknown: Redis did not say "
+    "where the caller's last write reached)",
     ["server", "reason"],
 )
 

@@ -9,8 +9,9 @@ primary and nothing here runs.
 from __future__ import annotations
 
 from tracetrack_db import Database
+from tracetrack_db.replica import PRIMARY
 
-from .cache import LocalCache, RedisCache
+from .cache import UNANSWERED, LocalCache, RedisCache
 
 
 class WritePositions:
@@ -28,6 +29,9 @@ class WritePositions:
             self.cache.set(f"wrote:{user_id}", b"%d" % position, self.ttl)
 
     def of(self, user_id: int) -> int:
-        """The position `user_id`'s reads must see (0: none)."""
-        raw = self.cache.get(f"wrote:{user_id}")
+        """The position `user_id`'s reads must see (0: none; PRIMARY["unknown"]
+        when Redis does not answer: the write may have been on another process)."""
+        raw = self.cache.get_shared(f"wrote:{user_id}")
+        if raw == UNANSWERED:
+            return PRIMARY["unknown"]
         return int(raw) if raw else 0

@@ -39,7 +39,8 @@ MAX_SAMPLES = 4096
 
 # The WAL position the reads of this context must see (0: none), or one of the
 # reasons to read the primary whatever the replica knows
-PRIMARY = {"failed": -1, "write": -2}  # a retry after a failed replica read; a read inside a write
+# a retry after a failed replica read; a read inside a write; a caller whose last write is not known
+PRIMARY = {"failed": -1, "write": -2, "unknown": -3}
 _PRIMARY_REASONS = {v: k for k, v in PRIMARY.items()}
 wanted: ContextVar[int] = ContextVar("tracetrack_read_after", default=0)
 
