@@ -90,10 +90,11 @@ class Replica:
     # what it knows ------------------------------------------------------------
     def lag_seconds(self, now: float | None = None) -> float:
         """Seconds since the oldest primary position the standby has not replayed (0: caught up)."""
-        samples = self._samples
-        if not samples:
+        try:
+            oldest = self._samples[0][0]
+        except IndexError:  # none (or the poller took the last one meanwhile)
             return 0.0
-        return max(0.0, (time.monotonic() if now is None else now) - samples[0][0])
+        return max(0.0, (time.monotonic() if now is None else now) - oldest)
 
     def lag_bytes(self) -> int:
         return max(0, self.primary_flushed - self.replayed)
@@ -162,7 +163,7 @@ class Replica:
         """A replica read failed as a server that is gone fails: open the breaker."""
         self.down_until = time.monotonic() + self.retry
         self.error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-        log.warning("replica read failed (reads go to the primary for %.0f s): %s", self.retry, self.error)
+        log.warning("replica read failed (reads go to the primary for %g s): %s", self.retry, self.error)
         self._wake.set()
 
     # the poller ---------------------------------------------------------------
