@@ -69,15 +69,11 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
-def template_db(pg_server_url: str) -> Iterator[str]:
-    """A database migrated once, cloned by every test."""
-    name = f"tt_template_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    migrations.migrate(with_dbname(pg_server_url, name))
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        try:  # roles belong to the server: made once, shared by every test database
+def make_service_role(server_url: str) -> None:
+    """SERVICE_ROLE on the server of `server_url` (roles belong to the server:
+    made once, shared by every database of it)."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        try:
             conn.execute(
                 sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
                     sql.Identifier(SERVICE_ROLE), sql.Literal(SERVICE_PASSWORD)
@@ -89,6 +85,16 @@ def template_db(pg_server_url: str) -> Iterator[str]:
                     sql.Identifier(SERVICE_ROLE), sql.Literal(SERVICE_PASSWORD)
                 )
             )
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_server_url: str) -> Iterator[str]:
+    """A database migrated once, cloned by every test."""
+    name = f"tt_template_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    migrations.migrate(with_dbname(pg_server_url, name))
+    make_service_role(pg_server_url)
     privileges.grant_service(with_dbname(pg_server_url, name), SERVICE_ROLE)  # clones inherit the grants
     yield name
     with psycopg.connect(pg_server_url, autocommit=True) as conn:

@@ -19,3 +19,9 @@ def test_pools_shrink_to_stay_below_max_connections():
 def test_explicit_workers_and_threads_win():
     sizing = default_sizing(max_connections=100, cpus=2, workers=3, threads=4)
     assert (sizing.workers, sizing.threads, sizing.pool_size) == (3, 4, 4)
+
+
+def test_a_replica_counts_each_workers_poller_connection():
+    assert default_sizing(max_connections=100, cpus=2, replica=True).connections == 18
+    sizing = default_sizing(max_connections=100, cpus=16, replica=True)
+    assert sizing.connections <= 100 - 10 and sizing.pool_size == 2

@@ -14,7 +14,8 @@ from .config import ApiSettings
 from .endpoint import ClientAddress, Endpoint
 from .login_guard import LoginGuard
 from .logs import RequestLog
-from .metrics import MetricsMiddleware
+from .metrics import MetricsMiddleware, count_reads
+from .positions import WritePositions
 from .router import TableRouter
 from .routes import OPERATIONS, PATH_VALUES, SPANS_SEGMENTS
 from .table import Services, check_table
@@ -59,10 +60,12 @@ def create_app(
         directory=directory,
         signer=signer,
         counters=counters,
+        positions=WritePositions(db, cache, settings.db.replica_max_lag) if db.replica is not None else None,
         login_guard=LoginGuard(
             counters, settings.login_address_rate, settings.login_concurrency, settings.login_queue_seconds
         ),
     )
+    count_reads(db)
     client = ClientAddress(settings.trusted_proxies)
     authenticate = Authenticator(signer, directory)
     router = TableRouter(SPANS_SEGMENTS.__contains__)

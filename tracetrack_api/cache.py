@@ -17,6 +17,7 @@ from tracetrack_db import throttle
 from tracetrack_db.errors import TraceTrackError
 
 log = logging.getLogger(__name__)
+UNANSWERED = b"\x00unanswered"  # get_shared's answer when the shared store did not answer
 
 
 class LocalCache:
@@ -36,6 +37,10 @@ class LocalCache:
         if item is None or item[0] < self._clock():
             return None
         return item[1]
+
+    def get_shared(self, key: str) -> bytes | None:
+        """`get`: this cache is the one every user of it shares."""
+        return self.get(key)
 
     def set(self, key: str, value: bytes, ttl: float) -> None:
         now = self._clock()
@@ -108,6 +113,11 @@ class RedisCache:
 
     def get(self, key: str) -> bytes | None:
         return self._guard("get", lambda: self.client.get(self.prefix + key), lambda: self.local.get(key))
+
+    def get_shared(self, key: str) -> bytes | None:
+        """What every process sees under `key`; None when Redis does not answer
+        (this process's own copy would not be what the others wrote)."""
+        return self._guard("get", lambda: self.client.get(self.prefix + key), lambda: UNANSWERED)
 
     def set(self, key: str, value: bytes, ttl: float) -> None:
         self._guard(

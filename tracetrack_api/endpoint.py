@@ -149,6 +149,8 @@ class Endpoint:
         self.max_body = max(op.max_body, services.settings.max_body_bytes)
         self.max_upload = services.settings.import_max_bytes
         self.forbidden = f"this needs the role {' or '.join(op.roles)}" if op.roles else ""
+        # with a replica, a user's reads see their own writes (positions.py); None: nothing to do
+        self.positions: Any = services.positions if op.roles is not None else None
 
     def __call__(self, req: falcon.Request, resp: falcon.Response, **path: str) -> None:
         op = self.op
@@ -174,7 +176,8 @@ class Endpoint:
         ctx = Ctx(self.services, user, self.client(req), req.user_agent)
         key = req.get_header("Idempotency-Key") if op.idempotent else None
         if key is None:
-            self.render(resp, op.handler(ctx, **params), req)
+            result = op.handler(ctx, **params) if self.positions is None else self.routed(ctx, params)
+            self.render(resp, result, req)
             for action in ctx.after:
                 action()
             return
@@ -184,9 +187,13 @@ class Endpoint:
             return self.outcome(op.handler(ctx, **params))
 
         assert user is not None  # the table makes every idempotent operation need a role
-        stored = idempotency.run_once(
-            self.services.db, user.id, key, idempotency.fingerprint(req.method, req.relative_uri, raw), write
-        )
+        fingerprint = idempotency.fingerprint(req.method, req.relative_uri, raw)
+        if self.positions is None:
+            stored = idempotency.run_once(self.services.db, user.id, key, fingerprint, write)
+        else:
+            with self.services.db.reads_on_primary("write"):
+                stored = idempotency.run_once(self.services.db, user.id, key, fingerprint, write)
+            self.positions.wrote(user.id)
         for action in ctx.after:  # committed now
             action()
         resp.status = stored.code
@@ -194,6 +201,23 @@ class Endpoint:
         resp.data = stored.body
         if stored.replayed:
             resp.set_header("Idempotent-Replayed", "true")
+
+    def routed(self, ctx: Ctx, params: dict[str, Any]) -> Any:
+        """The handler, with a replica: a read sees what its caller wrote (and one
+        the replica failed runs again on the primary); a write's position is
+        remembered for the caller's next reads."""
+        db, user_id = ctx.db, ctx.caller.id
+        if self.op.method != "GET":
+            with db.reads_on_primary("write"):
+                result = self.op.handler(ctx, **params)
+            self.positions.wrote(user_id)
+            return result
+        with db.reads_after(self.positions.of(user_id)):
+            try:
+                return self.op.handler(ctx, **params)
+            except errors.ReplicaUnavailable:
+                with db.reads_on_primary():
+                    return self.op.handler(ctx, **params)
 
     def outcome(self, result: Any) -> tuple[int, Any]:
         """(status, value) of a write's result, for the idempotency store."""

@@ -49,6 +49,30 @@ CACHE = Counter(
     "Dashboard requests by cache result: hit (answered from the cached JSON) or miss (built from the views)",
     ["result"],
 )
+READS = Counter(
+    "tracetrack_read_routing_total",
+    "Lag-tolerant reads with a replica, by the server that answered and why: replica (current: it had "
+    "replayed what the caller wrote; waited: it caught up within TRACETRACK_REPLICA_WAIT) or primary "
+    "(own_write: it did not; lag: past TRACETRACK_REPLICA_MAX_LAG; down: breaker open; failed: a retry "
+    "after a replica read failed; write: a read inside a write request; unknown: Redis did not say "
+    "where the caller's last write reached)",
+    ["server", "reason"],
+)
+
+
+def count_reads(db: Database) -> None:
+    """Count where `db`'s reads go (with a replica; without one nothing is counted, nothing costs)."""
+    if db.replica is None:
+        return
+    children: dict[tuple[str, str], Any] = {}
+
+    def routed(server: str, reason: str) -> None:
+        child = children.get((server, reason))
+        if child is None:
+            child = children[(server, reason)] = READS.labels(server, reason)
+        child.inc()
+
+    db.replica.on_route = routed
 
 
 _METHODS = frozenset(("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"))
@@ -104,6 +128,31 @@ class ViewAges:
         yield family
 
 
+class ReplicaLag:
+    """A collector: the replica's lag and state as this process's poller knows them (replica.py)."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    def collect(self):
+        replica = self.db.replica
+        if replica is None:
+            return
+        status = replica.status()
+        up = GaugeMetricFamily("tracetrack_replica_up", "1 while reads may go to the replica (it answers)")
+        up.add_metric([], 1.0 if status["up"] else 0.0)
+        seconds = GaugeMetricFamily(
+            "tracetrack_replica_lag_seconds",
+            "Seconds since the oldest primary WAL position the replica has not replayed (0: caught up)",
+        )
+        seconds.add_metric([], status["lag_seconds"])
+        lag_bytes = GaugeMetricFamily(
+            "tracetrack_replica_lag_bytes", "Bytes of WAL the primary has flushed and the replica not yet replayed"
+        )
+        lag_bytes.add_metric([], status["lag_bytes"])
+        yield from (up, seconds, lag_bytes)
+
+
 class _ThisProcess:
     def collect(self):
         from prometheus_client import REGISTRY
@@ -136,6 +185,7 @@ class MetricsListener:
         else:  # one process (tests, an embedding program): its own metrics
             self.registry.register(_ThisProcess())
         self.registry.register(ViewAges(db))
+        self.registry.register(ReplicaLag(db))
         self._server: _ThreadingServer | None = None
 
     def __call__(self, environ, start_response):
@@ -162,8 +212,10 @@ class MetricsListener:
         except errors.DatabaseUnavailable as exc:
             database = {"ok": False, "latency_ms": round((time.perf_counter() - start) * 1000, 2), "error": exc.message}
         latency = self.cache.ping()
+        replica = {"replica": self.db.replica.status()} if self.db.replica is not None else {}
         return {
             "database": database,
+            **replica,
             "cache": {
                 "kind": self.cache.kind,
                 "ok": latency is not None,

@@ -100,6 +100,7 @@ class Services:
     signer: Any  # tokens.TokenSigner
     login_guard: Any  # login_guard.LoginGuard
     counters: Any = None  # cache.SharedCounters or RedisCache: what every process must share
+    positions: Any = None  # positions.WritePositions, with a replica only: read-your-writes
 
 
 @dataclass(slots=True)

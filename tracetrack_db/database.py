@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import cache
 from typing import Any, TypeVar
@@ -17,6 +17,7 @@ from psycopg_pool import ConnectionPool
 from . import errors
 from .queries import Queries, Query, load
 from .rawsql import behind_pooler
+from .replica import PRIMARY, Replica, lsn_to_int, wanted
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,9 @@ class Database:
         prepare_threshold: int | None = 5,
         queries: Queries | None = None,
         name: str = "tracetrack",
+        replica_wait: float = 0.1,
+        replica_max_lag: float = 5.0,
+        replica_retry: float = 5.0,
     ):
         self.conninfo = conninfo
         self.queries = queries or load()
@@ -95,6 +99,19 @@ class Database:
 
         self.pool = make(conninfo, "write")
         self.read_pool = make(read_conninfo, "read") if read_conninfo else self.pool
+        # with a read DSN, what routes each read (replica.py); None: every read on the primary
+        self.replica = (
+            Replica(
+                conninfo,
+                read_conninfo,
+                wait=replica_wait,
+                max_lag=replica_max_lag,
+                retry=replica_retry,
+                on_pool_recovered=self.read_pool.check,
+            )
+            if read_conninfo
+            else None
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> Database:
@@ -106,6 +123,9 @@ class Database:
             max_size=settings.pool_max_size,
             timeout=settings.pool_timeout,
             prepare_threshold=settings.prepare_threshold,
+            replica_wait=settings.replica_wait,
+            replica_max_lag=settings.replica_max_lag,
+            replica_retry=settings.replica_retry,
         )
         options.update(overrides)
         return cls(settings.database_url, **options)
@@ -127,27 +147,34 @@ class Database:
 
     # lifecycle -------------------------------------------------------------
     def open(self, wait: bool = True) -> Database:
-        """Open the pools; with `wait`, fail at once with a clear message on a bad DSN."""
-        for pool, dsn in {
-            id(self.pool): (self.pool, self.conninfo),
-            id(self.read_pool): (self.read_pool, str(self.read_pool.conninfo)),
-        }.values():
-            if wait:  # one direct attempt first: a wrong DSN fails now, not after the pool's retries
-                problem = self._probe(dsn)
-                if problem:
-                    raise errors.DatabaseUnavailable(
-                        f"cannot connect to PostgreSQL at {describe_target(dsn)}: {problem}"
-                    )
-            pool.open()
-            if wait:
-                try:
-                    pool.wait(timeout=max(self.timeout, 5.0))
-                except Exception as exc:  # PoolTimeout: the server went away in between
-                    pool.close()
-                    raise errors.DatabaseUnavailable(
-                        f"cannot connect to PostgreSQL at {describe_target(dsn)}: the pool did not fill in time"
-                    ) from exc
+        """Open the pools; with `wait`, fail at once with a clear message on a bad DSN.
+        A replica that does not answer is no reason not to start: reads go to
+        the primary until it does (and a warning says so)."""
+        self._open(self.pool, self.conninfo, wait)
+        if self.replica is not None:
+            try:
+                self._open(self.read_pool, self.replica.replica_conninfo, wait)
+            except errors.DatabaseUnavailable as exc:
+                log.warning("replica: %s; reads go to the primary until it answers", exc.message)
+                self.read_pool.open(wait=False)
+            self.replica.poll()  # know it before the first read
+            self.replica.start()
         return self
+
+    def _open(self, pool: ConnectionPool, dsn: str, wait: bool) -> None:
+        if wait:  # one direct attempt first: a wrong DSN fails now, not after the pool's retries
+            problem = self._probe(dsn)
+            if problem:
+                raise errors.DatabaseUnavailable(f"cannot connect to PostgreSQL at {describe_target(dsn)}: {problem}")
+        pool.open()
+        if wait:
+            try:
+                pool.wait(timeout=max(self.timeout, 5.0))
+            except Exception as exc:  # PoolTimeout: the server went away in between
+                pool.close()
+                raise errors.DatabaseUnavailable(
+                    f"cannot connect to PostgreSQL at {describe_target(dsn)}: the pool did not fill in time"
+                ) from exc
 
     @staticmethod
     def _probe(conninfo: str) -> str | None:
@@ -160,6 +187,8 @@ class Database:
         return None
 
     def close(self) -> None:
+        if self.replica is not None:
+            self.replica.stop()
         self.pool.close()
         if self.read_pool is not self.pool:
             self.read_pool.close()
@@ -179,13 +208,72 @@ class Database:
     # connections -----------------------------------------------------------
     @contextmanager
     def connection(self, *, read: bool = False, conn: Connection | None = None) -> Iterator[Connection]:
-        """A pooled connection, or `conn` itself when the caller already holds one."""
+        """A pooled connection, or `conn` itself when the caller already holds one.
+        `read`: a lag-tolerant read, on the replica when it may take it (see
+        replica.py); one that fails there as a gone server fails raises
+        ReplicaUnavailable, which a caller may answer by running the read
+        again (it then goes to the primary; the verbs below do so themselves)."""
         if conn is not None:
             with errors.wrap_errors():
                 yield conn
             return
-        with errors.wrap_errors(), (self.read_pool if read else self.pool).connection() as own:
-            yield own
+        if not (read and self.replica is not None and self.replica.choose()):
+            with errors.wrap_errors(), self.pool.connection() as own:
+                yield own
+            return
+        try:
+            own = self.read_pool.getconn()
+        except Exception as exc:  # noqa: BLE001 - PoolTimeout or a failed connect: nothing ran yet, so the primary
+            self.replica.failed(exc)
+            with errors.wrap_errors(), self.pool.connection() as own:
+                yield own
+            return
+        try:
+            with errors.wrap_errors(), own:  # the connection's block, as pool.connection() runs it
+                yield own
+        except (errors.DatabaseUnavailable, errors.Conflict) as exc:
+            cause = exc.__cause__
+            if not _replica_gone(cause):
+                raise
+            self.replica.failed(cause)  # type: ignore[arg-type]
+            raise errors.ReplicaUnavailable(f"the replica failed: {cause}") from cause
+        finally:
+            self.read_pool.putconn(own)
+
+    @contextmanager
+    def reads_after(self, position: int | None) -> Iterator[None]:
+        """Reads in this block see the writes up to `position` (write_position()
+        after them): the replica once it has replayed that far, within
+        TRACETRACK_REPLICA_WAIT, else the primary."""
+        token = wanted.set(position or 0)
+        try:
+            yield
+        finally:
+            wanted.reset(token)
+
+    @contextmanager
+    def reads_on_primary(self, reason: str = "failed") -> Iterator[None]:
+        """Every read in this block on the primary: `failed`, a retry after
+        ReplicaUnavailable; `write`, the reads a write makes (they must see
+        the current state, not a replica's)."""
+        token = wanted.set(PRIMARY[reason])
+        try:
+            yield
+        finally:
+            wanted.reset(token)
+
+    def write_position(self) -> int | None:
+        """The primary's WAL insert position now: past the commit of every write
+        that has returned (None without a replica: nothing needs it)."""
+        if self.replica is None:
+            return None
+        with self.connection() as conn:
+            row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
+        return lsn_to_int(row[0]) if row else None
+
+    def conninfo_of(self, conn: Connection) -> str:
+        """The DSN of the server `conn` is on (the watchdog of an export reaches it with its own)."""
+        return str(self.read_pool.conninfo) if getattr(conn, "_pool", None) is self.read_pool else self.conninfo
 
     @contextmanager
     def transaction(self, conn: Connection | None = None) -> Iterator[Connection]:
@@ -214,8 +302,19 @@ class Database:
         if conn is not None:
             with errors.wrap_errors():
                 return self._fetch(conn, query, params, row)
-        with self.connection(read=read) as own:
-            return self._fetch(own, query, params, row)
+        if self.replica is None or not read:  # the path without a replica: as it was
+            with self.connection() as own:
+                return self._fetch(own, query, params, row)
+        return self._read_once(lambda c: self._fetch(c, query, params, row), read)
+
+    def _read_once(self, go: Callable[[Connection], Any], read: bool) -> Any:
+        """`go` on a connection; a read the replica failed runs once more, on the primary."""
+        try:
+            with self.connection(read=read) as own:
+                return go(own)
+        except errors.ReplicaUnavailable:
+            with self.reads_on_primary(), self.connection(read=read) as own:
+                return go(own)
 
     @staticmethod
     def _check_params(query: Query, params: Mapping[str, Any] | None) -> None:
@@ -283,5 +382,15 @@ class Database:
         if conn is not None:
             with errors.wrap_errors():
                 return go(conn)
-        with self.connection(read=read) as own:
-            return go(own)
+        return self._read_once(go, read)
+
+
+def _replica_gone(exc: BaseException | None) -> bool:
+    """Whether a replica read failed as a standby that is gone or replaying
+    fails (connection lost, admin shutdown, a conflict with recovery), so the
+    primary can answer it: not a query that is wrong or timed out."""
+    if isinstance(exc, psycopg.errors.SerializationFailure):  # canceled by a conflict with recovery
+        return True
+    return isinstance(exc, psycopg.OperationalError) and not isinstance(
+        exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable
+    )

@@ -309,6 +309,10 @@ class DatabaseUnavailable(TraceTrackError):
     code, status = "database_unavailable", 503
 
 
+class ReplicaUnavailable(DatabaseUnavailable):
+    """A read failed on the replica as a gone standby fails: run it again (it goes to the primary)."""
+
+
 def _all_subclasses(cls: type[TraceTrackError]) -> list[type[TraceTrackError]]:
     out: list[type[TraceTrackError]] = []
     for sub in cls.__subclasses__():

@@ -274,7 +274,7 @@ def _stream(
     # (client gone) returns it to the pool.
     closing = False
     with db.connection(read=True) as conn:
-        watch = _watchdog.watch(conn, str(db.read_pool.conninfo), on_abort)
+        watch = _watchdog.watch(conn, db.conninfo_of(conn), on_abort)
         try:
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute(

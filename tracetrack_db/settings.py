@@ -163,6 +163,18 @@ OWNER_URL = Var(
 DATABASE_READ_URL = Var(
     "DATABASE_READ_URL", None, postgres_url, "replica for lag-tolerant reads; unset: DATABASE_URL", secret=True
 )
+REPLICA_WAIT = Var(
+    "TRACETRACK_REPLICA_WAIT",
+    0.1,
+    number(0),
+    "seconds a read after the caller's own write waits for the replica to replay it, then reads the primary",
+)
+REPLICA_MAX_LAG = Var(
+    "TRACETRACK_REPLICA_MAX_LAG", 5.0, number(0), "seconds the replica may lag before reads go to the primary"
+)
+REPLICA_RETRY = Var(
+    "TRACETRACK_REPLICA_RETRY", 5.0, number(0.1), "seconds reads stay off a replica that failed or did not answer"
+)
 DATA_DIR = Var("TRACETRACK_DATA_DIR", None, Path, "embedded PostgreSQL data and the generated token secret")
 POOL_MIN_SIZE = Var("TRACETRACK_POOL_MIN_SIZE", 1, whole(0), "connections a process keeps open")
 POOL_MAX_SIZE = Var("TRACETRACK_POOL_MAX_SIZE", 8, whole(1), "connections a process may open")
@@ -199,6 +211,9 @@ LIBRARY_VARS: tuple[Var, ...] = (
     DATABASE_URL,
     OWNER_URL,
     DATABASE_READ_URL,
+    REPLICA_WAIT,
+    REPLICA_MAX_LAG,
+    REPLICA_RETRY,
     DATA_DIR,
     POOL_MIN_SIZE,
     POOL_MAX_SIZE,
@@ -262,6 +277,11 @@ class Settings:
 
     database_url: str | None = None
     database_read_url: str | None = None
+    # with a replica: a read after one's own write waits this long for it, then reads the primary;
+    # reads go to the primary while it lags more than max_lag, or for retry seconds after it failed
+    replica_wait: float = 0.1
+    replica_max_lag: float = 5.0
+    replica_retry: float = 5.0
     # the tables' owner, for migrations and operator commands; unset: DATABASE_URL
     owner_url: str | None = None
     data_dir: Path = field(default_factory=default_data_dir)
@@ -288,6 +308,9 @@ class Settings:
         settings = cls(
             database_url=DATABASE_URL.get(environ),
             database_read_url=DATABASE_READ_URL.get(environ),
+            replica_wait=REPLICA_WAIT.get(environ),
+            replica_max_lag=REPLICA_MAX_LAG.get(environ),
+            replica_retry=REPLICA_RETRY.get(environ),
             owner_url=OWNER_URL.get(environ),
             data_dir=DATA_DIR.get(environ) or default_data_dir(),
             pool_min_size=POOL_MIN_SIZE.get(environ),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from tracetrack_db import Database, __version__, maintenance, migrations, privileges
+from tracetrack_db import Database, Settings, __version__, maintenance, migrations, privileges
 from tracetrack_db.runtime import database_urls, migrate_and_bootstrap
 
 from .configcli import config_command
@@ -172,7 +172,9 @@ def serve(
             demo_created = (embedded if demo is None else demo) and create_demo(db)
             with db.connection() as conn:
                 as_owner = privileges.is_owner(conn)
-        sizing = default_sizing(max_connections, workers=workers, threads=threads)
+        sizing = default_sizing(
+            max_connections, workers=workers, threads=threads, replica=bool(settings.db.database_read_url)
+        )
         if sizing.connections > max_connections - 5:
             fail(
                 f"{sizing.workers} workers x {sizing.pool_size} connections exceed the server's "
@@ -194,9 +196,8 @@ def serve(
             "TRACETRACK_ACCESS_LOG": "1" if access_log else "0",
         }
         os.environ.update(env)  # before prometheus-client is first imported, here or in a worker
-        listener = start_metrics_listener(
-            url, settings.redis_url, metrics_host, metrics_port, settings.db.prepare_threshold
-        )
+        service = settings.db.with_database_url(url)
+        listener = start_metrics_listener(service, settings.redis_url, metrics_host, metrics_port)
         where = "embedded PostgreSQL" if embedded else "DATABASE_URL"
         click.echo(
             f"TraceTrack on http://{host}:{port}  ({where}; {sizing.workers} workers x "
@@ -231,13 +232,14 @@ def serve(
             listener.stop()
 
 
-def start_metrics_listener(url: str, redis_url: str | None, host: str, port: int, prepare_threshold: int | None = 5):
+def start_metrics_listener(settings: Settings, redis_url: str | None, host: str, port: int):
     """The metrics listener, in this (the main) process, with its own small pool
-    (prepare_threshold: TRACETRACK_PREPARE_THRESHOLD, none through PgBouncer)."""
+    (TRACETRACK_PREPARE_THRESHOLD as the workers: none through PgBouncer) and,
+    with DATABASE_READ_URL, its own view of the replica (the lag it reports)."""
     from tracetrack_api.cache import make_cache
     from tracetrack_api.metrics import MetricsListener
 
-    db = Database(url, min_size=0, max_size=2, timeout=2, prepare_threshold=prepare_threshold).open(wait=False)
+    db = Database.from_settings(settings, min_size=0, max_size=2, timeout=2).open(wait=False)
     try:
         return MetricsListener(db, make_cache(redis_url)).start(host, port)
     except OSError as exc:

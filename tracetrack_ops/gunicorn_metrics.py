@@ -46,9 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     if not settings.db.database_url:
         raise SystemExit("DATABASE_URL is not set")
     host, port = split_bind(args.bind)
-    listener = start_metrics_listener(
-        settings.db.database_url, settings.redis_url, host, port, settings.db.prepare_threshold
-    )
+    listener = start_metrics_listener(settings.db, settings.redis_url, host, port)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
