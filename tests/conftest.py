@@ -69,14 +69,16 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
-def template_db(pg_server_url: str) -> Iterator[str]:
-    """A database migrated once, cloned by every test."""
-    name = f"tt_template_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+def make_database(server_url: str, name: str) -> str:
+    """Database `name` made on the server of `server_url` (a maintenance URL of
+    the owner), migrated, with SERVICE_ROLE (made once per server) granted what
+    the service needs; its owner URL. The template below, and a test's own
+    cluster (tests/pgcluster.py), are made so."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    migrations.migrate(with_dbname(pg_server_url, name))
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+    url = with_dbname(server_url, name)
+    migrations.migrate(url)
+    with psycopg.connect(server_url, autocommit=True) as conn:
         try:  # roles belong to the server: made once, shared by every test database
             conn.execute(
                 sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
@@ -89,7 +91,15 @@ def template_db(pg_server_url: str) -> Iterator[str]:
                     sql.Identifier(SERVICE_ROLE), sql.Literal(SERVICE_PASSWORD)
                 )
             )
-    privileges.grant_service(with_dbname(pg_server_url, name), SERVICE_ROLE)  # clones inherit the grants
+    privileges.grant_service(url, SERVICE_ROLE)  # clones inherit the grants
+    return url
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_server_url: str) -> Iterator[str]:
+    """A database migrated once, cloned by every test."""
+    name = f"tt_template_{uuid.uuid4().hex[:8]}"
+    make_database(pg_server_url, name)
     yield name
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
