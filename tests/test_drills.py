@@ -15,7 +15,6 @@ its docstring. `pytest -m drill -rP` prints the figures (docs: README,
 
 from __future__ import annotations
 
-import http.client
 import os
 import signal
 import socket
@@ -26,7 +25,9 @@ import urllib.error
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from http.client import HTTPException
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -71,7 +72,7 @@ def classify(exc: BaseException) -> str:
         return "timeout"
     if isinstance(exc, ConnectionRefusedError):
         return "refused"
-    if isinstance(exc, ConnectionError | http.client.HTTPException):  # RemoteDisconnected, reset, broken pipe
+    if isinstance(exc, ConnectionError | HTTPException):  # RemoteDisconnected, reset, broken pipe
         return "reset"
     return f"error {type(exc).__name__}"
 
@@ -81,14 +82,14 @@ class Site:
     pg: Cluster
     owner_url: str
     base: str
-    proc: object
+    proc: Any  # the Popen of running_server, with .metrics
     token: str
     metrics_dir: Path
 
     def workers(self) -> set[int]:
         """The granian worker processes: the server process's children running Python
         (granian spawns them with multiprocessing)."""
-        pid = self.proc.pid  # type: ignore[attr-defined]
+        pid = self.proc.pid
         found = set()
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
@@ -147,7 +148,7 @@ class Load:
                 timeout=CLIENT_TIMEOUT,
                 headers={"Idempotency-Key": key} if key else None,
             )
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, HTTPException) as exc:
             self.answers.append(Answer(started, time.monotonic(), kind, None, classify(exc)))
             return None, None, None
         self.answers.append(Answer(started, time.monotonic(), kind, status, None, headers.get("Retry-After")))
@@ -234,14 +235,14 @@ def check_writes(site: Site, load: Load) -> None:
     no link lost, none doubled, each with exactly one link event and its key stored."""
     assert load.unexpected == []
     with psycopg.connect(site.owner_url, autocommit=True) as conn:
-        linked = dict(
+        linked: dict[str, str] = dict(
             conn.execute(
                 "SELECT c.qr_id, p.qr_id FROM bag c JOIN bag p ON p.id = c.parent_id WHERE c.qr_id LIKE %s",
                 (f"D{load.prefix}-%",),
             ).fetchall()
         )
         assert linked == load.acked
-        events = dict(
+        events: dict[str, int] = dict(
             conn.execute(
                 "SELECT qr_id, count(*) FROM event WHERE kind = 'link' AND qr_id LIKE %s GROUP BY qr_id",
                 (f"D{load.prefix}-%",),
@@ -295,7 +296,7 @@ def test_postgresql_restart_mid_load(site, prefix, mode):
     assert bad == Counter()
     assert Counter(a.label for a in load.answers if a.started < back and a.ended > down)["503 with Retry-After"] > 0
     check_writes(site, load)
-    assert site.proc.poll() is None and site.workers() == workers  # type: ignore[attr-defined]
+    assert site.proc.poll() is None and site.workers() == workers
     refreshed_since = time.time() - (time.monotonic() - back)
     deadline = time.monotonic() + 30
     with psycopg.connect(site.owner_url, autocommit=True) as conn:
@@ -305,7 +306,7 @@ def test_postgresql_restart_mid_load(site, prefix, mode):
         ):
             assert time.monotonic() < deadline, "the refresher did not recover"
             time.sleep(0.2)
-    status, _, _ = http("GET", site.proc.metrics + "/health", timeout=10)  # type: ignore[attr-defined]
+    status, _, _ = http("GET", site.proc.metrics + "/health", timeout=10)
     assert status == 200
 
 
@@ -358,7 +359,7 @@ def test_postgresql_restarted_while_idle(site):
         assert http("GET", site.base + "/api/bags/SB00001", None, site.token)[0] == 200
     site.pg.restart("fast")
     healths = [http("GET", site.base + "/health")[0] for _ in range(6)]
-    healths.append(http("GET", site.proc.metrics + "/health")[0])  # type: ignore[attr-defined]
+    healths.append(http("GET", site.proc.metrics + "/health")[0])
     reads = Counter(http("GET", site.base + "/api/bags/SB00001", None, site.token)[0] for _ in range(20))
     report("PostgreSQL restarted while idle", {"/health": dict(Counter(healths)), "reads": dict(reads)})
     assert healths == [200] * 7

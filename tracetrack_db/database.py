@@ -184,8 +184,26 @@ class Database:
             with errors.wrap_errors():
                 yield conn
             return
-        with errors.wrap_errors(), (self.read_pool if read else self.pool).connection() as own:
-            yield own
+        pool = self.read_pool if read else self.pool
+        with errors.wrap_errors(), pool.connection() as own:
+            try:
+                yield own
+            except Exception:
+                if own.broken:  # the server went away (a restart): so did the others in the pool, likely
+                    self._purge(pool)
+                raise
+
+    @staticmethod
+    def _purge(pool: ConnectionPool) -> None:
+        """Drop the pool's idle connections that are broken (one round trip each to
+        those that work). The pool has no `check` on checkout (a round trip per
+        request), so after a database restart each connection it kept would fail
+        the request that took it, and with nobody to retry, /health would say the
+        database is down when it is back. This runs on that failure path only."""
+        try:
+            pool.check()
+        except Exception:  # a check that fails is no reason to hide the request's own error
+            log.warning("checking the pool's connections failed", exc_info=True)
 
     @contextmanager
     def transaction(self, conn: Connection | None = None) -> Iterator[Connection]:
