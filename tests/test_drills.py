@@ -368,3 +368,38 @@ def test_postgresql_restarted_while_idle(site):
     report("PostgreSQL restarted while idle", {"/health": dict(Counter(healths)), "reads": dict(reads)})
     assert healths == [200] * 7
     assert reads[200] >= 18 and set(reads) <= {200, 503}
+
+
+def test_a_worker_killed_while_postgresql_is_down(site):
+    """A worker dying while the database is down (a crash during a restart or a
+    failover). Before, the new worker's start failed (its pool's first
+    connection was refused), and granian, seeing a respawned worker die within
+    5.5 s, took it for a crash loop and stopped the whole server: the service
+    needed a restart from outside. Now a worker starts with its pool connecting
+    in the background and answers 503 with Retry-After until the database is back."""
+    workers = site.workers()
+    site.pg.stop("fast")
+    try:
+        os.kill(min(workers), signal.SIGKILL)
+        deadline = time.monotonic() + RECOVERY_DEADLINE
+        while not site.workers() - workers:
+            assert site.proc.poll() is None, site.proc.log()[-3000:]
+            assert time.monotonic() < deadline, "the killed worker was not respawned"
+            time.sleep(0.05)
+        (new,) = site.workers() - workers
+        while not list(site.metrics_dir.glob(f"*_{new}.db")):  # its first answer
+            assert time.monotonic() < deadline, "the new worker answered nothing"
+            try:
+                status, body, headers = http("GET", site.base + "/api/bags/SB00001", None, site.token)
+            except OSError:
+                raise AssertionError("the server stopped: " + site.proc.log()[-1500:]) from None
+            assert status == 503 and headers.get("Retry-After"), body
+        time.sleep(6)  # past granian's 5.5 s crash-loop window
+        assert site.proc.poll() is None and new in site.workers()
+    finally:
+        site.pg.start()
+    back = time.monotonic()
+    while http("GET", site.base + "/api/bags/SB00001", None, site.token, timeout=CLIENT_TIMEOUT)[0] != 200:
+        assert time.monotonic() - back < RECOVERY_DEADLINE, "the service did not recover"
+        time.sleep(0.1)
+    assert site.workers() == (workers - {min(workers)}) | {new}
