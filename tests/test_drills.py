@@ -226,6 +226,7 @@ def site():
     with tempfile.TemporaryDirectory(prefix="tracetrack-drill-") as data_dir, Cluster("drill") as pg:
         owner_url = make_database(pg.url(), "tracetrack")
         env = {"TRACETRACK_DATA_DIR": data_dir, "TRACETRACK_REFRESH_INTERVAL": "1"}
+        # the last --workers wins: 2, so that a worker killed leaves one answering
         with running_server(owner_url, "--workers", "2", "--threads", "4", env_extra=env) as (base, proc):
             token = login(base, "dispatcher", "tracetrack-demo")
             port = base.rsplit(":", 1)[1]
@@ -244,6 +245,10 @@ def check_writes(site: Site, load: Load) -> None:
             ).fetchall()
         )
         assert linked == load.acked
+        bags = {qr for (qr,) in conn.execute("SELECT qr_id FROM bag WHERE qr_id LIKE %s", (f"D{load.prefix}-%",))}
+        assert bags == set(load.acked)  # no child made by a write nobody acknowledged
+        opened = {qr for (qr,) in conn.execute("SELECT qr_id FROM bag WHERE qr_id LIKE %s", (f"SB{load.prefix}%",))}
+        assert opened == set(load.parents)
         events: dict[str, int] = dict(
             conn.execute(
                 "SELECT qr_id, count(*) FROM event WHERE kind = 'link' AND qr_id LIKE %s GROUP BY qr_id",
@@ -278,7 +283,7 @@ def test_postgresql_restart_mid_load(site, prefix, mode):
     5xx, and never a connection reset, refused or timed out (each counts as a
     failure: the server stays up, only its database went away). The service
     answers 2xx again without a restart (the same worker processes), and the
-    refresher and the metrics listener recover too. The log has warnings, no
+    refresher, the user-change listeners and the metrics listener recover too. The log has warnings, no
     traceback (before, the refresher logged one every second of the outage)."""
     workers = site.workers()
     assert len(workers) == 2
@@ -311,6 +316,10 @@ def test_postgresql_restart_mid_load(site, prefix, mode):
             < refreshed_since
         ):
             assert time.monotonic() < deadline, "the refresher did not recover"
+            time.sleep(0.2)
+        listeners = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tracetrack-listener'"
+        while conn.execute(listeners).fetchone()[0] != len(workers):  # each worker's LISTEN is back
+            assert time.monotonic() < deadline, "the user-change listeners did not reconnect"
             time.sleep(0.2)
     status, _, _ = http("GET", site.proc.metrics + "/health", timeout=10)
     assert status == 200
