@@ -87,15 +87,25 @@ def make_service_role(server_url: str) -> None:
             )
 
 
+def make_database(server_url: str, name: str) -> str:
+    """Database `name` made on the server of `server_url` (a maintenance URL of
+    the owner), migrated, with SERVICE_ROLE (made once per server) granted what
+    the service needs; its owner URL. The template below, and a test's own
+    cluster (tests/pgcluster.py), are made so."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = with_dbname(server_url, name)
+    migrations.migrate(url)
+    make_service_role(server_url)
+    privileges.grant_service(url, SERVICE_ROLE)  # clones inherit the grants
+    return url
+
+
 @pytest.fixture(scope="session")
 def template_db(pg_server_url: str) -> Iterator[str]:
     """A database migrated once, cloned by every test."""
     name = f"tt_template_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    migrations.migrate(with_dbname(pg_server_url, name))
-    make_service_role(pg_server_url)
-    privileges.grant_service(with_dbname(pg_server_url, name), SERVICE_ROLE)  # clones inherit the grants
+    make_database(pg_server_url, name)
     yield name
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

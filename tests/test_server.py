@@ -33,10 +33,15 @@ def free_port() -> int:
 
 
 def http(
-    method: str, url: str, body: dict | None = None, token: str | None = None, timeout: float = 10
+    method: str,
+    url: str,
+    body: dict | None = None,
+    token: str | None = None,
+    timeout: float = 10,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, Any, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     if data is not None:
         req.add_header("Content-Type", "application/json")
     if token:

@@ -23,6 +23,13 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# How long the pool keeps retrying one lost connection (its delays double: 1, 2,
+# 4, 8 s ...) before it gives the attempt up and the next request that waits
+# starts a new one at once. psycopg_pool's default (300 s) let the delays grow
+# with the outage: the service came back up to an outage's length after the
+# database did (the drills, tests/test_drills.py); now within about 2 s.
+RECONNECT_TIMEOUT = 5.0
+
 
 def describe_target(conninfo: str) -> str:
     """host:port/dbname of a DSN, without the password, for messages."""
@@ -93,6 +100,7 @@ class Database:
                 # no `check`: it costs a round trip per checkout (measured 86 us);
                 # a connection that breaks mid-query is discarded when returned
                 open=False,
+                reconnect_timeout=RECONNECT_TIMEOUT,
                 name=f"{name}-{suffix}",
                 configure=self._configure,
             )
@@ -219,7 +227,12 @@ class Database:
             return
         if not (read and self.replica is not None and self.replica.choose()):
             with errors.wrap_errors(), self.pool.connection() as own:
-                yield own
+                try:
+                    yield own
+                except Exception:
+                    if own.broken:  # the server went away (a restart): so did the others in the pool, likely
+                        self._purge(self.pool)
+                    raise
             return
         try:
             own = self.read_pool.getconn()
@@ -274,6 +287,18 @@ class Database:
     def conninfo_of(self, conn: Connection) -> str:
         """The DSN of the server `conn` is on (the watchdog of an export reaches it with its own)."""
         return str(self.read_pool.conninfo) if getattr(conn, "_pool", None) is self.read_pool else self.conninfo
+
+    @staticmethod
+    def _purge(pool: ConnectionPool) -> None:
+        """Drop the pool's idle connections that are broken (one round trip each to
+        those that work). The pool has no `check` on checkout (a round trip per
+        request), so after a database restart each connection it kept would fail
+        the request that took it, and with nobody to retry, /health would say the
+        database is down when it is back. This runs on that failure path only."""
+        try:
+            pool.check()
+        except Exception:  # a check that fails is no reason to hide the request's own error
+            log.warning("checking the pool's connections failed", exc_info=True)
 
     @contextmanager
     def transaction(self, conn: Connection | None = None) -> Iterator[Connection]:

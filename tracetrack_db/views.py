@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from datetime import time as clock
 from zoneinfo import ZoneInfo
 
-from . import throttle
+from . import errors, throttle
 from .database import Database
 from .models import BagTotals, BillTotals, Dashboard, HourBucket, RecentScan, ScanTotals, TypeCounts, UserActivity
 
@@ -93,6 +93,7 @@ class Refresher:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        unavailable = False  # said once per outage: a database restart is no bug to trace
         while not self._stop.wait(self.interval):
             try:
                 self.last_result = refresh_views(self.db, min_interval=self.interval)
@@ -101,6 +102,13 @@ class Refresher:
                     throttle.purge(self.db)  # and expired login counters and export marks
                     # and sync verdicts no resend can reach (a day past TRACETRACK_SYNC_MAX_BEHIND)
                     self.db.scalar("purge_sync_ops", {"max_behind_seconds": self.sync_max_behind_seconds})
+                if unavailable:
+                    unavailable = False
+                    log.info("view refresh: the database is back")
+            except errors.DatabaseUnavailable as exc:
+                if not unavailable:
+                    unavailable = True
+                    log.warning("view refresh: %s; retrying every %s s", exc, self.interval)
             except Exception:
                 log.exception("view refresh failed; retrying in %s s", self.interval)
 

@@ -39,6 +39,7 @@ def _shipped() -> list[migrations.Migration]:
 
 def readyz(ctx: Ctx) -> Reply:
     try:
+        maintenance.ping(ctx.db)  # asks again once after a connection kept across a database restart
         left = maintenance.unapplied_migrations(ctx.db, _shipped())
     except errors.DatabaseUnavailable:
         return Reply(
