@@ -44,9 +44,9 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from http_bench import free_port, login, prepare, wait_http  # noqa: E402
+from http_bench import free_port, login, prepare, wait_http
 
-from tracetrack_ops.server import serve_argv  # noqa: E402
+from tracetrack_ops.server import serve_argv
 
 HERE = Path(__file__).resolve().parent
 TICK_US = 1e6 / os.sysconf("SC_CLK_TCK")
@@ -327,8 +327,8 @@ def main() -> None:
                     results["runs"].append(row)
                     print(
                         f"round {r + 1} {label:40s} {side:6s} {row['requests']:7d} req  "
-                        f"{row['total_us']:7.0f} us (server/client {row['server_us']:.0f}, PostgreSQL {row['pg_us']:.0f})"
-                        + (f"  non-2xx {row['non2xx']}" if row.get("non2xx") else ""),
+                        f"{row['total_us']:7.0f} us (server/client {row['server_us']:.0f}, "
+                        f"PostgreSQL {row['pg_us']:.0f})" + (f"  non-2xx {row['non2xx']}" if row.get("non2xx") else ""),
                         flush=True,
                     )
     finally:
@@ -356,7 +356,7 @@ def summarize(results: dict, endpoints: list[str]) -> None:
                 sides[side] = rows
         ratios = ""
         if "bare" in sides:
-            per_round = [s["total_us"] / b["total_us"] for s, b in zip(sides["server"], sides["bare"])]
+            per_round = [s["total_us"] / b["total_us"] for s, b in zip(sides["server"], sides["bare"], strict=True)]
             ratios = f"{statistics.median(per_round):.2f}x ({', '.join(f'{x:.2f}' for x in per_round)})"
             results.setdefault("ratios", {})[label] = per_round
         for side, rows in sides.items():
