@@ -160,6 +160,7 @@ def bare_run(url: str, query: str, qrs: list[str], first_parent: int, run_id: st
     ours, theirs = multiprocessing.Pipe()
     proc = multiprocessing.Process(target=_bare_child, args=(url, query, qrs, first_parent, run_id, seconds, theirs))
     proc.start()
+    theirs.close()  # so that a child that dies makes recv() raise EOFError, not wait forever
     try:
         backend = ours.recv()
         meter = Meter(lambda: [proc.pid], lambda: [backend])
@@ -180,6 +181,35 @@ def per_request(server_us: float, pg_us: float, n: int) -> dict:
         "pg_us": pg_us / n,
         "total_us": (server_us + pg_us) / n,
     }
+
+
+# the commit rate -------------------------------------------------------------------------
+def _commit_child(url: str, seconds: float, queue) -> None:
+    with psycopg.connect(url, autocommit=True, application_name="cpu-bare") as conn:
+        n, end = 0, time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            conn.execute("INSERT INTO cpu_bench_commit (at) VALUES (now())")
+            n += 1
+    queue.put(n)
+
+
+def commit_rate(url: str, connections: int, seconds: float) -> dict:
+    """Autocommit single-row INSERTs on `connections` connections for `seconds`: commits
+    per second, and WAL flushes (pg_stat_wal.wal_sync, the whole server's: others' too on
+    a shared one) per commit, which shows group commit."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS cpu_bench_commit (id bigserial PRIMARY KEY, at timestamptz)")
+        syncs = conn.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()[0]
+        queue: multiprocessing.Queue = multiprocessing.Queue()
+        procs = [multiprocessing.Process(target=_commit_child, args=(url, seconds, queue)) for _ in range(connections)]
+        for proc in procs:
+            proc.start()
+        commits = sum(queue.get() for _ in procs)
+        for proc in procs:
+            proc.join()
+        syncs = conn.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()[0] - syncs
+        conn.execute("DROP TABLE cpu_bench_commit")
+    return {"connections": connections, "commits_per_s": commits / seconds, "wal_syncs_per_s": syncs / seconds}
 
 
 # the server ------------------------------------------------------------------------------
@@ -237,6 +267,15 @@ class Server:
         self.log.close()
 
 
+def parse_variant(text: str) -> tuple[str, dict[str, str], int | None, int | None]:
+    """label:KEY=VALUE,KEY=VALUE; workers= and threads= are serve's flags, the rest its
+    environment (PYTHONPATH=/work/main runs another checkout's code: before and after in one run)."""
+    label, _, spec = text.partition(":")
+    env = dict(kv.split("=", 1) for kv in spec.split(",") if kv)
+    workers, threads = env.pop("workers", None), env.pop("threads", None)
+    return label, env, int(workers) if workers else None, int(threads) if threads else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
@@ -244,55 +283,72 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=float, default=10, help="seconds of each measured run")
     ap.add_argument("--connections", type=int, default=8, help="wrk's (one wrk thread)")
-    ap.add_argument("--workers", type=int)
-    ap.add_argument("--threads", type=int)
     ap.add_argument("--no-bare", action="store_true", help="skip the bare loops")
     ap.add_argument("--after-load", type=float, default=0, help="first run POST /api/scans/child for this many s")
-    ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server (experiments)")
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="another server to alternate with, label:KEY=VALUE,... (workers=, threads=, or environment)",
+    )
+    ap.add_argument("--commit-rate", help="instead: the bare commit loop on these connection counts (1,8)")
     ap.add_argument("--out", default=str(HERE / ".results"))
     args = ap.parse_args()
     if not args.database_url:
         raise SystemExit("set DATABASE_URL (or --database-url) to a seeded database")
+    if args.commit_rate:
+        print("| connections | commits/s | WAL flushes/s (whole server) | commits per flush |\n|---|---|---|---|")
+        for c in args.commit_rate.split(","):
+            row = commit_rate(args.database_url, int(c), args.duration)
+            print(
+                f"| {c} | {row['commits_per_s']:,.0f} | {row['wal_syncs_per_s']:,.0f} "
+                f"| {row['commits_per_s'] / max(row['wal_syncs_per_s'], 1):.1f} |",
+                flush=True,
+            )
+        return
     endpoints = args.endpoints.split(",")
     for e in endpoints:
         if e not in ENDPOINTS:
             raise SystemExit(f"unknown endpoint {e!r}: {', '.join(ENDPOINTS)}")
     url = args.database_url
+    variants = [parse_variant(v) for v in args.variant] or [("server", {}, None, None)]
     # parents: wrk's post_child ranges, the load's, the batches' (one each), the bare loops'
     qrs = prepare(url, 6 * PER_THREAD)
     qr_file = Path(tempfile.mkstemp(suffix=".txt")[1])
     qr_file.write_text("\n".join(qrs) + "\n")
     run_id = f"{int(time.time()) % 100000}"
-    # the parents already holding children from an earlier run are skipped by starting past them
     admin = psycopg.connect(url, autocommit=True, application_name="cpu-bench")
     bags = admin.execute("SELECT count(*) FROM bag").fetchone()[0]
-    server = Server(url, dict(kv.split("=", 1) for kv in args.env), args.workers, args.threads)
+    servers: dict[str, Server] = {}
     results: dict = {"bags": bags, "args": vars(args), "runs": []}
     try:
-        token = login(server.base)
+        for label, overrides, workers, threads in variants:
+            servers[label] = Server(url, overrides, workers, threads)
+        first = next(iter(servers.values()))
+        token = login(first.base)
         env = {"TT_TOKEN": token, "QR_FILE": str(qr_file), "PARENTS_PER_THREAD": str(PER_THREAD), "RUN_ID": run_id}
         offsets = {"post_child": 0, "load": PER_THREAD, "batch": 2 * PER_THREAD}
         if args.after_load:
             print(f"write load: POST /api/scans/child, {args.after_load:.0f} s, 16 connections", flush=True)
             load = run_wrk(
                 "post_child",
-                server.base,
+                first.base,
                 16,
                 args.after_load,
                 {**env, "PARENT_OFFSET": str(offsets["load"]), "RUN_ID": run_id + "L"},
             )
             results["load"] = load
             print(f"  {load['requests']} links, {load['non2xx']} non-2xx", flush=True)
-        for e in endpoints:  # warm-up: the pool full, statements prepared, caches
-            if e != "batch":
-                run_wrk(
-                    e,
-                    server.base,
-                    args.connections,
-                    3,
-                    {**env, "PARENT_OFFSET": str(offsets.get(e, 0)), "RUN_ID": run_id + "W"},
-                )
-        meter = Meter(server.pids, lambda: backends(admin))
+        for i, server in enumerate(servers.values()):  # warm-up: pools full, statements prepared, caches
+            for e in endpoints:
+                if e != "batch":
+                    run_wrk(
+                        e,
+                        server.base,
+                        args.connections,
+                        3,
+                        {**env, "PARENT_OFFSET": str(offsets.get(e, 0)), "RUN_ID": f"{run_id}W{i}"},
+                    )
         # batches fill their parent: start past every bench parent that already has children
         used = admin.execute(
             """SELECT max(substr(p.qr_id, 3)::int) FROM bag p
@@ -301,14 +357,15 @@ def main() -> None:
         batch_base = max(offsets["batch"], (used or 0) + 1)
         for r in range(args.rounds):
             for e in endpoints:
-                script, label, query = ENDPOINTS[e]
-                order = ["server", "bare"] if r % 2 == 0 else ["bare", "server"]
-                if args.no_bare or query is None:
-                    order = ["server"]
-                for side in order:
-                    rid = f"{run_id}R{r}"
-                    if side == "server":
+                _, label, query = ENDPOINTS[e]
+                sides = list(servers) + ([] if args.no_bare or query is None else ["bare"])
+                shift = r % len(sides)  # each side goes first in turn
+                for side in sides[shift:] + sides[:shift]:
+                    rid = f"{run_id}R{r}V{sides.index(side)}"
+                    if side != "bare":
+                        server = servers[side]
                         offset = offsets.get(e, 0) if e != "batch" else batch_base
+                        meter = Meter(server.pids, lambda: backends(admin))
                         meter.start()
                         counts = run_wrk(
                             e,
@@ -326,16 +383,17 @@ def main() -> None:
                     row.update(endpoint=label, side=side, round=r)
                     results["runs"].append(row)
                     print(
-                        f"round {r + 1} {label:40s} {side:6s} {row['requests']:7d} req  "
+                        f"round {r + 1} {label:36s} {side:8s} {row['requests']:7d} req  "
                         f"{row['total_us']:7.0f} us (server/client {row['server_us']:.0f}, "
                         f"PostgreSQL {row['pg_us']:.0f})" + (f"  non-2xx {row['non2xx']}" if row.get("non2xx") else ""),
                         flush=True,
                     )
     finally:
-        server.stop()
+        for server in servers.values():
+            server.stop()
         admin.close()
         qr_file.unlink()
-    summarize(results, endpoints)
+    summarize(results, endpoints, list(servers))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"cpu-{time.strftime('%Y%m%d-%H%M%S')}.json"
@@ -343,27 +401,25 @@ def main() -> None:
     print(f"\nresults in {path}")
 
 
-def summarize(results: dict, endpoints: list[str]) -> None:
+def summarize(results: dict, endpoints: list[str], servers: list[str]) -> None:
     print(f"\n{results['bags']:,} bags, medians of {results['args']['rounds']} rounds, CPU us per request")
-    print("| endpoint | side | total | server (client) | PostgreSQL | ratio to bare (per round) |")
+    print("| endpoint | side | total | server (client) | PostgreSQL | to bare: median (per round) |")
     print("|---|---|---|---|---|---|")
     for e in endpoints:
         _, label, _ = ENDPOINTS[e]
-        sides = {}
-        for side in ("server", "bare"):
+        bare = [r for r in results["runs"] if r["endpoint"] == label and r["side"] == "bare"]
+        for side in [*servers, "bare"]:
             rows = [r for r in results["runs"] if r["endpoint"] == label and r["side"] == side]
-            if rows:
-                sides[side] = rows
-        ratios = ""
-        if "bare" in sides:
-            per_round = [s["total_us"] / b["total_us"] for s, b in zip(sides["server"], sides["bare"], strict=True)]
-            ratios = f"{statistics.median(per_round):.2f}x ({', '.join(f'{x:.2f}' for x in per_round)})"
-            results.setdefault("ratios", {})[label] = per_round
-        for side, rows in sides.items():
+            if not rows:
+                continue
+            ratios = ""
+            if bare and side != "bare":
+                per_round = [s["total_us"] / b["total_us"] for s, b in zip(rows, bare, strict=True)]
+                ratios = f"{statistics.median(per_round):.2f}x ({', '.join(f'{x:.2f}' for x in per_round)})"
+                results.setdefault("ratios", {}).setdefault(label, {})[side] = per_round
             med = {k: statistics.median(r[k] for r in rows) for k in ("total_us", "server_us", "pg_us")}
             print(
-                f"| {label} | {side} | {med['total_us']:.0f} | {med['server_us']:.0f} | {med['pg_us']:.0f} "
-                f"| {ratios if side == 'server' else ''} |"
+                f"| {label} | {side} | {med['total_us']:.0f} | {med['server_us']:.0f} | {med['pg_us']:.0f} | {ratios} |"
             )
 
 
