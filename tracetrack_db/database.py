@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import cache
@@ -40,23 +39,6 @@ def _factory(row: Any) -> Any:
     """The row factory for `row` (None: tuples, dict, or a dataclass), built once:
     class_row inspects the class's signature, too slow to repeat per query."""
     return tuple_row if row is None else dict_row if row is dict else class_row(row)
-
-
-class _Stack(deque):
-    """psycopg_pool's idle connections, taken newest first: its pool takes them from the
-    left and returns them on the right, a queue that cycles every request through every
-    connection, so each backend's caches (catalog, plans, the CPU's) are cold when its
-    turn comes; a stack keeps the few connections the load needs busy and warm, and
-    leaves the rest idle for max_idle to close."""
-
-    def popleft(self) -> Any:
-        return self.pop()
-
-
-class _Pool(ConnectionPool):
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._pool = _Stack(self._pool)
 
 
 _pooler_warned = False
@@ -98,7 +80,7 @@ class Database:
         kwargs = {"autocommit": True, "prepare_threshold": prepare_threshold}
 
         def make(dsn: str, suffix: str) -> ConnectionPool:
-            return _Pool(
+            return ConnectionPool(
                 dsn,
                 min_size=min_size,
                 max_size=max_size,
