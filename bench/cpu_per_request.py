@@ -127,7 +127,7 @@ class Meter:
 
 # the bare loop --------------------------------------------------------------------------
 def _bare_params(query: str, qrs: list[str], n: int, rnd: random.Random, first_parent: int, run_id: str) -> dict:
-    if query == "link_child":
+    if query == "link_child":  # from first_parent on, one child per parent (30 runs fill them)
         return {
             "parent_qr": f"BW{first_parent + n % PER_THREAD:06d}",
             "child_qr": f"X{run_id}-{n}",
@@ -156,21 +156,32 @@ def _bare_child(url: str, query: str, qrs: list[str], first_parent: int, run_id:
         pipe.recv()  # measured: may close
 
 
-def bare_run(url: str, query: str, qrs: list[str], first_parent: int, run_id: str, seconds: float) -> dict:
-    ours, theirs = multiprocessing.Pipe()
-    proc = multiprocessing.Process(target=_bare_child, args=(url, query, qrs, first_parent, run_id, seconds, theirs))
-    proc.start()
-    theirs.close()  # so that a child that dies makes recv() raise EOFError, not wait forever
+def bare_run(
+    url: str, query: str, qrs: list[str], first_parent: int, run_id: str, seconds: float, processes: int = 1
+) -> dict:
+    """The statement in `processes` loops at once (1: the floor; as many as wrk's
+    connections: what the same concurrency costs PostgreSQL without the server)."""
+    pipes, procs = [], []
+    for i in range(processes):
+        ours, theirs = multiprocessing.Pipe()
+        args = (url, query, qrs, first_parent + i * 2000, f"{run_id}P{i}", seconds, theirs)
+        procs.append(multiprocessing.Process(target=_bare_child, args=args))
+        procs[-1].start()
+        theirs.close()  # so that a child that dies makes recv() raise EOFError, not wait forever
+        pipes.append(ours)
     try:
-        backend = ours.recv()
-        meter = Meter(lambda: [proc.pid], lambda: [backend])
+        backends = [pipe.recv() for pipe in pipes]
+        meter = Meter(lambda: [p.pid for p in procs], lambda: backends)
         meter.start()
-        ours.send("go")
-        n = ours.recv()
+        for pipe in pipes:
+            pipe.send("go")
+        n = sum(pipe.recv() for pipe in pipes)
         client, pg = meter.stop()
-        ours.send("done")
+        for pipe in pipes:
+            pipe.send("done")
     finally:
-        proc.join(30)
+        for proc in procs:
+            proc.join(30)
     return per_request(client, pg, n)
 
 
@@ -284,6 +295,12 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=10, help="seconds of each measured run")
     ap.add_argument("--connections", type=int, default=8, help="wrk's (one wrk thread)")
     ap.add_argument("--no-bare", action="store_true", help="skip the bare loops")
+    ap.add_argument(
+        "--bare-processes",
+        default="1",
+        help="loops at once, comma-separated for several bare sides (1: the floor ratios are taken against; "
+        "wrk's connection count: the same concurrency without the server)",
+    )
     ap.add_argument("--after-load", type=float, default=0, help="first run POST /api/scans/child for this many s")
     ap.add_argument(
         "--variant",
@@ -347,24 +364,28 @@ def main() -> None:
                         server.base,
                         args.connections,
                         3,
-                        {**env, "PARENT_OFFSET": str(offsets.get(e, 0)), "RUN_ID": f"{run_id}W{i}"},
+                        {**env, "PARENT_OFFSET": str(random.randrange(PER_THREAD - 5000)), "RUN_ID": f"{run_id}W{i}"},
                     )
-        # batches fill their parent: start past every bench parent that already has children
+        # batches fill their parent: start past every parent of their range that has children
         used = admin.execute(
             """SELECT max(substr(p.qr_id, 3)::int) FROM bag p
-               WHERE p.qr_id LIKE 'BW%%' AND EXISTS (SELECT 1 FROM bag c WHERE c.parent_id = p.id)"""
+               WHERE p.qr_id BETWEEN %s AND %s AND EXISTS (SELECT 1 FROM bag c WHERE c.parent_id = p.id)""",
+            (f"BW{2 * PER_THREAD:06d}", f"BW{5 * PER_THREAD - 1:06d}"),
         ).fetchone()[0]
         batch_base = max(offsets["batch"], (used or 0) + 1)
         for r in range(args.rounds):
             for e in endpoints:
                 _, label, query = ENDPOINTS[e]
-                sides = list(servers) + ([] if args.no_bare or query is None else ["bare"])
+                bare_sides = {"bare" if n == "1" else f"bare{n}": int(n) for n in args.bare_processes.split(",")}
+                sides = list(servers) + ([] if args.no_bare or query is None else list(bare_sides))
                 shift = r % len(sides)  # each side goes first in turn
                 for side in sides[shift:] + sides[:shift]:
                     rid = f"{run_id}R{r}V{sides.index(side)}"
-                    if side != "bare":
+                    if side not in bare_sides:
                         server = servers[side]
-                        offset = offsets.get(e, 0) if e != "batch" else batch_base
+                        # a run links about one child into each of its first few thousand parents:
+                        # start each run at a random place, so no parent fills up (30) over many runs
+                        offset = batch_base if e == "batch" else random.randrange(PER_THREAD - 5000)
                         meter = Meter(server.pids, lambda: backends(admin))
                         meter.start()
                         counts = run_wrk(
@@ -379,7 +400,8 @@ def main() -> None:
                             batch_base += counts["requests"] + 100
                         row = {**per_request(s_us, pg_us, counts["requests"]), "non2xx": counts["non2xx"]}
                     else:
-                        row = bare_run(url, query, qrs, 5 * PER_THREAD, rid, args.duration)
+                        first = 5 * PER_THREAD + random.randrange(PER_THREAD - 5000)
+                        row = bare_run(url, query, qrs, first, rid, args.duration, bare_sides[side])
                     row.update(endpoint=label, side=side, round=r)
                     results["runs"].append(row)
                     print(
@@ -393,7 +415,7 @@ def main() -> None:
             server.stop()
         admin.close()
         qr_file.unlink()
-    summarize(results, endpoints, list(servers))
+    summarize(results, endpoints, list(servers) + [f"bare{n}" for n in args.bare_processes.split(",") if n != "1"])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"cpu-{time.strftime('%Y%m%d-%H%M%S')}.json"
@@ -413,7 +435,7 @@ def summarize(results: dict, endpoints: list[str], servers: list[str]) -> None:
             if not rows:
                 continue
             ratios = ""
-            if bare and side != "bare":
+            if bare and not side.startswith("bare"):
                 per_round = [s["total_us"] / b["total_us"] for s, b in zip(rows, bare, strict=True)]
                 ratios = f"{statistics.median(per_round):.2f}x ({', '.join(f'{x:.2f}' for x in per_round)})"
                 results.setdefault("ratios", {}).setdefault(label, {})[side] = per_round
