@@ -329,8 +329,8 @@ def main() -> None:
             raise SystemExit(f"unknown endpoint {e!r}: {', '.join(ENDPOINTS)}")
     url = args.database_url
     variants = [parse_variant(v) for v in args.variant] or [("server", {}, None, None)]
-    # parents: wrk's post_child ranges, the load's, the batches' (one each), the bare loops'
-    qrs = prepare(url, 6 * PER_THREAD)
+    # parents: wrk's post_child range, the load's, the batches' (one each), the bare loops' (from 6 x)
+    qrs = prepare(url, 8 * PER_THREAD)
     qr_file = Path(tempfile.mkstemp(suffix=".txt")[1])
     qr_file.write_text("\n".join(qrs) + "\n")
     run_id = f"{int(time.time()) % 100000}"
@@ -400,7 +400,7 @@ def main() -> None:
                             batch_base += counts["requests"] + 100
                         row = {**per_request(s_us, pg_us, counts["requests"]), "non2xx": counts["non2xx"]}
                     else:
-                        first = 5 * PER_THREAD + random.randrange(PER_THREAD - 5000)
+                        first = 6 * PER_THREAD + random.randrange(PER_THREAD - 5000)
                         row = bare_run(url, query, qrs, first, rid, args.duration, bare_sides[side])
                     row.update(endpoint=label, side=side, round=r)
                     results["runs"].append(row)
