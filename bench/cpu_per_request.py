@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -119,10 +120,8 @@ class Meter:
     def stop(self) -> tuple[float, float]:
         """(server, PostgreSQL) CPU microseconds since start()."""
         after = self.read()
-        return tuple(
-            sum(t - self.before[i].get(p, 0) for p, t in after[i].items()) * TICK_US  # type: ignore[misc]
-            for i in (0, 1)
-        )
+        server, pg = (sum(t - self.before[i].get(p, 0) for p, t in after[i].items()) * TICK_US for i in (0, 1))
+        return server, pg
 
 
 # the bare loop --------------------------------------------------------------------------
@@ -210,7 +209,7 @@ def commit_rate(url: str, connections: int, seconds: float) -> dict:
     a shared one) per commit, which shows group commit."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS cpu_bench_commit (id bigserial PRIMARY KEY, at timestamptz)")
-        syncs = conn.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()[0]
+        syncs = value(conn, "SELECT wal_sync FROM pg_stat_wal")
         queue: multiprocessing.Queue = multiprocessing.Queue()
         procs = [multiprocessing.Process(target=_commit_child, args=(url, seconds, queue)) for _ in range(connections)]
         for proc in procs:
@@ -218,7 +217,7 @@ def commit_rate(url: str, connections: int, seconds: float) -> dict:
         commits = sum(queue.get() for _ in procs)
         for proc in procs:
             proc.join()
-        syncs = conn.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()[0] - syncs
+        syncs = value(conn, "SELECT wal_sync FROM pg_stat_wal") - syncs
         conn.execute("DROP TABLE cpu_bench_commit")
     return {"connections": connections, "commits_per_s": commits / seconds, "wal_syncs_per_s": syncs / seconds}
 
@@ -235,14 +234,25 @@ def run_wrk(endpoint: str, base: str, conns: int, seconds: float, env: dict) -> 
     if script:
         return parse_wrk_counts(out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {
-        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
-        "non2xx": int(non2xx.group(1) if non2xx else 0),
-    }
+    return {"requests": int(found(r"(\d+) requests in", out)), "non2xx": int(non2xx.group(1) if non2xx else 0)}
+
+
+def found(pattern: str, text: str) -> str:
+    match = re.search(pattern, text, re.M)
+    if match is None:
+        raise SystemExit(f"no {pattern!r} in wrk's output:\n{text}")
+    return match.group(1)
 
 
 def parse_wrk_counts(out: str) -> dict:
-    return json.loads(re.search(r"^JSON (.*)$", out, re.M).group(1))
+    return json.loads(found(r"^JSON (.*)$", out))
+
+
+def value(conn: psycopg.Connection, sql: Any, params: Any = None) -> Any:
+    """The first column of the first row."""
+    row = conn.execute(sql, params).fetchone()
+    assert row is not None, sql
+    return row[0]
 
 
 class Server:
@@ -335,7 +345,7 @@ def main() -> None:
     qr_file.write_text("\n".join(qrs) + "\n")
     run_id = f"{int(time.time()) % 100000}"
     admin = psycopg.connect(url, autocommit=True, application_name="cpu-bench")
-    bags = admin.execute("SELECT count(*) FROM bag").fetchone()[0]
+    bags = value(admin, "SELECT count(*) FROM bag")
     servers: dict[str, Server] = {}
     results: dict = {"bags": bags, "args": vars(args), "runs": []}
     try:
@@ -367,11 +377,12 @@ def main() -> None:
                         {**env, "PARENT_OFFSET": str(random.randrange(PER_THREAD - 5000)), "RUN_ID": f"{run_id}W{i}"},
                     )
         # batches fill their parent: start past every parent of their range that has children
-        used = admin.execute(
+        used = value(
+            admin,
             """SELECT max(substr(p.qr_id, 3)::int) FROM bag p
                WHERE p.qr_id BETWEEN %s AND %s AND EXISTS (SELECT 1 FROM bag c WHERE c.parent_id = p.id)""",
             (f"BW{2 * PER_THREAD:06d}", f"BW{5 * PER_THREAD - 1:06d}"),
-        ).fetchone()[0]
+        )
         batch_base = max(offsets["batch"], (used or 0) + 1)
         for r in range(args.rounds):
             for e in endpoints:
@@ -400,8 +411,9 @@ def main() -> None:
                             batch_base += counts["requests"] + 100
                         row = {**per_request(s_us, pg_us, counts["requests"]), "non2xx": counts["non2xx"]}
                     else:
-                        first = 6 * PER_THREAD + random.randrange(PER_THREAD - 5000)
-                        row = bare_run(url, query, qrs, first, rid, args.duration, bare_sides[side])
+                        assert query is not None
+                        start = 6 * PER_THREAD + random.randrange(PER_THREAD - 5000)
+                        row = bare_run(url, query, qrs, start, rid, args.duration, bare_sides[side])
                     row.update(endpoint=label, side=side, round=r)
                     results["runs"].append(row)
                     print(
