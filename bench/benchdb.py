@@ -86,13 +86,13 @@ class BenchServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def seeded(self, bags: int, *, log=print) -> str:
-        """The URL of `tt_bench_<label>`, created, migrated and seeded on first use."""
+    def seeded(self, bags: int, *, name: str | None = None, log=print) -> str:
+        """The URL of `name` (default `tt_bench_<label>`), created, migrated and seeded on first use."""
         from tracetrack_db import Database, maintenance, migrations, views
         from tracetrack_ops.seed import seed
 
         assert self.url, "start() first"
-        name = f"tt_bench_{label(bags)}"
+        name = name or f"tt_bench_{label(bags)}"
         url = with_dbname(self.url, name)
         with psycopg.connect(self.url, autocommit=True) as conn:
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
@@ -121,10 +121,11 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="Create and seed a benchmark database once; print its URL.")
     ap.add_argument("--bags", type=int, default=600_000)
     ap.add_argument("--server-url", help="maintenance URL (default: see the module docstring)")
+    ap.add_argument("--name", help="the database's name (default tt_bench_<label>: 600k, 6m)")
     args = ap.parse_args()
     server = BenchServer(args.server_url)
     server.start()
     try:
-        print(server.seeded(args.bags))
+        print(server.seeded(args.bags, name=args.name))
     finally:
         server.stop()
