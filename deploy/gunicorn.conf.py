@@ -52,8 +52,25 @@ def on_starting(server):
         raise SystemExit("gunicorn needs DATABASE_URL (the embedded server is for `tracetrack serve`)")
     if not os.environ.get("TRACETRACK_SECRET_KEY"):
         raise SystemExit("set TRACETRACK_SECRET_KEY: every worker must sign tokens with the same key")
+    _check_database()
     _fresh_metrics_dir()
     _start_metrics_listener()
+
+
+def _check_database():
+    """Connect once before any worker starts: a wrong DATABASE_URL (no such database,
+    role or password, no server there) stops gunicorn now, with PostgreSQL's reason.
+    A worker itself starts even when the database is unreachable (a worker respawned
+    during a database restart must not die again, or gunicorn halts), so without
+    this a typo would be a server answering 503 for ever. In a subprocess: the
+    master must not import psycopg (gevent workers patch it after the fork)."""
+    probe = "import sys, psycopg; psycopg.connect(sys.argv[1], connect_timeout=10).close()"
+    out = subprocess.run(
+        [sys.executable, "-c", probe, os.environ["DATABASE_URL"]], capture_output=True, text=True, timeout=60
+    )
+    if out.returncode != 0:
+        reason = (out.stderr.strip().splitlines() or ["no reason given"])[-1]
+        raise SystemExit(f"cannot connect to DATABASE_URL: {reason}")
 
 
 _metrics = {"dir": None, "listener": None}

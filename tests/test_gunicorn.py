@@ -136,3 +136,31 @@ def test_the_metrics_directory_is_emptied_of_metrics_files_only(tmp_path, monkey
     with pytest.raises(SystemExit, match="inventory.db, not a metrics file"):
         conf._fresh_metrics_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["counter_13.db", "inventory.db"]
+
+
+def test_a_wrong_database_url_stops_gunicorn_at_start(db_url):
+    """A worker starts even while the database is unreachable (a respawn during a
+    restart must not crash-loop), so the master checks DATABASE_URL once before
+    any worker: a database that does not exist stops gunicorn with PostgreSQL's
+    reason, instead of a server answering 503 for ever (found in review)."""
+    require_module("gunicorn")
+    from psycopg.conninfo import make_conninfo
+
+    env = {
+        **os.environ,
+        "DATABASE_URL": make_conninfo(as_service(db_url), dbname="tt_no_such_database"),
+        "TRACETRACK_SECRET_KEY": SECRET,
+        "TRACETRACK_BIND": f"127.0.0.1:{free_port()}",
+        "TRACETRACK_METRICS_BIND": f"127.0.0.1:{free_port()}",
+        "WEB_CONCURRENCY": "1",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode != 0
+    assert "cannot connect to DATABASE_URL" in out.stderr and "tt_no_such_database" in out.stderr, out.stderr

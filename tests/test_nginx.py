@@ -305,3 +305,54 @@ def test_bodies_that_never_come_hold_no_server_thread(db_url, tmp_path):
         finally:
             for sock in held:
                 sock.close()
+
+
+def test_a_shared_database_outage_reaches_clients_as_the_apis_503(tmp_path):
+    """Two nodes sharing one database that is down both answer the API's 503. nginx
+    must hand that 503 on as it is (JSON, Retry-After) and keep both nodes in the
+    rotation: were 503 in proxy_next_upstream, it would count towards max_fails,
+    nginx would take every node out and answer its own 502 (HTML, no Retry-After),
+    still for up to fail_timeout after the database is back (found in review).
+    The nodes here are stand-ins answering as the API does: what is under test is
+    the shipped nginx configuration."""
+    import http.server
+    import threading
+
+    state = {"status": 200}
+
+    class Node(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            code = state["status"]
+            body = b'{"error":{"code":"database_unavailable","message":"x"}}' if code == 503 else b"{}"
+            self.send_response(code)
+            if code == 503:
+                self.send_header("Retry-After", "2")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    nodes = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), Node) for _ in range(2)]
+    for node in nodes:
+        threading.Thread(target=node.serve_forever, daemon=True).start()
+
+    def get(port: int) -> tuple[int, str | None]:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/api/bags/SB00001")
+        answer = conn.getresponse()
+        answer.read()
+        return answer.status, answer.getheader("Retry-After")
+
+    try:
+        with nginx_for([n.server_address[1] for n in nodes], tmp_path) as port:
+            state["status"] = 503  # the database is down: every node says so
+            during = [get(port) for _ in range(8)]  # more than max_fails (3) per node
+            state["status"] = 200  # ... and it is back
+            after = [get(port)[0] for _ in range(4)]
+    finally:
+        for node in nodes:
+            node.shutdown()
+    assert during == [(503, "2")] * 8 and after == [200] * 4, (during, after)
