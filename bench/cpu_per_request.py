@@ -59,7 +59,7 @@ ENDPOINTS = {
     "get_bag": ("get_bag.lua", "GET /api/bags/{qr}", "get_bag_detail_json"),
     "post_child": ("post_child.lua", "POST /api/scans/child", "link_child"),
     "dashboard": (None, "GET /api/dashboard/analytics", None),
-    "batch": ("batch.lua", "POST /api/scans/batch (30 children)", None),
+    "batch": ("post_child.lua", "POST /api/scans/batch (30 children)", None),  # with BATCH_SIZE=30
 }
 
 
@@ -230,7 +230,8 @@ def run_wrk(endpoint: str, base: str, conns: int, seconds: float, env: dict) -> 
         cmd += ["-s", str(HERE / "wrk" / script), base + "/api/bags/X"]
     else:
         cmd += ["-H", f"Authorization: Bearer {env['TT_TOKEN']}", base + "/api/dashboard/analytics"]
-    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env}, check=True).stdout
+    extra = {"BATCH_SIZE": "30"} if endpoint == "batch" else {}
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env, **extra}, check=True).stdout
     if script:
         return parse_wrk_counts(out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
