@@ -42,6 +42,76 @@ CREATE TABLE IF NOT EXISTS event_archive (
 );
 INSERT INTO service_grant (object, privileges) VALUES ('event_archive', 'SELECT') ON CONFLICT DO NOTHING;
 
+-- The reports' roll-up (0020's) keeps the counts of archived months: a recount
+-- (tt_roll_up_events(since)) starts no earlier than the first retained moment.
+CREATE OR REPLACE FUNCTION tt_roll_up_events(p_since timestamptz DEFAULT NULL, p_zone text DEFAULT NULL)
+RETURNS timestamptz LANGUAGE plpgsql AS $$
+DECLARE
+    v_old timestamptz;
+    v_to timestamptz := to_timestamp(floor(extract(epoch FROM now() - interval '2 minutes') / 900) * 900);
+    v_from timestamptz;
+    v_late timestamptz;  -- the oldest quarter a late event was added to
+    z record;
+    d_from timestamptz;
+    d_to timestamptz;
+BEGIN
+    SELECT rolled_to INTO v_old FROM event_rollup_state WHERE time_zone = '' FOR UPDATE;
+    IF v_old IS NULL THEN  -- the first time: keep a concurrent first run out too
+        LOCK TABLE event_rollup_state IN EXCLUSIVE MODE;
+        SELECT rolled_to INTO v_old FROM event_rollup_state WHERE time_zone = '';
+    END IF;
+    v_to := greatest(v_to, v_old);
+    v_from := CASE WHEN v_old IS NULL THEN '-infinity'
+                   ELSE to_timestamp(floor(extract(epoch FROM least(coalesce(p_since, v_old - interval '1 hour'),
+                                                                      v_old)) / 900) * 900) END;
+    -- never recount what was archived: its events are gone, its counts are all that is left
+    v_from := greatest(v_from, coalesce((SELECT max(range_to) FROM event_archive), '-infinity'));
+    DELETE FROM event_rollup WHERE time_zone = '' AND period_start >= v_from;
+    WITH seen AS (
+        SELECT to_timestamp(floor(extract(epoch FROM least(device_time, occurred_at)) / 900) * 900) AS quarter,
+               occurred_at, coalesce(dispatch_area, '') AS dispatch_area, coalesce(user_id, 0) AS user_id, kind
+        FROM event
+        WHERE occurred_at >= v_from AND occurred_at < v_to
+    ), recounted AS (
+        INSERT INTO event_rollup (time_zone, period_start, dispatch_area, user_id, kind, events)
+        SELECT '', quarter, dispatch_area, user_id, kind, count(*)
+        FROM seen WHERE quarter >= v_from
+        GROUP BY 2, 3, 4, 5
+    ), late AS (
+        INSERT INTO event_rollup AS r (time_zone, period_start, dispatch_area, user_id, kind, events)
+        SELECT '', quarter, dispatch_area, user_id, kind, count(*)
+        FROM seen WHERE quarter < v_from AND occurred_at >= v_old
+        GROUP BY 2, 3, 4, 5
+        ON CONFLICT (time_zone, period_start, dispatch_area, user_id, kind)
+        DO UPDATE SET events = r.events + excluded.events
+        RETURNING period_start
+    )
+    SELECT min(period_start) INTO v_late FROM late;
+    INSERT INTO event_rollup_state (time_zone, rolled_to, rolled_at) VALUES ('', v_to, now())
+    ON CONFLICT (time_zone) DO UPDATE SET rolled_to = excluded.rolled_to, rolled_at = excluded.rolled_at;
+
+    IF coalesce(p_zone, '') <> '' THEN
+        PERFORM now() AT TIME ZONE p_zone;  -- an unknown zone fails here
+        INSERT INTO event_rollup_state (time_zone, rolled_to, rolled_at) VALUES (p_zone, '-infinity', now())
+        ON CONFLICT (time_zone) DO NOTHING;
+    END IF;
+    FOR z IN SELECT time_zone, rolled_to FROM event_rollup_state WHERE time_zone <> '' FOR UPDATE LOOP
+        -- the midnight of the local day holding v_to: every day before it is whole
+        d_to := date_trunc('day', v_to AT TIME ZONE z.time_zone) AT TIME ZONE z.time_zone;
+        d_from := least(z.rolled_to, date_trunc('day', least(v_from, v_late) AT TIME ZONE z.time_zone)
+                                     AT TIME ZONE z.time_zone);
+        DELETE FROM event_rollup WHERE time_zone = z.time_zone AND period_start >= d_from;
+        INSERT INTO event_rollup (time_zone, period_start, dispatch_area, user_id, kind, events)
+        SELECT z.time_zone, date_trunc('day', period_start AT TIME ZONE z.time_zone) AT TIME ZONE z.time_zone,
+               dispatch_area, user_id, kind, sum(events)
+        FROM event_rollup
+        WHERE time_zone = '' AND period_start >= d_from AND period_start < d_to
+        GROUP BY 2, 3, 4, 5;
+        UPDATE event_rollup_state SET rolled_to = d_to, rolled_at = now() WHERE time_zone = z.time_zone;
+    END LOOP;
+    RETURN v_to;
+END $$;
+
 -- The partitions of event and their bounds ([range_from, range_to); NULLs for the default).
 CREATE OR REPLACE FUNCTION tt_event_partitions()
 RETURNS TABLE (partition regclass, range_from timestamptz, range_to timestamptz, is_default boolean)
@@ -82,24 +152,43 @@ BEGIN
     END LOOP;
 END $$;
 
+-- The partition of the UTC month holding p_month, unless a partition covers
+-- any of it already (event_legacy's months, say): made empty and attached
+-- (SHARE UPDATE EXCLUSIVE on event: scans and writes go on; the default is
+-- scanned for rows of the month, locked). Returns whether it made one. The
+-- owner's: the seed calls it for the past months it writes.
+CREATE OR REPLACE FUNCTION tt_event_partition_make(p_month timestamptz) RETURNS boolean
+LANGUAGE plpgsql SET timezone = 'UTC' AS $$
+DECLARE
+    v_month timestamptz := date_trunc('month', p_month);
+    v_name text := 'event_' || to_char(date_trunc('month', p_month), 'YYYY_MM');
+BEGIN
+    IF EXISTS (SELECT 1 FROM tt_event_partitions()
+               WHERE NOT is_default AND range_from < v_month + interval '1 month' AND range_to > v_month) THEN
+        RETURN false;
+    END IF;
+    EXECUTE format('CREATE TABLE %I (LIKE event INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', v_name);
+    EXECUTE format('ALTER TABLE event ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)',
+                   v_name, v_month, v_month + interval '1 month');
+    PERFORM tt_event_protect_partition(v_name::regclass);
+    RETURN true;
+END $$;
+
 -- Make sure the months from this one to `p_months` ahead have partitions (and
 -- the default exists), first moving rows that landed in the default partition
 -- into partitions of their months. Returns how many partitions it made. Runs
--- as the owner (SECURITY DEFINER: the refresher calls it as the service).
--- Each partition is made empty and attached (SHARE UPDATE EXCLUSIVE on event:
--- scans and writes go on); the default is scanned for its rows, locked. A lock
--- not had in a second is left for the next call (months are made ahead).
--- Months are UTC months (the SET clauses: bounds are printed in UTC).
--- Moving strays detaches the default (a moment's ACCESS EXCLUSIVE on event)
--- and inserts its rows again through event; never a DELETE (append-only).
+-- as the owner (SECURITY DEFINER: the refresher calls it as the service). A
+-- lock not had in a second is left for the next call (months are made ahead).
+-- Months are UTC months. Moving strays detaches the default (a moment's
+-- ACCESS EXCLUSIVE on event) and inserts its rows again through event: never
+-- a DELETE (append-only), and all at once (the default holds strays only when
+-- this has not run for a month or more).
 CREATE OR REPLACE FUNCTION tt_event_partitions_ahead(p_months integer DEFAULT 3) RETURNS integer
 LANGUAGE plpgsql SET lock_timeout = '1s' SET timezone = 'UTC' AS $$
 DECLARE
     v_made integer := 0;
     v_month timestamptz;
-    v_name text;
     v_default regclass;
-    v_stray record;
 BEGIN
     IF p_months IS NULL OR p_months < 0 OR p_months > 24 THEN
         PERFORM tt_fail('TT400', 'validation_error', 'months ahead must be 0 to 24');
@@ -118,13 +207,8 @@ BEGIN
             ALTER TABLE event_default RENAME TO event_default_strays;
             CREATE TABLE event_default PARTITION OF event DEFAULT;
             PERFORM tt_event_protect_partition('event_default');
-            FOR v_stray IN SELECT DISTINCT date_trunc('month', occurred_at) AS month FROM event_default_strays LOOP
-                v_name := 'event_' || to_char(v_stray.month, 'YYYY_MM');
-                EXECUTE format('CREATE TABLE %I (LIKE event INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', v_name);
-                EXECUTE format('ALTER TABLE event ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)',
-                               v_name, v_stray.month, v_stray.month + interval '1 month');
-                PERFORM tt_event_protect_partition(v_name::regclass);
-                v_made := v_made + 1;
+            FOR v_month IN SELECT DISTINCT date_trunc('month', occurred_at) FROM event_default_strays LOOP
+                v_made := v_made + tt_event_partition_make(v_month)::integer;
             END LOOP;
             INSERT INTO event OVERRIDING SYSTEM VALUE SELECT * FROM event_default_strays;
             DROP TABLE event_default_strays;
@@ -134,24 +218,17 @@ BEGIN
         RETURN v_made;
     END;
     FOR i IN 0..p_months LOOP
-        v_month := date_trunc('month', now()) + make_interval(months => i);
-        CONTINUE WHEN EXISTS (SELECT 1 FROM tt_event_partitions()
-                              WHERE NOT is_default AND range_from < v_month + interval '1 month'
-                                AND range_to > v_month);
-        v_name := 'event_' || to_char(v_month, 'YYYY_MM');
         BEGIN
-            EXECUTE format('CREATE TABLE %I (LIKE event INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', v_name);
-            EXECUTE format('ALTER TABLE event ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)',
-                           v_name, v_month, v_month + interval '1 month');
-            PERFORM tt_event_protect_partition(v_name::regclass);
-            v_made := v_made + 1;
+            v_made := v_made + tt_event_partition_make(date_trunc('month', now()) + make_interval(months => i))::integer;
         EXCEPTION WHEN lock_not_available THEN
-            RAISE WARNING 'event partitions: % not made (event is busy); the next call tries again', v_name;
+            RAISE WARNING 'event partitions: month % not made (event is busy); the next call tries again', i;
             RETURN v_made;
         END;
     END LOOP;
     RETURN v_made;
 END $$;
+-- the owner's alone: a partition of any month, and changes to a partition's protection
+REVOKE EXECUTE ON FUNCTION tt_event_partition_make(timestamptz), tt_event_protect_partition(regclass) FROM PUBLIC;
 INSERT INTO definer_function (name) VALUES ('tt_event_partitions_ahead') ON CONFLICT DO NOTHING;
 
 -- 1. The new table, made only while `event` is still the plain table.
