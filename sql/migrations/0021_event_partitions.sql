@@ -23,8 +23,8 @@
 --      event_legacy as the partition [MINVALUE, B) (the validated CHECK spares
 --      the scan, its indexes are attached, not built), carry the identity
 --      sequence on, recreate event_row (a view keeps the old table's OID),
---      grant the service again. An empty old table (a new install) is dropped
---      instead. The dashboard's views are rebuilt by the migration runner
+--      grant the service its SELECT again. An empty old table (a new install)
+--      is dropped instead. Then the months after B and the default partition. The dashboard's views are rebuilt by the migration runner
 --      after this file (their record is removed), while readers keep the old.
 -- Writes wait only for step 4 (milliseconds; it gives way to a long reader
 -- after 2 s and tries again).
@@ -199,13 +199,17 @@ BEGIN
     SELECT partition INTO v_default FROM tt_event_partitions() WHERE is_default;
     BEGIN
         IF v_default IS NULL THEN
-            CREATE TABLE event_default PARTITION OF event DEFAULT;
+            -- made, then attached: CREATE TABLE ... PARTITION OF would hold ACCESS EXCLUSIVE on event
+            CREATE TABLE event_default (LIKE event INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
+            ALTER TABLE event ATTACH PARTITION event_default DEFAULT;
             PERFORM tt_event_protect_partition('event_default');
             v_made := v_made + 1;
         ELSIF EXISTS (SELECT 1 FROM event_default) THEN
             ALTER TABLE event DETACH PARTITION event_default;
             ALTER TABLE event_default RENAME TO event_default_strays;
-            CREATE TABLE event_default PARTITION OF event DEFAULT;
+            -- made, then attached: CREATE TABLE ... PARTITION OF would hold ACCESS EXCLUSIVE on event
+            CREATE TABLE event_default (LIKE event INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
+            ALTER TABLE event ATTACH PARTITION event_default DEFAULT;
             PERFORM tt_event_protect_partition('event_default');
             FOR v_month IN SELECT DISTINCT date_trunc('month', occurred_at) FROM event_default_strays LOOP
                 v_made := v_made + tt_event_partition_make(v_month)::integer;
@@ -292,6 +296,7 @@ DECLARE
                               'occurred_at_brin', 'bill_complete_idx'];
     v_suffix text;
     v_tries integer := 0;
+    v_grant record;
 BEGIN
     IF (SELECT relkind FROM pg_class WHERE oid = 'event'::regclass) <> 'r' THEN
         RETURN;
@@ -338,8 +343,16 @@ BEGIN
         PERFORM tt_event_protect_partition('event_legacy');
     ELSE
         DROP TABLE event_legacy CASCADE;  -- with the dashboard's views, rebuilt after this file
+        PERFORM tt_event_partitions_ahead(3);  -- a new install: this month's partition, now
     END IF;
     ALTER SEQUENCE event_partitioned_id_seq RENAME TO event_id_seq;  -- the old one went with its identity
-    PERFORM tt_event_partitions_ahead(3);
-    PERFORM tt_apply_privileges();
+    -- the service reads event again (the runner applies every grant when it ends; not here,
+    -- where writers wait)
+    FOR v_grant IN SELECT r.role_name, g.privileges FROM service_role r CROSS JOIN service_grant g
+                   WHERE g.object = 'event' AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r.role_name) LOOP
+        EXECUTE format('GRANT %s ON event TO %I', v_grant.privileges, v_grant.role_name);
+    END LOOP;
 END $$;
+
+-- The months after event_legacy's and the default partition (writers go on meanwhile).
+SELECT tt_event_partitions_ahead(3);
