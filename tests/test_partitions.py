@@ -250,3 +250,27 @@ def test_only_the_owner_makes_a_partition_of_its_choosing(service_url, sql_conn)
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(f"SELECT {call}")
     assert sql_conn.execute("SELECT count(*) FROM tt_event_partitions()").fetchone()[0] == partitions.MONTHS_AHEAD + 2
+
+
+def test_the_archive_and_maintain_commands(db_url, sql_conn, tmp_path):
+    from .test_cli import run
+
+    env = {"DATABASE_URL": db_url}
+    old = insert_event(sql_conn, month_start(2) + timedelta(days=1))
+    made = run(["db", "maintain", "--months", "4"], env)
+    assert made.returncode == 0, made.stderr
+    assert "made 2 partitions" in made.stdout  # the stray's month and the fourth month ahead
+    assert partition_of(sql_conn, old) == f"event_{month_start(2):%Y_%m}"
+
+    later = run(["db", "archive", "--before", f"{month_start(-1):%Y-%m}", "--to", str(tmp_path)], env)
+    assert later.returncode == 1 and "archive_refused" in later.stderr
+    bad = run(["db", "archive", "--before", "2026-13", "--to", str(tmp_path)], env)
+    assert bad.returncode == 1 and "archive_refused" in bad.stderr
+    assert list(tmp_path.iterdir()) == []
+
+    done = run(["db", "archive", "--before", f"{month_start(1):%Y-%m}", "--to", str(tmp_path)], env)
+    assert done.returncode == 0, done.stderr
+    assert f"event_{month_start(2):%Y_%m}: 1 rows" in done.stdout
+    assert [r["id"] for r in _read_csv(tmp_path / f"event_{month_start(2):%Y-%m}.csv.gz")] == [str(old)]
+    again = run(["db", "archive", "--before", f"{month_start(1):%Y-%m}", "--to", str(tmp_path)], env)
+    assert again.returncode == 0 and "nothing to archive" in again.stdout
