@@ -92,12 +92,17 @@ def archive(
             stem = f"event_before_{range_to:%Y-%m}" if range_from is None else f"event_{range_from:%Y-%m}"
             if progress:
                 progress(f"archiving {name} to {directory / stem}.csv.gz")
-            done.append(_archive_one(conn, name, range_from, range_to, directory / f"{stem}.csv.gz"))
+            done.append(_archive_one(conn, name, range_from, range_to, directory / f"{stem}.csv.gz", progress))
     return done
 
 
 def _archive_one(
-    conn: psycopg.Connection, name: str, range_from: datetime | None, range_to: datetime, path: Path
+    conn: psycopg.Connection,
+    name: str,
+    range_from: datetime | None,
+    range_to: datetime,
+    path: Path,
+    progress: Callable[[str], None] | None,
 ) -> Archived:
     table = sql.Identifier(name)
     partial = path.with_name(path.name + ".partial")
@@ -114,6 +119,8 @@ def _archive_one(
         digest = hashlib.file_digest(f, "sha256").hexdigest()
         os.fsync(f.fileno())
     os.replace(partial, path)
+    if progress:
+        progress(f"{name}: {written} rows written and read back; detaching and dropping it")
     with conn.transaction():
         # no row may arrive after the copy (a past month's rows arrive only as strays the
         # maintenance moves): SHARE keeps writers of this partition out, not readers
@@ -131,6 +138,8 @@ def _archive_one(
             (range_from, range_to, name, str(path.resolve()), written, digest),
         )
         conn.execute(sql.SQL("DROP TABLE {}").format(table))
+    if progress:
+        progress(f"{name}: dropped")
     return Archived(name, range_from, range_to, path, written, digest)
 
 
