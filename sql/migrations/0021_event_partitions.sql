@@ -44,8 +44,10 @@ INSERT INTO service_grant (object, privileges) VALUES ('event_archive', 'SELECT'
 
 -- The reports' roll-up (0020's) keeps the counts of archived months: a recount
 -- (tt_roll_up_events(since)) starts no earlier than the first retained moment.
+-- SECURITY DEFINER here too: OR REPLACE would make it the caller's until the
+-- runner applies the privileges again, and a running service's refresher rolls up.
 CREATE OR REPLACE FUNCTION tt_roll_up_events(p_since timestamptz DEFAULT NULL, p_zone text DEFAULT NULL)
-RETURNS timestamptz LANGUAGE plpgsql AS $$
+RETURNS timestamptz LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     v_old timestamptz;
     v_to timestamptz := to_timestamp(floor(extract(epoch FROM now() - interval '2 minutes') / 900) * 900);
@@ -110,6 +112,24 @@ BEGIN
         UPDATE event_rollup_state SET rolled_to = d_to, rolled_at = now() WHERE time_zone = z.time_zone;
     END LOOP;
     RETURN v_to;
+END $$;
+
+-- An import asks for fresh statistics when bag or event changed by half (0011):
+-- a partitioned table has no row in pg_stat_user_tables, its partitions do.
+CREATE OR REPLACE FUNCTION tt_import_analyze() RETURNS boolean LANGUAGE plpgsql
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    stale boolean;
+BEGIN
+    SELECT coalesce(bool_or(c.reltuples < 0 OR s.n_mod_since_analyze > greatest(c.reltuples, 1000) / 2), false)
+    INTO stale
+    FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid
+    WHERE c.oid = 'bag'::regclass OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'event'::regclass);
+    IF stale THEN
+        ANALYZE bag;
+        ANALYZE event;  -- the parent's statistics and every partition's
+    END IF;
+    RETURN stale;
 END $$;
 
 -- The partitions of event and their bounds ([range_from, range_to); NULLs for the default).
