@@ -86,6 +86,8 @@ def test_the_conversion_keeps_every_event_and_writes_go_on_into_months(fresh_url
         ).fetchall()
         assert {"event_row", "mv_recent_scans", "mv_hourly_scans", "mv_user_activity"} <= {r[0] for r in readers}
         assert conn.execute("SELECT count(*) FROM event_row").fetchone()[0] == 3
+        # the parent's own statistics (autovacuum never makes them): joins over event are planned on them
+        assert conn.execute("SELECT count(*) FROM pg_stats WHERE tablename = 'event' AND inherited").fetchone()[0] > 0
         # the identity goes on past the old ids, into the legacy partition until its bound
         new_id = insert_event(conn, datetime.now(UTC))
         assert new_id > max(ids)
