@@ -30,7 +30,8 @@ class Writers:
     """Threads inserting one event per transaction; (start, seconds) of each insert."""
 
     def __init__(self, url: str, count: int = 2):
-        self.url, self.times, self._stop = url, [], threading.Event()
+        self.url, self._stop = url, threading.Event()
+        self.times: list[tuple[float, float]] = []
         self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(count)]
 
     def _run(self) -> None:
@@ -65,7 +66,7 @@ def build(url: str, bags: int, upto: int) -> None:
 
     params = conninfo_to_dict(url)
     with psycopg.connect(make_conninfo("", **{**params, "dbname": "postgres"}), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(params["dbname"])))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(str(params["dbname"]))))
     migrations.migrate(url, migrations=[m for m in migrations.discover() if m.version <= upto])
     started = time.monotonic()
     seed(url, bags, seed=42)
@@ -130,7 +131,12 @@ def ab(partitioned: str, plain: str, blocks: int, n: int) -> None:
 
     def setup(url: str):
         conn = psycopg.connect(url)
-        one = lambda q: conn.execute(q).fetchone()[0]  # noqa: E731
+
+        def one(query: str):
+            row = conn.execute(query).fetchone()
+            assert row is not None, query
+            return row[0]
+
         parent = one(
             "SELECT qr_id FROM bag WHERE type = 'parent' AND status <> 'completed' AND bill_id IS NULL "
             "ORDER BY id DESC LIMIT 1"

@@ -24,8 +24,11 @@
 --      the scan, its indexes are attached, not built), carry the identity
 --      sequence on, recreate event_row (a view keeps the old table's OID),
 --      grant the service its SELECT again. An empty old table (a new install)
---      is dropped instead. Then the months after B and the default partition. The dashboard's views are rebuilt by the migration runner
---      after this file (their record is removed), while readers keep the old.
+--      is dropped instead;
+--   5. the months after B and the default partition, and ANALYZE event (the
+--      partitioned table's own statistics, which autovacuum never makes).
+-- The dashboard's views are rebuilt by the migration runner after this file
+-- (their record is removed), while readers keep the old ones.
 -- Writes wait only for step 4 (milliseconds; it gives way to a long reader
 -- after 2 s and tries again).
 --
