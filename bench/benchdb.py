@@ -7,7 +7,8 @@ The server (a maintenance URL on which the benchmarks may CREATE DATABASE):
    tests use), its data kept under `$XDG_CACHE_HOME/tracetrack-bench` (default
    `~/.cache/tracetrack-bench`) so a seeded database survives between runs.
 
-On that server one database per size, `tt_bench_<label>` (`tt_bench_600k`, `tt_bench_6m`),
+On that server one database per size, `tt_bench_<label>` (`tt_bench_600k`, `tt_bench_6m`;
+`TRACETRACK_BENCH_DBNAME` names another, for a branch's own data beside the shared ones),
 migrated, seeded once with `tracetrack_ops.seed.seed(..., seed=42)`, vacuumed and its
 views refreshed, then reused. A database that holds another number of bags is refused
 (drop it to reseed). PostgreSQL 13 or later, as the README promises.
@@ -92,7 +93,7 @@ class BenchServer:
         from tracetrack_ops.seed import seed
 
         assert self.url, "start() first"
-        name = name or f"tt_bench_{label(bags)}"
+        name = name or os.environ.get("TRACETRACK_BENCH_DBNAME") or f"tt_bench_{label(bags)}"
         url = with_dbname(self.url, name)
         with psycopg.connect(self.url, autocommit=True) as conn:
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():

@@ -266,7 +266,8 @@ def test_history_is_the_whole_genealogy(api):
 
     result = api.get("/api/bags/SB00001/history", admin)
     assert result.status_code == 200, result.text
-    assert set(result.json) == {"qr_id", "items"} and result.json["qr_id"] == "SB00001"
+    assert set(result.json) == {"qr_id", "items", "retained_from"} and result.json["qr_id"] == "SB00001"
+    assert result.json["retained_from"] is None  # nothing archived: the history is whole
     items = result.json["items"]
     assert all(set(e) == EVENT_KEYS | {"summary"} for e in items)  # the event's fields and the sentence
     assert [e["id"] for e in items] == sorted(e["id"] for e in items)  # oldest first

@@ -311,7 +311,8 @@ CORE_OPERATIONS: tuple[Operation, ...] = (
         "GET",
         "/api/bags/{qr}/history",
         bags.bag_history,
-        "Genealogy: the bag's, its children's and its bill's events, oldest first",
+        "Genealogy: the bag's, its children's and its bill's events, oldest first; retained_from says where "
+        "archived months cut it",
         "bags",
         ANY_ROLE,
         models.BagHistory,

@@ -31,7 +31,22 @@ def bag_history(
     items = db.many("bag_history", {"qr_id": qr, "limit": limit, "area": restrict_area}, row=Event, read=True)
     if not items:  # no events: a bag that exists (for this caller) but was never scanned, or none
         bags.visible_bag_id(db, qr, restrict_area=restrict_area)
-    return BagHistory(qr_id=qr, items=[story.entry(e) for e in items])
+    return BagHistory(qr_id=qr, items=[story.entry(e) for e in items], retained_from=_cut_at(db, qr, items))
+
+
+def _cut_at(db: Database, qr: str, items: list[Event]) -> datetime | None:
+    """The first retained moment when the bag existed before it (its history was
+    archived in part), else None. A deleted bag's creation is known from its
+    bag_created event only: without it in what is left, its start was archived."""
+    kept = db.one("history_retention", {"qr_id": qr}, row=dict, read=True)
+    retained_from = kept["retained_from"] if kept else None
+    if retained_from is None:
+        return None
+    created_at = kept["created_at"]
+    if created_at is not None:
+        return retained_from if created_at < retained_from else None
+    created = any(e.kind == "bag_created" and e.qr_id == qr for e in items)
+    return None if created else retained_from
 
 
 def list_query(

@@ -131,6 +131,7 @@ def sample_params(db: Database) -> dict[str, Any]:
         "fingerprint": "f",
         "response": b"",
         "hours": 24,
+        "months": 3,
         "view_name": "mv_bag_totals",
         "duration_ms": 0.0,
         "max_failures": 5,

@@ -150,8 +150,14 @@ class HistoryEntry(Event):
 
 @dataclass(frozen=True, slots=True)
 class BagHistory:
+    """A bag's history. `retained_from` is set when it reaches back past what the
+    event log still holds: the start of the first month not archived (`tracetrack
+    db archive`), when the bag existed before it; its earlier events are in the
+    archive files, not in `items`. null: the history is whole."""
+
     qr_id: str
     items: list[HistoryEntry]
+    retained_from: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

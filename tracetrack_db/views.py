@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from datetime import time as clock
 from zoneinfo import ZoneInfo
 
-from . import errors, throttle
+from . import errors, partitions, throttle
 from .database import Database
 from .models import BagTotals, BillTotals, Dashboard, HourBucket, RecentScan, ScanTotals, TypeCounts, UserActivity
 
@@ -63,7 +63,8 @@ def refresh_times(db: Database) -> dict[str, datetime]:
 class Refresher:
     """A daemon thread refreshing the views every `interval` seconds (and
     purging idempotency keys older than `idempotency_hours`, expired login
-    counters, and sync verdicts a day older than `sync_max_behind_seconds`).
+    counters, and sync verdicts a day older than `sync_max_behind_seconds`;
+    making the event log's partitions for the months ahead).
 
     Every worker of every server may run one: the advisory lock lets one
     refresh at a time and the age check skips views someone just refreshed.
@@ -102,6 +103,8 @@ class Refresher:
                     throttle.purge(self.db)  # and expired login counters and export marks
                     # and sync verdicts no resend can reach (a day past TRACETRACK_SYNC_MAX_BEHIND)
                     self.db.scalar("purge_sync_ops", {"max_behind_seconds": self.sync_max_behind_seconds})
+                    # and the event log's partitions for the months ahead (strays moved out of the default)
+                    partitions.maintain(self.db)
                 if unavailable:
                     unavailable = False
                     log.info("view refresh: the database is back")

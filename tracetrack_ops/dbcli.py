@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
 
 import click
@@ -187,6 +188,51 @@ def analyze_command() -> None:
     stack, db = _open(Settings.from_env())
     with stack:
         click.echo("analyzed " + ", ".join(maintenance.analyze(db)))
+
+
+@db_group.command("maintain")
+@click.option("--months", default=3, show_default=True, type=click.IntRange(0, 24), help="Months ahead to make.")
+def maintain_command(months: int) -> None:
+    """The event log's partitions: this month's and --months ahead (the refresher makes
+    them too); rows that fell into the default partition are moved to their months."""
+    from tracetrack_db import partitions
+
+    stack, db = _open(Settings.from_env())
+    with stack:
+        made = partitions.maintain(db, months)
+        rows = partitions.partitions(db)
+    click.echo(f"made {made} partitions")
+    _table(rows, ["name", "range_from", "range_to", "is_default", "estimated_rows", "archived"])
+
+
+@db_group.command("archive")
+@click.option("--before", "before", required=True, help="YYYY-MM: archive the months before this one.")
+@click.option(
+    "--to",
+    "directory",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for the .csv.gz files.",
+)
+def archive_command(before: str, directory: Path) -> None:
+    """Archive the event log's months before --before: each month partition is written
+    to DIR/event_YYYY-MM.csv.gz (CSV with a header), read back and counted, recorded
+    in event_archive, then detached and dropped. Never this month or later. A rerun
+    archives what is left. Needs the tables' owner (TRACETRACK_OWNER_URL)."""
+    from tracetrack_db import partitions
+
+    settings = Settings.from_env()
+    try:
+        month = partitions.parse_month(before)
+        with database_url(settings) as url:
+            done = partitions.archive(url, month, directory, progress=progress_printer())
+    except errors.ValidationError as exc:
+        fail(f"{exc} ({exc.code})")
+    for a in done:
+        click.echo(f"{a.partition}: {a.rows} rows -> {a.file} (sha256 {a.sha256})")
+    if not done:
+        click.echo(f"nothing to archive before {before}")
 
 
 @db_group.command("index-usage")

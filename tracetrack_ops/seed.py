@@ -795,6 +795,14 @@ def seed(
             _copy(conn, "app_user", _user_rows(plan, password_hash), meter)
             _copy(conn, "bill", _bill_rows(plan), meter)
             _copy(conn, "bag", _bag_rows(plan), meter)
+            # the event log's month partitions for the past months it spans (0021): its rows
+            # would fall into the default partition, for the maintenance to move
+            conn.execute(
+                "SELECT tt_event_partition_make(m) FROM generate_series("
+                "date_trunc('month', to_timestamp(%s / 1000.0) AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', now(), "
+                "interval '1 month') m",
+                (plan.clock.origin,),
+            )
             _copy(conn, "event", _event_rows(plan), meter)
             used = {
                 "app_user": plan.users[-1].id,

@@ -25,18 +25,19 @@ WITH live AS (
           FROM event e, target t WHERE e.bag_id = t.id AND e.kind IN ('link', 'unlink')) s
     WHERE s.kind = 'link'
 ), ids AS (
-    SELECT e.id FROM event e, target t WHERE e.bag_id = t.id
+    SELECT e.id, e.occurred_at FROM event e, target t WHERE e.bag_id = t.id
     UNION
-    SELECT e.id FROM event e, target t WHERE e.parent_id = t.id
+    SELECT e.id, e.occurred_at FROM event e, target t WHERE e.parent_id = t.id
     UNION
-    SELECT e.id FROM event e JOIN bag c ON e.bag_id = c.id, target t WHERE c.parent_id = t.id
+    SELECT e.id, e.occurred_at FROM event e JOIN bag c ON e.bag_id = c.id, target t WHERE c.parent_id = t.id
     UNION
-    SELECT e.id FROM event e, target t WHERE e.bill_id = t.bill_id
+    SELECT e.id, e.occurred_at FROM event e, target t WHERE e.bill_id = t.bill_id
     UNION
-    SELECT e.id FROM stays s JOIN event e ON e.parent_id = s.parent_id AND e.id > s.from_id
+    SELECT e.id, e.occurred_at FROM stays s JOIN event e ON e.parent_id = s.parent_id AND e.id > s.from_id
     WHERE e.bag_id IS NULL AND (s.to_id IS NULL OR e.id < s.to_id)
 )
-SELECT r.* FROM ids JOIN event_row r ON r.id = ids.id
+-- by the whole key (id, occurred_at): one partition's index per event, not every partition's
+SELECT r.* FROM ids JOIN event_row r ON r.id = ids.id AND r.occurred_at = ids.occurred_at
 WHERE %(area)s::text IS NULL OR r.dispatch_area IS NULL OR r.dispatch_area = %(area)s
 ORDER BY least(r.device_time, r.occurred_at), r.id  -- an offline scanner's events when they were scanned
 LIMIT %(limit)s;
