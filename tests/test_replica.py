@@ -549,6 +549,7 @@ def test_a_committed_write_is_answered_when_its_position_cannot_be_read(replica_
     import uuid
 
     from tracetrack_api.cache import LocalCache, RedisCache
+    from tracetrack_api.positions import UNKNOWN
 
     pair = replica_pair
     with pair.database() as db:
@@ -575,6 +576,9 @@ def test_a_committed_write_is_answered_when_its_position_cannot_be_read(replica_
                 seen = client.simulate_get(f"/api/bags/{parent}", headers=auth).json["bag"]["child_count"]
                 assert seen == 1, db.replica.routed if db.replica else None
                 assert db.replica is not None and db.replica.routed[("primary", "unknown")] == 1
+                if isinstance(cache, RedisCache):  # the marker is in Redis: every process reads the primary
+                    user_id = users.find_user(db, name).id
+                    assert cache.get_shared(f"wrote:{user_id}") == b"%d" % UNKNOWN
             finally:
                 pair.on_standby("SELECT pg_wal_replay_resume()")
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 
+import psycopg
 from psycopg import sql
 
 from tracetrack_db import Database
@@ -73,7 +74,7 @@ class WritePositions:
                 return
             try:
                 position = self.db.write_position() or UNKNOWN
-            except TraceTrackError as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure: the marker, in Redis, for every process
                 log.warning("the position of a write is unknown (the user's reads go to the primary): %s", exc)
                 position = UNKNOWN
             self.record(key, position)
@@ -100,7 +101,7 @@ class WritePositions:
         else:
             try:
                 rows = self.db.run_sql(LOOKUP, {"key": key}, read=False)
-            except TraceTrackError:
+            except (TraceTrackError, psycopg.Error):  # not known: the primary answers (or says it is down)
                 return PRIMARY["unknown"]
             position = rows[0][0] if rows else 0
         return PRIMARY["unknown"] if position == UNKNOWN else position
