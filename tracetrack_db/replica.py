@@ -61,12 +61,13 @@ class NotTheStandby(Exception):
 
 IDENTITY = (
     "SELECT system_identifier::text, pg_postmaster_start_time()::text, "
-    "to_regclass('schema_migrations') IS NOT NULL FROM pg_control_system()"
+    "coalesce(has_table_privilege(to_regclass('schema_migrations'), 'SELECT'), false) FROM pg_control_system()"
 )
 
 
 def _identity(conn: psycopg.Connection) -> tuple[str, str, int | None]:
-    """(cluster identifier, start time, migration head or None) of the server `conn` is on."""
+    """(cluster identifier, start time, migration head or None: no migrations, or
+    none this role may see) of the server `conn` is on."""
     row = conn.execute(IDENTITY).fetchone()
     assert row is not None
     head = None
@@ -271,6 +272,11 @@ class Replica:
             )
         return None
 
+    def _close(self, name: str) -> None:
+        conn, self._conns[name] = self._conns[name], None
+        if conn is not None:
+            conn.close()
+
     def _query(self, name: str, sql: str) -> tuple:
         conn = self._conns[name]
         if conn is None or conn.closed:
@@ -316,8 +322,10 @@ class Replica:
             return
         if not recovering and not self._same_server:
             # promoted (a failover tool, a mistaken pg_promote): it never sees a write
-            # of the primary again; the connection stays, so this costs no redial
+            # of the primary again. The connection goes, so the next dial (once per
+            # retry) checks it again (the primary restarted since: a new start time)
             self._down("not in recovery: a promoted standby, not a replica of the primary")
+            self._close("replica")
             return
         # not in recovery and the primary itself (through another address, say):
         # what it answers is current by definition
