@@ -680,3 +680,25 @@ def test_a_busy_read_pool_does_not_open_the_breaker(replica_pair: Pair):
                 db.read_pool.putconn(conn)
         assert db.replica.up(), db.replica.status()
         assert db.replica.routed[("primary", "busy")] == 1
+
+
+def test_a_write_that_fails_still_records_its_position(replica_pair: Pair):
+    """The position is recorded in a `finally`: a write request that raises
+    (a sync or an import may have committed some of its operations first)
+    still sends its caller's next reads after it."""
+    from tracetrack_api.cache import LocalCache
+
+    pair = replica_pair
+    with pair.database() as db:
+        user = users.create_user(db, "rv-failed-write", "rv-failed-write-pass-1", "dispatcher", "lucknow")
+        client = _client(db, LocalCache())
+        auth = _token(client, "rv-failed-write", "rv-failed-write-pass-1")
+        key = f"wrote:{user.id}"
+        with psycopg.connect(pair.owner_url, autocommit=True) as owner:
+            owner.execute("DELETE FROM throttle WHERE key = %s", (key,))
+            answer = client.simulate_post(
+                "/api/scans/child", json={"parent_qr": "SB39999", "child_qr": "RV-FAIL-1"}, headers=auth
+            )
+            assert answer.status_code == 404, answer.text
+            kept = owner.execute("SELECT value FROM throttle WHERE key = %s", (key,)).fetchone()
+        assert kept is not None and kept[0] > 0
