@@ -241,7 +241,9 @@ def test_without_a_read_url_nothing_routes_and_nothing_is_remembered(pair: Pair)
             link = {"parent_qr": "SB10005", "child_qr": child}
             linked = client.simulate_post("/api/scans/child", json=link, headers=auth)
             assert linked.status_code == 200
-            assert (cache.get(f"wrote:{user.id}") is not None) is expected
+            with psycopg.connect(pair.owner_url) as owner:  # without Redis, positions live in PostgreSQL
+                kept = owner.execute("SELECT count(*) FROM throttle WHERE key = %s", (f"wrote:{user.id}",)).fetchone()
+            assert (kept == (1,)) is expected
             assert client.simulate_get(f"/api/bags/{child}", headers=auth).json["parent"]["qr_id"] == "SB10005"
 
 
@@ -350,3 +352,353 @@ def test_with_redis_unanswering_a_writers_reads_go_to_the_primary(replica_pair: 
         with db.reads_after(positions.of(1)):
             assert bags.list_bags(db, limit=1).items is not None
         assert db.replica.routed == {("primary", "unknown"): 1}
+
+
+# The review of issue 13 (item 2): each of these failed before its fix ----------------------------
+def _client(db: Database, cache):
+    import falcon.testing
+
+    from tracetrack_api.app import create_app
+    from tracetrack_api.config import ApiSettings
+    from tracetrack_db import Settings
+
+    return falcon.testing.TestClient(create_app(db, ApiSettings(db=Settings(), secret_key="k" * 32), cache=cache))
+
+
+def _token(client, username: str, password: str) -> dict:
+    token = client.simulate_post("/api/auth/login", json={"username": username, "password": password}).json["token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_two_workers_without_redis_read_their_own_write(replica_pair: Pair):
+    """Without REDIS_URL each worker has its own LocalCache: the write
+    positions live in PostgreSQL (the `throttle` table), so the worker that
+    takes the GET knows what the worker that took the POST wrote."""
+    from tracetrack_api.cache import LocalCache
+
+    pair = replica_pair
+    with pair.database() as db1, pair.database() as db2:
+        users.create_user(db1, "rv-noredis", "rv-noredis-pass-1", "dispatcher", "lucknow")
+        scans.open_parent(db1, "SB30001", dispatch_area="lucknow")
+        pair.standby.wait_replayed(pair.primary)
+        worker1, worker2 = _client(db1, LocalCache()), _client(db2, LocalCache())
+        auth = _token(worker1, "rv-noredis", "rv-noredis-pass-1")
+        pair.on_standby("SELECT pg_wal_replay_pause()")
+        try:
+            linked = worker1.simulate_post(
+                "/api/scans/child", json={"parent_qr": "SB30001", "child_qr": "RV-NR-1"}, headers=auth
+            )
+            assert linked.status_code == 200 and linked.json["child_count"] == 1
+            seen = worker2.simulate_get("/api/bags/SB30001", headers=auth).json["bag"]["child_count"]
+            assert seen == 1, "the caller's own link is missing on the other worker (read from the standby)"
+            assert db2.replica is not None and db2.replica.routed[("primary", "own_write")] == 1
+        finally:
+            pair.on_standby("SELECT pg_wal_replay_resume()")
+
+
+def test_a_redis_outage_during_the_write_sends_the_users_reads_to_the_primary(replica_pair: Pair, tmp_path):
+    """Redis (a server of the test's own) stopped when the position is
+    recorded, started again before the read: the process that took the write
+    remembers the user as unrecorded, so their reads go to the primary."""
+    from tracetrack_api.cache import RedisCache
+    from tracetrack_api.positions import WritePositions
+    from tracetrack_db.replica import PRIMARY
+
+    from .test_cache import OwnRedis
+
+    pair = replica_pair
+    own = OwnRedis(tmp_path)
+    own.start()
+    try:
+        with pair.database() as db:
+            scans.open_parent(db, "SB30002", dispatch_area="lucknow")
+            pair.standby.wait_replayed(pair.primary)
+            positions = WritePositions(db, RedisCache(own.url), 5.0)
+            pair.on_standby("SELECT pg_wal_replay_pause()")
+            try:
+                scans.link_child(db, "SB30002", "RV-BLIP-1")
+                own.stop()
+                positions.wrote(7)  # Redis down for this record only ...
+                own.start()  # ... and back, without it
+                assert positions.redis is not None and positions.redis.get_shared("wrote:7") is None
+                assert positions.of(7) == PRIMARY["unknown"]
+                with db.reads_after(positions.of(7)):
+                    assert bag_json(db, "SB30002")["bag"]["child_count"] == 1, db.replica.routed
+            finally:
+                pair.on_standby("SELECT pg_wal_replay_resume()")
+    finally:
+        own.stop()
+
+
+def test_a_position_recorded_late_does_not_replace_a_later_one(replica_pair: Pair, redis_url: str):
+    """Two writes of one user: the first one's record reaching Redis after the
+    second's (a slow request) keeps the later position (the maximum); without
+    Redis, the position is taken and kept (greatest) in one statement."""
+    import uuid
+
+    from tracetrack_api.cache import LocalCache, RedisCache
+    from tracetrack_api.positions import WritePositions
+
+    pair = replica_pair
+    with pair.database() as db:
+        scans.open_parent(db, "SB30003", dispatch_area="lucknow")
+        redis = WritePositions(db, RedisCache(redis_url, prefix=f"tt-test-{uuid.uuid4().hex[:8]}:"), 5.0)
+        postgres = WritePositions(db, LocalCache(), 5.0)
+        scans.link_child(db, "SB30003", "RV-LWW-1")
+        earlier = db.write_position()
+        assert earlier is not None
+        pair.standby.wait_replayed(pair.primary)
+        pair.on_standby("SELECT pg_wal_replay_pause()")
+        try:
+            scans.link_child(db, "SB30003", "RV-LWW-2")
+            redis.wrote(9)
+            postgres.wrote(9)
+            later = redis.of(9)
+            assert later > earlier and postgres.of(9) >= later
+            redis.record("wrote:9", earlier)  # the first write's record, landing last
+            assert redis.of(9) == later
+            with db.reads_after(redis.of(9)):
+                assert bag_json(db, "SB30003")["bag"]["child_count"] == 2, db.replica.routed
+        finally:
+            pair.on_standby("SELECT pg_wal_replay_resume()")
+
+
+@pytest.fixture
+def promoted(pair: Pair) -> Iterator[tuple[Pair, Cluster]]:
+    with pair.primary.standby("promoted") as other:
+        other.wait_replayed(pair.primary)
+        yield pair, other
+
+
+def test_a_promoted_standby_gets_no_reads(promoted):
+    """A standby promoted behind the service's back stops replaying and is not
+    in recovery: it is down (said once), and reads, the writer's own included,
+    are the primary's."""
+    pair, other = promoted
+    read_url = as_service(other.url(DBNAME))
+    with Database(pair.service_url, read_conninfo=read_url, min_size=1, max_size=2, timeout=5,
+                  replica_wait=0.2, replica_max_lag=5.0, replica_retry=0.5) as db:  # fmt: skip
+        assert db.replica is not None
+        scans.open_parent(db, "SB30004", dispatch_area="lucknow")
+        other.wait_replayed(pair.primary)
+        with psycopg.connect(other.url(), autocommit=True) as conn:
+            conn.execute("SELECT pg_promote(true, 30)")
+        deadline = time.monotonic() + 10
+        while db.replica.up():
+            assert time.monotonic() < deadline, db.replica.status()
+            time.sleep(0.05)
+        assert "not in recovery" in (db.replica.status()["error"] or "")
+        scans.link_child(db, "SB30004", "RV-PROMO-1")
+        with db.reads_after(db.write_position()):
+            assert bag_json(db, "SB30004")["bag"]["child_count"] == 1, db.replica.status()
+        assert bag_json(db, "SB30004")["bag"]["child_count"] == 1  # anyone's read: the primary's
+        assert db.replica.routed.get(("replica", "current"), 0) == 0
+
+
+def test_a_read_server_of_another_cluster_gets_no_reads(pair: Pair, db_url: str):
+    """DATABASE_READ_URL at a server that is no standby of the primary (here the
+    test's shared PostgreSQL): its system identifier differs, so it is down."""
+    with Database(pair.service_url, read_conninfo=db_url, min_size=1, max_size=2, timeout=5) as db:
+        assert db.replica is not None and not db.replica.up()
+        assert "system identifier" in (db.replica.status()["error"] or "")
+        assert bags.list_bags(db, limit=1).items is not None
+        assert db.replica.routed == {("primary", "down"): 1}
+
+
+def test_a_frozen_standby_is_seen_lagging_while_reads_wait(replica_pair: Pair):
+    """While reads wait for the standby the poller still asks the primary every
+    POLL: with replay frozen and someone always waiting, the lag grows past
+    the bound, so other users' reads leave the frozen standby."""
+    pair = replica_pair
+    with pair.database(replica_max_lag=0.5, replica_wait=1.0) as db:
+        assert db.replica is not None
+        scans.open_parent(db, "SB30005", dispatch_area="lucknow")
+        pair.standby.wait_replayed(pair.primary)
+        pair.on_standby("SELECT pg_wal_replay_pause()")
+        stop = threading.Event()
+
+        def waiter():  # a writer's read-after-write, over and over (many scanners)
+            while not stop.is_set():
+                with db.reads_after(1 << 62):
+                    db.replica.choose()
+
+        threads = [threading.Thread(target=waiter) for _ in range(3)]
+        for t in threads:
+            t.start()
+        try:
+            deadline = time.monotonic() + 10
+            i = 0
+            while db.replica.lag_seconds() <= 0.5:  # another user's writes, the lag seen growing
+                assert time.monotonic() < deadline, db.replica.status()
+                scans.link_child(db, "SB30005", f"RV-FROZEN-{i}")
+                i += 1
+                time.sleep(0.1)
+            assert bag_json(db, "SB30005")["bag"]["child_count"] == i  # the primary's, not the frozen one's
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(10)
+            pair.on_standby("SELECT pg_wal_replay_resume()")
+
+
+@pytest.mark.parametrize("store", ["postgres", "redis"])
+def test_a_committed_write_is_answered_when_its_position_cannot_be_read(replica_pair: Pair, store, redis_url):
+    """The write commits, then the primary refuses what records its position
+    (its function revoked: a real failure of that statement): the write is
+    answered 200 all the same, and the user's next read is the primary's."""
+    import uuid
+
+    from tracetrack_api.cache import LocalCache, RedisCache
+    from tracetrack_api.positions import UNKNOWN
+
+    pair = replica_pair
+    with pair.database() as db:
+        name = f"rv-pos-{store}"
+        users.create_user(db, name, "rv-pos-pass-123", "dispatcher", "lucknow")
+        parent = "SB30006" if store == "postgres" else "SB30016"
+        scans.open_parent(db, parent, dispatch_area="lucknow")
+        pair.standby.wait_replayed(pair.primary)
+        prefix = f"tt-test-{uuid.uuid4().hex[:8]}:"
+        cache = LocalCache() if store == "postgres" else RedisCache(redis_url, prefix=prefix)
+        client = _client(db, cache)
+        auth = _token(client, name, "rv-pos-pass-123")
+        pair.on_standby("SELECT pg_wal_replay_pause()")
+        with psycopg.connect(pair.owner_url, autocommit=True) as owner:
+            owner.execute("REVOKE EXECUTE ON FUNCTION pg_current_wal_insert_lsn() FROM PUBLIC")
+            try:
+                answer = client.simulate_post(
+                    "/api/scans/child", json={"parent_qr": parent, "child_qr": f"RV-POS-{store}"}, headers=auth
+                )
+            finally:
+                owner.execute("GRANT EXECUTE ON FUNCTION pg_current_wal_insert_lsn() TO PUBLIC")
+            try:
+                assert answer.status_code == 200, (answer.status_code, answer.text)
+                seen = client.simulate_get(f"/api/bags/{parent}", headers=auth).json["bag"]["child_count"]
+                assert seen == 1, db.replica.routed if db.replica else None
+                assert db.replica is not None and db.replica.routed[("primary", "unknown")] == 1
+                if isinstance(cache, RedisCache):  # the marker is in Redis: every process reads the primary
+                    user_id = users.find_user(db, name).id
+                    assert cache.get_shared(f"wrote:{user_id}") == b"%d" % UNKNOWN
+            finally:
+                pair.on_standby("SELECT pg_wal_replay_resume()")
+
+
+def test_a_read_pool_that_does_not_fill_is_no_reason_not_to_start(replica_pair: Pair):
+    """The standby answers the probe but the read pool cannot fill (a role
+    allowed one connection: as a standby at max_connections): the worker
+    starts, and reads go to the primary while the pool fills or not."""
+    pair = replica_pair
+    with psycopg.connect(pair.owner_url, autocommit=True) as owner:
+        owner.execute("DROP ROLE IF EXISTS tt_one_conn")
+        owner.execute(f"CREATE ROLE tt_one_conn LOGIN CONNECTION LIMIT 1 IN ROLE {SERVICE_ROLE}")
+    pair.standby.wait_replayed(pair.primary)
+    read_url = privileges.with_user(pair.standby.url(DBNAME), "tt_one_conn", "")
+    try:
+        with Database(pair.service_url, read_conninfo=read_url, min_size=2, max_size=2, timeout=1) as db:
+            assert not db.read_pool.closed
+            assert bags.list_bags(db, limit=1).items is not None
+    finally:
+        with psycopg.connect(pair.owner_url, autocommit=True) as owner:
+            owner.execute("DROP ROLE tt_one_conn")
+
+
+def test_an_unreachable_replica_is_dialled_once_per_retry(db_url: str, monkeypatch):
+    """A standby that is down (a port nobody listens on) is dialled by the
+    poller once per TRACETRACK_REPLICA_RETRY, not every POLL. (The connect
+    function is wrapped only to count the poller's attempts; they fail for real.)"""
+    from tracetrack_db import replica as replica_module
+
+    from .pgcluster import free_port
+
+    calls = []
+    real = replica_module.psycopg.connect
+
+    def counting(dsn, *a, **k):
+        if "tracetrack_service:pw@" in dsn:
+            calls.append(time.monotonic())
+        return real(dsn, *a, **k)
+
+    monkeypatch.setattr(replica_module.psycopg, "connect", counting)
+    dead = f"postgresql://tracetrack_service:pw@127.0.0.1:{free_port()}/x"
+    with Database(db_url, read_conninfo=dead, min_size=1, max_size=2, timeout=1, replica_retry=5.0) as db:
+        assert db.replica is not None and not db.replica.up()
+        calls.clear()
+        time.sleep(2.0)
+    assert len(calls) <= 1, f"{len(calls)} connection attempts to the standby in 2 s"
+
+
+def test_a_read_url_at_the_wrong_database_is_not_answered_500(replica_pair: Pair):
+    """DATABASE_READ_URL naming the standby's `postgres` database: its schema
+    has no migrations, so the poller finds it down, and reads go to the primary."""
+    from tracetrack_api.cache import LocalCache
+
+    pair = replica_pair
+    wrong = as_service(pair.standby.url("postgres"))
+    with Database(pair.service_url, read_conninfo=wrong, min_size=1, max_size=2, timeout=5) as db:
+        assert db.replica is not None and "migration" in (db.replica.status()["error"] or "")
+        users.create_user(db, "rv-wrongdb", "rv-wrongdb-pass-1", "dispatcher", "lucknow")
+        scans.open_parent(db, "SB30010", dispatch_area="lucknow")
+        client = _client(db, LocalCache())
+        auth = _token(client, "rv-wrongdb", "rv-wrongdb-pass-1")
+        answer = client.simulate_get("/api/bags/SB30010", headers=auth)
+        assert answer.status_code == 200, answer.text
+
+
+def test_a_table_the_standby_has_not_replayed_is_read_on_the_primary(replica_pair: Pair):
+    """A migration the standby has not replayed yet (replay paused): the read
+    fails there with UndefinedTable (class 42), runs again on the primary, and
+    the breaker keeps the next reads off the standby."""
+    pair = replica_pair
+    with pair.database(replica_retry=5.0) as db, psycopg.connect(pair.owner_url, autocommit=True) as owner:
+        assert db.replica is not None and db.replica.up()
+        pair.on_standby("SELECT pg_wal_replay_pause()")
+        try:
+            owner.execute("CREATE TABLE rv_not_replayed (x int)")
+            owner.execute(f"GRANT SELECT ON rv_not_replayed TO {SERVICE_ROLE}")
+            assert db.run_sql("SELECT count(*) FROM rv_not_replayed") == [(0,)]
+            assert db.replica.routed[("primary", "failed")] == 1
+            assert not db.replica.up()
+        finally:
+            pair.on_standby("SELECT pg_wal_replay_resume()")
+            owner.execute("DROP TABLE rv_not_replayed")
+
+
+def test_a_busy_read_pool_does_not_open_the_breaker(replica_pair: Pair):
+    """Every read connection busy (held, as a burst of long reads would), the
+    standby fine: that read goes to the primary, the breaker stays closed."""
+    pair = replica_pair
+    with pair.database(replica_retry=5.0) as db:
+        assert db.replica is not None
+        scans.open_parent(db, "SB30011", dispatch_area="lucknow")
+        pair.standby.wait_replayed(pair.primary)
+        db.read_pool.timeout = 0.5
+        held = [db.read_pool.getconn() for _ in range(db.read_pool.max_size)]
+        try:
+            assert bag_json(db, "SB30011")["bag"]["qr_id"] == "SB30011"
+        finally:
+            for conn in held:
+                db.read_pool.putconn(conn)
+        assert db.replica.up(), db.replica.status()
+        assert db.replica.routed[("primary", "busy")] == 1
+
+
+def test_a_write_that_fails_still_records_its_position(replica_pair: Pair):
+    """The position is recorded in a `finally`: a write request that raises
+    (a sync or an import may have committed some of its operations first)
+    still sends its caller's next reads after it."""
+    from tracetrack_api.cache import LocalCache
+
+    pair = replica_pair
+    with pair.database() as db:
+        user = users.create_user(db, "rv-failed-write", "rv-failed-write-pass-1", "dispatcher", "lucknow")
+        client = _client(db, LocalCache())
+        auth = _token(client, "rv-failed-write", "rv-failed-write-pass-1")
+        key = f"wrote:{user.id}"
+        with psycopg.connect(pair.owner_url, autocommit=True) as owner:
+            owner.execute("DELETE FROM throttle WHERE key = %s", (key,))
+            answer = client.simulate_post(
+                "/api/scans/child", json={"parent_qr": "SB39999", "child_qr": "RV-FAIL-1"}, headers=auth
+            )
+            assert answer.status_code == 404, answer.text
+            kept = owner.execute("SELECT value FROM throttle WHERE key = %s", (key,)).fetchone()
+        assert kept is not None and kept[0] > 0

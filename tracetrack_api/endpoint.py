@@ -191,9 +191,11 @@ class Endpoint:
         if self.positions is None:
             stored = idempotency.run_once(self.services.db, user.id, key, fingerprint, write)
         else:
-            with self.services.db.reads_on_primary("write"):
-                stored = idempotency.run_once(self.services.db, user.id, key, fingerprint, write)
-            self.positions.wrote(user.id)
+            try:
+                with self.services.db.reads_on_primary("write"):
+                    stored = idempotency.run_once(self.services.db, user.id, key, fingerprint, write)
+            finally:  # a write that raised may have committed some of it
+                self.positions.wrote(user.id)
         for action in ctx.after:  # committed now
             action()
         resp.status = stored.code
@@ -208,10 +210,11 @@ class Endpoint:
         remembered for the caller's next reads."""
         db, user_id = ctx.db, ctx.caller.id
         if self.op.method != "GET":
-            with db.reads_on_primary("write"):
-                result = self.op.handler(ctx, **params)
-            self.positions.wrote(user_id)
-            return result
+            try:
+                with db.reads_on_primary("write"):
+                    return self.op.handler(ctx, **params)
+            finally:  # a sync or an import that raised may have committed some of its operations
+                self.positions.wrote(user_id)
         with db.reads_after(self.positions.of(user_id)):
             try:
                 return self.op.handler(ctx, **params)

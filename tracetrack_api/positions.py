@@ -1,6 +1,15 @@
 """Read-your-writes across API processes: where each user's last write
-reached in the primary's WAL, kept in the shared cache (Redis when set, so
-that the next request may land on any process or machine).
+reached in the primary's WAL, kept where every process sees it: Redis when
+REDIS_URL is set, else PostgreSQL (the UNLOGGED `throttle` table the login
+throttle uses without Redis), so that the next request may land on any
+process or machine.
+
+Each store keeps the maximum of the positions recorded (two writes of one
+user racing: the earlier one's record landing last must not win). A write
+whose position cannot be recorded (the primary gone just after the commit,
+no pool connection, Redis down) is never failed for it: the user's reads go
+to the primary for the TTL instead, by a marker in the store when it
+answers, and in this process in any case.
 
 Only with a replica (DATABASE_READ_URL): without one every read is on the
 primary and nothing here runs.
@@ -8,30 +17,91 @@ primary and nothing here runs.
 
 from __future__ import annotations
 
+import logging
+
+import psycopg
+from psycopg import sql
+
 from tracetrack_db import Database
+from tracetrack_db.errors import TraceTrackError
 from tracetrack_db.replica import PRIMARY
 
 from .cache import UNANSWERED, LocalCache, RedisCache
+
+log = logging.getLogger(__name__)
+UNKNOWN = (1 << 63) - 1  # the marker: this user's position is not known, read the primary
+
+# One round trip after the write, as the SELECT of the position alone was: the
+# primary's insert position now (past the write's commit) and its record.
+RECORD = sql.SQL("""
+INSERT INTO throttle AS t (key, value, expires_at)
+VALUES (%(key)s, (pg_current_wal_insert_lsn() - '0/0')::bigint, clock_timestamp() + make_interval(secs => %(ttl)s))
+ON CONFLICT (key) DO UPDATE
+SET value = CASE WHEN t.expires_at < clock_timestamp() THEN excluded.value ELSE greatest(t.value, excluded.value) END,
+    expires_at = excluded.expires_at
+RETURNING value
+""")
+LOOKUP = sql.SQL("SELECT value FROM throttle WHERE key = %(key)s AND expires_at >= clock_timestamp()")
+
+# SET if greater: Lua numbers are doubles, exact to 2**53 bytes of WAL (8 PiB);
+# the marker (2**63 - 1) is greater than any position all the same
+SET_MAX = """
+local old = redis.call('GET', KEYS[1])
+if not old or tonumber(ARGV[1]) > tonumber(old) then
+  return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
 
 
 class WritePositions:
     def __init__(self, db: Database, cache: LocalCache | RedisCache, max_lag: float):
         self.db = db
-        self.cache = cache
+        self.redis = cache if isinstance(cache, RedisCache) else None
+        self._set_max = self.redis.client.register_script(SET_MAX) if self.redis is not None else None
         # past this, the lag bound alone keeps a write from going missing (a replica
         # further behind gets no reads), so the position may be forgotten
         self.ttl = max_lag + 10.0
+        self.unrecorded = LocalCache()  # users whose last position this process could not record
 
     def wrote(self, user_id: int) -> None:
-        """After a write of `user_id` committed: remember the primary's position."""
-        position = self.db.write_position()
-        if position is not None:
-            self.cache.set(f"wrote:{user_id}", b"%d" % position, self.ttl)
+        """After a write of `user_id` (committed, or some of it: call it in a
+        `finally`): remember the primary's position. Never raises."""
+        key = f"wrote:{user_id}"
+        try:
+            if self.redis is None:
+                self.db.run_sql(RECORD, {"key": key, "ttl": self.ttl}, read=False)
+                return
+            try:
+                position = self.db.write_position() or UNKNOWN
+            except Exception as exc:  # noqa: BLE001 - any failure: the marker, in Redis, for every process
+                log.warning("the position of a write is unknown (the user's reads go to the primary): %s", exc)
+                position = UNKNOWN
+            self.record(key, position)
+        except Exception as exc:  # noqa: BLE001 - the write committed: its answer must not depend on this
+            log.warning("the position of a write was not recorded (the user's reads go to the primary): %s", exc)
+            self.unrecorded.set(key, b"1", self.ttl)
+
+    def record(self, key: str, position: int) -> None:
+        """Redis: `position` under `key`, unless a greater one is there already."""
+        assert self.redis is not None and self._set_max is not None
+        self._set_max(keys=[self.redis.prefix + key], args=[position, int(self.ttl * 1000)])
 
     def of(self, user_id: int) -> int:
         """The position `user_id`'s reads must see (0: none; PRIMARY["unknown"]
-        when Redis does not answer: the write may have been on another process)."""
-        raw = self.cache.get_shared(f"wrote:{user_id}")
-        if raw == UNANSWERED:
+        when it is not known: not recorded, or the store does not answer)."""
+        key = f"wrote:{user_id}"
+        if self.unrecorded.get(key) is not None:
             return PRIMARY["unknown"]
-        return int(raw) if raw else 0
+        if self.redis is not None:
+            raw = self.redis.get_shared(key)
+            if raw == UNANSWERED:
+                return PRIMARY["unknown"]
+            position = int(raw) if raw else 0
+        else:
+            try:
+                rows = self.db.run_sql(LOOKUP, {"key": key}, read=False)
+            except (TraceTrackError, psycopg.Error):  # not known: the primary answers (or says it is down)
+                return PRIMARY["unknown"]
+            position = rows[0][0] if rows else 0
+        return PRIMARY["unknown"] if position == UNKNOWN else position

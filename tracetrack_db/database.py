@@ -12,7 +12,7 @@ import psycopg
 from psycopg import Connection
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import class_row, dict_row, tuple_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from . import errors
 from .queries import Queries, Query, load
@@ -105,6 +105,7 @@ class Database:
                 configure=self._configure,
             )
 
+        self._make_pool = make
         self.pool = make(conninfo, "write")
         self.read_pool = make(read_conninfo, "read") if read_conninfo else self.pool
         # with a read DSN, what routes each read (replica.py); None: every read on the primary
@@ -115,7 +116,7 @@ class Database:
                 wait=replica_wait,
                 max_lag=replica_max_lag,
                 retry=replica_retry,
-                on_pool_recovered=self.read_pool.check,
+                on_pool_recovered=lambda: self.read_pool.check(),  # the read pool of now (open() may replace it)
             )
             if read_conninfo
             else None
@@ -164,6 +165,9 @@ class Database:
                 self._open(self.read_pool, self.replica.replica_conninfo, wait)
             except errors.DatabaseUnavailable as exc:
                 log.warning("replica: %s; reads go to the primary until it answers", exc.message)
+                # a fresh pool, filling in the background: one that did not fill in time
+                # is closed, and a pool once closed cannot be opened again
+                self.read_pool = self._make_pool(self.replica.replica_conninfo, "read")
                 self.read_pool.open(wait=False)
             self.replica.poll()  # know it before the first read
             self.replica.start()
@@ -178,7 +182,7 @@ class Database:
         if wait:
             try:
                 pool.wait(timeout=max(self.timeout, 5.0))
-            except Exception as exc:  # PoolTimeout: the server went away in between
+            except Exception as exc:  # PoolTimeout: the server went away in between, or is full
                 pool.close()
                 raise errors.DatabaseUnavailable(
                     f"cannot connect to PostgreSQL at {describe_target(dsn)}: the pool did not fill in time"
@@ -236,16 +240,19 @@ class Database:
             return
         try:
             own = self.read_pool.getconn()
-        except Exception as exc:  # noqa: BLE001 - PoolTimeout or a failed connect: nothing ran yet, so the primary
-            self.replica.failed(exc)
+        except Exception as exc:  # noqa: BLE001 - nothing ran yet, so the primary
+            if isinstance(exc, PoolTimeout):  # every read connection busy: this read only
+                self.replica.busy()  # (a standby that is gone, the poller sees)
+            else:
+                self.replica.failed(exc)
             with errors.wrap_errors(), self.pool.connection() as own:
                 yield own
             return
         try:
             with errors.wrap_errors(), own:  # the connection's block, as pool.connection() runs it
                 yield own
-        except (errors.DatabaseUnavailable, errors.Conflict) as exc:
-            cause = exc.__cause__
+        except (errors.DatabaseUnavailable, errors.Conflict, psycopg.Error) as exc:
+            cause = exc if isinstance(exc, psycopg.Error) else exc.__cause__
             if not _replica_gone(cause):
                 raise
             self.replica.failed(cause)  # type: ignore[arg-type]
@@ -412,9 +419,15 @@ class Database:
 
 def _replica_gone(exc: BaseException | None) -> bool:
     """Whether a replica read failed as a standby that is gone or replaying
-    fails (connection lost, admin shutdown, a conflict with recovery), so the
-    primary can answer it: not a query that is wrong or timed out."""
-    if isinstance(exc, psycopg.errors.SerializationFailure):  # canceled by a conflict with recovery
+    fails (connection lost, admin shutdown, a conflict with recovery), or as
+    only a replica would (SQLSTATE class 42: a table or column the standby has
+    not replayed yet, a read URL naming the wrong database or a role without
+    the grants; a write sent there by mistake), so the primary can answer it:
+    not a query that times out. (A query that is wrong everywhere fails on the
+    primary as well, after costing the replica's breaker a RETRY.)"""
+    if isinstance(exc, psycopg.errors.SerializationFailure | psycopg.errors.ReadOnlySqlTransaction):
+        return True  # canceled by a conflict with recovery; a write on a standby
+    if isinstance(exc, psycopg.Error) and (exc.sqlstate or "").startswith("42"):
         return True
     return isinstance(exc, psycopg.OperationalError) and not isinstance(
         exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable

@@ -14,13 +14,23 @@ after its commit (`Database.write_position`); its later reads, in
 `Database.reads_after(position)`, go to the standby once it has replayed that
 far, wait for it up to TRACETRACK_REPLICA_WAIT, and else go to the primary.
 
-A failed replica read (the standby stopped, mid-query or not) opens a breaker
-for TRACETRACK_REPLICA_RETRY seconds: reads go to the primary without trying
-the standby, until the poller reaches it again.
+A failed replica read (the standby stopped, mid-query or not; a query the
+standby cannot run, SQLSTATE class 42, as a missing migration gives) opens a
+breaker for TRACETRACK_REPLICA_RETRY seconds: reads go to the primary without
+trying the standby, until the poller reaches it again. While the standby is
+down the poller dials it once per TRACETRACK_REPLICA_RETRY, not every poll.
+
+The read server must be a standby of the primary's cluster that has replayed
+the primary's migrations: the poller checks each connection it makes
+(`pg_control_system().system_identifier`, the head of `schema_migrations`),
+and a read server that is not in recovery (a standby promoted behind the
+service's back) is down, unless it is the primary itself (the same server
+through another address: same identifier and start time).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -43,6 +53,27 @@ MAX_SAMPLES = 4096
 PRIMARY = {"failed": -1, "write": -2, "unknown": -3}
 _PRIMARY_REASONS = {v: k for k, v in PRIMARY.items()}
 wanted: ContextVar[int] = ContextVar("tracetrack_read_after", default=0)
+
+
+class NotTheStandby(Exception):
+    """The read server answers but is not a standby the reads may go to."""
+
+
+IDENTITY = (
+    "SELECT system_identifier::text, pg_postmaster_start_time()::text, "
+    "coalesce(has_table_privilege(to_regclass('schema_migrations'), 'SELECT'), false) FROM pg_control_system()"
+)
+
+
+def _identity(conn: psycopg.Connection) -> tuple[str, str, int | None]:
+    """(cluster identifier, start time, migration head or None: no migrations, or
+    none this role may see) of the server `conn` is on."""
+    row = conn.execute(IDENTITY).fetchone()
+    assert row is not None
+    head = None
+    if row[2]:
+        head = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]  # type: ignore[index]
+    return row[0], row[1], head
 
 
 def lsn_to_int(text: str) -> int:
@@ -86,6 +117,9 @@ class Replica:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._conns: dict[str, psycopg.Connection | None] = {"primary": None, "replica": None}
+        self._primary_identity: tuple[str, str, int | None] | None = None
+        self._same_server = False  # the read server is the primary itself (not in recovery, rightly)
+        self._primary_polled = 0.0
 
     # what it knows ------------------------------------------------------------
     def lag_seconds(self, now: float | None = None) -> float:
@@ -159,6 +193,18 @@ class Replica:
             finally:
                 self._waiters -= 1
 
+    def busy(self) -> None:
+        """Every read connection was busy: this read goes to the primary, the
+        standby is not the worse for it (no breaker)."""
+        self._count("primary", "busy")
+
+    def _down(self, reason: str) -> None:
+        """The poller found the standby unusable: reads go to the primary; said once per reason."""
+        if self.error != reason:
+            log.warning("replica down (reads go to the primary): %s", reason)
+        self.error = reason
+        self.down_until = time.monotonic() + self.retry
+
     def failed(self, exc: BaseException) -> None:
         """A replica read failed as a server that is gone fails: open the breaker."""
         self.down_until = time.monotonic() + self.retry
@@ -182,18 +228,59 @@ class Replica:
                 conn.close()
             self._conns[name] = None
 
+    def _connect(self, name: str) -> psycopg.Connection:
+        dsn = self.primary_conninfo if name == "primary" else self.replica_conninfo
+        # never prepared: either DSN may go through PgBouncer in transaction pooling
+        conn = psycopg.connect(
+            dsn,
+            autocommit=True,
+            prepare_threshold=None,
+            connect_timeout=2,
+            application_name="tracetrack-replica-poller",
+        )
+        try:
+            identity = _identity(conn)
+        except psycopg.Error:
+            conn.close()
+            raise
+        if name == "primary":
+            self._primary_identity = identity
+            return conn
+        if self._primary_identity is None:  # not known yet: ask the primary now
+            with contextlib.suppress(psycopg.Error):
+                self._query("primary", "SELECT 1")
+        problem = self._not_the_standby(identity)
+        if problem:
+            conn.close()
+            raise NotTheStandby(problem)
+        self._same_server = identity[:2] == self._primary_identity[:2]  # type: ignore[index]
+        return conn
+
+    def _not_the_standby(self, identity: tuple[str, str, int | None]) -> str | None:
+        primary = self._primary_identity
+        if primary is None:
+            return "the primary does not answer, so the standby cannot be checked against it"
+        if identity[0] != primary[0]:
+            return (
+                f"not a standby of the primary's cluster (system identifier {identity[0]}, the primary's {primary[0]})"
+            )
+        # the primary's head as of its connection: a later migration there may be ahead of it
+        if primary[2] is not None and (identity[2] is None or identity[2] < primary[2]):
+            return (
+                f"its schema is at migration {identity[2]}, the primary's at {primary[2]} "
+                "(the wrong database, or a migration not replayed yet)"
+            )
+        return None
+
+    def _close(self, name: str) -> None:
+        conn, self._conns[name] = self._conns[name], None
+        if conn is not None:
+            conn.close()
+
     def _query(self, name: str, sql: str) -> tuple:
         conn = self._conns[name]
         if conn is None or conn.closed:
-            dsn = self.primary_conninfo if name == "primary" else self.replica_conninfo
-            # never prepared: either DSN may go through PgBouncer in transaction pooling
-            conn = self._conns[name] = psycopg.connect(
-                dsn,
-                autocommit=True,
-                prepare_threshold=None,
-                connect_timeout=2,
-                application_name="tracetrack-replica-poller",
-            )
+            conn = self._conns[name] = self._connect(name)
         try:
             row = conn.execute(sql).fetchone()
         except psycopg.Error:
@@ -204,10 +291,12 @@ class Replica:
         return row
 
     def poll(self) -> None:
-        """One poll: the primary's flush position (unless a read is waiting: then
-        only the standby matters), then the standby's replay position."""
+        """One poll: the primary's flush position (while a read waits, only every
+        POLL seconds: the standby's replay is what it waits for, but a standby
+        that froze must still be seen lagging), then the standby's replay position."""
         now = time.monotonic()
-        if not self._waiters:
+        if not self._waiters or now - self._primary_polled >= POLL:
+            self._primary_polled = now
             try:
                 (flushed,) = self._query("primary", "SELECT pg_current_wal_flush_lsn()::text")
                 self.primary_flushed = lsn_to_int(flushed)
@@ -220,17 +309,26 @@ class Replica:
                         self._samples[0] = (first[0], self._samples[0][1])
             except psycopg.Error as exc:  # the primary's trouble is the write path's to report
                 log.debug("replica poller: primary: %s", exc)
+        if self._conns["replica"] is None and self.down_until and time.monotonic() < self.down_until:
+            return  # down: dial it again once per retry, not every poll
         try:
             replayed, recovering = self._query("replica", "SELECT pg_last_wal_replay_lsn()::text, pg_is_in_recovery()")
         except psycopg.Error as exc:
-            if self.up():
-                log.warning("replica unreachable (reads go to the primary): %s", exc)
             text = str(exc).strip()
-            self.error = f"unreachable: {text.splitlines()[0] if text else type(exc).__name__}"
-            self.down_until = time.monotonic() + self.retry
+            self._down(f"unreachable: {text.splitlines()[0] if text else type(exc).__name__}")
             return
-        # not in recovery: DATABASE_READ_URL names a primary (the same server through
-        # another address, say); what it answers is current by definition
+        except NotTheStandby as exc:
+            self._down(str(exc))
+            return
+        if not recovering and not self._same_server:
+            # promoted (a failover tool, a mistaken pg_promote): it never sees a write
+            # of the primary again. The connection goes, so the next dial (once per
+            # retry) checks it again (the primary restarted since: a new start time)
+            self._down("not in recovery: a promoted standby, not a replica of the primary")
+            self._close("replica")
+            return
+        # not in recovery and the primary itself (through another address, say):
+        # what it answers is current by definition
         position = lsn_to_int(replayed) if recovering and replayed else (1 << 64) - 1
         with self._cond:
             self.replayed = position
