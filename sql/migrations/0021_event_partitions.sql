@@ -179,13 +179,20 @@ END $$;
 -- any of it already (event_legacy's months, say): made empty and attached
 -- (SHARE UPDATE EXCLUSIVE on event: scans and writes go on; the default is
 -- scanned for rows of the month, locked). Returns whether it made one. The
--- owner's: the seed calls it for the past months it writes.
+-- owner's: the seed calls it for the past months it writes. Never a month
+-- that was archived: a partition of it would be archived again, to the same
+-- file name; its late rows stay in the default partition.
 CREATE OR REPLACE FUNCTION tt_event_partition_make(p_month timestamptz) RETURNS boolean
 LANGUAGE plpgsql SET timezone = 'UTC' AS $$
 DECLARE
     v_month timestamptz := date_trunc('month', p_month);
     v_name text := 'event_' || to_char(date_trunc('month', p_month), 'YYYY_MM');
 BEGIN
+    IF EXISTS (SELECT 1 FROM event_archive WHERE range_from < v_month + interval '1 month' AND range_to > v_month) THEN
+        RAISE WARNING 'event partitions: % is archived; rows of it stay in the default partition',
+            to_char(v_month, 'YYYY-MM');
+        RETURN false;
+    END IF;
     IF EXISTS (SELECT 1 FROM tt_event_partitions()
                WHERE NOT is_default AND range_from < v_month + interval '1 month' AND range_to > v_month) THEN
         RETURN false;
@@ -198,14 +205,16 @@ BEGIN
 END $$;
 
 -- Make sure the months from this one to `p_months` ahead have partitions (and
--- the default exists), first moving rows that landed in the default partition
--- into partitions of their months. Returns how many partitions it made. Runs
--- as the owner (SECURITY DEFINER: the refresher calls it as the service). A
--- lock not had in a second is left for the next call (months are made ahead).
--- Months are UTC months. Moving strays detaches the default (a moment's
--- ACCESS EXCLUSIVE on event) and inserts its rows again through event: never
--- a DELETE (append-only), and all at once (the default holds strays only when
--- this has not run for a month or more).
+-- the default exists). Returns how many partitions it made. Runs as the owner
+-- (SECURITY DEFINER: the refresher calls it as the service). A lock not had in
+-- a second is left for the next call (months are made ahead). Months are UTC
+-- months. Strays (rows in the default of a month not archived) are set aside
+-- in one short transaction (the caller's: a moment's ACCESS EXCLUSIVE on event):
+-- the default is detached as event_strays, an empty default attached, and their
+-- months made; tt_event_strays_move then moves them back through event in
+-- batches, each its own transaction (tracetrack_db.partitions.maintain), never
+-- a DELETE of the log (append-only). Until moved they are in no partition:
+-- reads of event do not see them.
 CREATE OR REPLACE FUNCTION tt_event_partitions_ahead(p_months integer DEFAULT 3) RETURNS integer
 LANGUAGE plpgsql SET lock_timeout = '1s' SET timezone = 'UTC' AS $$
 DECLARE
@@ -227,18 +236,21 @@ BEGIN
             ALTER TABLE event ATTACH PARTITION event_default DEFAULT;
             PERFORM tt_event_protect_partition('event_default');
             v_made := v_made + 1;
-        ELSIF EXISTS (SELECT 1 FROM event_default) THEN
+        ELSIF to_regclass('event_strays') IS NULL  -- else the last strays are still being moved
+              AND EXISTS (SELECT 1 FROM event_default d
+                          WHERE NOT EXISTS (SELECT 1 FROM event_archive a
+                                            WHERE d.occurred_at >= a.range_from AND d.occurred_at < a.range_to)) THEN
             ALTER TABLE event DETACH PARTITION event_default;
-            ALTER TABLE event_default RENAME TO event_default_strays;
+            ALTER TABLE event_default RENAME TO event_strays;
+            -- tt_event_strays_move deletes what it has inserted into event again
+            ALTER TABLE event_strays DISABLE TRIGGER USER;
             -- made, then attached: CREATE TABLE ... PARTITION OF would hold ACCESS EXCLUSIVE on event
             CREATE TABLE event_default (LIKE event INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
             ALTER TABLE event ATTACH PARTITION event_default DEFAULT;
             PERFORM tt_event_protect_partition('event_default');
-            FOR v_month IN SELECT DISTINCT date_trunc('month', occurred_at) FROM event_default_strays LOOP
+            FOR v_month IN SELECT DISTINCT date_trunc('month', occurred_at) FROM event_strays LOOP
                 v_made := v_made + tt_event_partition_make(v_month)::integer;
             END LOOP;
-            INSERT INTO event OVERRIDING SYSTEM VALUE SELECT * FROM event_default_strays;
-            DROP TABLE event_default_strays;
         END IF;
     EXCEPTION WHEN lock_not_available THEN
         RAISE WARNING 'event partitions: the default partition is busy; its strays wait for the next call';
@@ -254,9 +266,36 @@ BEGIN
     END LOOP;
     RETURN v_made;
 END $$;
+-- Up to p_rows strays set aside by tt_event_partitions_ahead moved back into
+-- event (their months' partitions; an archived month's into the default);
+-- event_strays dropped once empty. Returns how many it moved: call it until 0,
+-- each call its own transaction (a plpgsql function cannot commit inside a
+-- caller's transaction), so no lock on event is held longer than a batch's
+-- inserts (ROW EXCLUSIVE: reads and writes go on).
+CREATE OR REPLACE FUNCTION tt_event_strays_move(p_rows integer) RETURNS integer
+LANGUAGE plpgsql SET lock_timeout = '1s' AS $$
+DECLARE
+    v_moved integer;
+BEGIN
+    IF to_regclass('event_strays') IS NULL THEN
+        RETURN 0;
+    END IF;
+    -- dynamic: the table comes and goes
+    EXECUTE 'WITH moved AS (DELETE FROM event_strays WHERE ctid = ANY (ARRAY(SELECT ctid FROM event_strays LIMIT $1)) '
+            'RETURNING *) INSERT INTO event OVERRIDING SYSTEM VALUE SELECT * FROM moved' USING greatest(p_rows, 1);
+    GET DIAGNOSTICS v_moved = ROW_COUNT;
+    IF v_moved = 0 THEN
+        DROP TABLE event_strays;
+    END IF;
+    RETURN v_moved;
+EXCEPTION WHEN lock_not_available THEN
+    RAISE WARNING 'event partitions: strays busy; the next call moves them';
+    RETURN 0;
+END $$;
+
 -- the owner's alone: a partition of any month, and changes to a partition's protection
 REVOKE EXECUTE ON FUNCTION tt_event_partition_make(timestamptz), tt_event_protect_partition(regclass) FROM PUBLIC;
-INSERT INTO definer_function (name) VALUES ('tt_event_partitions_ahead') ON CONFLICT DO NOTHING;
+INSERT INTO definer_function (name) VALUES ('tt_event_partitions_ahead'), ('tt_event_strays_move') ON CONFLICT DO NOTHING;
 
 -- 1. The new table, made only while `event` is still the plain table.
 DO $$

@@ -1,7 +1,11 @@
 -- name: event_partitions_ahead :scalar
 -- Partitions of event for this month and the next `months` (and the default),
--- strays in the default moved to their months; how many it made (0021).
+-- strays in the default set aside and their months made; how many it made (0021).
 SELECT tt_event_partitions_ahead(%(months)s::integer);
+
+-- name: event_strays_move :scalar
+-- Up to `rows` strays set aside moved back into event; how many (0: none left).
+SELECT tt_event_strays_move(%(rows)s::integer);
 
 -- name: event_partitions :many
 -- Every partition of event with its bounds (range_from NULL: from the beginning) and rows (planner estimate: no count),
