@@ -19,6 +19,14 @@ ORDER BY is_default, range_from NULLS FIRST;
 
 -- name: history_retention :one
 -- For a bag's history: the first moment the event log still holds (NULL when
--- nothing was archived), and when the bag was created (NULL for a deleted one).
-SELECT (SELECT max(range_to) FROM event_archive) AS retained_from,
-       (SELECT created_at FROM bag WHERE qr_id = %(qr_id)s) AS created_at;
+-- nothing was archived), and the earliest creation among what the history draws
+-- on: the bag, its current children, its bill (its parent's, for a child); NULL
+-- for a deleted bag. A child's stays in parents begin after the child was made.
+WITH cut AS (SELECT max(range_to) AS retained_from FROM event_archive)
+SELECT cut.retained_from,
+       (SELECT least(b.created_at,
+                     (SELECT min(c.created_at) FROM bag c WHERE c.parent_id = b.id),
+                     (SELECT l.created_at FROM bill l
+                      WHERE l.id = coalesce(b.bill_id, (SELECT p.bill_id FROM bag p WHERE p.id = b.parent_id))))
+        FROM bag b WHERE b.qr_id = %(qr_id)s AND cut.retained_from IS NOT NULL) AS created_at
+FROM cut;
