@@ -33,6 +33,12 @@
 -- after 2 s and tries again).
 --
 -- event_legacy is archived whole, once B is before `--before`.
+--
+-- Abandoning the conversion part-way (before step 4): the bound binds new rows
+-- from step 2 on, so once B passes every write of an event would fail. As the
+-- owner: ALTER TABLE event DROP CONSTRAINT IF EXISTS event_legacy_bound;
+-- DROP INDEX CONCURRENTLY IF EXISTS event_legacy_id_occurred_at;
+-- DROP TABLE IF EXISTS event_partitioned;
 
 CREATE TABLE IF NOT EXISTS event_archive (
     range_from     timestamptz NOT NULL PRIMARY KEY,  -- -infinity for event_legacy
@@ -345,6 +351,21 @@ END $$;
 
 -- 3. The old table's rows under the new primary key. (After the swap `event` is
 -- partitioned and this name is event_legacy's index: IF NOT EXISTS skips it.)
+-- A build that failed (cancelled, a deadlock, a duplicate) leaves an INVALID
+-- index of the name, which IF NOT EXISTS would keep and the swap cannot use: it
+-- is renamed aside (SHARE UPDATE EXCLUSIVE: writes go on) and dropped
+-- CONCURRENTLY, which no DO block may run. The first drop is for a rerun
+-- interrupted between the rename and the drop.
+DROP INDEX CONCURRENTLY IF EXISTS event_legacy_id_occurred_at_invalid;
+DO $$
+BEGIN
+    IF (SELECT relkind FROM pg_class WHERE oid = 'event'::regclass) = 'r'
+       AND EXISTS (SELECT 1 FROM pg_index
+                   WHERE indexrelid = to_regclass('event_legacy_id_occurred_at') AND NOT indisvalid) THEN
+        ALTER INDEX event_legacy_id_occurred_at RENAME TO event_legacy_id_occurred_at_invalid;
+    END IF;
+END $$;
+DROP INDEX CONCURRENTLY IF EXISTS event_legacy_id_occurred_at_invalid;
 CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS event_legacy_id_occurred_at ON event (id, occurred_at);
 
 -- 4. The swap.
