@@ -131,6 +131,27 @@ def test_events_land_in_their_month_and_strays_leave_the_default(db, sql_conn):
     assert partitions.maintain(db) == 0
 
 
+def test_strays_of_several_months_are_moved_in_batches_into_their_months(db, sql_conn):
+    months = (month_start(6), month_start(5))
+    strays = [insert_event(sql_conn, m + timedelta(days=d), qr_id=f"S{d}") for m in months for d in range(3)]
+    rows = sql_conn.execute("SELECT id, occurred_at, qr_id FROM event ORDER BY id").fetchall()
+    assert sql_conn.execute("SELECT tt_event_partitions_ahead(3)").fetchone()[0] == 0
+    seen = "SELECT count(*) FROM event WHERE id = ANY(%s)"
+    assert sql_conn.execute(seen, (strays,)).fetchone()[0] == 0  # set aside: unseen until put back
+    assert sql_conn.execute("SELECT tt_event_strays_move(4)").fetchone()[0] == 4  # a batch, its own transaction
+    assert sql_conn.execute("SELECT count(*) FROM event_strays").fetchone()[0] == 2
+
+    assert partitions.maintain(db) == 0  # both months were made by the batch above
+
+    assert [partition_of(sql_conn, i) for i in strays] == [f"event_{m:%Y_%m}" for m in months for _ in range(3)]
+    assert sql_conn.execute("SELECT id, occurred_at, qr_id FROM event ORDER BY id").fetchall() == rows
+    assert sql_conn.execute("SELECT to_regclass('event_strays')").fetchone()[0] is None
+    for statement in MONTH_STATEMENTS:
+        with pytest.raises(psycopg.Error) as info:
+            sql_conn.execute(statement.format(f"event_{months[0]:%Y_%m}"))
+        assert info.value.sqlstate == "TT409", statement
+
+
 def test_the_refresher_makes_the_months_ahead(db, sql_conn):
     ahead = month_start(-partitions.MONTHS_AHEAD)
     name = f"event_{ahead:%Y_%m}"

@@ -47,12 +47,16 @@ class Archived:
 
 def maintain(db: Database, months: int = MONTHS_AHEAD) -> int:
     """Partitions for this month and `months` ahead, strays in the default partition
-    moved to their months; returns how many partitions were made."""
+    put back into their months (the default swapped for an empty one in a short
+    transaction, then the strays attached as their month's partition, or moved in
+    batches of STRAYS_BATCH, each its own transaction; unseen by reads until then);
+    returns how many partitions were made."""
     made = int(db.scalar("event_partitions_ahead", {"months": months}))
-    # each batch its own transaction (autocommit): event is never locked for the whole move
+    before = int(db.scalar("event_partition_count"))
+    # each call its own transaction (autocommit): event is never locked for the whole move
     while db.scalar("event_strays_move", {"rows": STRAYS_BATCH}):
         pass
-    return made
+    return made + int(db.scalar("event_partition_count")) - before  # and the strays' months
 
 
 def partitions(db: Database) -> list[dict]:

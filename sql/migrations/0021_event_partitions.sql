@@ -215,17 +215,15 @@ END $$;
 -- (SECURITY DEFINER: the refresher calls it as the service). A lock not had in
 -- a second is left for the next call (months are made ahead). Months are UTC
 -- months. Strays (rows in the default of a month not archived) are set aside
--- in one short transaction (the caller's: a moment's ACCESS EXCLUSIVE on event):
--- the default is detached as event_strays, an empty default attached, and their
--- months made; tt_event_strays_move then moves them back through event in
--- batches, each its own transaction (tracetrack_db.partitions.maintain), never
--- a DELETE of the log (append-only). Until moved they are in no partition:
--- reads of event do not see them.
+-- in one short transaction (the caller's: a moment's ACCESS EXCLUSIVE on event,
+-- no scan of them): the default is detached as event_strays and an empty
+-- default attached; tt_event_strays_move then puts them back, each call its own
+-- transaction (tracetrack_db.partitions.maintain). Until then they are in no
+-- partition: reads of event do not see them.
 CREATE OR REPLACE FUNCTION tt_event_partitions_ahead(p_months integer DEFAULT 3) RETURNS integer
 LANGUAGE plpgsql SET lock_timeout = '1s' SET timezone = 'UTC' AS $$
 DECLARE
     v_made integer := 0;
-    v_month timestamptz;
     v_default regclass;
 BEGIN
     IF p_months IS NULL OR p_months < 0 OR p_months > 24 THEN
@@ -254,9 +252,8 @@ BEGIN
             CREATE TABLE event_default (LIKE event INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
             ALTER TABLE event ATTACH PARTITION event_default DEFAULT;
             PERFORM tt_event_protect_partition('event_default');
-            FOR v_month IN SELECT DISTINCT date_trunc('month', occurred_at) FROM event_strays LOOP
-                v_made := v_made + tt_event_partition_make(v_month)::integer;
-            END LOOP;
+            -- their months are made by tt_event_strays_move, after this commit: no scan of
+            -- the strays while event is locked
         END IF;
     EXCEPTION WHEN lock_not_available THEN
         RAISE WARNING 'event partitions: the default partition is busy; its strays wait for the next call';
@@ -272,30 +269,59 @@ BEGIN
     END LOOP;
     RETURN v_made;
 END $$;
--- Up to p_rows strays set aside by tt_event_partitions_ahead moved back into
--- event (their months' partitions; an archived month's into the default);
--- event_strays dropped once empty. Returns how many it moved: call it until 0,
+-- The strays set aside by tt_event_partitions_ahead put back into event, never
+-- by a DELETE of the log (append-only). When they are all of one month that no
+-- partition covers (the usual case: the refresher was off across a month's
+-- start), event_strays itself is attached as that month's partition (SHARE
+-- UPDATE EXCLUSIVE on event: reads and writes go on; its indexes are the old
+-- default's, attached, not built). Else up to p_rows of them are moved through
+-- event (their months made first; an archived month's rows go to the default)
+-- and deleted here. Returns how many it moved or attached: call it until 0,
 -- each call its own transaction (a plpgsql function cannot commit inside a
--- caller's transaction), so no lock on event is held longer than a batch's
--- inserts (ROW EXCLUSIVE: reads and writes go on).
+-- caller's transaction), so no lock on event outlasts a batch's inserts.
 CREATE OR REPLACE FUNCTION tt_event_strays_move(p_rows integer) RETURNS integer
-LANGUAGE plpgsql SET lock_timeout = '1s' AS $$
+LANGUAGE plpgsql SET lock_timeout = '1s' SET timezone = 'UTC' AS $$
 DECLARE
     v_moved integer;
+    v_month timestamptz;
+    v_ctids tid[];
 BEGIN
     IF to_regclass('event_strays') IS NULL THEN
         RETURN 0;
     END IF;
     -- dynamic: the table comes and goes
-    EXECUTE 'WITH moved AS (DELETE FROM event_strays WHERE ctid = ANY (ARRAY(SELECT ctid FROM event_strays LIMIT $1)) '
-            'RETURNING *) INSERT INTO event OVERRIDING SYSTEM VALUE SELECT * FROM moved' USING greatest(p_rows, 1);
-    GET DIAGNOSTICS v_moved = ROW_COUNT;
-    IF v_moved = 0 THEN
+    EXECUTE 'SELECT date_trunc(''month'', occurred_at) FROM event_strays LIMIT 1' INTO v_month;
+    IF v_month IS NULL THEN
         DROP TABLE event_strays;
+        RETURN 0;
     END IF;
+    IF NOT EXISTS (SELECT 1 FROM tt_event_partitions()
+                   WHERE NOT is_default AND range_from < v_month + interval '1 month' AND range_to > v_month)
+       AND NOT EXISTS (SELECT 1 FROM event_archive
+                       WHERE range_from < v_month + interval '1 month' AND range_to > v_month) THEN
+        EXECUTE 'SELECT count(*) FROM event_strays WHERE occurred_at < $1 OR occurred_at >= $1 + interval ''1 month'''
+            INTO v_moved USING v_month;
+        IF v_moved = 0 THEN  -- all of one month: the table becomes its partition, rows unmoved
+            EXECUTE 'SELECT count(*) FROM event_strays' INTO v_moved;
+            EXECUTE format('ALTER TABLE event_strays RENAME TO %I', 'event_' || to_char(v_month, 'YYYY_MM'));
+            EXECUTE format('ALTER TABLE %I ENABLE TRIGGER USER', 'event_' || to_char(v_month, 'YYYY_MM'));
+            EXECUTE format('ALTER TABLE event ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)',
+                           'event_' || to_char(v_month, 'YYYY_MM'), v_month, v_month + interval '1 month');
+            PERFORM tt_event_protect_partition(('event_' || to_char(v_month, 'YYYY_MM'))::regclass);
+            RETURN v_moved;
+        END IF;
+    END IF;
+    EXECUTE 'SELECT array(SELECT ctid FROM event_strays LIMIT $1)' INTO v_ctids USING greatest(p_rows, 1);
+    FOR v_month IN EXECUTE 'SELECT DISTINCT date_trunc(''month'', occurred_at) FROM event_strays '
+                           'WHERE ctid = ANY ($1)' USING v_ctids LOOP
+        PERFORM tt_event_partition_make(v_month);
+    END LOOP;
+    EXECUTE 'WITH moved AS (DELETE FROM event_strays WHERE ctid = ANY ($1) RETURNING *) '
+            'INSERT INTO event OVERRIDING SYSTEM VALUE SELECT * FROM moved' USING v_ctids;
+    GET DIAGNOSTICS v_moved = ROW_COUNT;
     RETURN v_moved;
 EXCEPTION WHEN lock_not_available THEN
-    RAISE WARNING 'event partitions: strays busy; the next call moves them';
+    RAISE WARNING 'event partitions: event or its strays busy; the next call puts the strays back';
     RETURN 0;
 END $$;
 

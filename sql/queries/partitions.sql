@@ -4,8 +4,12 @@
 SELECT tt_event_partitions_ahead(%(months)s::integer);
 
 -- name: event_strays_move :scalar
--- Up to `rows` strays set aside moved back into event; how many (0: none left).
+-- Strays set aside put back into event, up to `rows` (or all of one month at
+-- once, attached as its partition); how many (0: none left).
 SELECT tt_event_strays_move(%(rows)s::integer);
+
+-- name: event_partition_count :scalar
+SELECT count(*) FROM tt_event_partitions();
 
 -- name: event_partitions :many
 -- Every partition of event with its bounds (range_from NULL: from the beginning) and rows (planner estimate: no count),
