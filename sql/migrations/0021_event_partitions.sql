@@ -285,6 +285,7 @@ DECLARE
     v_moved integer;
     v_month timestamptz;
     v_ctids tid[];
+    v_whole boolean;
 BEGIN
     IF to_regclass('event_strays') IS NULL THEN
         RETURN 0;
@@ -299,9 +300,10 @@ BEGIN
                    WHERE NOT is_default AND range_from < v_month + interval '1 month' AND range_to > v_month)
        AND NOT EXISTS (SELECT 1 FROM event_archive
                        WHERE range_from < v_month + interval '1 month' AND range_to > v_month) THEN
-        EXECUTE 'SELECT count(*) FROM event_strays WHERE occurred_at < $1 OR occurred_at >= $1 + interval ''1 month'''
-            INTO v_moved USING v_month;
-        IF v_moved = 0 THEN  -- all of one month: the table becomes its partition, rows unmoved
+        -- EXISTS: stops at the first row of another month (a batch's months are made: not again)
+        EXECUTE 'SELECT NOT EXISTS (SELECT 1 FROM event_strays '
+                'WHERE occurred_at < $1 OR occurred_at >= $1 + interval ''1 month'')' INTO v_whole USING v_month;
+        IF v_whole THEN  -- all of one month: the table becomes its partition, rows unmoved
             EXECUTE 'SELECT count(*) FROM event_strays' INTO v_moved;
             EXECUTE format('ALTER TABLE event_strays RENAME TO %I', 'event_' || to_char(v_month, 'YYYY_MM'));
             EXECUTE format('ALTER TABLE %I ENABLE TRIGGER USER', 'event_' || to_char(v_month, 'YYYY_MM'));
