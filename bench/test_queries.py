@@ -79,6 +79,8 @@ def params_for(name: str, s: dict) -> dict:
         "get_bag": {"qr_id": s["linked_child"][0], "area": None},
         "get_bag_by_id": {"id": s["full_parent"][1]},
         "event_partitions_ahead": {"months": 3},
+        "event_strays_move": {"rows": 1},
+        "event_partition_count": {},
         "history_retention": {"qr_id": s["billed_parent"][0]},
         "get_bag_detail_json": {"qr_id": s["billed_parent"][0], "area": None},
         "visible_bag_id": {"qr_id": s["linked_child"][0], "area": None},

@@ -35,9 +35,10 @@ def bag_history(
 
 
 def _cut_at(db: Database, qr: str, items: list[Event]) -> datetime | None:
-    """The first retained moment when the bag existed before it (its history was
-    archived in part), else None. A deleted bag's creation is known from its
-    bag_created event only: without it in what is left, its start was archived."""
+    """The first retained moment when anything the history draws on (the bag, its
+    children, its bill) existed before it: its history was archived in part. Else
+    None. A deleted bag's creation is known from its bag_created event only:
+    without it in what is left, its start was archived."""
     kept = db.one("history_retention", {"qr_id": qr}, row=dict, read=True)
     retained_from = kept["retained_from"] if kept else None
     if retained_from is None:

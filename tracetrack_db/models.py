@@ -152,8 +152,9 @@ class HistoryEntry(Event):
 class BagHistory:
     """A bag's history. `retained_from` is set when it reaches back past what the
     event log still holds: the start of the first month not archived (`tracetrack
-    db archive`), when the bag existed before it; its earlier events are in the
-    archive files, not in `items`. null: the history is whole."""
+    db archive`), when the bag, one of its children or its bill existed before
+    it; their earlier events are in the archive files, not in `items`. null: the
+    history is whole."""
 
     qr_id: str
     items: list[HistoryEntry]

@@ -210,16 +210,17 @@ def maintain_command(months: int) -> None:
 @click.option(
     "--to",
     "directory",
-    default=".",
-    show_default=True,
+    required=True,  # no default: the working directory of a systemd unit is /
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory for the .csv.gz files.",
 )
 def archive_command(before: str, directory: Path) -> None:
     """Archive the event log's months before --before: each month partition is written
-    to DIR/event_YYYY-MM.csv.gz (CSV with a header), read back and counted, recorded
-    in event_archive, then detached and dropped. Never this month or later. A rerun
-    archives what is left. Needs the tables' owner (TRACETRACK_OWNER_URL)."""
+    to DIR/event_YYYY-MM.csv.gz (the log converted by 0021, event_legacy, whole to
+    DIR/event_before_YYYY-MM.csv.gz), CSV with a header, read back and counted,
+    recorded in event_archive, then detached and dropped. Never this month or later,
+    never over an existing file, one archive at a time. A rerun archives what is
+    left. Needs the tables' owner (TRACETRACK_OWNER_URL)."""
     from tracetrack_db import partitions
 
     settings = Settings.from_env()
@@ -229,6 +230,8 @@ def archive_command(before: str, directory: Path) -> None:
             done = partitions.archive(url, month, directory, progress=progress_printer())
     except errors.ValidationError as exc:
         fail(f"{exc} ({exc.code})")
+    except RuntimeError as exc:  # a file that did not read back, a partition that changed: kept
+        fail(str(exc))
     for a in done:
         click.echo(f"{a.partition}: {a.rows} rows -> {a.file} (sha256 {a.sha256})")
     if not done:

@@ -33,6 +33,12 @@
 -- after 2 s and tries again).
 --
 -- event_legacy is archived whole, once B is before `--before`.
+--
+-- Abandoning the conversion part-way (before step 4): the bound binds new rows
+-- from step 2 on, so once B passes every write of an event would fail. As the
+-- owner: ALTER TABLE event DROP CONSTRAINT IF EXISTS event_legacy_bound;
+-- DROP INDEX CONCURRENTLY IF EXISTS event_legacy_id_occurred_at;
+-- DROP TABLE IF EXISTS event_partitioned;
 
 CREATE TABLE IF NOT EXISTS event_archive (
     range_from     timestamptz NOT NULL PRIMARY KEY,  -- -infinity for event_legacy
@@ -179,13 +185,20 @@ END $$;
 -- any of it already (event_legacy's months, say): made empty and attached
 -- (SHARE UPDATE EXCLUSIVE on event: scans and writes go on; the default is
 -- scanned for rows of the month, locked). Returns whether it made one. The
--- owner's: the seed calls it for the past months it writes.
+-- owner's: the seed calls it for the past months it writes. Never a month
+-- that was archived: a partition of it would be archived again, to the same
+-- file name; its late rows stay in the default partition.
 CREATE OR REPLACE FUNCTION tt_event_partition_make(p_month timestamptz) RETURNS boolean
 LANGUAGE plpgsql SET timezone = 'UTC' AS $$
 DECLARE
     v_month timestamptz := date_trunc('month', p_month);
     v_name text := 'event_' || to_char(date_trunc('month', p_month), 'YYYY_MM');
 BEGIN
+    IF EXISTS (SELECT 1 FROM event_archive WHERE range_from < v_month + interval '1 month' AND range_to > v_month) THEN
+        RAISE WARNING 'event partitions: % is archived; rows of it stay in the default partition',
+            to_char(v_month, 'YYYY-MM');
+        RETURN false;
+    END IF;
     IF EXISTS (SELECT 1 FROM tt_event_partitions()
                WHERE NOT is_default AND range_from < v_month + interval '1 month' AND range_to > v_month) THEN
         RETURN false;
@@ -198,19 +211,19 @@ BEGIN
 END $$;
 
 -- Make sure the months from this one to `p_months` ahead have partitions (and
--- the default exists), first moving rows that landed in the default partition
--- into partitions of their months. Returns how many partitions it made. Runs
--- as the owner (SECURITY DEFINER: the refresher calls it as the service). A
--- lock not had in a second is left for the next call (months are made ahead).
--- Months are UTC months. Moving strays detaches the default (a moment's
--- ACCESS EXCLUSIVE on event) and inserts its rows again through event: never
--- a DELETE (append-only), and all at once (the default holds strays only when
--- this has not run for a month or more).
+-- the default exists). Returns how many partitions it made. Runs as the owner
+-- (SECURITY DEFINER: the refresher calls it as the service). A lock not had in
+-- a second is left for the next call (months are made ahead). Months are UTC
+-- months. Strays (rows in the default of a month not archived) are set aside
+-- in one short transaction (the caller's: a moment's ACCESS EXCLUSIVE on event,
+-- no scan of them): the default is detached as event_strays and an empty
+-- default attached; tt_event_strays_move then puts them back, each call its own
+-- transaction (tracetrack_db.partitions.maintain). Until then they are in no
+-- partition: reads of event do not see them.
 CREATE OR REPLACE FUNCTION tt_event_partitions_ahead(p_months integer DEFAULT 3) RETURNS integer
 LANGUAGE plpgsql SET lock_timeout = '1s' SET timezone = 'UTC' AS $$
 DECLARE
     v_made integer := 0;
-    v_month timestamptz;
     v_default regclass;
 BEGIN
     IF p_months IS NULL OR p_months < 0 OR p_months > 24 THEN
@@ -227,18 +240,20 @@ BEGIN
             ALTER TABLE event ATTACH PARTITION event_default DEFAULT;
             PERFORM tt_event_protect_partition('event_default');
             v_made := v_made + 1;
-        ELSIF EXISTS (SELECT 1 FROM event_default) THEN
+        ELSIF to_regclass('event_strays') IS NULL  -- else the last strays are still being moved
+              AND EXISTS (SELECT 1 FROM event_default d
+                          WHERE NOT EXISTS (SELECT 1 FROM event_archive a
+                                            WHERE d.occurred_at >= a.range_from AND d.occurred_at < a.range_to)) THEN
             ALTER TABLE event DETACH PARTITION event_default;
-            ALTER TABLE event_default RENAME TO event_default_strays;
+            ALTER TABLE event_default RENAME TO event_strays;
+            -- tt_event_strays_move deletes what it has inserted into event again
+            ALTER TABLE event_strays DISABLE TRIGGER USER;
             -- made, then attached: CREATE TABLE ... PARTITION OF would hold ACCESS EXCLUSIVE on event
             CREATE TABLE event_default (LIKE event INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
             ALTER TABLE event ATTACH PARTITION event_default DEFAULT;
             PERFORM tt_event_protect_partition('event_default');
-            FOR v_month IN SELECT DISTINCT date_trunc('month', occurred_at) FROM event_default_strays LOOP
-                v_made := v_made + tt_event_partition_make(v_month)::integer;
-            END LOOP;
-            INSERT INTO event OVERRIDING SYSTEM VALUE SELECT * FROM event_default_strays;
-            DROP TABLE event_default_strays;
+            -- their months are made by tt_event_strays_move, after this commit: no scan of
+            -- the strays while event is locked
         END IF;
     EXCEPTION WHEN lock_not_available THEN
         RAISE WARNING 'event partitions: the default partition is busy; its strays wait for the next call';
@@ -254,9 +269,67 @@ BEGIN
     END LOOP;
     RETURN v_made;
 END $$;
+-- The strays set aside by tt_event_partitions_ahead put back into event, never
+-- by a DELETE of the log (append-only). When they are all of one month that no
+-- partition covers (the usual case: the refresher was off across a month's
+-- start), event_strays itself is attached as that month's partition (SHARE
+-- UPDATE EXCLUSIVE on event: reads and writes go on; its indexes are the old
+-- default's, attached, not built). Else up to p_rows of them are moved through
+-- event (their months made first; an archived month's rows go to the default)
+-- and deleted here. Returns how many it moved or attached: call it until 0,
+-- each call its own transaction (a plpgsql function cannot commit inside a
+-- caller's transaction), so no lock on event outlasts a batch's inserts.
+CREATE OR REPLACE FUNCTION tt_event_strays_move(p_rows integer) RETURNS integer
+LANGUAGE plpgsql SET lock_timeout = '1s' SET timezone = 'UTC' AS $$
+DECLARE
+    v_moved integer;
+    v_month timestamptz;
+    v_ctids tid[];
+    v_whole boolean;
+BEGIN
+    IF to_regclass('event_strays') IS NULL THEN
+        RETURN 0;
+    END IF;
+    -- dynamic: the table comes and goes
+    EXECUTE 'SELECT date_trunc(''month'', occurred_at) FROM event_strays LIMIT 1' INTO v_month;
+    IF v_month IS NULL THEN
+        DROP TABLE event_strays;
+        RETURN 0;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM tt_event_partitions()
+                   WHERE NOT is_default AND range_from < v_month + interval '1 month' AND range_to > v_month)
+       AND NOT EXISTS (SELECT 1 FROM event_archive
+                       WHERE range_from < v_month + interval '1 month' AND range_to > v_month) THEN
+        -- EXISTS: stops at the first row of another month (a batch's months are made: not again)
+        EXECUTE 'SELECT NOT EXISTS (SELECT 1 FROM event_strays '
+                'WHERE occurred_at < $1 OR occurred_at >= $1 + interval ''1 month'')' INTO v_whole USING v_month;
+        IF v_whole THEN  -- all of one month: the table becomes its partition, rows unmoved
+            EXECUTE 'SELECT count(*) FROM event_strays' INTO v_moved;
+            EXECUTE format('ALTER TABLE event_strays RENAME TO %I', 'event_' || to_char(v_month, 'YYYY_MM'));
+            EXECUTE format('ALTER TABLE %I ENABLE TRIGGER USER', 'event_' || to_char(v_month, 'YYYY_MM'));
+            EXECUTE format('ALTER TABLE event ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)',
+                           'event_' || to_char(v_month, 'YYYY_MM'), v_month, v_month + interval '1 month');
+            PERFORM tt_event_protect_partition(('event_' || to_char(v_month, 'YYYY_MM'))::regclass);
+            RETURN v_moved;
+        END IF;
+    END IF;
+    EXECUTE 'SELECT array(SELECT ctid FROM event_strays LIMIT $1)' INTO v_ctids USING greatest(p_rows, 1);
+    FOR v_month IN EXECUTE 'SELECT DISTINCT date_trunc(''month'', occurred_at) FROM event_strays '
+                           'WHERE ctid = ANY ($1)' USING v_ctids LOOP
+        PERFORM tt_event_partition_make(v_month);
+    END LOOP;
+    EXECUTE 'WITH moved AS (DELETE FROM event_strays WHERE ctid = ANY ($1) RETURNING *) '
+            'INSERT INTO event OVERRIDING SYSTEM VALUE SELECT * FROM moved' USING v_ctids;
+    GET DIAGNOSTICS v_moved = ROW_COUNT;
+    RETURN v_moved;
+EXCEPTION WHEN lock_not_available THEN
+    RAISE WARNING 'event partitions: event or its strays busy; the next call puts the strays back';
+    RETURN 0;
+END $$;
+
 -- the owner's alone: a partition of any month, and changes to a partition's protection
 REVOKE EXECUTE ON FUNCTION tt_event_partition_make(timestamptz), tt_event_protect_partition(regclass) FROM PUBLIC;
-INSERT INTO definer_function (name) VALUES ('tt_event_partitions_ahead') ON CONFLICT DO NOTHING;
+INSERT INTO definer_function (name) VALUES ('tt_event_partitions_ahead'), ('tt_event_strays_move') ON CONFLICT DO NOTHING;
 
 -- 1. The new table, made only while `event` is still the plain table.
 DO $$
@@ -306,6 +379,21 @@ END $$;
 
 -- 3. The old table's rows under the new primary key. (After the swap `event` is
 -- partitioned and this name is event_legacy's index: IF NOT EXISTS skips it.)
+-- A build that failed (cancelled, a deadlock, a duplicate) leaves an INVALID
+-- index of the name, which IF NOT EXISTS would keep and the swap cannot use: it
+-- is renamed aside (SHARE UPDATE EXCLUSIVE: writes go on) and dropped
+-- CONCURRENTLY, which no DO block may run. The first drop is for a rerun
+-- interrupted between the rename and the drop.
+DROP INDEX CONCURRENTLY IF EXISTS event_legacy_id_occurred_at_invalid;
+DO $$
+BEGIN
+    IF (SELECT relkind FROM pg_class WHERE oid = 'event'::regclass) = 'r'
+       AND EXISTS (SELECT 1 FROM pg_index
+                   WHERE indexrelid = to_regclass('event_legacy_id_occurred_at') AND NOT indisvalid) THEN
+        ALTER INDEX event_legacy_id_occurred_at RENAME TO event_legacy_id_occurred_at_invalid;
+    END IF;
+END $$;
+DROP INDEX CONCURRENTLY IF EXISTS event_legacy_id_occurred_at_invalid;
 CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS event_legacy_id_occurred_at ON event (id, occurred_at);
 
 -- 4. The swap.
