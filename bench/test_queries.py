@@ -101,6 +101,8 @@ def params_for(name: str, s: dict) -> dict:
         "revoke_tokens": {"id": user},
         "throttle_incr": {"key": f"login-tries:bench{n}:127.0.0.1", "ttl": 900},
         "throttle_add": {"key": f"login-wait:bench{n}:127.0.0.1", "ttl": 2},
+        "write_position_record": {"key": f"wrote:bench{n}", "ttl": 15},
+        "write_position_of": {"key": "wrote:bench0"},
         "throttle_delete": {"keys": [f"login-tries:bench{n}:127.0.0.1"]},
         "login_succeeded": {"id": user, "password_hash": None, "address": "10.0.0.7", "user_agent": "bench"},
         "record_security_event": {

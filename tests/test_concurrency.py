@@ -168,10 +168,14 @@ def test_mixed_operations_never_deadlock_and_keep_counters_exact(db: Database, s
                 step(rnd)
                 counts["ok"] += 1
             except errors.TraceTrackError as exc:
-                # a deadlock or a serialization failure is translated to 409 "conflict": never expected
-                if exc.code == "conflict" or exc.status not in (403, 404, 409, 422):
+                # a deadlock or a serialization failure is translated to 409 "conflict": never expected.
+                # A move that found its child moved by others five times running gives up with its
+                # own "keeps changing" conflict (0016, its documented answer: the client tries again);
+                # on a loaded machine 16 threads over 8 children can do that, and it is no deadlock.
+                gave_up = exc.code == "conflict" and str(exc).endswith("keeps changing: try again")
+                if not gave_up and (exc.code == "conflict" or exc.status not in (403, 404, 409, 422)):
                     unexpected.append(exc)
-                counts[exc.code] += 1
+                counts["gave_up" if gave_up else exc.code] += 1
             except BaseException as exc:  # noqa: BLE001 - any other database error is recorded, never expected
                 unexpected.append(exc)
         return counts

@@ -20,9 +20,8 @@ from __future__ import annotations
 import logging
 
 import psycopg
-from psycopg import sql
 
-from tracetrack_db import Database
+from tracetrack_db import Database, throttle
 from tracetrack_db.errors import TraceTrackError
 from tracetrack_db.replica import PRIMARY
 
@@ -30,18 +29,6 @@ from .cache import UNANSWERED, LocalCache, RedisCache
 
 log = logging.getLogger(__name__)
 UNKNOWN = (1 << 63) - 1  # the marker: this user's position is not known, read the primary
-
-# One round trip after the write, as the SELECT of the position alone was: the
-# primary's insert position now (past the write's commit) and its record.
-RECORD = sql.SQL("""
-INSERT INTO throttle AS t (key, value, expires_at)
-VALUES (%(key)s, (pg_current_wal_insert_lsn() - '0/0')::bigint, clock_timestamp() + make_interval(secs => %(ttl)s))
-ON CONFLICT (key) DO UPDATE
-SET value = CASE WHEN t.expires_at < clock_timestamp() THEN excluded.value ELSE greatest(t.value, excluded.value) END,
-    expires_at = excluded.expires_at
-RETURNING value
-""")
-LOOKUP = sql.SQL("SELECT value FROM throttle WHERE key = %(key)s AND expires_at >= clock_timestamp()")
 
 # SET if greater: Lua numbers are doubles, exact to 2**53 bytes of WAL (8 PiB);
 # the marker (2**63 - 1) is greater than any position all the same
@@ -70,7 +57,7 @@ class WritePositions:
         key = f"wrote:{user_id}"
         try:
             if self.redis is None:
-                self.db.run_sql(RECORD, {"key": key, "ttl": self.ttl}, read=False)
+                throttle.record_write_position(self.db, key, self.ttl)  # one round trip, the position read in it
                 return
             try:
                 position = self.db.write_position() or UNKNOWN
@@ -100,8 +87,7 @@ class WritePositions:
             position = int(raw) if raw else 0
         else:
             try:
-                rows = self.db.run_sql(LOOKUP, {"key": key}, read=False)
+                position = throttle.write_position(self.db, key) or 0
             except (TraceTrackError, psycopg.Error):  # not known: the primary answers (or says it is down)
                 return PRIMARY["unknown"]
-            position = rows[0][0] if rows else 0
         return PRIMARY["unknown"] if position == UNKNOWN else position

@@ -18,6 +18,17 @@ def add(db: Database, key: str, ttl: float) -> bool:
     return bool(db.scalar("throttle_add", {"key": key, "ttl": ttl}))
 
 
+def record_write_position(db: Database, key: str, ttl: float) -> int:
+    """Keep the primary's WAL insert position now under `key` for `ttl` seconds (the
+    greater of it and an unexpired one): one round trip after a write."""
+    return db.scalar("write_position_record", {"key": key, "ttl": ttl})
+
+
+def write_position(db: Database, key: str) -> int | None:
+    """The position kept under `key`, None when there is none (or it expired)."""
+    return db.scalar("write_position_of", {"key": key})
+
+
 def delete(db: Database, *keys: str) -> None:
     if keys:
         db.execute("throttle_delete", {"keys": list(keys)})

@@ -9,6 +9,7 @@ SELECT tt_event_partitions_ahead(%(months)s::integer);
 SELECT tt_event_strays_move(%(rows)s::integer);
 
 -- name: event_partition_count :scalar
+-- How many partitions event has (the default included).
 SELECT count(*) FROM tt_event_partitions();
 
 -- name: event_partitions :many
