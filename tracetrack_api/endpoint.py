@@ -11,6 +11,8 @@ streamed as CSV). Handlers never see HTTP.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import falcon
@@ -191,11 +193,8 @@ class Endpoint:
         if self.positions is None:
             stored = idempotency.run_once(self.services.db, user.id, key, fingerprint, write)
         else:
-            try:
-                with self.services.db.reads_on_primary("write"):
-                    stored = idempotency.run_once(self.services.db, user.id, key, fingerprint, write)
-            finally:  # a write that raised may have committed some of it
-                self.positions.wrote(user.id)
+            with self.writing(user.id):
+                stored = idempotency.run_once(self.services.db, user.id, key, fingerprint, write)
         for action in ctx.after:  # committed now
             action()
         resp.status = stored.code
@@ -210,17 +209,25 @@ class Endpoint:
         remembered for the caller's next reads."""
         db, user_id = ctx.db, ctx.caller.id
         if self.op.method != "GET":
-            try:
-                with db.reads_on_primary("write"):
-                    return self.op.handler(ctx, **params)
-            finally:  # a sync or an import that raised may have committed some of its operations
-                self.positions.wrote(user_id)
+            with self.writing(user_id):
+                return self.op.handler(ctx, **params)
         with db.reads_after(self.positions.of(user_id)):
             try:
                 return self.op.handler(ctx, **params)
             except errors.ReplicaUnavailable:
                 with db.reads_on_primary():
                     return self.op.handler(ctx, **params)
+
+    @contextmanager
+    def writing(self, user_id: int) -> Iterator[None]:
+        """A write with a replica: its reads on the primary, and its position kept
+        for the caller's next reads, even when it raised (a sync or an import may
+        have committed some of its operations)."""
+        try:
+            with self.services.db.reads_on_primary("write"):
+                yield
+        finally:
+            self.positions.wrote(user_id)
 
     def outcome(self, result: Any) -> tuple[int, Any]:
         """(status, value) of a write's result, for the idempotency store."""

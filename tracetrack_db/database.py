@@ -265,22 +265,16 @@ class Database:
         """Reads in this block see the writes up to `position` (write_position()
         after them): the replica once it has replayed that far, within
         TRACETRACK_REPLICA_WAIT, else the primary."""
-        token = wanted.set(position or 0)
-        try:
+        with _wanting(position or 0):
             yield
-        finally:
-            wanted.reset(token)
 
     @contextmanager
     def reads_on_primary(self, reason: str = "failed") -> Iterator[None]:
         """Every read in this block on the primary: `failed`, a retry after
         ReplicaUnavailable; `write`, the reads a write makes (they must see
         the current state, not a replica's)."""
-        token = wanted.set(PRIMARY[reason])
-        try:
+        with _wanting(PRIMARY[reason]):
             yield
-        finally:
-            wanted.reset(token)
 
     def write_position(self) -> int | None:
         """The primary's WAL insert position now: past the commit of every write
@@ -415,6 +409,16 @@ class Database:
             with errors.wrap_errors():
                 return go(conn)
         return self._read_once(go, read)
+
+
+@contextmanager
+def _wanting(position: int) -> Iterator[None]:
+    """The position the reads of this block must see (replica.wanted), restored after."""
+    token = wanted.set(position)
+    try:
+        yield
+    finally:
+        wanted.reset(token)
 
 
 def _replica_gone(exc: BaseException | None) -> bool:
