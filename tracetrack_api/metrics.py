@@ -54,8 +54,9 @@ READS = Counter(
     "Lag-tolerant reads with a replica, by the server that answered and why: replica (current: it had "
     "replayed what the caller wrote; waited: it caught up within TRACETRACK_REPLICA_WAIT) or primary "
     "(own_write: it did not; lag: past TRACETRACK_REPLICA_MAX_LAG; down: breaker open; failed: a retry "
-    "after a replica read failed; write: a read inside a write request; unknown: Redis did not say "
-    "where the caller's last write reached)",
+    "after a replica read failed; write: a read inside a write request; unknown: where the caller's last "
+    "write reached is not known (its store did not answer, or it was not recorded); busy: every read "
+    "connection was busy)",
     ["server", "reason"],
 )
 
