@@ -530,11 +530,16 @@ def walk_every_route(api: Api) -> None:
         ("/docs/assets/swagger-ui.css", "/docs/assets/{asset}", "text/css"),
         ("/docs/assets/docs.js", "/docs/assets/{asset}", "text/javascript"),
         ("/docs/assets/favicon-32x32.png", "/docs/assets/{asset}", "image/png"),
+        ("/console", "/console", "text/html"),
+        ("/console/assets/app.js", "/console/assets/{console_file}", "text/javascript"),
+        ("/console/assets/console.css", "/console/assets/{console_file}", "text/css"),
+        ("/console/assets/icon.svg", "/console/assets/{console_file}", "image/svg+xml"),
     ):
         result = api.get(path)  # public
         assert result.status_code == 200 and result.headers["content-type"].startswith(media), path
         response_schema("GET", template, 200, media)  # documented with its media type
     call("GET", "/docs/assets/{asset}", values={"asset": "docs.py"}, expect=400)
+    call("GET", "/console/assets/{console_file}", values={"console_file": "index.html"}, expect=400)
     call("GET", "/api/extraction-rules", biller, expect=200)
     call(
         "POST", "/api/extraction-rules", admin, json={"name": "lot_code", "pattern": "C:(?P<qr>[A-Z0-9]+)"}, expect=201
@@ -629,6 +634,8 @@ def walk_every_route(api: Api) -> None:
             ("get", "/api/audit.csv"),
             ("get", "/docs"),
             ("get", "/docs/assets/{asset}"),
+            ("get", "/console"),
+            ("get", "/console/assets/{console_file}"),
         }
     )
     assert not missing, f"no successful answer checked for {sorted(missing)}"

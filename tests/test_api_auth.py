@@ -241,6 +241,8 @@ def test_the_contracts_role_rules():
         ("GET", "/readyz"),
         ("GET", "/docs"),
         ("GET", "/docs/assets/{asset}"),
+        ("GET", "/console"),
+        ("GET", "/console/assets/{console_file}"),
     }
     admin_only = {
         ("GET", "/api/users"),

@@ -11,7 +11,6 @@ own (`docs.js`), never an inline script. An asset is named by a closed list
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 from swagger_ui_bundle import swagger_ui_path
@@ -63,12 +62,7 @@ ASSETS = (*_VENDORED, "docs.js")
 def _asset(name: str, data: bytes) -> Static:
     if name.endswith((".js", ".css")):  # no source maps are served: say none
         data = re.sub(rb"\n[/][/*]# sourceMappingURL=[^\n]*\s*$", b"\n", data)
-    etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
-    return Static(
-        data,
-        _TYPES[name[name.rfind(".") :]],
-        {"Cache-Control": "public, max-age=86400", "ETag": etag, "X-Content-Type-Options": "nosniff"},
-    )
+    return Static.asset(data, _TYPES[name[name.rfind(".") :]])
 
 
 def _load() -> dict[str, Static]:

@@ -16,6 +16,7 @@ from tracetrack_db import scans as scan_ops
 from tracetrack_db import users as user_ops
 
 from . import (
+    console,
     routes_audit,
     routes_corrections,
     routes_documents,
@@ -61,6 +62,7 @@ PATH_VALUES: dict[str, Value] = {
     "bill_no": BILL_NO,
     "user_id": Int(1),
     "asset": Enum(DOC_ASSETS),
+    "console_file": Enum(console.ASSETS),
     "import_id": Int(1),
     "rule_name": routes_imports.RULE_NAME,
     "format_name": routes_formats.FORMAT_NAME,
@@ -639,6 +641,31 @@ CORE_OPERATIONS: tuple[Operation, ...] = (
         PUBLIC,
         DOC_MEDIA_TYPES,
         description="Read once at start-up; cached by browsers for a day.",
+    ),
+    # the warehouse console ------------------------------------------------------------------
+    Operation(
+        "get_console",
+        "GET",
+        "/console",
+        docs.console_page,
+        "The warehouse console: scan station, bill desk, bag lookup, dashboard (sign in on the page)",
+        "docs",
+        PUBLIC,
+        HTML,
+        description="Plain HTML, CSS and JavaScript modules from this server, no inline script "
+        "(Content-Security-Policy: this origin only). The page signs in through POST /api/auth/login "
+        "and keeps the token in the tab's sessionStorage, never in a URL.",
+    ),
+    Operation(
+        "get_console_asset",
+        "GET",
+        "/console/assets/{console_file}",
+        docs.console_asset,
+        "A file of the console",
+        "docs",
+        PUBLIC,
+        console.MEDIA_TYPES,
+        description="Read once at start-up; revalidated by ETag on every load.",
     ),
 )
 

@@ -10,6 +10,7 @@ the operation's status), a `Reply` (a value and a status of its choosing),
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -82,11 +83,18 @@ class CsvStream:
 
 @dataclass(frozen=True, slots=True)
 class Static:
-    """Bytes answered as they are, with their content type and headers (the docs page and its files)."""
+    """Bytes answered as they are, with their content type and headers (the docs and console pages and files)."""
 
     data: bytes
     content_type: str
     headers: dict[str, str]
+
+    @classmethod
+    def asset(cls, data: bytes, content_type: str, **headers: str) -> Static:
+        """A file a browser may keep for a day and revalidate by its ETag (a hash of its bytes)."""
+        etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+        base = {"Cache-Control": "public, max-age=86400", "ETag": etag, "X-Content-Type-Options": "nosniff"}
+        return cls(data, content_type, base | headers)
 
 
 @dataclass

@@ -1,0 +1,155 @@
+"""GET /console: the console's files served by the app under a strict
+Content-Security-Policy, nothing else reachable through it, and the shell in
+a real Chromium: sign-in, each role's views, logout, the token never in a URL,
+and the whole console's transfer size."""
+
+from __future__ import annotations
+
+import re
+
+from tracetrack_api import console as console_files
+from tracetrack_api import routes
+
+from .api_helpers import *  # noqa: F403
+from .api_helpers import assert_error
+from .console_browser import *  # noqa: F403
+from .console_browser import Console
+from .test_docs import _raw_get
+
+BUDGET = 100 * 1024  # the issue's bound on the whole console, transferred
+
+
+def test_console_page_and_files_are_served_by_the_app(api):
+    page = api.get("/console")  # public: the page signs in by itself
+    assert page.status_code == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
+    directives = dict(d.strip().split(" ", 1) for d in page.headers["content-security-policy"].split(";"))
+    assert directives["default-src"] == "'self'" and directives["script-src"] == "'self'"
+    assert directives["style-src"] == "'self'" and directives["connect-src"] == "'self'"
+    assert directives["frame-ancestors"] == "'none'" and directives["object-src"] == "'none'"
+    assert all(s in ("'self'", "'none'", "data:", "blob:") for v in directives.values() for s in v.split())
+    assert page.headers["cache-control"] == "no-cache" and page.headers["referrer-policy"] == "no-referrer"
+    # no inline script or style, nothing from another origin
+    assert re.findall(rb"<script[^>]*>", page.content) == [b'<script type="module" src="console/assets/app.js">']
+    assert b"<style" not in page.content and b" style=" not in page.content and b"http" not in page.content
+    for name in console_files.ASSETS:
+        result = api.get(f"/console/assets/{name}")
+        assert result.status_code == 200, name
+        assert result.headers["cache-control"] == "no-cache" and result.headers["etag"].startswith('"')
+        assert result.headers["x-content-type-options"] == "nosniff"
+        assert result.content == console_files.FILES[name].data
+        again = api.get(f"/console/assets/{name}", headers={"If-None-Match": result.headers["etag"]})
+        assert again.status_code == 304 and again.content == b""
+        if name.endswith(".js"):
+            assert result.headers["content-type"] == "text/javascript; charset=utf-8"
+            # the DOM is built from text nodes: a QR or a description is never parsed as HTML
+            assert b"innerHTML" not in result.content and b"insertAdjacentHTML" not in result.content, name
+            assert b"eval(" not in result.content and b"new Function" not in result.content, name
+    ops = {op.id: op for op in routes.OPERATIONS}
+    assert ops["get_console"].roles is None and ops["get_console_asset"].roles is None
+
+
+def test_the_service_worker_lists_every_file_and_changes_with_them(api):
+    worker = api.get("/console/assets/sw.js")
+    assert worker.headers["service-worker-allowed"] == "../../console"
+    files = re.search(rb"const FILES = (\[.*\]);", worker.content)
+    version = re.search(rb'const VERSION = "([0-9a-f]{16})";', worker.content)
+    assert files and version
+    listed = eval(files.group(1))  # a JSON list of strings
+    assert listed[0] == "../../console" and set(listed[1:]) == set(console_files.ASSETS) - {"sw.js"}
+    assert b'const VERSION = "dev"' not in worker.content and b"const FILES = [];" not in worker.content
+
+
+def test_no_other_file_is_reachable_through_console(api, db_url):
+    for path in (
+        "/console/assets/__init__.py",
+        "/console/assets/index.html",
+        "/console/assets/app.js.map",
+        "/console/assets/app.js%00.css",
+    ):
+        assert_error(api.get(path), 400, "validation_error", "console_file")
+    for path in ("/console/", "/console/assets", "/console/assets/", "/console/x/app.js", "/console/assets/a/app.js"):
+        assert api.get(path).status_code in (400, 404), path
+
+
+def test_console_paths_are_not_a_way_out_through_the_real_server(console: Console):
+    for path in (
+        "/console/assets/../../pyproject.toml",
+        "/console/assets/..%2F__init__.py",
+        "/console/assets/%2e%2e/%2e%2e/tracetrack_api/console/__init__.py",
+        "/console/assets/..%5C__init__.py",
+    ):
+        status, body = _raw_get(console.base, path)
+        assert status in (400, 404), (path, status)
+        assert b"[project]" not in body and b"import" not in body
+
+
+def _nav(console: Console) -> list[str]:
+    return console.page.eval_on_selector_all("#nav a", "els => els.map(e => e.dataset.view)")
+
+
+def test_each_role_signs_in_and_sees_its_views(console: Console):
+    page = console.page
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    console.login("dispatcher")
+    assert page.url.endswith("/console#/scan")  # a dispatcher starts at the scan station
+    assert _nav(console) == ["scan", "lookup", "dashboard"]
+    assert "dispatcher" in page.inner_text("#who") and "lucknow" in page.inner_text("#who")
+    token = page.evaluate("sessionStorage.getItem('tracetrack.token')")
+    assert token and token.count(".") == 1
+    page.goto(f"{console.base}/console#/bills")  # not a dispatcher's view: back to its home
+    page.wait_for_url(re.compile(r"#/scan$"))
+    page.click("#logout")
+    page.wait_for_selector("form.login")
+    assert page.evaluate("sessionStorage.getItem('tracetrack.token')") is None
+    rows = console.query("SELECT kind FROM security_log WHERE kind = 'logout'")
+    assert len(rows) == 1  # the server ended the token too, not only the page
+    console.login("biller")
+    assert page.url.endswith("/console#/bills") and _nav(console) == ["bills", "lookup", "dashboard"]
+    page.click("#logout")
+    page.wait_for_selector("form.login")
+    console.login("admin")
+    assert _nav(console) == ["scan", "bills", "lookup", "dashboard"]
+    assert all(token not in url for url in requests)  # the token never travels in a URL
+    assert all(url.startswith(console.base) for url in requests)  # nothing from elsewhere
+
+
+def test_a_wrong_password_says_so_and_a_dead_token_signs_out(console: Console):
+    page = console.page
+    console.expect_errors("401")  # the browser logs the refused login and the dead token's answer
+    console.open()
+    page.fill("input[name=username]", "dispatcher")
+    page.fill("input[name=password]", "not-the-password")
+    page.press("input[name=password]", "Enter")
+    page.wait_for_selector("#banner.error:not([hidden])")
+    assert "Wrong username or password" in page.inner_text("#banner")
+    assert page.evaluate("sessionStorage.getItem('tracetrack.token')") is None
+    console.login("admin", "#/lookup")
+    page.evaluate("sessionStorage.setItem('tracetrack.token', 'x.y')")  # ended elsewhere: the next call is 401
+    page.reload()
+    page.wait_for_selector("form.login")
+    assert "Signed out" in page.inner_text("#banner")
+
+
+def test_the_whole_console_stays_under_100_kb(console: Console):
+    """Every file of the console as the browser fetched it, each view visited: reported and bounded."""
+    page = console.page
+    console.login("admin")
+    for name in ("scan", "bills", "lookup", "dashboard"):
+        page.goto(f"{console.base}/console#/{name}")
+        page.wait_for_selector(f"#view[data-view={name}]")
+    sizes = page.evaluate(
+        """() => [performance.getEntriesByType('navigation')[0], ...performance.getEntriesByType('resource')]
+             .filter(e => new URL(e.name).pathname.startsWith('/console'))
+             .map(e => [new URL(e.name).pathname, e.transferSize, e.encodedBodySize])"""
+    )
+    files: dict[str, tuple[int, int]] = {}  # path: (body, bytes on the wire with headers), once each
+    for path, transfer, body in sizes:
+        files[path] = max(files.get(path, (0, 0)), (body, transfer))
+    assert set(files) >= {f"/console/assets/{n}" for n in console_files.ASSETS if n != "sw.js"} | {"/console"}
+    total = sum(body for body, _t in files.values())
+    print(f"\nconsole transfer: {len(files)} files, {total:,} bytes of bodies (budget {BUDGET:,})")
+    for path, (body, transfer) in sorted(files.items()):
+        print(f"  {path:40} {body:>7,} bytes ({transfer:,} on the wire with headers)")
+    served = len(console_files.INDEX.data) + sum(len(f.data) for f in console_files.FILES.values())
+    assert total <= served and served < BUDGET
