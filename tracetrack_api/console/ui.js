@@ -148,3 +148,11 @@ export function field(label, attrs) {
   const id = `f-${attrs.name}-${Math.random().toString(36).slice(2, 7)}`;
   return el("label", { class: "field", for: id }, el("span", {}, label), el("input", { id, ...attrs }));
 }
+
+/** A view's own stylesheet (scan.css next to scan.js), loaded once, when the view is first shown. */
+export function useStyle(name) {
+  const href = new URL(name, import.meta.url).href;
+  if (![...document.styleSheets].some((s) => s.href === href) && !document.querySelector(`link[href="${href}"]`)) {
+    document.head.append(el("link", { rel: "stylesheet", href }));
+  }
+}
