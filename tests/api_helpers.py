@@ -388,6 +388,7 @@ def sample(path: str, **values: str) -> str:
                 "bill_no": "B-1",
                 "parent_qr": "SB00001",
                 "asset": "docs.js",
+                "console_file": "app.js",
                 "import_id": "1",
                 "rule_name": "label_no",
                 "format_name": "SB",
