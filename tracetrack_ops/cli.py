@@ -203,6 +203,7 @@ def serve(
             f"TraceTrack on http://{host}:{port}  ({where}; {sizing.workers} workers x "
             f"{sizing.threads} threads, pool {sizing.pool_size} each)"
         )
+        click.echo(f"the warehouse console: http://{host}:{port}/console  (API docs: /docs)")
         click.echo(f"metrics and health details on http://{metrics_host}:{listener.port} (/metrics, /health)")
         if host not in ("127.0.0.1", "localhost", "::1"):
             click.echo(
