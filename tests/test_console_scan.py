@@ -220,9 +220,13 @@ def test_offline_scans_queue_survive_a_reload_and_land_once(console: Console):
 def test_the_station_fits_a_360_px_phone_and_is_shown_in_the_readme(console: Console):
     page = console.page
     page.set_viewport_size({"width": 360, "height": 780})
+    console.expect_errors("status of 400")  # the new parent refused without an area
     page = open_station(console, "admin")
-    # an admin chooses the area a new parent gets
+    # an admin has no area of their own: a new parent needs one chosen
     page.wait_for_selector("#scan-area option[value=lucknow]", state="attached")
+    scan(page, "M444-00001")
+    wait_banner(page, "error", "Choose the dispatch area for this new parent")
+    assert console.query("SELECT count(*) FROM bag WHERE qr_id = 'M444-00001'")[0][0] == 0
     page.select_option("#scan-area", "lucknow")
     assert page.evaluate(FOCUSED) == "scan-input"
     scan(page, "M444-00001")
@@ -238,3 +242,12 @@ def test_the_station_fits_a_360_px_phone_and_is_shown_in_the_readme(console: Con
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 360, width
     console.screenshot("scan-station")
+    # the keyboard alone reaches the buttons, and the focus comes back to the input after one
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.textContent") == "Undo last scan"
+    page.keyboard.press("Enter")
+    wait_banner(page, "ok", "Undone: WHEAT-2026-006 is out")
+    wait_count(page, "6 / 30")
+    assert page.evaluate(FOCUSED) == "scan-input"
+    assert bag(console, "WHEAT-2026-006")[2] is None and bag(console, "M444-00001")[1] == 6

@@ -97,6 +97,7 @@ export async function add(op, args) {
   };
   await store("readwrite", (s) => s.put(record));
   await reload();
+  if (navigator.onLine) trySync(); // queued while online (the server did not answer, or others wait): try now
   return record;
 }
 
@@ -117,18 +118,23 @@ export async function sync() {
   if (syncing || !pending().length) return null;
   syncing = true;
   notify();
+  let items = null;
   try {
-    if (navigator.locks) {
-      return await navigator.locks.request("tracetrack-scan-sync", { ifAvailable: true }, (lock) =>
-        lock ? send() : null,
-      );
-    }
-    return await send();
+    items = navigator.locks
+      ? await navigator.locks.request("tracetrack-scan-sync", { ifAvailable: true }, (lock) => lock && send())
+      : await send();
+    return items;
   } finally {
     syncing = false;
     notify();
+    // scans queued while this list was on its way go next, not at the next retry
+    const sent = new Set((items || []).map((i) => i.record.client_op_id));
+    if (items && pending().some((r) => !sent.has(r.client_op_id))) setTimeout(trySync);
   }
 }
+
+// the loop's tries: an unexpected failure is logged, and the next try comes anyway
+const trySync = () => sync().catch((err) => console.warn("offline queue not sent:", err));
 
 async function send() {
   await reload(); // another tab may have sent some meanwhile
@@ -171,10 +177,10 @@ export function start() {
   deviceId();
   window.addEventListener("online", () => {
     notify();
-    sync();
+    trySync();
   });
   window.addEventListener("offline", notify);
   window.addEventListener("tt:signed-out", notify);
-  setInterval(() => navigator.onLine && pending().length && sync(), RETRY_MS);
-  reload().then(() => navigator.onLine && sync());
+  setInterval(() => navigator.onLine && pending().length && trySync(), RETRY_MS);
+  reload().then(() => navigator.onLine && trySync());
 }

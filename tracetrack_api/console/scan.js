@@ -73,21 +73,14 @@ export function mount(root, { user }) {
   let chain = Promise.resolve(); // scans run one after the other, in the order they were typed
   let seenSync = queue.state().lastSync;
 
-  const input = el("input", {
-    class: "scan",
-    id: "scan-input",
-    name: "qr",
-    autocomplete: "off",
-    autocapitalize: "characters",
-    spellcheck: "false",
-    enterkeyhint: "send",
-    autofocus: true,
-    placeholder: "SB00001 …",
+  const qrInput = (name, attrs) => el("input", { name, autocomplete: "off", autocapitalize: "characters", ...attrs });
+  const input = qrInput("qr", { class: "scan", id: "scan-input", spellcheck: "false", enterkeyhint: "send" });
+  input.placeholder = "SB00001 …";
+  const area = user.role === "admin" ? el("select", { id: "scan-area", "aria-label": "Area of a new parent" }) : null;
+  area?.addEventListener("change", () => {
+    localStorage.setItem(AREA, area.value);
+    input.focus();
   });
-  const area =
-    user.role === "admin"
-      ? el("select", { id: "scan-area", "aria-label": "Dispatch area of a new parent", onchange: areaChosen })
-      : null;
   const form = el(
     "form",
     { class: "card scan-form", onsubmit: submitted },
@@ -96,32 +89,16 @@ export function mount(root, { user }) {
     area,
   );
   const undoButton = el("button", { type: "button", onclick: () => act(undo) }, "Undo last scan");
-  const reason = el("input", { name: "reason", autocomplete: "off", maxlength: 500, "aria-label": "Reason" });
-  const closeForm = el(
-    "details",
-    { class: "card tool" },
-    el("summary", {}, "Close this parent short"),
-    el(
-      "form",
-      { class: "row", onsubmit: submit(closeShort) },
-      el("label", { class: "field" }, el("span", {}, "Why (the last parent of a lot …)"), reason),
-      el("button", { class: "danger", type: "submit" }, "Close short"),
-    ),
-  );
-  const moveChild = el("input", { name: "child", autocomplete: "off", autocapitalize: "characters" });
-  const moveTo = el("input", { name: "to", autocomplete: "off", autocapitalize: "characters" });
-  const moveForm = el(
-    "details",
-    { class: "card tool" },
-    el("summary", {}, "Move a child to another parent"),
-    el(
-      "form",
-      { class: "row", onsubmit: submit(move) },
-      el("label", { class: "field" }, el("span", {}, "Child QR"), moveChild),
-      el("label", { class: "field" }, el("span", {}, "Into parent QR"), moveTo),
-      el("button", { class: "primary", type: "submit" }, "Move"),
-    ),
-  );
+  const label = (text, node) => el("label", { class: "field" }, el("span", {}, text), node);
+  const tool = (title, fn, ...fields) =>
+    el("details", { class: "card tool" }, el("summary", {}, title), el("form", { class: "row", onsubmit: submit(fn) }, fields));
+  const reason = el("input", { name: "reason", autocomplete: "off", maxlength: 500 });
+  const closeForm = tool("Close this parent short", closeShort, label("Why (the last parent of a lot …)", reason),
+    el("button", { class: "danger", type: "submit" }, "Close short"));
+  const moveChild = qrInput("child");
+  const moveTo = qrInput("to");
+  const moveForm = tool("Move a child to another parent", move, label("Child QR", moveChild),
+    label("Into parent QR", moveTo), el("button", { class: "primary", type: "submit" }, "Move"));
   const parentCard = el("section", { class: "card parent", id: "scan-parent", "aria-live": "polite" });
   const queueCard = el("section", { class: "card queue", id: "scan-queue", hidden: true });
   fill(root, form, parentCard, el("div", { class: "row tools" }, undoButton), closeForm, moveForm, queueCard);
@@ -345,100 +322,49 @@ export function mount(root, { user }) {
     const n = shown();
     const bar = el("span");
     bar.style.width = `${Math.min(100, (100 * n) / (parent.capacity || 30))}%`; // CSSOM: allowed by the CSP
+    const mono = (qr) => el("span", { class: "mono" }, qr);
     fill(
       parentCard,
-      el(
-        "div",
-        { class: "parent-head" },
-        el("h2", {}, "Parent ", el("span", { class: "mono", id: "parent-qr" }, parent.qr)),
-        el("span", { class: `badge ${parent.status}` }, parent.status.replace("_", " ")),
-      ),
+      el("div", { class: "parent-head" }, el("h2", {}, "Parent ", el("span", { class: "mono", id: "parent-qr" }, parent.qr)),
+        el("span", { class: `badge ${parent.status}` }, parent.status.replace("_", " "))),
       el("p", { class: "big-number", id: "parent-count" }, `${n} / ${parent.capacity}`),
       el("div", { class: "progress", role: "progressbar", "aria-valuenow": n, "aria-valuemax": parent.capacity }, bar),
       queued.length ? el("p", { class: "queued-note" }, `${queued.length} queued offline, not confirmed yet`) : null,
       parent.known ? null : el("p", { class: "muted" }, "Opened offline: children it had before are not counted here."),
-      complete()
-        ? el(
-            "p",
-            { class: "complete", id: "parent-complete" },
-            parent.reason ? `Closed short: ${parent.reason}. ` : "Parent complete. ",
-            "Scan the next parent.",
-          )
-        : null,
-      el(
-        "ol",
-        { class: "list children", reversed: true },
-        queued.map((qr) => el("li", { class: "queued" }, el("span", { class: "mono" }, qr), el("span", { class: "badge" }, "queued"))),
-        parent.children.map((c) =>
-          el("li", {}, el("span", { class: "mono" }, c.qr), el("span", { class: "muted" }, when(c.at))),
-        ),
-      ),
+      complete() ? el("p", { class: "complete", id: "parent-complete" },
+        parent.reason ? `Closed short: ${parent.reason}. ` : "Parent complete. ", "Scan the next parent.") : null,
+      el("ol", { class: "list children", reversed: true },
+        queued.map((qr) => el("li", { class: "queued" }, mono(qr), el("span", { class: "badge" }, "queued"))),
+        parent.children.map((c) => el("li", {}, mono(c.qr), el("span", { class: "muted" }, when(c.at))))),
     );
     if (!moveTo.value) moveTo.placeholder = parent.qr;
   }
 
   function renderQueue({ pending, failed, syncing, lastSync, online }) {
     queueCard.hidden = !pending.length && !failed.length && !lastSync;
-    const line = (r, ...more) => el("li", { dataset: { op: r.op } }, el("span", { class: "mono" }, describe(r)), ...more);
+    const line = (r, ...more) => el("li", {}, el("span", { class: "mono" }, describe(r)), ...more);
     const verdicts = lastSync?.items || [];
     const bad = verdicts.filter((v) => v.verdict.verdict !== "ok").length;
+    const status = !online ? `Offline: ${pending.length} queued, sent when the network is back`
+      : syncing ? `Sending ${pending.length}…` : `${pending.length || "Nothing"} waiting to be sent`;
+    const said = (v) => (v.verdict === "ok" ? v.result?.result || "ok" : MESSAGES[v.code] || v.code);
     fill(
       queueCard,
       el("h2", {}, "Queued scans"),
-      el(
-        "p",
-        { id: "queue-status" },
-        online
-          ? syncing
-            ? `Sending ${pending.length}…`
-            : `${pending.length || "Nothing"} waiting to be sent`
-          : `Offline: ${pending.length} queued, sent when the network is back`,
-      ),
-      pending.length
-        ? el("button", { type: "button", disabled: !online || syncing, onclick: () => act(queue.sync) }, "Send now")
-        : null,
+      el("p", { id: "queue-status" }, status),
+      pending.length ? el("button", { type: "button", disabled: !online || syncing, onclick: () => act(queue.sync) }, "Send now") : null,
       el("ol", { class: "list", id: "queue-pending" }, pending.map((r) => line(r, el("span", { class: "badge" }, "queued")))),
       failed.length ? el("h3", {}, "Not accepted: check each, then acknowledge") : null,
-      el(
-        "ul",
-        { class: "list", id: "queue-failed" },
-        failed.map((r) =>
-          line(
-            r,
-            el("strong", { class: "verdict error" }, MESSAGES[r.code] || r.code),
-            el("span", { class: "muted" }, r.message),
-            el("button", { type: "button", onclick: () => act(() => queue.remove(r.client_op_id)) }, "Acknowledge"),
-          ),
-        ),
-      ),
-      lastSync
-        ? el(
-            "details",
-            { class: "last-sync", open: bad > 0 || verdicts.length <= 12 },
-            el(
-              "summary",
-              {},
-              lastSync.error
-                ? `Last sync refused: ${lastSync.error.message}`
-                : `Last sync ${when(lastSync.at)}: ${verdicts.length - bad} accepted, ${bad} not`,
-            ),
-            el(
-              "ul",
-              { class: "list", id: "sync-verdicts" },
-              verdicts.map(({ record, verdict }) =>
-                line(
-                  record,
-                  el(
-                    "span",
-                    { class: `verdict ${verdict.verdict}` },
-                    verdict.verdict === "ok" ? verdict.result?.result || "ok" : MESSAGES[verdict.code] || verdict.code,
-                  ),
-                  verdict.replayed ? el("span", { class: "muted" }, "(sent before)") : null,
-                ),
-              ),
-            ),
-          )
-        : null,
+      el("ul", { class: "list", id: "queue-failed" }, failed.map((r) => line(r,
+        el("strong", { class: "verdict error" }, MESSAGES[r.code] || r.code),
+        el("span", { class: "muted" }, r.message),
+        el("button", { type: "button", onclick: () => act(() => queue.remove(r.client_op_id)) }, "Acknowledge")))),
+      lastSync ? el("details", { class: "last-sync", open: bad > 0 || verdicts.length <= 12 },
+        el("summary", {}, lastSync.error ? `Last sync refused: ${lastSync.error.message}`
+          : `Last sync ${when(lastSync.at)}: ${verdicts.length - bad} accepted, ${bad} not`),
+        el("ul", { class: "list", id: "sync-verdicts" }, verdicts.map(({ record, verdict }) => line(record,
+          el("span", { class: `verdict ${verdict.verdict}` }, said(verdict)),
+          verdict.replayed ? el("span", { class: "muted" }, "(sent before)") : null)))) : null,
     );
   }
 
@@ -455,11 +381,6 @@ export function mount(root, { user }) {
       if (parent && !offline()) refresh().catch(report);
     }
   });
-
-  function areaChosen() {
-    localStorage.setItem(AREA, area.value);
-    input.focus();
-  }
 
   // ---- start ---------------------------------------------------------------------------------
   remembered(FORMATS, "api/parent-formats", (list) => list).then((list) => {
