@@ -103,7 +103,8 @@ export function mount(root, { user }) {
   const queueCard = el("section", { class: "card queue", id: "scan-queue", hidden: true });
   fill(root, form, parentCard, el("div", { class: "row tools" }, undoButton), closeForm, moveForm, queueCard);
   // a click anywhere but on a control gives the focus back to the scanner's input
-  root.addEventListener("click", (e) => e.target.closest("input, select, button, summary, a, label") || input.focus());
+  const refocus = (e) => e.target.closest("input, select, button, summary, a, label") || input.focus();
+  root.addEventListener("click", refocus); // root outlives this view: removed by the cleanup below
   input.focus();
 
   // ---- state ----------------------------------------------------------------------------
@@ -403,6 +404,7 @@ export function mount(root, { user }) {
   window.addEventListener("focus", stayFocused);
   return () => {
     unsubscribe();
+    root.removeEventListener("click", refocus);
     window.removeEventListener("focus", stayFocused);
   };
 }
