@@ -3,6 +3,7 @@
 // network badge and the service worker that keeps the console usable offline.
 
 import { call, get, session } from "./api.js";
+import * as queue from "./queue.js";
 import { banner, clearBanner, el, field, fill, headline, values } from "./ui.js";
 
 // view name → [label, roles that see it]; the API enforces the same roles.
@@ -142,4 +143,8 @@ async function refreshUser() {
 }
 
 network();
-refreshUser().then(route);
+refreshUser().then(() => {
+  // scans queued offline are sent whichever view the tab shows after a reload
+  if (session.user() && VIEWS.scan[1].includes(session.user().role)) queue.start();
+  route();
+});

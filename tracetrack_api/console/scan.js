@@ -14,7 +14,6 @@ const AREAS = "tracetrack.areas";
 const AREA = "tracetrack.scanArea"; // an admin's area for new parents
 const OPEN = "tracetrack.scanParent"; // sessionStorage: the open parent survives a reload
 const MORE = {
-  dispatch_area_required: "Choose the dispatch area for this new parent",
   scan_parent_first: "Scan a parent first",
   needs_network: "This needs the network",
   queued_refused: "Queued scans refused",

@@ -66,6 +66,7 @@ export const MESSAGES = {
   invalid_qr: "Not a valid QR code",
   qr_taken: "This QR is already used",
   unknown_area: "Unknown dispatch area",
+  dispatch_area_required: "Choose the dispatch area for this new parent",
   forbidden: "Your role may not do this",
   rate_limited: "Too many attempts: wait a moment",
   invalid_credentials: "Wrong username or password",
