@@ -93,7 +93,6 @@ function createForm(go) {
     try {
       const created = await post("api/bills", { ...body, capacity: Number(capacity) }, { headers: { "Idempotency-Key": key } });
       key = newKey();
-      banner("ok", `Bill ${created.bill_no} created`, "Scan its parents");
       go("bills", created.bill_no);
     } catch (err) {
       if (err.status) key = newKey(); // answered: the next try is a new request
@@ -245,7 +244,7 @@ function bill(root, billNo) {
 
   fill(
     root,
-    el("p", {}, el("a", { href: "#/bills" }, "← All bills")),
+    el("a", { class: "back", href: "#/bills" }, "← All bills"),
     summary,
     el("section", { class: "card" }, scan, actions, manifest),
     parents,

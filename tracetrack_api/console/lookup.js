@@ -25,6 +25,7 @@ export function mount(root, { user, params, go }) {
     event.preventDefault();
     const wanted = input.value.trim().toUpperCase();
     // same QR: look again (the hash would not change); another: the hash, so Back works
+    input.select(); // the next scan replaces it
     if (wanted === qr) show(found, wanted, user);
     else if (wanted) go("lookup", wanted);
   });
