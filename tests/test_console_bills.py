@@ -8,7 +8,7 @@ import io
 import re
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -233,6 +233,19 @@ def test_lookup_shows_a_bag_now_and_its_history(console: Console):
     truth = console.query("SELECT c.qr_id FROM bag c JOIN bag p ON p.id = c.parent_id WHERE p.qr_id = 'SB00001'")
     assert len(children) == 30 and sorted(children) == sorted(r[0] for r in truth)
     assert "30 / 30" in page.inner_text(".bag .facts")
+
+    # a scan synced from an offline scanner: its device time is shown next to the server's
+    device_time = (datetime.now(UTC) - timedelta(minutes=10)).isoformat()
+    op = {"op": "link_child", "client_op_id": "op-1", "device_time": device_time}
+    _admin_api(console)(
+        "api/scans/sync", {"device_id": "shed-1", "operations": [{**op, "parent_qr": "SB00004", "child_qr": "LATE-01"}]}
+    )
+    page.fill("input.scan", "LATE-01")
+    page.press("input.scan", "Enter")
+    page.wait_for_selector(".bag[data-qr='LATE-01'] ~ .history li[data-kind=link]")
+    assert "device time" in page.inner_text(".timeline li[data-kind=link]")
+    kept = console.query("SELECT device_time FROM event WHERE qr_id = 'LATE-01' AND kind = 'link'")
+    assert kept == [(datetime.fromisoformat(device_time),)]
 
     for qr in ("NOPE-0001", "SB00200"):  # unknown, and another area's bag: the same answer
         page.fill("input.scan", qr)
