@@ -27,8 +27,9 @@ from .conftest import require_module, service_missing
 from .test_server import running_server
 
 CHROMIUM = os.environ.get("TRACETRACK_CHROMIUM", "/usr/bin/chromium")
-# the README's screenshots are written here by the tests that take them
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+# Where screenshots go: the test's own output directory, or the README's pictures with
+# TRACETRACK_SCREENSHOTS=docs/screenshots (so a plain test run leaves the checkout as it was)
+SCREENSHOTS = os.environ.get("TRACETRACK_SCREENSHOTS")
 PHONE = {"width": 390, "height": 844}
 
 
@@ -57,6 +58,7 @@ class Console:
     db_url: str  # its database (the owner's URL): what the tests compare the screen with
     page: Any
     context: Any
+    output: Path  # where this test's screenshots go
     errors: list[str] = field(default_factory=list)
     allowed: list[re.Pattern[str]] = field(default_factory=list)
 
@@ -83,17 +85,17 @@ class Console:
             return conn.execute(sql, params).fetchall()
 
     def screenshot(self, name: str, **kwargs: Any) -> bytes:
-        """A PNG of the page, written to docs/screenshots/<name>.png (the README shows them)."""
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        return bytes(self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), **kwargs))
+        """A PNG of the page, written to <output>/<name>.png (docs/screenshots: the README's)."""
+        self.output.mkdir(parents=True, exist_ok=True)
+        return bytes(self.page.screenshot(path=str(self.output / f"{name}.png"), **kwargs))
 
 
 @pytest.fixture
-def console(db_url: str, chromium: Any) -> Iterator[Console]:
+def console(db_url: str, chromium: Any, tmp_path: Path) -> Iterator[Console]:
     with running_server(db_url, env_extra={"TRACETRACK_REFRESH_INTERVAL": "1"}) as (base, _proc):
         context = chromium.new_context(viewport=PHONE, service_workers="allow")
         page = context.new_page()
-        result = Console(base, db_url, page, context)
+        result = Console(base, db_url, page, context, Path(SCREENSHOTS) if SCREENSHOTS else tmp_path)
         page.on("console", lambda m: result.errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: result.errors.append(f"pageerror: {e}"))
         try:
