@@ -4,16 +4,19 @@ deleted, so two different scans never become one QR by accident."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
 import subprocess
 import unicodedata
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tracetrack_api import console
 from tracetrack_db import errors, normalize_qr, qr
 
 from .conftest import service_missing
@@ -252,3 +255,46 @@ def test_ecmascript_reads_the_pattern_as_python_does():
     ecmascript = json.loads(result.stdout)
     mismatches = [(s, e) for s, e in zip(samples, ecmascript, strict=True) if e != accepted(s)]
     assert mismatches == []
+
+
+def test_the_consoles_qr_rule_is_the_servers():
+    """tracetrack_api/console/qr.js, run by node on the same samples: the QR it keeps
+    is normalize_qr's, and it refuses exactly what the server refuses (a refused QR in
+    an offline queue would make the server refuse the whole sync list)."""
+    if shutil.which("node") is None:
+        service_missing("node is not installed (apt-get install nodejs)")
+    module = (Path(console.__file__).parent / "qr.js").read_text()
+    ignorable = re.search(r"const IGNORABLE = /\[(.*)\]\+/g;", module)
+    assert ignorable and ignorable.group(1) == qr.IGNORABLE  # the same characters dropped
+    samples = [f"AB{chr(code)}12" for code in range(0x10000)]
+    samples += ["ABC/" + chr(code) + "ISTORY" for code in range(0x10000)]
+    samples += ["ＳＢ９０１０１", "ſb90102", "ß90105", "\ufb00\ufb00", "\u212aAB1", "X／ｈｉｓｔｏｒｙ", "sb00001"]
+    samples += ["\U0001d400BCD", "a" * 100 + "Ａ", "a" * 101, " a/b ", "ab//cd", "/abcd", "abcd/", "ab\x1dcd\r\n"]
+    samples += ["\x00abcd", "x" * 201, " " * 150 + "abcd", "ab\u202ecd", "AB\u3000CD", "abc/history", "abc/historyx"]
+    script = (
+        "const m = await import('data:text/javascript;base64,' + process.argv[1]); let d = '';"
+        "process.stdin.on('data', c => d += c);"
+        "process.stdin.on('end', () => process.stdout.write(JSON.stringify(JSON.parse(d).map(m.normalize))));"
+    )
+    result = subprocess.run(
+        ["node", "--input-type=module", "-e", script, base64.b64encode(module.encode()).decode()],
+        input=json.dumps(samples),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+
+    def server(text: str) -> str | None:
+        try:
+            return normalize_qr(text)
+        except errors.InvalidQr:
+            return None
+
+    def newer(text: str) -> bool:  # a character the server's Unicode (14.0 on 3.11) has not assigned yet
+        return any(unicodedata.category(c) == "Cn" for c in text)
+
+    browser = json.loads(result.stdout)
+    mismatches = [(s, b) for s, b in zip(samples, browser, strict=True) if b != server(s) and not newer(s)]
+    assert mismatches[:20] == []
+    assert sum(1 for s in samples if server(s)) > 100  # both accept as well as refuse

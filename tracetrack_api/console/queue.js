@@ -150,6 +150,15 @@ async function send() {
     if (err instanceof Offline) return null; // still no network: the next try sends them
     if (err instanceof ApiError) {
       lastSync = { at: new Date().toISOString(), error: err, items: [] };
+      // one operation the server cannot read refuses the whole list (400 naming operations[i]):
+      // that one is set aside for the user, so the others are not held back for ever
+      const bad = err.code !== "duplicate_client_op_id" && /operations\[(\d+)\]/.exec(err.message || "");
+      if (bad && batch[Number(bad[1])]) {
+        const record = batch[Number(bad[1])];
+        await store("readwrite", (s) => s.put({ ...record, state: "error", code: err.code, message: err.message }));
+        await reload();
+        setTimeout(trySync);
+      }
       return null;
     }
     throw err;

@@ -6,6 +6,7 @@
 // parent's progress counts them as queued, not confirmed.
 
 import { ApiError, Offline, get, newKey, path, post } from "./api.js";
+import { normalize } from "./qr.js";
 import * as queue from "./queue.js";
 import { MESSAGES, banner, beep, el, fill, showError, useStyle, when } from "./ui.js";
 
@@ -18,15 +19,6 @@ const MORE = {
   needs_network: "This needs the network",
   queued_refused: "Queued scans refused",
 };
-
-/** The QR as the server will keep it (its normalize_qr, in short), or null when it can never be one. */
-export function normalize(raw) {
-  const qr = [...String(raw).replace(/[\s\u00ad\u180e\u200b-\u200f\u2060-\u2064\ufeff]/g, "")]
-    .map((c) => c.normalize("NFKC"))
-    .join("");
-  const ok = /^[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)*$/.test(qr) && qr.length >= 4 && qr.length <= 100;
-  return ok && !/\/history$/i.test(qr) ? qr.toUpperCase() : null;
-}
 
 /** A list the server gives, remembered for a start without network. */
 async function remembered(key, relative, pick) {
