@@ -30,6 +30,7 @@ if PROFILE not in ("stress", "realistic"):
 REALISTIC = PROFILE == "realistic"
 RUN = os.environ.get("TT_RUN_ID") or str(int(time.time()) % 100000)
 _serial = itertools.count()
+_per_role: dict[str, itertools.count] = {}  # each role's users take its accounts in turn
 RACE_CODES = {
     "parent_full",
     "parent_on_bill",
@@ -85,7 +86,7 @@ class TraceTrackUser(FastHttpUser):
         accounts = TOKENS.get(self.role) or []
         if not accounts:
             raise RuntimeError(f"no {self.role} tokens in TT_TOKENS")
-        self.account = accounts[next(_serial) % len(accounts)]
+        self.account = accounts[next(_per_role.setdefault(self.role, itertools.count())) % len(accounts)]
         self.auth = {"Authorization": f"Bearer {self.account['token']}"}
         self.n = next(_serial)
 

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from tracetrack_ops.loadtest import prepare_accounts
+
 from .test_cli import run
 from .test_server import running_server
 
@@ -180,3 +182,12 @@ def test_steady_leaves_the_ramp_out_of_every_figure(db_url, tmp_path):
     client, server = report["total"]["requests"], report["server"]["requests"]
     assert 0 < client <= server <= client * 1.05 + 2 * users, (client, server)
     assert 0 < report["generator_cpu"] < 2 and "steady state" in result.stdout
+
+
+def test_every_simulated_admin_has_an_account_of_its_own(db_url):
+    """One export at a time per user: admins sharing accounts were refused their parallel
+    exports (429 too_many_exports), counted as failures of a 1,000-user run."""
+    with running_server(db_url, env_extra={"TRACETRACK_LOGIN_ADDRESS_RATE": "1000"}) as (base, _proc):
+        tokens = prepare_accounts(base, "admin", "tracetrack-demo", 60)
+    admins = {account["username"] for account in tokens["admin"]}
+    assert len(admins) == len(tokens["admin"]) > 60 // 10  # the locust file's weights: a tenth are admins

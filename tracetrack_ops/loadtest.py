@@ -77,12 +77,13 @@ def prepare_accounts(host: str, admin: str, password: str, users: int) -> dict[s
     admin_token = body["token"]
     secret = "lt-" + hashlib.sha256(password.encode()).hexdigest()[:20]
     per_role = max(1, math.ceil(users / 25))
-    # admins too: one export at a time per user, and a whole crowd of admins sharing one
-    # account would be refused their parallel exports (429), which no real admin meets
+    # an account for each simulated admin (a tenth of the users): one export at a time per
+    # user, and admins sharing an account are refused their parallel exports (429), which no
+    # real admin meets; with the --admin-user account, one more than there are admins
     wanted = (
         [(f"lt-dispatcher-{a}-{i}", "dispatcher", a) for i in range(per_role) for a in AREAS[:4]]
         + [(f"lt-biller-{i}", "biller", None) for i in range(per_role)]
-        + [(f"lt-admin-{i}", "admin", None) for i in range(max(1, per_role // 3))]
+        + [(f"lt-admin-{i}", "admin", None) for i in range(math.ceil(users / 10))]
     )
     existing: dict[str, int] = {}
     cursor = None
