@@ -153,3 +153,56 @@ def test_the_whole_console_stays_under_100_kb(console: Console):
         print(f"  {path:40} {body:>7,} bytes ({transfer:,} on the wire with headers)")
     served = len(console_files.INDEX.data) + sum(len(f.data) for f in console_files.FILES.values())
     assert total <= served and served < BUDGET
+
+
+# Every element with text of its own: its colour against the first opaque background behind
+# it (the element's, else an ancestor's), as WCAG 2 computes contrast.
+CONTRAST = """() => {
+  const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => ((v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (el) => {
+    for (; el; el = el.parentElement) {
+      const c = rgb(getComputedStyle(el).backgroundColor);
+      if (c.length === 3 || c[3] > 0.5) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const out = [];
+  for (const el of document.querySelectorAll("body *")) {
+    const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+    const box = el.getBoundingClientRect();
+    const style = getComputedStyle(el);
+    if (!own || !box.width || style.visibility === "hidden" || el.closest("svg, [hidden], option")) continue;
+    const [a, b] = [lum(rgb(style.color)), lum(background(el))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    const large = parseFloat(style.fontSize) >= 24 || (parseFloat(style.fontSize) >= 18.66 && style.fontWeight >= 700);
+    if (ratio < (large ? 3 : 4.5)) out.push(`${el.tagName} "${el.textContent.trim().slice(0, 30)}" ${ratio.toFixed(2)}`);
+  }
+  return out;
+}"""
+
+
+def test_every_view_reads_at_wcag_aa_contrast(console: Console):
+    """Text against its background at 4.5:1 (3:1 when large), in every view and on a banner of each kind."""
+    page = console.page
+    console.login("admin")
+    poor: dict[str, list[str]] = {}
+    for name in ("scan", "bills", "lookup", "dashboard"):
+        page.goto(f"{console.base}/console#/{name}")
+        page.wait_for_selector(f"#view[data-view={name}] h1, #view[data-view={name}] input")
+        page.wait_for_timeout(300)  # the view's first answer drawn
+        poor[name] = page.evaluate(CONTRAST)
+    page.goto(f"{console.base}/console#/lookup/SB00001")
+    page.wait_for_selector("#view li")
+    poor["lookup SB00001"] = page.evaluate(CONTRAST)
+    for kind in ("ok", "error", "warn", "info"):
+        page.evaluate(f"() => import('./console/assets/ui.js').then(ui => ui.banner('{kind}', 'Title', 'detail'))")
+        page.wait_for_selector(f"#banner.{kind}:not([hidden])")
+        poor[f"banner {kind}"] = page.evaluate(CONTRAST)
+    page.click("#logout")
+    page.wait_for_selector("form.login")
+    poor["login"] = page.evaluate(CONTRAST)
+    assert {view: found for view, found in poor.items() if found} == {}
