@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tracetrack_api import console as console_files
 from tracetrack_api import routes
 
@@ -59,15 +61,23 @@ def test_the_service_worker_lists_every_file_and_changes_with_them(api):
     assert b'const VERSION = "dev"' not in worker.content and b"const FILES = [];" not in worker.content
 
 
-def test_no_other_file_is_reachable_through_console(api, db_url):
-    for path in (
-        "/console/assets/__init__.py",
-        "/console/assets/index.html",
-        "/console/assets/app.js.map",
-        "/console/assets/app.js%00.css",
-    ):
-        assert_error(api.get(path), 400, "validation_error", "console_file")
-    for path in ("/console/", "/console/assets", "/console/assets/", "/console/x/app.js", "/console/assets/a/app.js"):
+@pytest.mark.parametrize(
+    ("page", "param", "refused", "sample"),
+    [
+        (
+            "/docs",
+            "asset",
+            ("swagger-ui.css.map", "index.html", "__init__.py", "docs.py", "swagger-ui.css%00.png"),
+            "docs.js",
+        ),
+        ("/console", "console_file", ("__init__.py", "index.html", "app.js.map", "app.js%00.css"), "app.js"),
+    ],
+)
+def test_no_other_file_is_reachable(api, page, param, refused, sample):
+    """Only the closed list of each page's files: anything else is refused by the path's type."""
+    for name in refused:
+        assert_error(api.get(f"{page}/assets/{name}"), 400, "validation_error", param)
+    for path in (f"{page}/", f"{page}/assets", f"{page}/assets/", f"{page}/x/{sample}", f"{page}/assets/a/{sample}"):
         assert api.get(path).status_code in (400, 404), path
 
 
@@ -179,7 +189,8 @@ CONTRAST = """() => {
     const [a, b] = [lum(rgb(style.color)), lum(background(el))];
     const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
     const large = parseFloat(style.fontSize) >= 24 || (parseFloat(style.fontSize) >= 18.66 && style.fontWeight >= 700);
-    if (ratio < (large ? 3 : 4.5)) out.push(`${el.tagName} "${el.textContent.trim().slice(0, 30)}" ${ratio.toFixed(2)}`);
+    const text = el.textContent.trim().slice(0, 30);
+    if (ratio < (large ? 3 : 4.5)) out.push(`${el.tagName} "${text}" ${ratio.toFixed(2)}`);
   }
   return out;
 }"""
