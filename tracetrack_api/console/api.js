@@ -33,10 +33,9 @@ export const session = {
     sessionStorage.setItem(USER, JSON.stringify(answer.user));
   },
   setUser: (user) => sessionStorage.setItem(USER, JSON.stringify(user)),
-  clear() {
-    sessionStorage.removeItem(TOKEN);
-    sessionStorage.removeItem(USER);
-  },
+  // everything this tab kept for the user (token, user, the scan station's open parent): the
+  // next person at this screen starts from nothing (the offline queue is kept per user)
+  clear: () => sessionStorage.clear(),
 };
 
 /** An API path with its variable parts encoded: path`api/bags/${qr}` (QRs may hold "/"). */

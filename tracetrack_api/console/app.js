@@ -42,7 +42,15 @@ async function route() {
   const user = session.user();
   header(user);
   if (!user || !session.token()) return login();
-  const [name = "", ...params] = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  let name = "";
+  let params = [];
+  try {
+    [name = "", ...params] = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  } catch {
+    // a link cut short ("%" without its two digits): the user's home view
+  }
+  // an admin's reset (must_change_password): the API refuses everything else until it is changed
+  if (user.must_change_password || name === "password") return password(user);
   const names = allowed(user);
   if (!names.includes(name)) return go(HOME[user.role] || names[0]);
   for (const link of document.querySelectorAll("#nav a")) {
@@ -58,10 +66,8 @@ async function route() {
 function header(user) {
   const nav = document.getElementById("nav");
   fill(nav, user ? allowed(user).map((name) => el("a", { href: `#/${name}`, dataset: { view: name } }, VIEWS[name][0])) : null);
-  fill(
-    document.getElementById("who"),
-    user ? `${user.username} · ${user.role}${user.dispatch_area ? ` · ${user.dispatch_area}` : ""}` : "",
-  );
+  const who = user ? `${user.username} · ${user.role}${user.dispatch_area ? ` · ${user.dispatch_area}` : ""}` : "";
+  fill(document.getElementById("who"), user ? el("a", { href: "#/password", title: "Change my password" }, who) : null);
   document.getElementById("logout").hidden = !user;
 }
 
@@ -82,7 +88,6 @@ function login() {
     try {
       const answer = await call("POST", "api/auth/login", { body: values(form) });
       session.save(answer);
-      if (answer.user.must_change_password) banner("warn", "Change your password", "An admin asked for a new one.");
       route();
     } catch (err) {
       banner("error", headline(err), err.code === "invalid_credentials" ? null : err.message);
@@ -93,6 +98,42 @@ function login() {
   });
   fill(view, form);
   form.elements.username.focus();
+}
+
+function password(user) {
+  view.dataset.view = "password";
+  const form = el(
+    "form",
+    { class: "card login", autocomplete: "on" },
+    el("h1", {}, user.must_change_password ? "Choose a new password" : "Change my password"),
+    user.must_change_password ? el("p", {}, "An admin set your password: choose your own before you go on.") : null,
+    el("input", { name: "username", autocomplete: "username", value: user.username, hidden: true }),
+    field("Current password", { name: "current_password", type: "password", autocomplete: "current-password", required: true }),
+    field("New password (12 characters or more)", {
+      name: "new_password",
+      type: "password",
+      autocomplete: "new-password",
+      required: true,
+      minlength: 12,
+    }),
+    el("button", { class: "primary big", type: "submit" }, "Change password"),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const { current_password, new_password } = values(form);
+    try {
+      // every other token of this user ends; the answer is this device's new one
+      session.save(await call("POST", "api/me/password", { body: { current_password, new_password } }));
+      history.replaceState(null, "", `#/${HOME[user.role]}`); // no hashchange: the banner below stays
+      await route();
+      banner("ok", "Password changed", "Other devices signed in as you are signed out.");
+    } catch (err) {
+      banner("error", headline(err), err.message);
+      form.elements[err.code === "wrong_password" ? "current_password" : "new_password"].select();
+    }
+  });
+  fill(view, form);
+  form.elements.current_password.focus();
 }
 
 async function logout() {

@@ -174,7 +174,7 @@ function bill(root, billNo) {
         el("a", { href: pdfUrl, download: name }, "download it"),
       );
       // a new tab shows it with the browser's PDF viewer; a blocked pop-up leaves the links above
-      window.open(pdfUrl, "_blank");
+      window.open(pdfUrl, "_blank", "noopener"); // noopener: the tab gets no copy of this one's sessionStorage (the token)
     } catch (err) {
       showError(err);
     } finally {

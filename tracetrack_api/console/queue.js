@@ -83,9 +83,11 @@ function badge({ pending: waiting, failed: bad, online }) {
   node.classList.toggle("off", !online);
 }
 
-/** Queue one operation (op and args as POST api/scans/sync takes them). */
-export async function add(op, args) {
+/** Queue one operation (op and args as POST api/scans/sync takes them); `uncertain`: it was
+ * sent once and its answer lost, so the server may have it already. */
+export async function add(op, args, uncertain = false) {
   const record = {
+    uncertain,
     client_op_id: newKey(),
     seq: Date.now() * 1000 + (added++ % 1000),
     op,

@@ -102,14 +102,15 @@ export function mount(root, { user }) {
   const offline = () => !navigator.onLine || queue.pending().length > 0; // queued first: the order is kept
   const isParent = (qr) => formats.some((f) => new RegExp(f.pattern).test(qr));
   const capacityOf = (qr) => formats.find((f) => new RegExp(f.pattern).test(qr))?.capacity || 30;
-  const queuedHere = () =>
-    parent
-      ? queue
-          .pending()
-          .filter((r) => r.op === "link_child" && r.args.parent_qr === parent.qr)
-          .map((r) => r.args.child_qr)
-          .reverse()
-      : [];
+  const queuedHere = () => {
+    // the children queued into the open parent, less those a queued unlink takes out again
+    const kids = [];
+    for (const r of parent ? queue.pending() : []) {
+      if (r.op === "link_child" && r.args.parent_qr === parent.qr) kids.push(r.args.child_qr);
+      else if (r.op === "unlink_child" && kids.includes(r.args.child_qr)) kids.splice(kids.indexOf(r.args.child_qr), 1);
+    }
+    return kids.reverse();
+  };
   const shown = () => (parent ? parent.count + queuedHere().length : 0);
   const complete = () => parent && (parent.status === "completed" || shown() >= parent.capacity);
 
@@ -126,7 +127,10 @@ export function mount(root, { user }) {
       const d = await get(path`api/bags/${qr}`);
       if (d.bag.type === "parent") setParent(detailOf(d.bag, d.children));
     } catch (err) {
-      if (!(err instanceof Offline)) throw err;
+      if (err instanceof Offline) return;
+      // not this caller's to see (another area's, or gone): nothing of it stays on screen
+      if (parent?.qr === qr && (err.status === 404 || err.status === 403) && !queuedHere().length) setParent(null);
+      throw err;
     }
   }
 
@@ -182,7 +186,8 @@ export function mount(root, { user }) {
     try {
       answer = await write("api/scans/child", { parent_qr: p, child_qr: qr });
     } catch (err) {
-      if (err instanceof Offline) return queueLink(qr);
+      // sent, no answer: it may have landed (queued again, a replay is safe; see undo)
+      if (err instanceof Offline) return queueLink(qr, true);
       // a parent of a format this page does not know yet: open it
       if (err.code === "not_a_child") return openParent(qr);
       if (err.code === "parent_full" || err.code === "parent_closed") refresh().catch(() => {});
@@ -210,12 +215,12 @@ export function mount(root, { user }) {
     beep(true);
   }
 
-  async function queueLink(qr) {
+  async function queueLink(qr, uncertain = false) {
     if (queuedHere().includes(qr) || parent.children.some((c) => c.qr === qr)) {
       banner("info", `${qr} is already in this parent`, parent.children.some((c) => c.qr === qr) ? null : "(queued)");
       return beep(true);
     }
-    await queue.add("link_child", { parent_qr: parent.qr, child_qr: qr });
+    await queue.add("link_child", { parent_qr: parent.qr, child_qr: qr }, uncertain);
     render();
     const progress = `${parent.qr}: ${shown()} / ${parent.capacity}, queued (offline), not confirmed yet`;
     banner("warn", complete() ? "Parent complete (queued)" : `${qr} queued`, progress);
@@ -241,6 +246,14 @@ export function mount(root, { user }) {
     if (last) {
       // not sent yet: undoing it is taking it out of the queue
       if (queue.busy()) return banner("warn", "Sending the queue", "Try again in a moment.");
+      if (last.uncertain) {
+        // sent once and its answer lost: the server may have it, so it is taken out by an unlink
+        // queued after it (right whether the link landed or not), not by forgetting it
+        await queue.add("unlink_child", { child_qr: last.args.child_qr });
+        render();
+        banner("info", "Undo queued", `${last.args.child_qr} is taken out when the network is back`);
+        return beep(true);
+      }
       await queue.remove(last.client_op_id);
       if (last.op === "open_parent" && parent && !parent.known && parent.qr === last.args.qr_id) setParent(null);
       else render();
