@@ -33,9 +33,11 @@ from tests.pgcluster import Cluster, free_port  # noqa: E402
 SETTINGS = {"shared_buffers": "128MB", "effective_cache_size": "4GB", "max_wal_size": "1GB", "autovacuum": "on"}
 
 
+CLI = [sys.executable, "-c", "from tracetrack_ops.cli import main; main()"]  # `tracetrack` of this checkout
+
+
 def tracetrack(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    cli = [sys.executable, "-c", "from tracetrack_ops.cli import main; main()"]
-    return subprocess.run([*cli, *args], env={**os.environ, **env}, check=True, text=True, capture_output=True)
+    return subprocess.run([*CLI, *args], env={**os.environ, **env}, check=True, text=True, capture_output=True)
 
 
 def main() -> None:
@@ -73,7 +75,7 @@ def main() -> None:
             "TRACETRACK_OWNER_URL": url,
             "TRACETRACK_SECRET_KEY": secrets.token_hex(24),
         }
-        serve = [sys.executable, "-c", "from tracetrack_ops.cli import main; main()", "serve", "--port", str(port)]
+        serve = [*CLI, "serve", "--port", str(port)]
         server = subprocess.Popen(
             [*serve, "--metrics-port", str(metrics), "--no-access-log"],
             env=env,
@@ -100,7 +102,7 @@ def main() -> None:
                     "ltadmin",
                 ]
                 subprocess.run(
-                    [*serve[:3], *loadtest, *options],
+                    [*CLI, *loadtest, *options],
                     env={**os.environ, "TRACETRACK_ADMIN_PASSWORD": admin_password},
                     check=False,
                 )

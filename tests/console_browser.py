@@ -24,7 +24,7 @@ import pytest
 from tracetrack_ops.demo import DEMO_PASSWORD
 
 from .conftest import require_module, service_missing
-from .test_server import running_server
+from .test_server import http, running_server
 
 CHROMIUM = os.environ.get("TRACETRACK_CHROMIUM", "/usr/bin/chromium")
 # Where screenshots go: the test's own output directory, or the README's pictures with
@@ -72,6 +72,16 @@ class Console:
         self.page.fill("input[name=password]", DEMO_PASSWORD)
         self.page.press("input[name=password]", "Enter")
         self.page.wait_for_selector("#who:not(:empty)")
+
+    def token(self, username: str, password: str = DEMO_PASSWORD) -> str:
+        """A token of `username`, signed in through the API (data made as a client would)."""
+        return str(self.api(None, "POST", "/api/auth/login", {"username": username, "password": password})["token"])
+
+    def api(self, token: str | None, method: str, path: str, body: dict | None = None) -> Any:
+        """The server's API: the answer's JSON, asserted 2xx."""
+        status, answer, _ = http(method, self.base + path, body, token=token)
+        assert status < 300, (path, status, answer)
+        return answer
 
     def expect_errors(self, *patterns: str) -> None:
         """Console errors this test causes on purpose (regular expressions)."""

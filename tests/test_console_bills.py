@@ -20,23 +20,9 @@ BANNER = "#banner:not([hidden])"
 
 
 def _admin_api(console: Console) -> Any:
-    """The server's API as the demo admin (Playwright's HTTP client): data the test needs made
-    the way a scanner would make it."""
-    from tracetrack_ops.demo import DEMO_PASSWORD
-
-    login = console.page.request.post(
-        f"{console.base}/api/auth/login", data={"username": "admin", "password": DEMO_PASSWORD}
-    )
-    token = login.json()["token"]
-
-    def post(path: str, body: dict) -> dict:
-        answer = console.page.request.post(
-            f"{console.base}/{path}", data=body, headers={"Authorization": f"Bearer {token}"}
-        )
-        assert answer.ok, (path, answer.status, answer.text())
-        return dict(answer.json())
-
-    return post
+    """POST to the server's API as the demo admin: data the test needs made the way a scanner would make it."""
+    token = console.token("admin")
+    return lambda path, body: console.api(token, "POST", f"/{path}", body)
 
 
 def _full_parent(console: Console, qr: str) -> None:

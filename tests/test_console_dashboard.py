@@ -12,11 +12,8 @@ from typing import Any
 
 import pytest
 
-from tracetrack_ops.demo import DEMO_PASSWORD
-
 from .console_browser import *  # noqa: F403
 from .console_browser import Console
-from .test_server import http
 
 HOURLY = "svg.hourly rect[data-hour]"
 SCANS = "('parent_scan', 'link', 'unlink')"  # the events the dashboard counts as scans
@@ -41,23 +38,10 @@ def within_one_hour() -> None:
         time.sleep(left + 1)
 
 
-def _token(console: Console, username: str) -> str:
-    body = {"username": username, "password": DEMO_PASSWORD}
-    status, answer, _ = http("POST", f"{console.base}/api/auth/login", body)
-    assert status == 200, answer
-    return str(answer["token"])
-
-
-def _api(console: Console, token: str, method: str, path: str, body: dict | None = None) -> Any:
-    status, answer, _ = http(method, console.base + path, body, token=token)
-    assert status < 300, (path, status, answer)
-    return answer
-
-
 def _scan(console: Console, token: str, parent: str, children: list[str], area: str = "lucknow") -> None:
-    _api(console, token, "POST", "/api/scans/parent", {"qr_id": parent, "dispatch_area": area})
+    console.api(token, "POST", "/api/scans/parent", {"qr_id": parent, "dispatch_area": area})
     if children:
-        answer = _api(console, token, "POST", "/api/scans/batch", {"parent_qr": parent, "child_qrs": children})
+        answer = console.api(token, "POST", "/api/scans/batch", {"parent_qr": parent, "child_qrs": children})
         assert {i["result"] for i in answer["items"]} == {"linked"}
 
 
@@ -73,7 +57,7 @@ def _sync_earlier_hours(console: Console, token: str) -> None:
         ops += [{**link, "child_qr": f"OFF-{hours_ago}-{n}"} for n in range(links)]
     for n, op in enumerate(ops):
         op["client_op_id"] = f"op-{n}"
-    answer = _api(console, token, "POST", "/api/scans/sync", {"device_id": "shed-pc-2", "operations": ops})
+    answer = console.api(token, "POST", "/api/scans/sync", {"device_id": "shed-pc-2", "operations": ops})
     assert {v["verdict"] for v in answer["results"]} == {"ok"}, answer
 
 
@@ -127,10 +111,10 @@ def test_the_dashboard_draws_the_answer_and_the_answer_is_the_database(
     within_one_hour: None, kolkata: None, console: Console
 ):
     page = console.page
-    token = _token(console, "admin")
+    token = console.token("admin")
     _scan(console, token, "SB09001", [f"DASH-{n:02}" for n in range(12)])
     _scan(console, token, "SB09002", [f"DASH-{n:02}" for n in range(12, 19)])
-    _sync_earlier_hours(console, _token(console, "dispatcher"))
+    _sync_earlier_hours(console, console.token("dispatcher"))
     page.set_viewport_size({"width": 1100, "height": 900})  # the README's picture: a desk's screen
     console.login("admin", "#/dashboard")
     page.wait_for_selector(HOURLY, state="attached")  # a bar of 0 scans is 0 px high
@@ -138,7 +122,7 @@ def test_the_dashboard_draws_the_answer_and_the_answer_is_the_database(
     today = _scans_since(console, _today_start([{"hour": hour_shown}]))
     _wait_for_today(console, today)  # the views have been refreshed since the scans above
 
-    answer = _api(console, token, "GET", "/api/dashboard/analytics")
+    answer = console.api(token, "GET", "/api/dashboard/analytics")
     assert answer["time_zone"] == ZONE
     hourly = answer["scans"]["hourly"]
     assert len(hourly) == 24
@@ -225,8 +209,8 @@ def test_the_dashboard_draws_the_answer_and_the_answer_is_the_database(
 
 def test_a_dispatcher_sees_their_area_only(within_one_hour: None, console: Console):
     page = console.page
-    token = _token(console, "admin")
-    _api(console, token, "POST", "/api/areas", {"name": "kanpur"})
+    token = console.token("admin")
+    console.api(token, "POST", "/api/areas", {"name": "kanpur"})
     _scan(console, token, "SB09100", ["KANPUR-1", "KANPUR-2"], area="kanpur")
     console.login("admin", "#/dashboard")
     # the admin's dashboard has both areas once the views hold the new one
@@ -251,13 +235,13 @@ def test_a_dispatcher_sees_their_area_only(within_one_hour: None, console: Conso
 
 def test_the_dashboard_refreshes_itself(console: Console):
     page = console.page
-    token = _token(console, "admin")
+    token = console.token("admin")
     console.login("admin", "#/dashboard")
     page.wait_for_selector("[data-total=today]")
     before = _totals(console)
     hour_before = page.eval_on_selector_all(HOURLY, "rs => rs[rs.length - 1].dataset.hour")
     page.evaluate("window.sameDocument = true")  # gone if the page were reloaded
-    _api(console, token, "POST", "/api/scans/child", {"parent_qr": "SB00004", "child_qr": "DASH-LIVE-1"})
+    console.api(token, "POST", "/api/scans/child", {"parent_qr": "SB00004", "child_qr": "DASH-LIVE-1"})
     page.wait_for_function(
         "n => document.querySelector('[data-total=today]').textContent !== String(n)", arg=before["today"], timeout=WAIT
     )

@@ -4,7 +4,6 @@ and Undo after a scan whose answer was lost."""
 
 from __future__ import annotations
 
-import json
 import time
 import urllib.request
 from typing import Any
@@ -13,19 +12,6 @@ from tracetrack_ops.demo import DEMO_PASSWORD
 
 from .console_browser import *  # noqa: F403
 from .console_browser import Console
-
-
-def http(console: Console, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
-    headers = {"Content-Type": "application/json", "Idempotency-Key": f"review-{time.time_ns()}"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    data = None if body is None else json.dumps(body).encode()
-    with urllib.request.urlopen(urllib.request.Request(console.base + path, data, headers, method=method)) as r:
-        return json.loads(r.read() or b"null")
-
-
-def token(console: Console, username: str, password: str = DEMO_PASSWORD) -> str:
-    return http(console, "POST", "/api/auth/login", {"username": username, "password": password})["token"]
 
 
 def scan(page: Any, code: str) -> None:
@@ -58,8 +44,8 @@ def test_logout_forgets_the_open_parent(console: Console):
 def test_the_manifest_tab_gets_no_copy_of_the_token(console: Console):
     """window.open without noopener copies sessionStorage (the token) into the PDF's tab:
     closing the console's tab then leaves a signed-in tab behind."""
-    admin = token(console, "admin")
-    http(console, "POST", "/api/bills", {"bill_no": "REVIEW-1", "capacity": 1}, admin)
+    admin = console.token("admin")
+    console.api(admin, "POST", "/api/bills", {"bill_no": "REVIEW-1", "capacity": 1})
     page = console.page
     console.login("biller", "#/bills/REVIEW-1")
     page.wait_for_selector("text=Manifest PDF")
@@ -75,15 +61,14 @@ def test_the_manifest_tab_gets_no_copy_of_the_token(console: Console):
 def test_a_user_whose_password_an_admin_reset_can_change_it_in_the_console(console: Console):
     """An admin's reset sets must_change_password: every call but POST /api/me/password is then 403,
     and the console has no way to make that call."""
-    admin = token(console, "admin")
-    user = http(
-        console,
+    admin = console.token("admin")
+    user = console.api(
+        admin,
         "POST",
         "/api/users",
         {"username": "newop", "password": "Warehouse-start-2026", "role": "dispatcher", "dispatch_area": "lucknow"},
-        admin,
     )
-    http(console, "PATCH", f"/api/users/{user['id']}", {"password": "Reset-by-admin-2026"}, admin)
+    console.api(admin, "PATCH", f"/api/users/{user['id']}", {"password": "Reset-by-admin-2026"})
     console.expect_errors("status of 403")
     page = console.page
     console.open()
@@ -101,7 +86,7 @@ def test_a_user_whose_password_an_admin_reset_can_change_it_in_the_console(conso
     page.wait_for_selector("#banner.ok:has-text('Password changed')")
     page.wait_for_selector("#scan-input")  # the dispatcher's home view, signed in with the new token
     assert console.query("SELECT must_change_password FROM app_user WHERE username = 'newop'") == [(False,)]
-    assert token(console, "newop", "My-own-choice-2026-x")
+    assert console.token("newop", "My-own-choice-2026-x")
 
 
 def test_a_malformed_hash_shows_a_view(console: Console):

@@ -15,7 +15,7 @@ import re
 
 from swagger_ui_bundle import swagger_ui_path
 
-from .table import Static
+from .table import CONTENT_TYPES, Static
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -52,7 +52,6 @@ INITIALIZER = b"""window.addEventListener("load", function () {
 });
 """
 
-_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".png": "image/png"}
 # the media types of the assets, as /openapi.json lists them
 MEDIA_TYPES = ("text/css", "text/javascript", "image/png")
 _VENDORED = ("swagger-ui.css", "swagger-ui-bundle.js", "favicon-32x32.png")
@@ -62,7 +61,7 @@ ASSETS = (*_VENDORED, "docs.js")
 def _asset(name: str, data: bytes) -> Static:
     if name.endswith((".js", ".css")):  # no source maps are served: say none
         data = re.sub(rb"\n[/][/*]# sourceMappingURL=[^\n]*\s*$", b"\n", data)
-    return Static.asset(data, _TYPES[name[name.rfind(".") :]])
+    return Static.asset(data, CONTENT_TYPES[name[name.rfind(".") :]])
 
 
 def _load() -> dict[str, Static]:
@@ -72,13 +71,4 @@ def _load() -> dict[str, Static]:
 
 
 FILES: dict[str, Static] = _load()
-INDEX = Static(
-    PAGE,
-    "text/html; charset=utf-8",
-    {
-        "Cache-Control": "no-cache",
-        "Content-Security-Policy": CSP,
-        "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "no-referrer",
-    },
-)
+INDEX = Static.page(PAGE, CSP)

@@ -81,6 +81,15 @@ class CsvStream:
     filename: str
 
 
+# the content types of the docs' and the console's files, by suffix
+CONTENT_TYPES = {
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Static:
     """Bytes answered as they are, with their content type and headers (the docs and console pages and files)."""
@@ -88,6 +97,17 @@ class Static:
     data: bytes
     content_type: str
     headers: dict[str, str]
+
+    @classmethod
+    def page(cls, data: bytes, csp: str, **headers: str) -> Static:
+        """An HTML page under its Content-Security-Policy, fetched afresh on every visit."""
+        base = {
+            "Cache-Control": "no-cache",
+            "Content-Security-Policy": csp,
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        }
+        return cls(data, "text/html; charset=utf-8", base | headers)
 
     @classmethod
     def asset(cls, data: bytes, content_type: str, **headers: str) -> Static:

@@ -20,7 +20,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from ..table import Static
+from ..table import CONTENT_TYPES, Static
 
 HERE = Path(__file__).parent
 
@@ -29,9 +29,9 @@ CSP = (
     "font-src 'self'; worker-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'none'"
 )
-_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml"}
 MEDIA_TYPES = ("text/css", "text/javascript", "image/svg+xml")
-ASSETS: tuple[str, ...] = tuple(sorted(p.name for p in HERE.iterdir() if p.suffix in _TYPES))
+_SUFFIXES = (".css", ".js", ".svg")
+ASSETS: tuple[str, ...] = tuple(sorted(p.name for p in HERE.iterdir() if p.suffix in _SUFFIXES))
 SERVICE_WORKER = "sw.js"
 
 
@@ -52,22 +52,12 @@ def _load() -> tuple[dict[str, Static], Static]:
     data[SERVICE_WORKER] = _service_worker(data[SERVICE_WORKER], version)
     # no-cache: revalidated (304 by ETag) on every load, so a release never mixes old modules with a new page
     files = {
-        name: Static.asset(body, _TYPES[Path(name).suffix], **{"Cache-Control": "no-cache"})
+        name: Static.asset(body, CONTENT_TYPES[Path(name).suffix], **{"Cache-Control": "no-cache"})
         for name, body in data.items()
     }
     # the worker may serve the page's scope, one level above its own URL
     files[SERVICE_WORKER].headers["Service-Worker-Allowed"] = "../../console"
-    index = Static(
-        page,
-        "text/html; charset=utf-8",
-        {
-            "Cache-Control": "no-cache",
-            "Content-Security-Policy": CSP,
-            "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer",
-            "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
-        },
-    )
+    index = Static.page(page, CSP, **{"Permissions-Policy": "camera=(), microphone=(), geolocation=()"})
     return files, index
 
 
