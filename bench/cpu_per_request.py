@@ -277,6 +277,9 @@ class Server:
             stdout=subprocess.DEVNULL,
             stderr=self.log,
             start_new_session=True,
+            # `python -m` puts its working directory first on sys.path: the variant's
+            # PYTHONPATH (code before a change), not this checkout, must decide
+            cwd=env_overrides.get("PYTHONPATH", "/").split(os.pathsep)[0] or "/",
         )
         wait_http(self.base + "/health")
 

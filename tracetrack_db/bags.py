@@ -65,10 +65,10 @@ def get_bag_detail_json(db: Database, qr_id: str, *, restrict_area: str | None =
     built by PostgreSQL in one round trip: the hot read, no Python objects in
     between. The objects have the fields of `Bag` and `Bill`."""
     qr = normalize_qr(qr_id)
-    text = db.scalar("get_bag_detail_json", {"qr_id": qr, "area": restrict_area}, read=True)
+    text = db.text("get_bag_detail_json", {"qr_id": qr, "area": restrict_area}, read=True)
     if text is None:
         raise errors.BagNotFound(f"bag {qr} not found")
-    return text.encode()
+    return text
 
 
 def visible_bag_id(db: Database, qr_id: str, *, restrict_area: str | None = None, field: str = "qr_id") -> int:

@@ -1,0 +1,122 @@
+"""Database.text: the hot read straight from libpq (textvalue.py) answers and
+fails exactly as the cursor path (`scalar`) does."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from tracetrack_db import Database, bags, errors
+from tracetrack_db.queries import Queries, load, parse
+from tracetrack_db.textvalue import TextQuery
+
+from .factories import full_parent
+
+EXTRA = """
+-- name: tt_divide :scalar
+SELECT (100 / %(by)s::int)::text
+-- name: tt_echo :scalar
+SELECT %(a)s || '%%' || %(b)s || %(a)s
+-- name: tt_none :scalar
+SELECT 'x' WHERE false
+-- name: tt_statements :many
+SELECT name FROM pg_prepared_statements ORDER BY name
+-- name: tt_rows :many
+SELECT 1
+-- name: tt_deallocate :exec
+DEALLOCATE ALL
+"""
+
+
+def with_extra() -> Queries:
+    return Queries({**{q.name: q for q in load()}, **parse(EXTRA, "test")})
+
+
+@pytest.fixture
+def one_conn_db(service_url: str):
+    """One connection, so what the verb prepared is visible to the next statement."""
+    with Database(service_url, min_size=1, max_size=1, timeout=10, prepare_threshold=0, queries=with_extra()) as db:
+        yield db
+
+
+def test_placeholders_become_numbered_parameters_once_per_name():
+    query = TextQuery.of("q", "SELECT %(a)s, %(b)s, %(a)s, 5 %% 2")
+    assert query.sql == b"SELECT $1, $2, $1, 5 % 2"
+    assert query.names == ("a", "b")
+    assert query.statement == b"tt_q"
+    with pytest.raises(ValueError, match="lone %"):
+        TextQuery.of("q", "SELECT 5 % 2")
+
+
+def test_the_hot_read_gives_the_bytes_the_cursor_path_gives(db: Database):
+    parent = full_parent(db, 1, children=3)
+    for qr in (parent, bags.list_bags(db, limit=1, type="child").items[0].qr_id):
+        for area in (None, "lucknow", "elsewhere"):
+            params = {"qr_id": qr, "area": area}
+            by_cursor = db.scalar("get_bag_detail_json", params)
+            assert db.text("get_bag_detail_json", params) == (None if by_cursor is None else by_cursor.encode())
+    assert db.text("get_bag_detail_json", {"qr_id": "NO-SUCH-BAG", "area": None}) is None
+    with pytest.raises(errors.BagNotFound):
+        bags.get_bag_detail_json(db, "NO-SUCH-BAG")
+
+
+def test_parameters_repeat_and_percent_signs_survive(one_conn_db: Database):
+    assert one_conn_db.text("tt_echo", {"a": "x", "b": "y"}) == b"x%yx"
+    assert one_conn_db.text("tt_none") is None
+
+
+def test_prepared_once_per_connection_and_again_after_discard(one_conn_db: Database):
+    db = one_conn_db
+    assert db.text("tt_divide", {"by": "4"}) == b"25"
+    assert db.text("tt_divide", {"by": "5"}) == b"20"
+    assert [r[0] for r in db.many("tt_statements")].count("tt_tt_divide") == 1
+    db.execute("tt_deallocate")  # what a pooler's reset or an operator may do
+    assert db.text("tt_divide", {"by": "2"}) == b"50"
+    assert "tt_tt_divide" in [r[0] for r in db.many("tt_statements")]
+
+
+def test_behind_a_pooler_nothing_is_prepared(service_url: str):
+    with Database(service_url, min_size=1, max_size=1, prepare_threshold=None, queries=with_extra()) as db:
+        assert db.text("tt_divide", {"by": "10"}) == b"10"
+        assert [r[0] for r in db.many("tt_statements")] == []
+
+
+def test_errors_are_the_cursor_paths(one_conn_db: Database):
+    db = one_conn_db
+
+    def raised(call) -> BaseException:
+        with pytest.raises(Exception) as caught:
+            call()
+        return caught.value
+
+    for params in ({"by": "0"}, {"by": "x"}):  # division by zero; invalid text for int
+        by_text = raised(lambda p=params: db.text("tt_divide", p))
+        by_cursor = raised(lambda p=params: db.scalar("tt_divide", p))
+        assert type(by_text) is type(by_cursor)
+        assert type(by_text.__cause__) is type(by_cursor.__cause__)
+        assert isinstance(by_text.__cause__, psycopg.DataError)
+    nul = raised(lambda: db.text("tt_divide", {"by": "1\x00"}))  # libpq would have cut the text at the NUL
+    assert type(nul) is type(raised(lambda: db.scalar("tt_divide", {"by": "1\x00"}))) is errors.ValidationError
+    assert db.text("tt_divide", {"by": "1"}) == b"100"  # the connection is fine after each
+
+
+def test_wrong_use_is_refused_before_anything_runs(one_conn_db: Database):
+    with pytest.raises(TypeError, match="str or None"):
+        one_conn_db.text("tt_divide", {"by": 4})
+    with pytest.raises(TypeError, match="needs parameters"):
+        one_conn_db.text("tt_divide", {})
+    with pytest.raises(TypeError, match=":many, not :scalar"):
+        one_conn_db.text("tt_rows")
+
+
+def test_a_connection_lost_mid_use_is_database_unavailable_then_replaced(one_conn_db: Database, sql_conn):
+    db = one_conn_db
+    assert db.text("tt_divide", {"by": "1"}) == b"100"
+    pids = [r[0] for r in sql_conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = 'tracetrack'")]
+    assert pids
+    for pid in pids:
+        sql_conn.execute("SELECT pg_terminate_backend(%s)", [pid])
+    with pytest.raises(errors.DatabaseUnavailable):
+        db.text("tt_divide", {"by": "1"})
+    db.pool.wait(timeout=10)  # the pool replaces the broken connection it was handed back
+    assert db.text("tt_divide", {"by": "2"}) == b"50"
