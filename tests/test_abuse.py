@@ -77,6 +77,8 @@ from dataclasses import dataclass, field
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
+from tracetrack_api import deferred
+
 from .conftest import REQUIRE_SERVICES
 from .test_nginx import CONF, nginx_and_server
 
@@ -132,7 +134,19 @@ def by_nginx(status: int, body: bytes) -> bool:
 
 
 def api_requests(server) -> Counter:
-    """The API's own count of the requests it answered, by (method, route, status)."""
+    """The API's own count of the requests it answered, by (method, route, status),
+    once it holds still: a worker records its requests in batches, up to
+    deferred.INTERVAL after answering them (two reads that far apart agree)."""
+    counts = _api_requests(server)
+    while True:
+        time.sleep(2 * deferred.INTERVAL)
+        again = _api_requests(server)
+        if again == counts:
+            return counts
+        counts = again
+
+
+def _api_requests(server) -> Counter:
     text = urllib.request.urlopen(server.metrics + "/metrics", timeout=10).read().decode()
     counts: Counter = Counter()
     for line in text.splitlines():

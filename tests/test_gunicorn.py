@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import as_service, require_module
-from .test_metrics import scrape, value
+from .test_metrics import scrape, settled, value
 from .test_server import SECRET, free_port, http
 
 pytestmark = pytest.mark.server
@@ -80,7 +80,7 @@ def test_gunicorn_workers_metrics_are_summed_by_the_listener(db_url, tmp_path):
             assert http("GET", base + "/health")[0] == 200
             sent += 1
         assert workers <= files_of(metrics_dir, "counter"), "one worker served every request"
-        text = scrape(metrics)
+        text = settled(metrics, HEALTH, sent)
         assert value(text, HEALTH) == sent  # the sum over both workers, not one worker's share
         assert value(text, r'tracetrack_http_request_duration_seconds_count\{method="GET",route="/health"\}') == sent
         assert value(text, r'tracetrack_pool_connections\{pool="write",state="size"\}') >= 2  # both live
@@ -94,7 +94,7 @@ def test_gunicorn_workers_metrics_are_summed_by_the_listener(db_url, tmp_path):
         for _ in range(10):
             assert http("GET", base + "/health")[0] == 200
             sent += 1
-        text = scrape(metrics)
+        text = settled(metrics, HEALTH, sent)
         assert value(text, HEALTH) == sent
         with urllib.request.urlopen(metrics + "/health", timeout=10) as resp:
             assert resp.status == 200

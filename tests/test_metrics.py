@@ -4,6 +4,7 @@ and the detailed health, on their own port; the API port serves neither."""
 from __future__ import annotations
 
 import re
+import time
 import urllib.request
 
 import pytest
@@ -19,6 +20,18 @@ def scrape(base: str) -> str:
     with urllib.request.urlopen(base + "/metrics", timeout=10) as resp:
         assert resp.headers["Content-Type"].startswith("text/plain")
         return resp.read().decode()
+
+
+def settled(base: str, pattern: str, want: float, seconds: float = 10) -> str:
+    """A scrape once the metric matching `pattern` sums to `want`, or the last one
+    after `seconds`: a worker records its requests in batches (deferred.py), up
+    to deferred.INTERVAL after answering them."""
+    deadline = time.monotonic() + seconds
+    while True:
+        text = scrape(base)
+        if value(text, pattern) == want or time.monotonic() > deadline:
+            return text
+        time.sleep(0.05)
 
 
 def value(text: str, pattern: str) -> float:
@@ -38,6 +51,8 @@ def test_metrics_count_requests_of_every_worker(db_url):
             assert http("GET", base + "/api/bags/SB00001", None, token)[0] == 200
         for _ in range(3):
             assert http("GET", base + "/api/dashboard/analytics", None, token)[0] == 200
+        bag_200 = r'tracetrack_http_requests_total\{method="GET",route="/api/bags/\{qr\}",status="200"\}'
+        settled(proc.metrics, bag_200, 40)
         scrapes = [scrape(proc.metrics) for _ in range(3)]
         for text in scrapes:
             assert (

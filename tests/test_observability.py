@@ -22,7 +22,7 @@ from pathlib import Path
 import falcon
 import pytest
 
-from tracetrack_api import logs
+from tracetrack_api import deferred, logs
 from tracetrack_db import Database, __version__
 from tracetrack_db.settings import ConfigError
 
@@ -48,6 +48,7 @@ def captured(fmt: str = "text"):
     try:
         yield stream
     finally:
+        deferred.flush_all()  # the access lines of the requests made meanwhile (written in batches)
         root.removeHandler(handler)
         root.setLevel(old_level)
 

@@ -33,6 +33,8 @@ from typing import Any
 
 import falcon
 
+from .deferred import Deferred
+
 REQUEST_ID: ContextVar[str] = ContextVar("tracetrack_request_id", default="-")
 MAX_REQUEST_ID = 128
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:=/+-]+")
@@ -183,6 +185,7 @@ class RequestLog:
     def __init__(self, access_log: bool = True):
         self.access_log = access_log
         self.log = logging.getLogger(ACCESS_LOGGER)
+        self.lines = Deferred(self.write)
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         rid = request_id_of(req.get_header("X-Request-Id"))
@@ -200,23 +203,30 @@ class RequestLog:
         if not self.access_log or not self.log.isEnabledFor(logging.INFO):
             return
         ms = (time.perf_counter() - context.log_started) * 1000
-        code = resp.status_code
-        route = req.uri_template or "unmatched"
         user_id = context.get("user_id")
-        record = self.log.makeRecord(
-            ACCESS_LOGGER,
-            logging.INFO,
-            "",
-            0,
-            _ACCESS_MESSAGE,
-            (req.method, route, code, ms, "-" if user_id is None else user_id),
-            None,
-        )
-        extra = record.__dict__
-        extra["method"] = req.method
-        extra["route"] = route
-        extra["status"] = code
-        extra["duration_ms"] = round(ms, 2)
-        extra["user_id"] = user_id
-        extra["request_id"] = rid
-        self.log.handle(record)
+        self.lines.add((time.time(), req.method, req.uri_template or "unmatched", resp.status_code, ms, user_id, rid))
+
+    def write(self, lines: list[tuple]) -> None:
+        """The access lines of answered requests (deferred.py: in batches, off the requests' path)."""
+        log, start = self.log, logging._startTime  # type: ignore[attr-defined]
+        for created, method, route, code, ms, user_id, rid in lines:
+            record = log.makeRecord(
+                ACCESS_LOGGER,
+                logging.INFO,
+                "",
+                0,
+                _ACCESS_MESSAGE,
+                (method, route, code, ms, "-" if user_id is None else user_id),
+                None,
+            )
+            extra = record.__dict__
+            extra["created"] = created  # when the request was answered, not when its line is written
+            extra["msecs"] = int((created - int(created)) * 1000) + 0.0
+            extra["relativeCreated"] = (created - start) * 1000
+            extra["method"] = method
+            extra["route"] = route
+            extra["status"] = code
+            extra["duration_ms"] = round(ms, 2)
+            extra["user_id"] = user_id
+            extra["request_id"] = rid
+            log.handle(record)

@@ -25,6 +25,8 @@ from prometheus_client.core import GaugeMetricFamily
 from tracetrack_db import Database, errors, maintenance, views
 from tracetrack_db.jsontext import dumps
 
+from .deferred import Deferred, flush_all
+
 REQUESTS = Counter("tracetrack_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
     "tracetrack_http_request_duration_seconds",
@@ -84,6 +86,7 @@ class MetricsMiddleware:
         self.db = db
         self._pool_sampled = 0.0
         self._children: dict[tuple[str, str, str], tuple] = {}  # labels() costs a lock and a lookup
+        self.observed = Deferred(self.record)  # off the request's path, in batches (deferred.py)
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = time.perf_counter()
@@ -95,12 +98,7 @@ class MetricsMiddleware:
         route = req.uri_template or "unmatched"
         method = req.method if req.method in _METHODS else "OTHER"  # bounded label values
         status = resp.status[:3] if isinstance(resp.status, str) else str(resp.status)
-        key = (method, route, status)
-        children = self._children.get(key)
-        if children is None:
-            children = self._children[key] = (LATENCY.labels(method, route), REQUESTS.labels(method, route, status))
-        children[0].observe(time.perf_counter() - started)
-        children[1].inc()
+        self.observed.add(((method, route, status), time.perf_counter() - started))
         now = time.monotonic()
         if now - self._pool_sampled > 1.0:  # pool stats take the pool's lock: sample, don't poll
             self._pool_sampled = now
@@ -108,6 +106,16 @@ class MetricsMiddleware:
                 POOL.labels(name, "size").set(stats.get("pool_size", 0))
                 POOL.labels(name, "available").set(stats.get("pool_available", 0))
                 POOL_WAITING.labels(name).set(stats.get("requests_waiting", 0))
+
+    def record(self, observed: list[tuple[tuple[str, str, str], float]]) -> None:
+        """The duration and count of answered requests, into the metrics."""
+        for key, seconds in observed:
+            children = self._children.get(key)
+            if children is None:
+                method, route, status = key
+                children = self._children[key] = (LATENCY.labels(method, route), REQUESTS.labels(*key))
+            children[0].observe(seconds)
+            children[1].inc()
 
 
 class ViewAges:
@@ -158,6 +166,7 @@ class _ThisProcess:
     def collect(self):
         from prometheus_client import REGISTRY
 
+        flush_all()  # this process's requests so far, not those of INTERVAL ago
         yield from REGISTRY.collect()
 
 

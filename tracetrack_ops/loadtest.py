@@ -30,6 +30,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tracetrack_api import deferred
+
 AREAS = ("lucknow", "indore", "jaipur", "hisar", "sri_ganganagar", "sangaria", "bathinda", "raipur", "ranchi", "akola")
 
 
@@ -385,6 +387,7 @@ def run(
     cpu_before, wall_before = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
     subprocess.run(cmd, env=env, check=False, stdout=subprocess.DEVNULL)
     cpu_after, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - wall_before
+    time.sleep(3 * deferred.INTERVAL)  # the workers count a request up to INTERVAL after answering it
     histogram_after = server_histogram(metrics)
     used = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     if steady:  # from the moment every user had started, as locust's --reset-stats counts
