@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import as_service, require_module
-from .test_metrics import scrape, settled, value
+from .test_metrics import settled, value
 from .test_server import SECRET, free_port, http
 
 pytestmark = pytest.mark.server
