@@ -137,13 +137,14 @@ def api_requests(server) -> Counter:
     """The API's own count of the requests it answered, by (method, route, status),
     once it holds still: a worker records its requests in batches, up to
     deferred.INTERVAL after answering them (two reads that far apart agree)."""
-    counts = _api_requests(server)
-    while True:
+    counts, deadline = _api_requests(server), time.monotonic() + 30
+    while time.monotonic() < deadline:
         time.sleep(2 * deferred.INTERVAL)
         again = _api_requests(server)
         if again == counts:
-            return counts
+            break
         counts = again
+    return counts
 
 
 def _api_requests(server) -> Counter:

@@ -355,16 +355,3 @@ def test_reads_use_the_read_pool_under_concurrency(db_url: str, sql_conn):
         assert stats["read"].get("requests_num", 0) - reads_before == THREADS * 5 * 4
         assert stats["write"].get("requests_num", 0) == writes_before
         assert stats["read"].get("requests_waiting", 0) == 0 and stats["read"]["pool_max"] == 2
-
-
-def test_the_pool_hands_out_the_connection_returned_last(db_url: str):
-    """One request after another reuses one connection (its backend warm), with
-    several idle; concurrent requests still get connections of their own."""
-    with Database(db_url, min_size=3, max_size=3) as stacked:
-        backends = set()
-        for _ in range(6):
-            with stacked.connection() as conn:
-                backends.add(conn.info.backend_pid)
-        assert len(backends) == 1 and stacked.stats()["write"]["pool_available"] == 3
-        with stacked.connection() as a, stacked.connection() as b:
-            assert a.info.backend_pid != b.info.backend_pid

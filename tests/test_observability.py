@@ -9,7 +9,9 @@ import contextlib
 import io
 import json
 import logging
+import os
 import re
+import signal
 import subprocess
 import sys
 import tomllib
@@ -307,6 +309,21 @@ def test_serve_logs_each_request_with_its_id_and_reports_its_version(db_url):
     records = log[log.index(" INFO ") :]  # the log lines (the demo's passwords are printed before)
     assert token not in records and "tracetrack-demo" not in records
     assert "/livez 200" in log and "/readyz 200" in log
+
+
+@pytest.mark.server
+def test_a_graceful_stop_writes_the_last_access_lines(db_url):
+    """granian's workers end with os._exit (no atexit): before deferred.py flushed at
+    multiprocessing's exit too, the lines of the last 0.2 s before a stop were lost."""
+    from .test_server import http, running_server
+
+    with running_server(db_url, "--no-demo", env_extra={"TRACETRACK_REFRESH_INTERVAL": "0"}) as (base, proc):
+        for _ in range(10):
+            assert http("GET", base + "/livez")[0] == 200
+        os.killpg(proc.pid, signal.SIGTERM)  # what systemd's stop does, at once
+        proc.wait(30)
+        log = proc.log()
+    assert len([line for line in log.splitlines() if "tracetrack.access" in line and "/livez" in line]) == 10, log
 
 
 @pytest.mark.server

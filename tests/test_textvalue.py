@@ -3,8 +3,11 @@ fails exactly as the cursor path (`scalar`) does."""
 
 from __future__ import annotations
 
+import enum
+
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from tracetrack_db import Database, bags, errors
 from tracetrack_db.queries import Queries, load, parse
@@ -19,6 +22,8 @@ SELECT (100 / %(by)s::int)::text
 SELECT %(a)s || '%%' || %(b)s || %(a)s
 -- name: tt_none :scalar
 SELECT 'x' WHERE false
+-- name: tt_percent :scalar
+SELECT 'a%%b'
 -- name: tt_statements :many
 SELECT name FROM pg_prepared_statements ORDER BY name
 -- name: tt_rows :many
@@ -45,7 +50,8 @@ def test_placeholders_become_numbered_parameters_once_per_name():
     assert query.names == ("a", "b")
     assert query.statement == b"tt_q"
     with pytest.raises(ValueError, match="lone %"):
-        TextQuery.of("q", "SELECT 5 % 2")
+        TextQuery.of("q", "SELECT %(a)s % 2")
+    assert TextQuery.of("q", "SELECT 5 % 2").sql == b"SELECT 5 % 2"  # no placeholders: as psycopg sends it
 
 
 def test_the_hot_read_gives_the_bytes_the_cursor_path_gives(db: Database):
@@ -60,9 +66,30 @@ def test_the_hot_read_gives_the_bytes_the_cursor_path_gives(db: Database):
         bags.get_bag_detail_json(db, "NO-SUCH-BAG")
 
 
-def test_parameters_repeat_and_percent_signs_survive(one_conn_db: Database):
-    assert one_conn_db.text("tt_echo", {"a": "x", "b": "y"}) == b"x%yx"
-    assert one_conn_db.text("tt_none") is None
+def test_parameters_repeat_and_percent_signs_read_as_psycopg_reads_them(one_conn_db: Database):
+    db = one_conn_db
+    assert db.text("tt_echo", {"a": "x", "b": "y"}) == b"x%yx" == db.scalar("tt_echo", {"a": "x", "b": "y"}).encode()
+    assert db.text("tt_percent") == b"a%%b" == db.scalar("tt_percent").encode()  # no placeholders: as written
+    assert db.text("tt_none") is None
+
+
+class Area(enum.StrEnum):
+    LUCKNOW = "lucknow"
+
+
+def test_str_subclasses_are_strings(one_conn_db: Database):
+    assert one_conn_db.text("tt_echo", {"a": Area.LUCKNOW, "b": "-"}) == b"lucknow%-lucknow"
+
+
+def test_the_bytes_are_utf8_whatever_encoding_the_dsn_asks_for(service_url: str):
+    latin1 = make_conninfo(service_url, options="-c client_encoding=LATIN1")
+    with psycopg.connect(latin1) as raw:
+        assert raw.info.encoding == "iso8859-1"  # the DSN does ask for it
+        with pytest.raises(psycopg.NotSupportedError, match="UTF8"):
+            Database(latin1, queries=with_extra()).text("tt_echo", {"a": "Köln", "b": "ü"}, conn=raw)
+    with Database(latin1, min_size=1, max_size=1, queries=with_extra()) as db:
+        params = {"a": "Köln", "b": "ü"}
+        assert db.text("tt_echo", params) == "Köln%üKöln".encode() == db.scalar("tt_echo", params).encode()
 
 
 def test_prepared_once_per_connection_and_again_after_discard(one_conn_db: Database):
@@ -111,12 +138,18 @@ def test_wrong_use_is_refused_before_anything_runs(one_conn_db: Database):
 
 def test_a_connection_lost_mid_use_is_database_unavailable_then_replaced(one_conn_db: Database, sql_conn):
     db = one_conn_db
-    assert db.text("tt_divide", {"by": "1"}) == b"100"
-    pids = [r[0] for r in sql_conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = 'tracetrack'")]
-    assert pids
-    for pid in pids:
-        sql_conn.execute("SELECT pg_terminate_backend(%s)", [pid])
-    with pytest.raises(errors.DatabaseUnavailable):
-        db.text("tt_divide", {"by": "1"})
-    db.pool.wait(timeout=10)  # the pool replaces the broken connection it was handed back
-    assert db.text("tt_divide", {"by": "2"}) == b"50"
+    causes = []
+    for verb in (db.text, db.scalar):
+        assert verb("tt_divide", {"by": "1"}) in (b"100", "100")  # the pool's one connection is open
+        pids = sql_conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = 'tracetrack'").fetchall()
+        assert pids
+        for (pid,) in pids:
+            sql_conn.execute("SELECT pg_terminate_backend(%s)", [pid])
+        with pytest.raises(errors.DatabaseUnavailable) as caught:
+            verb("tt_divide", {"by": "1"})
+        causes.append(type(caught.value.__cause__))
+        db.pool.wait(timeout=10)  # the pool replaces the broken connection it was handed back
+        assert db.text("tt_divide", {"by": "2"}) == b"50"
+    # the cursor reads the FATAL message the server sent before it closed (AdminShutdown);
+    # libpq's blocking call reports the closed connection: both are a gone server
+    assert causes == [psycopg.OperationalError, psycopg.errors.AdminShutdown]

@@ -1,15 +1,23 @@
-"""Work a request leaves for later, done in bulk by one thread of the process.
+"""Work a request leaves for later, done in batches by a thread of the process.
 
-The access line costs the hot read ~25 us of CPU inside the request (a
-LogRecord, the logging handlers' lock, a write), and more through the server,
-where the request's own code and data are evicted from the CPU's caches in
-between; one after another in a batch the same lines cost ~6 us each
-(RESULTS, "Issue 13 item 8"). So a request appends a tuple (a deque's
-append: thread-safe, no lock) and a thread hands the tuples over every
-INTERVAL seconds, at exit, and whenever `flush_all()` is called (tests, the
-in-process /metrics). The price: an access line appears up to INTERVAL late
-(its time is the request's own), and a worker killed with SIGKILL loses at
-most that much of them; what requests did in the database is not affected.
+Written inside each request, the access line (a LogRecord, the logging
+handler's lock, a write) and the request's metrics (prometheus-client's
+locks and mmap writes) cost the hot read ~20 us of the app's CPU in process
+and about twice that through the server, where the request's own code and
+data are evicted from the CPU's caches in between; one after another in a
+batch they cost a third of that (RESULTS, "Issue 13 item 8"). So a request
+appends a tuple (a deque's append: thread-safe, no lock) and each queue's
+thread hands its tuples over every INTERVAL seconds, when the process ends
+(atexit, and multiprocessing's finalizers: granian's and gunicorn's workers
+end with os._exit, which skips atexit), and on `flush_all()` (tests, the
+in-process /metrics).
+
+The price: an access line or a count appears up to INTERVAL late (the line
+carries the request's own time), and a worker killed with SIGKILL loses at
+most that much of them; what the requests did in the database is not
+affected. A queue never holds more than CAPACITY items: past that (its
+thread stalled on a log stream nobody reads) the request hands them over
+itself, and waits as it did when every line was written in the request.
 """
 
 from __future__ import annotations
@@ -22,31 +30,41 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable
+from multiprocessing import util
 from typing import Any
 
 INTERVAL = 0.2
+CAPACITY = 10_000
 log = logging.getLogger(__name__)
+_lock = threading.Lock()
 _queues: weakref.WeakSet[Deferred] = weakref.WeakSet()
-_start_lock = threading.Lock()
-_running_in = 0  # the pid whose flushing thread runs (threads do not survive a fork)
+_pid = os.getpid()  # this process's (os.getpid is a system call: kept, and set again in a forked child)
+_hooked = 0  # the pid whose exit flushes every queue
 
 
 class Deferred:
     """Items added by any thread, handed to `handle` in order, in batches."""
 
-    def __init__(self, handle: Callable[[list[Any]], None]):
+    def __init__(self, handle: Callable[[list[Any]], None], name: str, capacity: int = CAPACITY):
         self.handle = handle
+        self.name = name
+        self.capacity = capacity
         self.items: deque[Any] = deque()
-        self._lock = threading.Lock()  # one batch at a time, so the order holds
-        _queues.add(self)
+        self._flushing = threading.Lock()  # one batch at a time, so the order holds
+        self._running_in = 0  # the pid its thread runs in (no thread survives a fork)
+        with _lock:
+            _queues.add(self)
 
     def add(self, item: Any) -> None:
-        self.items.append(item)
-        if _running_in != os.getpid():
-            _start()
+        items = self.items
+        items.append(item)
+        if self._running_in != _pid:
+            self._start()
+        if len(items) > self.capacity:
+            self.flush()
 
     def flush(self) -> None:
-        with self._lock:
+        with self._flushing:
             batch, take = [], self.items.popleft
             while True:
                 try:
@@ -56,26 +74,47 @@ class Deferred:
             if batch:
                 self.handle(batch)
 
+    def _start(self) -> None:
+        global _hooked
+        with _lock:
+            if self._running_in == _pid:
+                return
+            thread = threading.Thread(target=self._flush_forever, name=f"tracetrack-{self.name}", daemon=True)
+            thread.start()
+            self._running_in = _pid  # only once it runs: a thread that could not start is tried again
+            if _hooked != _pid:
+                _hooked = _pid
+                atexit.register(flush_all)
+                util.Finalize(None, flush_all, exitpriority=100)
+
+    def _flush_forever(self) -> None:
+        ref = weakref.ref(self)
+        del self  # the thread must not keep its queue alive
+        while True:
+            time.sleep(INTERVAL)
+            queue = ref()
+            if queue is None:
+                return
+            try:
+                queue.flush()
+            except Exception:  # a handler's bug must not stop the thread
+                log.exception("handing over %s failed", queue.name)
+            del queue
+
 
 def flush_all() -> None:
-    for queue in list(_queues):
+    with _lock:
+        queues = list(_queues)
+    for queue in queues:
         try:
             queue.flush()
-        except Exception:  # a handler's bug must not stop the others, nor the thread
-            log.exception("handing over deferred work failed")
+        except Exception:
+            log.exception("handing over %s failed", queue.name)
 
 
-def _start() -> None:
-    global _running_in
-    with _start_lock:
-        if _running_in == os.getpid():
-            return
-        _running_in = os.getpid()
-        threading.Thread(target=_flush_forever, name="tracetrack-deferred", daemon=True).start()
-        atexit.register(flush_all)
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
 
 
-def _flush_forever() -> None:
-    while True:
-        time.sleep(INTERVAL)
-        flush_all()
+os.register_at_fork(after_in_child=_forked)

@@ -86,7 +86,7 @@ class MetricsMiddleware:
         self.db = db
         self._pool_sampled = 0.0
         self._children: dict[tuple[str, str, str], tuple] = {}  # labels() costs a lock and a lookup
-        self.observed = Deferred(self.record)  # off the request's path, in batches (deferred.py)
+        self.observed = Deferred(self.record, "metrics")  # off the request's path, in batches (deferred.py)
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = time.perf_counter()

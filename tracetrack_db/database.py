@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import cache
@@ -51,24 +50,6 @@ def _factory(row: Any) -> Any:
     return tuple_row if row is None else dict_row if row is dict else class_row(row)
 
 
-class _Stack(deque):
-    """psycopg_pool's idle connections, taken newest first. Its pool takes them from
-    the left and returns them on the right: a queue that moves every request to
-    the backend idle longest, whose caches (the CPU's, catalog, plans) have gone
-    cold meanwhile. Taken as a stack, the connections the load needs stay busy
-    and warm and the rest stay idle (max_idle closes them): the hot read's
-    backends cost ~25 % less CPU per request (RESULTS, "Issue 13 item 8")."""
-
-    def popleft(self) -> Any:
-        return self.pop()
-
-
-class _Pool(ConnectionPool):
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._pool = _Stack(self._pool)  # psycopg_pool takes with popleft(), returns with append()
-
-
 _pooler_warned = False
 
 
@@ -112,7 +93,7 @@ class Database:
         kwargs = {"autocommit": True, "prepare_threshold": prepare_threshold}
 
         def make(dsn: str, suffix: str) -> ConnectionPool:
-            return _Pool(
+            return ConnectionPool(
                 dsn,
                 min_size=min_size,
                 max_size=max_size,
@@ -168,7 +149,10 @@ class Database:
         # So a pooled connection never prepares, whatever TRACETRACK_PREPARE_THRESHOLD
         # says; nothing here is prepared until that is known.
         threshold, conn.prepare_threshold = conn.prepare_threshold, None
-        conn.execute("SET application_name = 'tracetrack'")
+        # UTF8 whatever the DSN's options say: text() hands PostgreSQL's bytes on as UTF-8
+        conn.execute(
+            "SELECT set_config('application_name', 'tracetrack', false), set_config('client_encoding', 'UTF8', false)"
+        )
         if threshold is not None:
             if behind_pooler(conn):
                 _warn_pooler_once()
@@ -251,9 +235,10 @@ class Database:
                 yield conn
             return
         if not (read and self.replica is not None and self.replica.choose()):
-            # getconn/putconn, not pool.connection(): its `with conn` only commits or rolls
-            # back, which an autocommit connection outside a transaction() never needs (and
-            # putconn rolls back one left in a transaction), at ~8 us a request
+            # getconn/putconn, not pool.connection() (~8 us a request less): its `with conn`
+            # commits or rolls back, which an autocommit connection outside transaction()
+            # never needs; one a raw BEGIN left in a transaction is rolled back by putconn
+            # (with a warning), not committed, and the pool's usage_ms stat is not kept
             with errors.wrap_errors():
                 own = self.pool.getconn()
                 try:
@@ -349,16 +334,29 @@ class Database:
         verb: tuple[str, ...],
     ) -> Any:
         query = self.queries[name]
+        return self._on_connection(query, params, conn, read, verb, lambda c: self._fetch(c, query, params, row))
+
+    def _on_connection(
+        self,
+        query: Query,
+        params: Mapping[str, Any] | None,
+        conn: Connection | None,
+        read: bool,
+        verb: tuple[str, ...],
+        go: Callable[[Connection], Any],
+    ) -> Any:
+        """`go` on the caller's connection, a pooled one, or (a read with a replica)
+        the one routing chose, once the query's kind and parameters are checked."""
         if query.kind not in verb:
-            raise TypeError(f"query {name} ({query.source}) is :{query.kind}, not :{verb[0]}")
+            raise TypeError(f"query {query.name} ({query.source}) is :{query.kind}, not :{verb[0]}")
         self._check_params(query, params)
         if conn is not None:
             with errors.wrap_errors():
-                return self._fetch(conn, query, params, row)
+                return go(conn)
         if self.replica is None or not read:  # the path without a replica: as it was
             with self.connection() as own:
-                return self._fetch(own, query, params, row)
-        return self._read_once(lambda c: self._fetch(c, query, params, row), read)
+                return go(own)
+        return self._read_once(go, read)
 
     def _read_once(self, go: Callable[[Connection], Any], read: bool) -> Any:
         """`go` on a connection; a read the replica failed runs once more, on the primary."""
@@ -422,22 +420,12 @@ class Database:
     ) -> bytes | None:
         """The one text column of a :scalar query's first row as the bytes PostgreSQL
         sent, or None: for values PostgreSQL renders whole (JSON), straight from
-        libpq, ~50 us of Python less than `scalar` (textvalue.py). Parameters:
-        str or None."""
+        libpq, without a cursor's Python (textvalue.py). Parameters: str or None."""
         query = self.queries[name]
-        if query.kind != "scalar":
-            raise TypeError(f"query {name} ({query.source}) is :{query.kind}, not :scalar")
-        self._check_params(query, params)
         text_query = self._text_queries.get(name)
         if text_query is None:
             text_query = self._text_queries[name] = TextQuery.of(name, query.sql)
-        if conn is not None:
-            with errors.wrap_errors():
-                return fetch(conn, text_query, params)
-        if self.replica is None or not read:
-            with self.connection() as own:
-                return fetch(own, text_query, params)
-        return self._read_once(lambda c: fetch(c, text_query, params), read)
+        return self._on_connection(query, params, conn, read, ("scalar",), lambda c: fetch(c, text_query, params))
 
     def execute(self, name: str, params: Mapping[str, Any] | None = None, *, conn: Connection | None = None) -> int:
         """Run a named query for its effect; returns the affected row count."""

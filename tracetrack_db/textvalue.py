@@ -15,11 +15,16 @@ given up:
   again and run once more;
 - libpq releases the GIL while it waits, as psycopg does;
 - a failed query raises the psycopg error a cursor would (its class from
-  the SQLSTATE), and a connection lost mid-query raises OperationalError, so
-  `errors.wrap_errors`, the pool's discarding of broken connections and the
-  replica's routing see exactly what they see for a cursor;
+  the SQLSTATE), and a connection lost raises OperationalError (libpq's
+  blocking call reports the closed connection where a cursor may report the
+  FATAL message the server sent before closing it, e.g. AdminShutdown, a
+  subclass), so `errors.wrap_errors` (DatabaseUnavailable), the pool's
+  discarding of broken connections and the replica's routing treat both alike;
 - parameters are str or None only, checked: a NUL character is refused as
-  psycopg refuses it (libpq would cut the text there).
+  psycopg refuses it (libpq would cut the text there);
+- the connection speaks UTF8 (`Database` sets client_encoding on each one it
+  opens, whatever the DSN's options say), so the bytes are UTF-8 as the
+  cursor's str would be; on another connection the call is refused.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import psycopg
 from psycopg import Connection, pq
 
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%|%")
+_NAMED = re.compile(r"%\(\w+\)s")
 _PREPARED = "_tt_prepared"  # the attribute of a connection: names it has prepared
 
 
@@ -46,6 +52,8 @@ class TextQuery:
 
     @classmethod
     def of(cls, name: str, sql: str) -> TextQuery:
+        """As psycopg reads it: %(name)s placeholders and %% for a literal %, or, in a
+        query without placeholders, the text as it is."""
         names: list[str] = []
 
         def placeholder(match: re.Match[str]) -> str:
@@ -57,15 +65,16 @@ class TextQuery:
                 names.append(match.group(1))
             return f"${names.index(match.group(1)) + 1}"
 
-        return cls(f"tt_{name}".encode(), _PLACEHOLDER.sub(placeholder, sql).encode(), tuple(names))
+        text = _PLACEHOLDER.sub(placeholder, sql) if _NAMED.search(sql) else sql
+        return cls(f"tt_{name}".encode(), text.encode(), tuple(names))
 
-    def values(self, params: Mapping[str, Any] | None) -> list[bytes | None]:
+    def values(self, params: Mapping[str, Any]) -> list[bytes | None]:
         out: list[bytes | None] = []
         for name in self.names:
-            value = params[name] if params else None
+            value = params[name]
             if value is None:
                 out.append(None)
-            elif type(value) is str:
+            elif isinstance(value, str):
                 if "\x00" in value:
                     raise psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
                 out.append(value.encode())
@@ -76,35 +85,39 @@ class TextQuery:
 
 
 def fetch(conn: Connection, query: TextQuery, params: Mapping[str, Any] | None) -> bytes | None:
-    """Run `query` on `conn` (autocommit, not in a transaction block of psycopg's)."""
-    values = query.values(params)
+    """Run `query` on `conn` (an autocommit connection, or one inside a transaction()),
+    whose client_encoding is UTF8 (Database sets it on every connection it opens)."""
     pgconn = conn.pgconn
+    if pgconn.parameter_status(b"client_encoding") != b"UTF8":
+        raise psycopg.NotSupportedError("Database.text needs a connection whose client_encoding is UTF8")
+    values = query.values(params or {})
     if conn.prepare_threshold is None:  # behind a pooler: nothing is prepared
         return _value(conn, pgconn.exec_params(query.sql, values))
     prepared: set[bytes] | None = getattr(conn, _PREPARED, None)
     if prepared is None:
         prepared = set()
         setattr(conn, _PREPARED, prepared)
-    if query.statement not in prepared:
-        _value(conn, pgconn.prepare(query.statement, query.sql), pq.ExecStatus.COMMAND_OK)
-        prepared.add(query.statement)
-    # (psycopg's stub says no None; libpq takes NULL for SQL NULL, as psycopg itself sends it)
-    try:
-        return _value(conn, pgconn.exec_prepared(query.statement, values))  # type: ignore[arg-type]
-    except psycopg.errors.InvalidSqlStatementName:  # the server forgot it (DISCARD ALL, DEALLOCATE)
-        prepared.discard(query.statement)
-        _value(conn, pgconn.prepare(query.statement, query.sql), pq.ExecStatus.COMMAND_OK)
-        prepared.add(query.statement)
-        return _value(conn, pgconn.exec_prepared(query.statement, values))  # type: ignore[arg-type]
+    for attempt in (1, 2):
+        if query.statement not in prepared:
+            _value(conn, pgconn.prepare(query.statement, query.sql), pq.ExecStatus.COMMAND_OK)
+            prepared.add(query.statement)
+        try:
+            # (psycopg's stub says no None; libpq takes NULL for SQL NULL, as psycopg itself sends it)
+            return _value(conn, pgconn.exec_prepared(query.statement, values))  # type: ignore[arg-type]
+        except psycopg.errors.InvalidSqlStatementName:  # the server forgot it (DISCARD ALL, DEALLOCATE)
+            prepared.discard(query.statement)
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _value(conn: Connection, result: pq.abc.PGresult, expected: pq.ExecStatus = pq.ExecStatus.TUPLES_OK) -> Any:
     if result.status != expected:
         encoding = conn.info.encoding
-        if conn.pgconn.status != pq.ConnStatus.OK or not result.error_field(pq.DiagnosticField.SQLSTATE):
-            # the connection went away mid-query: what psycopg's wait raises then
+        if not result.error_field(pq.DiagnosticField.SQLSTATE):
+            # no answer from the server (the connection went away): what psycopg's wait raises then
             raise psycopg.OperationalError(pq.error_message(result, encoding=encoding) or "the connection was lost")
-        raise psycopg.errors.error_from_result(result, encoding=encoding)
+        raise psycopg.errors.error_from_result(result, encoding=encoding)  # the class of its SQLSTATE
     if expected != pq.ExecStatus.TUPLES_OK or not result.ntuples:
         return None
     return result.get_value(0, 0)
