@@ -14,7 +14,7 @@ from .config import ApiSettings
 from .endpoint import ClientAddress, Endpoint
 from .login_guard import LoginGuard
 from .logs import RequestLog
-from .metrics import MetricsMiddleware, count_reads
+from .metrics import RequestMetrics, count_reads
 from .positions import WritePositions
 from .router import TableRouter
 from .routes import OPERATIONS, PATH_VALUES, SPANS_SEGMENTS
@@ -77,7 +77,7 @@ def create_app(
     # falcon's types name its CompiledRouter for router=; any object with its methods works
     app = falcon.App(
         router=router,
-        middleware=[RequestLog(access_log), MetricsMiddleware(db)],  # type: ignore[call-overload]
+        middleware=[RequestLog(access_log, RequestMetrics(db).record)],  # type: ignore[call-overload]
         cors_enable=False,
     )
     app.add_route("/openapi.json", OpenApiDocument(openapi.build(OPERATIONS, PATH_VALUES, SPANS_SEGMENTS)))

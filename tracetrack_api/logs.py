@@ -25,11 +25,13 @@ second-resolution prefix reused within a second.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import logging.config
 import os
 import re
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -48,10 +50,23 @@ _ACCESS_MESSAGE = "%s %s %s %.1fms user=%s"
 
 
 def request_id_of(header: str | None) -> str:
-    """The request's id: `header` when it is a safe, bounded id, else a new one."""
+    """The request's id: `header` when it is a safe, bounded id, else a new one:
+    32 hex digits, the process's random half and a count (unique, not secret,
+    without a getrandom(2) per request)."""
     if header and len(header) <= MAX_REQUEST_ID and _SAFE_ID.fullmatch(header):
         return header
-    return os.urandom(16).hex()
+    return f"{_id_prefix}{next(_id_numbers):016x}"
+
+
+def _new_id_prefix() -> None:
+    global _id_prefix
+    _id_prefix = os.urandom(8).hex()
+
+
+_id_prefix = ""
+_id_numbers = itertools.count()
+_new_id_prefix()
+os.register_at_fork(after_in_child=_new_id_prefix)  # a forked worker's ids are its own
 
 
 class RequestIdFilter(logging.Filter):
@@ -182,19 +197,21 @@ def settings_from_env(environ: dict[str, str] | None = None) -> tuple[str, str, 
 
 
 class RequestLog:
-    """Falcon middleware (first in the list): the request id and the access line."""
+    """Falcon middleware: the request id, and each answered request handed over in
+    batches (deferred.py) to the access line and to `record` (the metrics)."""
 
-    def __init__(self, access_log: bool = True):
+    def __init__(self, access_log: bool = True, record: Callable[[list[tuple]], None] | None = None):
         self.access_log = access_log
+        self.record = record
         self.log = logging.getLogger(ACCESS_LOGGER)
-        self.lines = Deferred(self.write, "access-log")
+        self.answered = Deferred(self.hand_over, "requests")
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         rid = request_id_of(req.get_header("X-Request-Id"))
         REQUEST_ID.set(rid)  # each request runs in its own thread: no reset needed (a CSV stream logs after)
         context = req.context
         context.request_id = rid
-        context.log_started = time.perf_counter()
+        context.started = time.perf_counter()
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
         context = req.context
@@ -202,16 +219,26 @@ class RequestLog:
         if rid is None:  # process_request did not run
             return
         resp.set_header("X-Request-Id", rid)
-        if not self.access_log or not self.log.isEnabledFor(logging.INFO):
+        logged = self.access_log and self.log.isEnabledFor(logging.INFO)  # as the logger is set now
+        if self.record is None and not logged:
             return
-        ms = (time.perf_counter() - context.log_started) * 1000
+        seconds = time.perf_counter() - context.started
+        route = req.uri_template or "unmatched"
         user_id = context.get("user_id")
-        self.lines.add((time.time(), req.method, req.uri_template or "unmatched", resp.status_code, ms, user_id, rid))
+        self.answered.add((time.time(), req.method, route, resp.status_code, seconds, user_id, rid, logged))
 
-    def write(self, lines: list[tuple]) -> None:
-        """The access lines of answered requests (deferred.py: in batches, off the requests' path)."""
+    def hand_over(self, answered: list[tuple]) -> None:
+        self.write(answered)
+        if self.record is not None:
+            self.record(answered)
+
+    def write(self, answered: list[tuple]) -> None:
+        """The access lines of answered requests (those answered while the line was wanted)."""
         log, start = self.log, logging._startTime  # type: ignore[attr-defined]
-        for created, method, route, code, ms, user_id, rid in lines:
+        for created, method, route, code, seconds, user_id, rid, logged in answered:
+            if not logged:
+                continue
+            ms = seconds * 1000
             record = log.makeRecord(
                 ACCESS_LOGGER,
                 logging.INFO,

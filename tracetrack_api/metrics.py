@@ -18,14 +18,13 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-import falcon
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 from tracetrack_db import Database, errors, maintenance, views
 from tracetrack_db.jsontext import dumps
 
-from .deferred import Deferred, flush_all
+from .deferred import flush_all
 
 REQUESTS = Counter("tracetrack_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
@@ -81,24 +80,23 @@ def count_reads(db: Database) -> None:
 _METHODS = frozenset(("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"))
 
 
-class MetricsMiddleware:
+class RequestMetrics:
+    """The requests' count and duration by method, route and status, and the pools'
+    gauges, from the answered requests RequestLog hands over in batches (deferred.py)."""
+
     def __init__(self, db: Database):
         self.db = db
         self._pool_sampled = 0.0
         self._children: dict[tuple[str, str, str], tuple] = {}  # labels() costs a lock and a lookup
-        self.observed = Deferred(self.record, "metrics")  # off the request's path, in batches (deferred.py)
 
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        req.context.started = time.perf_counter()
-
-    def process_response(self, req: falcon.Request, resp: falcon.Response, resource, req_succeeded: bool) -> None:
-        started = req.context.get("started")
-        if started is None:
-            return
-        route = req.uri_template or "unmatched"
-        method = req.method if req.method in _METHODS else "OTHER"  # bounded label values
-        status = resp.status[:3] if isinstance(resp.status, str) else str(resp.status)
-        self.observed.add(((method, route, status), time.perf_counter() - started))
+    def record(self, answered: list[tuple]) -> None:
+        for _, method, route, code, seconds, *_ in answered:  # RequestLog's tuples
+            key = (method if method in _METHODS else "OTHER", route, str(code))  # bounded label values
+            children = self._children.get(key)
+            if children is None:
+                children = self._children[key] = (LATENCY.labels(*key[:2]), REQUESTS.labels(*key))
+            children[0].observe(seconds)
+            children[1].inc()
         now = time.monotonic()
         if now - self._pool_sampled > 1.0:  # pool stats take the pool's lock: sample, don't poll
             self._pool_sampled = now
@@ -106,16 +104,6 @@ class MetricsMiddleware:
                 POOL.labels(name, "size").set(stats.get("pool_size", 0))
                 POOL.labels(name, "available").set(stats.get("pool_available", 0))
                 POOL_WAITING.labels(name).set(stats.get("requests_waiting", 0))
-
-    def record(self, observed: list[tuple[tuple[str, str, str], float]]) -> None:
-        """The duration and count of answered requests, into the metrics."""
-        for key, seconds in observed:
-            children = self._children.get(key)
-            if children is None:
-                method, route, status = key
-                children = self._children[key] = (LATENCY.labels(method, route), REQUESTS.labels(*key))
-            children[0].observe(seconds)
-            children[1].inc()
 
 
 class ViewAges:
