@@ -2,15 +2,14 @@
 
 Written inside each request, the access line (a LogRecord, the logging
 handler's lock, a write) and the request's metrics (prometheus-client's
-locks and mmap writes) cost the hot read ~20 us of the app's CPU in process
-and about twice that through the server, where the request's own code and
-data are evicted from the CPU's caches in between; one after another in a
-batch they cost a third of that (RESULTS, "Issue 13 item 8"). So a request
-appends a tuple (a deque's append: thread-safe, no lock) and each queue's
-thread hands its tuples over every INTERVAL seconds, when the process ends
-(atexit, and multiprocessing's finalizers: granian's and gunicorn's workers
-end with os._exit, which skips atexit), and on `flush_all()` (tests, the
-in-process /metrics).
+locks and mmap writes) cost the hot read 53 us of CPU in process, the
+request's own code and data evicted from the CPU's caches in between; one
+after another in a batch they cost 17 us (RESULTS, "Issue 13 item 8,
+continued"). So a request appends a tuple (a deque's append: thread-safe,
+no lock) and each queue's thread hands its tuples over every INTERVAL
+seconds, when the process ends (atexit, and multiprocessing's finalizers:
+granian's workers are multiprocessing children, which end with os._exit and
+skip atexit), and on `flush_all()` (tests, the in-process /metrics).
 
 The price: an access line or a count appears up to INTERVAL late (the line
 carries the request's own time), and a worker killed with SIGKILL loses at
