@@ -1,13 +1,14 @@
 """deferred.py: what requests leave for later is handed over once each, in order,
-in bounded memory, by a thread that survives its handler's errors, forks, and
-the way granian's and gunicorn's workers end (os._exit after multiprocessing's
-finalizers)."""
+in bounded memory, by a thread that survives its handler's errors and forks, and
+when a process ends the way granian's workers end (os._exit after
+multiprocessing's finalizers)."""
 
 from __future__ import annotations
 
 import json
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -23,6 +24,19 @@ def eventually(check, seconds: float = 10) -> None:
     while not check():
         assert time.monotonic() < deadline, "not handed over in time"
         time.sleep(INTERVAL / 4)
+
+
+def wait_child(pid: int, seconds: float = 10) -> int | None:
+    """The forked child's exit code, or None (and the child killed) when it hangs."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
 
 
 def test_every_item_once_in_each_adders_order():
@@ -122,6 +136,60 @@ def test_a_forked_child_runs_a_thread_of_its_own(tmp_path):
                 time.sleep(INTERVAL / 4)
         finally:
             os._exit(0 if out.exists() else 1)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert wait_child(pid) == 0
     assert json.loads(out.read_text()) == ["from the child"]
+
+
+def test_a_queue_that_cannot_hand_over_never_fails_the_request(monkeypatch, caplog):
+    handled: list = []
+    queue = Deferred(handled.extend, "test", capacity=2)
+    real_start = threading.Thread.start
+
+    def no_threads(self):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", no_threads)
+    for i in range(5):
+        queue.add(i)  # no thread, then over capacity: handed over here, never raised
+    assert "can't start new thread" in caplog.text
+    monkeypatch.setattr(threading.Thread, "start", real_start)
+    queue.add(5)  # the thread is tried again
+    eventually(lambda: handled == [0, 1, 2, 3, 4, 5])
+
+    def broken(batch: list) -> None:
+        raise OSError(28, "No space left on device")  # a full PROMETHEUS_MULTIPROC_DIR
+
+    failing = Deferred(broken, "test", capacity=1)
+    for i in range(3):
+        failing.add(i)  # over capacity, the hand-over fails: logged, not raised
+    assert "No space left on device" in caplog.text
+
+
+def test_a_fork_while_a_batch_is_handed_over_neither_hangs_nor_repeats(tmp_path):
+    inside, release = threading.Event(), threading.Event()
+    seen: list = []
+
+    def slow(batch: list) -> None:
+        inside.set()
+        release.wait()
+        seen.extend(batch)
+
+    queue = Deferred(slow, "test")
+    queue.add("parent-1")
+    assert inside.wait(10)  # the parent's thread holds the queue's lock, in the handler
+    queue.add("parent-2")  # pending in the parent
+    out = tmp_path / "child"
+    pid = os.fork()
+    if pid == 0:
+        try:
+            queue.handle = lambda batch: out.write_text(json.dumps(batch))
+            queue.add("child-1")
+            queue.flush()  # would wait forever on the lock the parent's thread held at the fork
+        finally:
+            os._exit(0)
+    status = wait_child(pid)
+    release.set()
+    deferred.flush_all()
+    assert status == 0, "the child hung on the lock held at the fork"
+    assert json.loads(out.read_text()) == ["child-1"]  # not the parent's parent-2 again
+    assert seen == ["parent-1", "parent-2"]

@@ -4,6 +4,8 @@ fails exactly as the cursor path (`scalar`) does."""
 from __future__ import annotations
 
 import enum
+import subprocess
+import sys
 
 import psycopg
 import pytest
@@ -51,7 +53,7 @@ def test_placeholders_become_numbered_parameters_once_per_name():
     assert query.statement == b"tt_q"
     with pytest.raises(ValueError, match="lone %"):
         TextQuery.of("q", "SELECT %(a)s % 2")
-    assert TextQuery.of("q", "SELECT 5 % 2").sql == b"SELECT 5 % 2"  # no placeholders: as psycopg sends it
+    assert TextQuery.of("q", "SELECT 5 % 2", params=False).sql == b"SELECT 5 % 2"  # no parameters: as written
 
 
 def test_the_hot_read_gives_the_bytes_the_cursor_path_gives(db: Database):
@@ -69,7 +71,8 @@ def test_the_hot_read_gives_the_bytes_the_cursor_path_gives(db: Database):
 def test_parameters_repeat_and_percent_signs_read_as_psycopg_reads_them(one_conn_db: Database):
     db = one_conn_db
     assert db.text("tt_echo", {"a": "x", "b": "y"}) == b"x%yx" == db.scalar("tt_echo", {"a": "x", "b": "y"}).encode()
-    assert db.text("tt_percent") == b"a%%b" == db.scalar("tt_percent").encode()  # no placeholders: as written
+    assert db.text("tt_percent") == b"a%%b" == db.scalar("tt_percent").encode()  # no parameters: as written
+    assert db.text("tt_percent", {}) == b"a%b" == db.scalar("tt_percent", {}).encode()  # parameters, even none
     assert db.text("tt_none") is None
 
 
@@ -150,6 +153,37 @@ def test_a_connection_lost_mid_use_is_database_unavailable_then_replaced(one_con
         causes.append(type(caught.value.__cause__))
         db.pool.wait(timeout=10)  # the pool replaces the broken connection it was handed back
         assert db.text("tt_divide", {"by": "2"}) == b"50"
-    # the cursor reads the FATAL message the server sent before it closed (AdminShutdown);
-    # libpq's blocking call reports the closed connection: both are a gone server
-    assert causes == [psycopg.OperationalError, psycopg.errors.AdminShutdown]
+    assert causes == [psycopg.errors.AdminShutdown] * 2  # the FATAL message the server sent, for both
+
+
+GEVENT_WORKER = """
+from gevent import monkey; monkey.patch_all()
+import sys, gevent
+from tracetrack_db import Database
+from tracetrack_db.queries import Queries, parse
+queries = Queries(parse("-- name: slow :scalar\\nSELECT pg_sleep(0.5)::text || %(x)s", "test"))
+ticks = []
+def ticker():
+    while True:
+        ticks.append(1)
+        gevent.sleep(0.01)
+with Database(sys.argv[1], min_size=1, max_size=1, queries=queries) as db:
+    db.text("slow", {"x": "warm"})  # prepared: the next call is the hot path's
+    beat = gevent.spawn(ticker)
+    gevent.sleep(0.05)
+    before = len(ticks)
+    assert db.text("slow", {"x": "!"}) == b"!"
+    print(len(ticks) - before)
+    beat.kill()
+"""
+
+
+def test_a_gevent_worker_keeps_serving_while_the_hot_read_waits(service_url: str):
+    """gunicorn's gevent workers (deploy/gunicorn.conf.py): libpq's blocking call stopped
+    every greenlet of the worker for the query's whole round trip."""
+    pytest.importorskip("gevent")
+    done = subprocess.run(
+        [sys.executable, "-c", GEVENT_WORKER, service_url], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.split()[-1]) >= 10  # the ticker ran (every 10 ms) during the 0.5 s query

@@ -14,9 +14,10 @@ skip atexit), and on `flush_all()` (tests, the in-process /metrics).
 The price: an access line or a count appears up to INTERVAL late (the line
 carries the request's own time), and a worker killed with SIGKILL loses at
 most that much of them; what the requests did in the database is not
-affected. A queue never holds more than CAPACITY items: past that (its
-thread stalled on a log stream nobody reads) the request hands them over
-itself, and waits as it did when every line was written in the request.
+affected. A queue holds about CAPACITY items at most (plus one per request
+thread): past that (its thread stalled on a log stream nobody reads) the
+request hands them over itself, and waits as it did when every line was
+written in the request.
 """
 
 from __future__ import annotations
@@ -55,12 +56,16 @@ class Deferred:
             _queues.add(self)
 
     def add(self, item: Any) -> None:
+        """Queue `item`; never raises into the request that was already answered."""
         items = self.items
         items.append(item)
-        if self._running_in != _pid:
-            self._start()
-        if len(items) > self.capacity:
-            self.flush()
+        try:
+            if self._running_in != _pid:
+                self._start()  # a thread that cannot start now (a process limit) is tried again next time
+            if len(items) > self.capacity:
+                self.flush()
+        except Exception:
+            log.exception("handing over %s failed", self.name)
 
     def flush(self) -> None:
         with self._flushing:
@@ -112,8 +117,15 @@ def flush_all() -> None:
 
 
 def _forked() -> None:
-    global _pid
+    """In a forked child: its own pid, its own locks (a parent's thread may have held
+    one at the fork, and none of its threads runs here), and none of the parent's
+    queued items (the parent hands those over)."""
+    global _pid, _lock
     _pid = os.getpid()
+    _lock = threading.Lock()
+    for queue in list(_queues):
+        queue._flushing = threading.Lock()
+        queue.items.clear()
 
 
 os.register_at_fork(after_in_child=_forked)

@@ -15,12 +15,13 @@
   `dict_config`) to stderr as text or as one JSON object a line
   (python-json-logger over orjson).
 
-The cost is kept off the hot paths: one cached `isEnabledFor` check when the
-access log is off; when on, the request only queues a tuple, and a thread of
-the process writes the lines in batches (deferred.py: up to 0.2 s later, each
-with its request's own time), a record built directly (no caller lookup, no
-thread or process names) and formatted by the handler, with the time's
-second-resolution prefix reused within a second.
+The cost is kept off the hot paths: a request only queues one `Answered`
+(for the metrics, and for its access line when the access log is on and its
+logger enabled for INFO), and a thread of the process writes the lines in
+batches (deferred.py: up to 0.2 s later, each with its request's own time):
+a record built directly (no caller lookup, no thread or process names) and
+formatted by the handler, with the time's second-resolution prefix reused
+within a second.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import re
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, NamedTuple
 
 import falcon
 
@@ -196,11 +197,24 @@ def settings_from_env(environ: dict[str, str] | None = None) -> tuple[str, str, 
     return LOG_LEVEL.get(environ), LOG_FORMAT.get(environ), ACCESS_LOG.get(environ)
 
 
+class Answered(NamedTuple):
+    """One answered request, as RequestLog hands it to the access line and the metrics."""
+
+    at: float  # time.time() when it was answered
+    method: str
+    route: str  # the route template, or "unmatched"
+    status: int
+    seconds: float
+    user_id: int | None
+    request_id: str
+    logged: bool  # whether its access line is wanted (decided when it was answered)
+
+
 class RequestLog:
     """Falcon middleware: the request id, and each answered request handed over in
     batches (deferred.py) to the access line and to `record` (the metrics)."""
 
-    def __init__(self, access_log: bool = True, record: Callable[[list[tuple]], None] | None = None):
+    def __init__(self, access_log: bool = True, record: Callable[[list[Answered]], None] | None = None):
         self.access_log = access_log
         self.record = record
         self.log = logging.getLogger(ACCESS_LOGGER)
@@ -225,14 +239,14 @@ class RequestLog:
         seconds = time.perf_counter() - context.started
         route = req.uri_template or "unmatched"
         user_id = context.get("user_id")
-        self.answered.add((time.time(), req.method, route, resp.status_code, seconds, user_id, rid, logged))
+        self.answered.add(Answered(time.time(), req.method, route, resp.status_code, seconds, user_id, rid, logged))
 
-    def hand_over(self, answered: list[tuple]) -> None:
+    def hand_over(self, answered: list[Answered]) -> None:
         self.write(answered)
         if self.record is not None:
             self.record(answered)
 
-    def write(self, answered: list[tuple]) -> None:
+    def write(self, answered: list[Answered]) -> None:
         """The access lines of answered requests (those answered while the line was wanted)."""
         log, start = self.log, logging._startTime  # type: ignore[attr-defined]
         for created, method, route, code, seconds, user_id, rid, logged in answered:

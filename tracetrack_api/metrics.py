@@ -25,6 +25,7 @@ from tracetrack_db import Database, errors, maintenance, views
 from tracetrack_db.jsontext import dumps
 
 from .deferred import flush_all
+from .logs import Answered
 
 REQUESTS = Counter("tracetrack_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
@@ -89,13 +90,14 @@ class RequestMetrics:
         self._pool_sampled = 0.0
         self._children: dict[tuple[str, str, str], tuple] = {}  # labels() costs a lock and a lookup
 
-    def record(self, answered: list[tuple]) -> None:
-        for _, method, route, code, seconds, *_ in answered:  # RequestLog's tuples
-            key = (method if method in _METHODS else "OTHER", route, str(code))  # bounded label values
+    def record(self, answered: list[Answered]) -> None:
+        for request in answered:
+            method = request.method if request.method in _METHODS else "OTHER"  # bounded label values
+            key = (method, request.route, str(request.status))
             children = self._children.get(key)
             if children is None:
                 children = self._children[key] = (LATENCY.labels(*key[:2]), REQUESTS.labels(*key))
-            children[0].observe(seconds)
+            children[0].observe(request.seconds)
             children[1].inc()
         now = time.monotonic()
         if now - self._pool_sampled > 1.0:  # pool stats take the pool's lock: sample, don't poll

@@ -87,7 +87,7 @@ class Database:
     ):
         self.conninfo = conninfo
         self.queries = queries or load()
-        self._text_queries: dict[str, TextQuery] = {}  # text(): each query in libpq's form, made once
+        self._text_queries: dict[tuple[str, bool], TextQuery] = {}  # text(): each query in libpq's form, made once
         self.timeout = timeout
         self._prepare_threshold = prepare_threshold
         kwargs = {"autocommit": True, "prepare_threshold": prepare_threshold}
@@ -422,9 +422,10 @@ class Database:
         sent, or None: for values PostgreSQL renders whole (JSON), straight from
         libpq, without a cursor's Python (textvalue.py). Parameters: str or None."""
         query = self.queries[name]
-        text_query = self._text_queries.get(name)
+        key = (name, params is not None)  # psycopg reads %% as % only when there are parameters
+        text_query = self._text_queries.get(key)
         if text_query is None:
-            text_query = self._text_queries[name] = TextQuery.of(name, query.sql)
+            text_query = self._text_queries[key] = TextQuery.of(name, query.sql, params is not None)
         return self._on_connection(query, params, conn, read, ("scalar",), lambda c: fetch(c, text_query, params))
 
     def execute(self, name: str, params: Mapping[str, Any] | None = None, *, conn: Connection | None = None) -> int:

@@ -2,26 +2,27 @@
 
 A psycopg cursor costs ~90 us of Python per query on this machine (query
 conversion, adaptation, the prepared-statement manager, row objects, a str
-decoded from the wire and encoded again for the HTTP answer); PQexecPrepared
-with text parameters and the value's bytes taken as they came costs ~35 us
-(RESULTS, "Issue 13 item 8"). For a query whose one column PostgreSQL has
-already rendered (JSON text), that is the whole difference, with nothing
-given up:
+decoded from the wire and encoded again for the HTTP answer); libpq's
+PQsendQueryPrepared with text parameters, psycopg's own wait, and the
+value's bytes taken as they came cost ~40 us (RESULTS, "Issue 13 item 8,
+continued"). For a query whose one column PostgreSQL has already rendered
+(JSON text), that is the whole difference, with nothing given up:
 
 - the same statement, prepared once per connection under its own name
   (``tt_<query>``, apart from psycopg's ``_pg3_N``), or sent unprepared
   where psycopg would not prepare either (`prepare_threshold` None: behind
   PgBouncer); a statement the server lost (a ``DISCARD ALL``) is prepared
   again and run once more;
-- libpq releases the GIL while it waits, as psycopg does;
+- the wait is psycopg's (`Connection.wait`): the GIL released, a gevent
+  worker's other greenlets running meanwhile, Ctrl-C cancelling the query,
+  the connection's lock held as a cursor holds it;
 - a failed query raises the psycopg error a cursor would (its class from
-  the SQLSTATE), and a connection lost raises OperationalError (libpq's
-  blocking call reports the closed connection where a cursor may report the
-  FATAL message the server sent before closing it, e.g. AdminShutdown, a
-  subclass), so `errors.wrap_errors` (DatabaseUnavailable), the pool's
-  discarding of broken connections and the replica's routing treat both alike;
+  the SQLSTATE), and a lost connection OperationalError, so
+  `errors.wrap_errors` (DatabaseUnavailable), the pool's discarding of
+  broken connections and the replica's routing see what they see for a cursor;
 - parameters are str or None only, checked: a NUL character is refused as
-  psycopg refuses it (libpq would cut the text there);
+  psycopg refuses it (libpq would cut the text there); the SQL is read as
+  psycopg reads it (%% is a literal % when parameters are given);
 - the connection speaks UTF8 (`Database` sets client_encoding on each one it
   opens, whatever the DSN's options say), so the bytes are UTF-8 as the
   cursor's str would be; on another connection the call is refused.
@@ -35,10 +36,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg import Connection, pq
+from psycopg import Connection, generators, pq
 
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%|%")
-_NAMED = re.compile(r"%\(\w+\)s")
 _PREPARED = "_tt_prepared"  # the attribute of a connection: names it has prepared
 
 
@@ -51,9 +51,11 @@ class TextQuery:
     names: tuple[str, ...]
 
     @classmethod
-    def of(cls, name: str, sql: str) -> TextQuery:
-        """As psycopg reads it: %(name)s placeholders and %% for a literal %, or, in a
-        query without placeholders, the text as it is."""
+    def of(cls, name: str, sql: str, params: bool = True) -> TextQuery:
+        """As psycopg reads it: with parameters (`params`, even none), %(name)s
+        placeholders and %% for a literal %; without (params=None), the text as it is."""
+        if not params:
+            return cls(f"tt_{name}.plain".encode(), sql.encode(), ())
         names: list[str] = []
 
         def placeholder(match: re.Match[str]) -> str:
@@ -65,8 +67,7 @@ class TextQuery:
                 names.append(match.group(1))
             return f"${names.index(match.group(1)) + 1}"
 
-        text = _PLACEHOLDER.sub(placeholder, sql) if _NAMED.search(sql) else sql
-        return cls(f"tt_{name}".encode(), text.encode(), tuple(names))
+        return cls(f"tt_{name}".encode(), _PLACEHOLDER.sub(placeholder, sql).encode(), tuple(names))
 
     def values(self, params: Mapping[str, Any]) -> list[bytes | None]:
         out: list[bytes | None] = []
@@ -91,31 +92,40 @@ def fetch(conn: Connection, query: TextQuery, params: Mapping[str, Any] | None) 
     if pgconn.parameter_status(b"client_encoding") != b"UTF8":
         raise psycopg.NotSupportedError("Database.text needs a connection whose client_encoding is UTF8")
     values = query.values(params or {})
-    if conn.prepare_threshold is None:  # behind a pooler: nothing is prepared
-        return _value(conn, pgconn.exec_params(query.sql, values))
-    prepared: set[bytes] | None = getattr(conn, _PREPARED, None)
-    if prepared is None:
-        prepared = set()
-        setattr(conn, _PREPARED, prepared)
-    for attempt in (1, 2):
-        if query.statement not in prepared:
-            _value(conn, pgconn.prepare(query.statement, query.sql), pq.ExecStatus.COMMAND_OK)
-            prepared.add(query.statement)
-        try:
-            # (psycopg's stub says no None; libpq takes NULL for SQL NULL, as psycopg itself sends it)
-            return _value(conn, pgconn.exec_prepared(query.statement, values))  # type: ignore[arg-type]
-        except psycopg.errors.InvalidSqlStatementName:  # the server forgot it (DISCARD ALL, DEALLOCATE)
-            prepared.discard(query.statement)
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    with conn.lock:  # as a cursor: one statement at a time on a connection
+        if conn.prepare_threshold is None:  # behind a pooler: nothing is prepared
+            pgconn.send_query_params(query.sql, values)
+            return _value(conn, _result(conn))
+        prepared: set[bytes] | None = getattr(conn, _PREPARED, None)
+        if prepared is None:
+            prepared = set()
+            setattr(conn, _PREPARED, prepared)
+        for attempt in (1, 2):
+            if query.statement not in prepared:
+                pgconn.send_prepare(query.statement, query.sql)
+                _value(conn, _result(conn), pq.ExecStatus.COMMAND_OK)
+                prepared.add(query.statement)
+            pgconn.send_query_prepared(query.statement, values)
+            try:
+                return _value(conn, _result(conn))
+            except psycopg.errors.InvalidSqlStatementName:  # the server forgot it (DISCARD ALL, DEALLOCATE)
+                prepared.discard(query.statement)
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+
+def _result(conn: Connection) -> pq.abc.PGresult:
+    """The statement's one result, waited for as psycopg waits: the GIL released,
+    gevent's other greenlets running meanwhile (a gevent worker), a lost connection
+    raised as OperationalError."""
+    return conn.wait(generators.execute(conn.pgconn))[-1]
 
 
 def _value(conn: Connection, result: pq.abc.PGresult, expected: pq.ExecStatus = pq.ExecStatus.TUPLES_OK) -> Any:
     if result.status != expected:
         encoding = conn.info.encoding
-        if not result.error_field(pq.DiagnosticField.SQLSTATE):
-            # no answer from the server (the connection went away): what psycopg's wait raises then
+        if not result.error_field(pq.DiagnosticField.SQLSTATE):  # libpq's own: the connection went away
             raise psycopg.OperationalError(pq.error_message(result, encoding=encoding) or "the connection was lost")
         raise psycopg.errors.error_from_result(result, encoding=encoding)  # the class of its SQLSTATE
     if expected != pq.ExecStatus.TUPLES_OK or not result.ntuples:
