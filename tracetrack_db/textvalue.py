@@ -3,9 +3,8 @@
 A psycopg cursor costs ~90 us of Python per query on this machine (query
 conversion, adaptation, the prepared-statement manager, row objects, a str
 decoded from the wire and encoded again for the HTTP answer); libpq's
-PQsendQueryPrepared with text parameters, psycopg's own wait, and the
-value's bytes taken as they came cost ~40 us (RESULTS, "Issue 13 item 8,
-continued"). For a query whose one column PostgreSQL has already rendered
+PQexecPrepared with text parameters and the value's bytes taken as they
+came cost ~35 us (RESULTS, "Issue 13 item 8, continued"). For a query whose one column PostgreSQL has already rendered
 (JSON text), that is the whole difference, with nothing given up:
 
 - the same statement, prepared once per connection under its own name
@@ -13,13 +12,16 @@ continued"). For a query whose one column PostgreSQL has already rendered
   where psycopg would not prepare either (`prepare_threshold` None: behind
   PgBouncer); a statement the server lost (a ``DISCARD ALL``) is prepared
   again and run once more;
-- the wait is psycopg's (`Connection.wait`): the GIL released, a gevent
-  worker's other greenlets running meanwhile, Ctrl-C cancelling the query,
-  the connection's lock held as a cursor holds it;
+- libpq's blocking call releases the GIL while it waits, and where gevent
+  has patched the process the statement is sent and waited for as psycopg
+  waits (`Connection.wait`), so a gevent worker's other greenlets run
+  meanwhile; the connection's lock is held as a cursor holds it;
 - a failed query raises the psycopg error a cursor would (its class from
-  the SQLSTATE), and a lost connection OperationalError, so
+  the SQLSTATE), and a lost connection OperationalError (the blocking call
+  reports the closed connection where a cursor may report the FATAL message
+  the server sent before closing it, e.g. AdminShutdown, a subclass), so
   `errors.wrap_errors` (DatabaseUnavailable), the pool's discarding of
-  broken connections and the replica's routing see what they see for a cursor;
+  broken connections and the replica's routing treat both alike;
 - parameters are str or None only, checked: a NUL character is refused as
   psycopg refuses it (libpq would cut the text there); the SQL is read as
   psycopg reads it (%% is a literal % when parameters are given);
@@ -31,7 +33,8 @@ continued"). For a query whose one column PostgreSQL has already rendered
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,20 +97,33 @@ def fetch(conn: Connection, query: TextQuery, params: Mapping[str, Any] | None) 
     values = query.values(params or {})
     with conn.lock:  # as a cursor: one statement at a time on a connection
         if conn.prepare_threshold is None:  # behind a pooler: nothing is prepared
-            pgconn.send_query_params(query.sql, values)
-            return _value(conn, _result(conn))
+            result = _run(
+                conn,
+                lambda: pgconn.exec_params(query.sql, values),
+                lambda: pgconn.send_query_params(query.sql, values),
+            )
+            return _value(conn, result)
         prepared: set[bytes] | None = getattr(conn, _PREPARED, None)
         if prepared is None:
             prepared = set()
             setattr(conn, _PREPARED, prepared)
         for attempt in (1, 2):
             if query.statement not in prepared:
-                pgconn.send_prepare(query.statement, query.sql)
-                _value(conn, _result(conn), pq.ExecStatus.COMMAND_OK)
+                result = _run(
+                    conn,
+                    lambda: pgconn.prepare(query.statement, query.sql),
+                    lambda: pgconn.send_prepare(query.statement, query.sql),
+                )
+                _value(conn, result, pq.ExecStatus.COMMAND_OK)
                 prepared.add(query.statement)
-            pgconn.send_query_prepared(query.statement, values)
+            result = _run(
+                conn,
+                # (psycopg's stub says no None; libpq takes NULL for SQL NULL, as psycopg itself sends it)
+                lambda: pgconn.exec_prepared(query.statement, values),  # type: ignore[arg-type]
+                lambda: pgconn.send_query_prepared(query.statement, values),
+            )
             try:
-                return _value(conn, _result(conn))
+                return _value(conn, result)
             except psycopg.errors.InvalidSqlStatementName:  # the server forgot it (DISCARD ALL, DEALLOCATE)
                 prepared.discard(query.statement)
                 if attempt == 2:
@@ -115,11 +131,17 @@ def fetch(conn: Connection, query: TextQuery, params: Mapping[str, Any] | None) 
         raise AssertionError("unreachable")
 
 
-def _result(conn: Connection) -> pq.abc.PGresult:
-    """The statement's one result, waited for as psycopg waits: the GIL released,
-    gevent's other greenlets running meanwhile (a gevent worker), a lost connection
-    raised as OperationalError."""
-    return conn.wait(generators.execute(conn.pgconn))[-1]
+def _run(conn: Connection, block: Callable[[], pq.abc.PGresult], send: Callable[[], None]) -> pq.abc.PGresult:
+    """The statement's one result. In a thread, libpq's blocking call (the GIL released
+    once while it waits); where gevent has patched the process (gunicorn's gevent
+    worker), sent and waited for as psycopg waits, so the worker's other greenlets run
+    meanwhile. psycopg's wait costs the hot read ~35 us more CPU through the threaded
+    server (a GIL hand-off at each of its steps: RESULTS, "Issue 13 item 8, continued")."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("select"):
+        send()
+        return conn.wait(generators.execute(conn.pgconn))[-1]
+    return block()
 
 
 def _value(conn: Connection, result: pq.abc.PGresult, expected: pq.ExecStatus = pq.ExecStatus.TUPLES_OK) -> Any:
