@@ -4,8 +4,9 @@ A psycopg cursor costs ~90 us of Python per query on this machine (query
 conversion, adaptation, the prepared-statement manager, row objects, a str
 decoded from the wire and encoded again for the HTTP answer); libpq's
 PQexecPrepared with text parameters and the value's bytes taken as they
-came cost ~35 us (RESULTS, "Issue 13 item 8, continued"). For a query whose one column PostgreSQL has already rendered
-(JSON text), that is the whole difference, with nothing given up:
+came cost ~35 us (RESULTS, "Issue 13 item 8, continued"). For a query
+whose one column PostgreSQL has already rendered (JSON text), that is the
+whole difference, with nothing given up:
 
 - the same statement, prepared once per connection under its own name
   (``tt_<query>``, apart from psycopg's ``_pg3_N``), or sent unprepared
