@@ -234,8 +234,11 @@ def test_lookup_shows_a_bag_now_and_its_history(console: Console):
     assert kept == [(datetime.fromisoformat(device_time),)]
 
     for qr in ("NOPE-0001", "SB00200"):  # unknown, and another area's bag: the same answer
+        shown = page.query_selector(".found > *")  # the previous answer, replaced by this lookup's
         page.fill("input.scan", qr)
         page.press("input.scan", "Enter")
+        if shown is not None:  # (CI: the second lookup's "Loading…" came after the first's answer was read)
+            page.wait_for_function("el => !el.isConnected", arg=shown)
         page.wait_for_selector(".found .not-found")
         assert page.inner_text(".found") == "No such bag"
         assert "No such bag" in page.inner_text("#banner")

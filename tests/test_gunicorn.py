@@ -75,8 +75,11 @@ def test_gunicorn_workers_metrics_are_summed_by_the_listener(db_url, tmp_path):
         assert not (metrics_dir / "counter_999999.db").exists()
         workers = worker_pids(proc.pid)
         sent = 1  # _answers' request
-        # separate connections, so the kernel hands them to both workers
-        while sent < 400 and (sent < 40 or not workers <= files_of(metrics_dir, "counter")):
+        # separate connections, so the kernel hands them to both workers; a worker's
+        # metrics file appears when it records its first request, up to
+        # deferred.INTERVAL after answering it (CI: 400 requests were not always enough)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (sent < 40 or not workers <= files_of(metrics_dir, "counter")):
             assert http("GET", base + "/health")[0] == 200
             sent += 1
         assert workers <= files_of(metrics_dir, "counter"), "one worker served every request"
