@@ -11,6 +11,7 @@ from . import buildinfo, errors, openapi
 from .auth import Authenticator, UserDirectory
 from .cache import LocalCache, RedisCache, SharedCounters, make_cache, shared_counters
 from .config import ApiSettings
+from .direct import DirectLane
 from .endpoint import ClientAddress, Endpoint
 from .login_guard import LoginGuard
 from .logs import RequestLog
@@ -20,6 +21,19 @@ from .router import TableRouter
 from .routes import OPERATIONS, PATH_VALUES, SPANS_SEGMENTS
 from .table import Services, check_table
 from .tokens import TokenSigner
+
+
+class App(falcon.App):
+    """Falcon's app, with the direct lane (direct.py) in front of it for the GETs it takes."""
+
+    __slots__ = ("direct",)
+
+    def __call__(self, env, start_response):
+        if self.direct is not None:
+            answer = self.direct(env, start_response)
+            if answer is not None:
+                return answer
+        return super().__call__(env, start_response)
 
 
 class OpenApiDocument:
@@ -38,13 +52,15 @@ def create_app(
     directory: UserDirectory | None = None,
     counters: LocalCache | RedisCache | SharedCounters | None = None,
     access_log: bool = True,
-) -> falcon.App:
+    direct: bool = True,
+) -> App:
     """Build the app. `db` must be open; the app never closes it. `directory`:
     the user cache, when the caller keeps it (to start a UserChangeListener).
     `counters`: where the login throttle and export marks count (default: Redis
     when configured, else PostgreSQL, so every process shares them).
     `access_log`: one line per request to the `tracetrack.access` logger (when
-    it is enabled for INFO); every answer carries X-Request-Id either way."""
+    it is enabled for INFO); every answer carries X-Request-Id either way.
+    `direct`: the direct lane on (direct.py; off only to compare it with Falcon's path)."""
     check_table(OPERATIONS, PATH_VALUES, SPANS_SEGMENTS)
     settings = settings or ApiSettings.from_env()
     if not settings.secret_key:
@@ -74,12 +90,10 @@ def create_app(
         by_path.setdefault(op.path, {})[op.method] = Endpoint(op, services, authenticate, PATH_VALUES, client)
     for path, method_map in by_path.items():
         router.add(path, tuple(method_map.values()), method_map)  # the resource: its endpoints
+    request_log = RequestLog(access_log, RequestMetrics(db).record)
     # falcon's types name its CompiledRouter for router=; any object with its methods works
-    app = falcon.App(
-        router=router,
-        middleware=[RequestLog(access_log, RequestMetrics(db).record)],  # type: ignore[call-overload]
-        cors_enable=False,
-    )
+    app = App(router=router, middleware=[request_log], cors_enable=False)  # type: ignore[call-overload]
+    app.direct = DirectLane(router, request_log) if direct else None
     app.add_route("/openapi.json", OpenApiDocument(openapi.build(OPERATIONS, PATH_VALUES, SPANS_SEGMENTS)))
     errors.install(app)
     buildinfo.publish()

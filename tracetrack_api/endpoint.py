@@ -18,7 +18,7 @@ from typing import Any
 import falcon
 import orjson
 
-from tracetrack_db import errors, idempotency
+from tracetrack_db import Principal, errors, idempotency
 from tracetrack_db.jsontext import dumps
 
 from .auth import Authenticator
@@ -112,12 +112,13 @@ class ClientAddress:
                 self._trusted[peer] = known
         return known
 
-    def __call__(self, req: falcon.Request) -> str:
-        peer = req.env.get("REMOTE_ADDR") or ""
+    def __call__(self, env: dict[str, Any]) -> str:
+        """The address of the request of this WSGI environment."""
+        peer = env.get("REMOTE_ADDR") or ""
         if self.networks and self.is_trusted(peer):
-            named = req.get_header("X-Real-IP")
+            named = env.get("HTTP_X_REAL_IP")
             if not named:
-                forwarded = req.get_header("X-Forwarded-For")
+                forwarded = env.get("HTTP_X_FORWARDED_FOR")
                 named = forwarded.rsplit(",", 1)[-1].strip() if forwarded else None
             return named or peer
         return peer
@@ -153,6 +154,18 @@ class Endpoint:
         self.forbidden = f"this needs the role {' or '.join(op.roles)}" if op.roles else ""
         # with a replica, a user's reads see their own writes (positions.py); None: nothing to do
         self.positions: Any = services.positions if op.roles is not None else None
+        self.direct = self.direct_for(op)
+
+    @staticmethod
+    def direct_for(op: Operation) -> bool:
+        """Whether the direct lane (direct.py) answers `op`: a GET of path parameters only, answering JSON."""
+        return (
+            op.method == "GET"
+            and op.query is None
+            and op.body is None
+            and not op.upload
+            and not isinstance(op.answer, str | tuple)  # a media type (CSV, HTML, PDF, assets)
+        )
 
     def __call__(self, req: falcon.Request, resp: falcon.Response, **path: str) -> None:
         op = self.op
@@ -160,13 +173,8 @@ class Endpoint:
         if op.roles is not None:
             user = self.authenticate(req.get_header("Authorization"))
             req.context.user_id = user.id  # for the access line
-            if user.role not in op.roles:
-                raise errors.Forbidden(self.forbidden)
-            if user.must_change_password and not op.before_password_change:
-                raise errors.PasswordChangeRequired(
-                    "an administrator set your password: choose your own (POST /api/me/password) first"
-                )
-        params = {name: self.path_values[name].from_text(name, raw) for name, raw in path.items()}
+            self.admit(user)
+        params = self.path_params(path)
         if op.query is not None:
             params.update(op.query.parse(req))
         raw = b""
@@ -175,11 +183,10 @@ class Endpoint:
             params.update(op.body.parse(parse_json(raw)))
         elif op.upload:
             params["file"] = Upload(req, self.max_upload)
-        ctx = Ctx(self.services, user, self.client(req), req.user_agent)
+        ctx = Ctx(self.services, user, self.client(req.env), req.user_agent)
         key = req.get_header("Idempotency-Key") if op.idempotent else None
         if key is None:
-            result = op.handler(ctx, **params) if self.positions is None else self.routed(ctx, params)
-            self.render(resp, result, req)
+            self.render(resp, self.result(ctx, params), req)
             for action in ctx.after:
                 action()
             return
@@ -202,6 +209,23 @@ class Endpoint:
         resp.data = stored.body
         if stored.replayed:
             resp.set_header("Idempotent-Replayed", "true")
+
+    def admit(self, user: Principal) -> None:
+        """403 unless `user` may call this operation now."""
+        if user.role not in self.op.roles:  # type: ignore[operator]  # (called only when it has roles)
+            raise errors.Forbidden(self.forbidden)
+        if user.must_change_password and not self.op.before_password_change:
+            raise errors.PasswordChangeRequired(
+                "an administrator set your password: choose your own (POST /api/me/password) first"
+            )
+
+    def path_params(self, path: dict[str, str]) -> dict[str, Any]:
+        """The path's parameters, each checked (400 naming it)."""
+        return {name: self.path_values[name].from_text(name, raw) for name, raw in path.items()}
+
+    def result(self, ctx: Ctx, params: dict[str, Any]) -> Any:
+        """The handler's result (a read, or a write without an Idempotency-Key)."""
+        return self.op.handler(ctx, **params) if self.positions is None else self.routed(ctx, params)
 
     def routed(self, ctx: Ctx, params: dict[str, Any]) -> Any:
         """The handler, with a replica: a read sees what its caller wrote (and one
@@ -238,11 +262,7 @@ class Endpoint:
         return self.op.status, result
 
     def render(self, resp: falcon.Response, result: Any, req: falcon.Request | None = None) -> None:
-        if isinstance(result, RawJson):
-            resp.status = self.op.status
-            resp.content_type = falcon.MEDIA_JSON
-            resp.data = result.data
-        elif isinstance(result, CsvStream):
+        if isinstance(result, CsvStream):
             resp.status = self.op.status
             resp.content_type = "text/csv; charset=utf-8"
             resp.set_header("Content-Disposition", f'attachment; filename="{result.filename}"')
@@ -257,9 +277,17 @@ class Endpoint:
             resp.data = result.data
             resp.set_headers(result.headers)
         else:
-            status, value = self.outcome(result)
+            status, body, headers = self.json_answer(result)
             resp.status = status
             resp.content_type = falcon.MEDIA_JSON
-            resp.data = dumps(value)
-            if isinstance(result, Reply) and result.headers:
-                resp.set_headers(result.headers)
+            resp.data = body
+            if headers:
+                resp.set_headers(headers)
+
+    def json_answer(self, result: Any) -> tuple[int, bytes, tuple[tuple[str, str], ...]]:
+        """(status, body, headers) of a JSON result (a value, a Reply, RawJson)."""
+        if isinstance(result, RawJson):
+            return self.op.status, result.data, ()
+        status, value = self.outcome(result)
+        headers = tuple(result.headers.items()) if isinstance(result, Reply) and result.headers else ()
+        return status, dumps(value), headers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 import falcon
 
@@ -54,27 +55,77 @@ _STATUS = {
 }
 
 
-def _error(
-    resp: falcon.Response, status: int, code: str, message: str, field: str | None = None, extra: dict | None = None
-) -> None:
+def status_line(status: int) -> str:
+    """ "404 Not Found" of 404."""
+    return _STATUS.get(status) or falcon.code_to_http_status(status)
+
+
+class ErrorAnswer(NamedTuple):
+    """An error as an HTTP answer: Falcon's handlers below and the direct lane
+    (direct.py) both send these, so an error reads the same on either path."""
+
+    status: int
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def error_answer(
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    extra: dict | None = None,
+    headers: tuple[tuple[str, str], ...] = (),
+) -> ErrorAnswer:
     body = {"code": code, "message": message}
     if field:
         body["field"] = field
     if extra:
         body.update(extra)
-    resp.status = _STATUS.get(status) or falcon.code_to_http_status(status)
+    return ErrorAnswer(status, dumps({"error": body}), headers)
+
+
+def domain_answer(exc: TraceTrackError) -> ErrorAnswer:
+    if isinstance(exc, RateLimited):
+        headers: tuple[tuple[str, str], ...] = (("Retry-After", str(exc.retry_after)),)
+    elif exc.status == 503:
+        headers = (("Retry-After", "2"),)
+    elif exc.status == 401:
+        headers = (("WWW-Authenticate", "Bearer"),)
+    else:
+        headers = ()
+    return error_answer(exc.status, exc.code, exc.message, exc.field, headers=headers)
+
+
+def internal_answer(exc: BaseException, request_id: str, method: str, route: str | None) -> ErrorAnswer:
+    """A bug: log it with its traceback (and the request id) and answer a JSON 500
+    with the request id and no detail: the traceback is for the log, never the client."""
+    log.error(
+        "unhandled error [request %s] %s %s",
+        request_id,
+        method,
+        route or "unmatched",
+        exc_info=exc,
+        extra={"request_id": request_id},
+    )
+    return error_answer(
+        500,
+        "internal_error",
+        "an unexpected error happened; it has been logged",
+        extra={"request_id": request_id},
+    )
+
+
+def _send(resp: falcon.Response, answer: ErrorAnswer) -> None:
+    resp.status = status_line(answer.status)
     resp.content_type = falcon.MEDIA_JSON
-    resp.data = dumps({"error": body})
+    resp.data = answer.body
+    for name, value in answer.headers:
+        resp.set_header(name, value)
 
 
 def domain_error(req, resp, exc: TraceTrackError, params) -> None:
-    _error(resp, exc.status, exc.code, exc.message, exc.field)
-    if isinstance(exc, RateLimited):
-        resp.set_header("Retry-After", str(exc.retry_after))
-    elif exc.status == 503:
-        resp.set_header("Retry-After", "2")
-    elif exc.status == 401:
-        resp.set_header("WWW-Authenticate", "Bearer")
+    _send(resp, domain_answer(exc))
 
 
 def http_error(req, resp, exc: falcon.HTTPError, params) -> None:
@@ -87,32 +138,16 @@ def http_error(req, resp, exc: falcon.HTTPError, params) -> None:
         message = f"no such path: {req.path}"
     elif status == 405 and not message:
         message = f"{req.method} is not an operation of this path; it takes {dict(exc.headers or {}).get('Allow', '')}"
-    _error(resp, status, code, message or exc.title or code.replace("_", " "))
+    _send(resp, error_answer(status, code, message or exc.title or code.replace("_", " ")))
     for name, value in dict(exc.headers or {}).items():
         resp.set_header(name, value)
 
 
 def unexpected_error(req, resp, exc: Exception, params) -> None:
-    """A bug: log it with its traceback (and the request id) and answer a JSON 500
-    with the request id and no detail: the traceback is for the log, never the client."""
     if isinstance(exc, falcon.HTTPError):
         return http_error(req, resp, exc, params)
     request_id = req.context.get("request_id") or request_id_of(req.get_header("X-Request-Id"))
-    log.error(
-        "unhandled error [request %s] %s %s",
-        request_id,
-        req.method,
-        req.uri_template or "unmatched",
-        exc_info=exc,
-        extra={"request_id": request_id},
-    )
-    _error(
-        resp,
-        500,
-        "internal_error",
-        "an unexpected error happened; it has been logged",
-        extra={"request_id": request_id},
-    )
+    _send(resp, internal_answer(exc, request_id, req.method, req.uri_template))
     resp.set_header("X-Request-Id", request_id)
 
 

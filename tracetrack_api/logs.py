@@ -220,11 +220,23 @@ class RequestLog:
         self.log = logging.getLogger(ACCESS_LOGGER)
         self.answered = Deferred(self.hand_over, "requests")
 
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        rid = request_id_of(req.get_header("X-Request-Id"))
+    def begin(self, header: str | None) -> str:
+        """The id of a request that came with this X-Request-Id header, set for its log lines."""
+        rid = request_id_of(header)
         REQUEST_ID.set(rid)  # each request runs in its own thread: no reset needed (a CSV stream logs after)
+        return rid
+
+    def answered_now(self, method: str, route: str, status: int, started: float, user_id: Any, rid: str) -> None:
+        """Hand over a request answered now, `started` its time.perf_counter() at the start."""
+        logged = self.access_log and self.log.isEnabledFor(logging.INFO)  # as the logger is set now
+        if self.record is None and not logged:
+            return
+        seconds = time.perf_counter() - started
+        self.answered.add(Answered(time.time(), method, route, status, seconds, user_id, rid, logged))
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         context = req.context
-        context.request_id = rid
+        context.request_id = self.begin(req.get_header("X-Request-Id"))
         context.started = time.perf_counter()
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
@@ -233,13 +245,8 @@ class RequestLog:
         if rid is None:  # process_request did not run
             return
         resp.set_header("X-Request-Id", rid)
-        logged = self.access_log and self.log.isEnabledFor(logging.INFO)  # as the logger is set now
-        if self.record is None and not logged:
-            return
-        seconds = time.perf_counter() - context.started
         route = req.uri_template or "unmatched"
-        user_id = context.get("user_id")
-        self.answered.add(Answered(time.time(), req.method, route, resp.status_code, seconds, user_id, rid, logged))
+        self.answered_now(req.method, route, resp.status_code, context.started, context.get("user_id"), rid)
 
     def hand_over(self, answered: list[Answered]) -> None:
         self.write(answered)

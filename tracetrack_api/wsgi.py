@@ -12,13 +12,11 @@ import atexit
 import logging
 from typing import Any
 
-import falcon
-
 from tracetrack_db import Database, errors
 from tracetrack_db.views import Refresher
 
 from . import logs
-from .app import create_app
+from .app import App, create_app
 from .auth import UserChangeListener, UserDirectory
 from .config import ApiSettings
 
@@ -39,7 +37,7 @@ def open_pools(settings: ApiSettings, **overrides: Any) -> Database:
         return Database.from_settings(settings.db, **overrides).open(wait=False)
 
 
-def create() -> falcon.App:
+def create() -> App:
     level, fmt, access_log = logs.settings_from_env()  # TRACETRACK_LOG_LEVEL, _LOG_FORMAT, _ACCESS_LOG
     logs.configure(level, fmt)
     settings = ApiSettings.from_env()
