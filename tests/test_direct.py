@@ -43,7 +43,8 @@ def answer(client: falcon.testing.TestClient, path: str, headers: dict[str, str]
 def taken(api: Api, path: str, headers: dict[str, str], method: str = "GET") -> bool:
     """Whether the lane answers this request (it is then answered: a real request)."""
     env = falcon.testing.create_environ(path, method=method, headers=headers, remote_addr="127.0.0.1")
-    return api.app.direct(env, lambda status, headers, exc_info=None: None) is not None
+    lane = api.app.direct
+    return lane is not None and lane(env, lambda status, headers, exc_info=None: None) is not None
 
 
 def test_the_lane_takes_the_gets_of_path_parameters_that_answer_json_and_nothing_else(api):
@@ -191,3 +192,21 @@ def test_the_lane_sees_the_callers_address_as_falcons_path_does(db):
     api.get("/api/bags/SB00001", caller, headers={"X-Forwarded-For": "6.6.6.6, 10.4.5.6"})
     api.get("/api/bags/SB00001", caller)
     assert seen == ["10.1.2.3", "10.4.5.6", "127.0.0.1"]
+
+
+def test_a_middleware_or_error_handler_added_later_turns_the_lane_off(api):
+    """The lane runs what create_app installed; anything added after would be skipped by it."""
+    caller = api.dispatcher("lucknow")
+    assert taken(api, "/api/bags/SB00001", caller.headers)
+    seen = []
+
+    class Stamp:
+        def process_request(self, req, resp):
+            seen.append(req.path)
+
+    api.app.add_middleware(Stamp())
+    assert not taken(api, "/api/bags/SB00001", caller.headers)
+    assert api.get("/api/bags/SB00001", caller).status_code == 404 and seen == ["/api/bags/SB00001"]
+    other = Api(api.db)
+    other.app.add_error_handler(KeyError, lambda req, resp, exc, params: None)
+    assert not taken(other, "/api/bags/SB00001", caller.headers)

@@ -24,9 +24,11 @@ from .tokens import TokenSigner
 
 
 class App(falcon.App):
-    """Falcon's app, with the direct lane (direct.py) in front of it for the GETs it takes."""
+    """Falcon's app, with the direct lane (direct.py) in front of it for the GETs it takes.
+    The lane runs the app's own middleware and error answers, as create_app builds them:
+    a middleware or an error handler added later turns it off (Falcon's path for all)."""
 
-    __slots__ = ("direct",)
+    direct: DirectLane | None = None
 
     def __call__(self, env, start_response):
         if self.direct is not None:
@@ -34,6 +36,14 @@ class App(falcon.App):
             if answer is not None:
                 return answer
         return super().__call__(env, start_response)
+
+    def add_middleware(self, middleware):
+        self.direct = None
+        super().add_middleware(middleware)
+
+    def add_error_handler(self, exception, handler=None):
+        self.direct = None
+        super().add_error_handler(exception, handler)
 
 
 class OpenApiDocument:
@@ -93,8 +103,8 @@ def create_app(
     request_log = RequestLog(access_log, RequestMetrics(db).record)
     # falcon's types name its CompiledRouter for router=; any object with its methods works
     app = App(router=router, middleware=[request_log], cors_enable=False)  # type: ignore[call-overload]
-    app.direct = DirectLane(router, request_log) if direct else None
     app.add_route("/openapi.json", OpenApiDocument(openapi.build(OPERATIONS, PATH_VALUES, SPANS_SEGMENTS)))
     errors.install(app)
+    app.direct = DirectLane(router, request_log) if direct else None
     buildinfo.publish()
     return app
