@@ -21,6 +21,15 @@ from .test_docs import _raw_get
 BUDGET = 100 * 1024  # the issue's bound on the whole console, transferred
 
 
+def test_a_slash_after_the_page_redirects_to_the_page(api):
+    """/console/ would load the page with its relative links one level too deep: 308 to /console."""
+    for page in ("/console", "/docs"):
+        moved = api.get(page + "/", params={"x": "1"})
+        assert moved.status_code == 308 and moved.headers["location"] == page, (page, moved.headers)
+        assert api.get(moved.headers["location"]).status_code == 200
+        assert api.post(page + "/").status_code == 405  # a GET only
+
+
 def test_console_page_and_files_are_served_by_the_app(api):
     page = api.get("/console")  # public: the page signs in by itself
     assert page.status_code == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
@@ -77,7 +86,7 @@ def test_no_other_file_is_reachable(api, page, param, refused, sample):
     """Only the closed list of each page's files: anything else is refused by the path's type."""
     for name in refused:
         assert_error(api.get(f"{page}/assets/{name}"), 400, "validation_error", param)
-    for path in (f"{page}/", f"{page}/assets", f"{page}/assets/", f"{page}/x/{sample}", f"{page}/assets/a/{sample}"):
+    for path in (f"{page}/assets", f"{page}/assets/", f"{page}/x/{sample}", f"{page}/assets/a/{sample}"):
         assert api.get(path).status_code in (400, 404), path
 
 

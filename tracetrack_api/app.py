@@ -46,6 +46,18 @@ class App(falcon.App):
         super().add_error_handler(exception, handler)
 
 
+class Redirect:
+    """308 to the page's own address: /console/ and /docs/ to /console and /docs (the pages'
+    relative links resolve from their address; from /console/ they would miss)."""
+
+    def __init__(self, location: str):
+        self.location = location
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.status = falcon.HTTP_308
+        resp.location = self.location
+
+
 class OpenApiDocument:
     def __init__(self, document: dict):
         self.data = orjson.dumps(document)
@@ -104,6 +116,8 @@ def create_app(
     # falcon's types name its CompiledRouter for router=; any object with its methods works
     app = App(router=router, middleware=[request_log], cors_enable=False)  # type: ignore[call-overload]
     app.add_route("/openapi.json", OpenApiDocument(openapi.build(OPERATIONS, PATH_VALUES, SPANS_SEGMENTS)))
+    for page in ("/console", "/docs"):
+        app.add_route(page + "/", Redirect(page))
     errors.install(app)
     app.direct = DirectLane(router, request_log) if direct else None
     buildinfo.publish()
