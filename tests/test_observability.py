@@ -115,6 +115,37 @@ def test_one_access_line_per_request_with_route_template_status_duration_user_an
         assert secret not in text  # no token, no password, no raw path
 
 
+def test_a_streamed_export_is_logged_and_timed_when_its_stream_ends(api):
+    """An export's access line and duration cover the whole stream (they covered only the
+    headers), and one the client cut is logged when the server closes it."""
+    import time
+
+    admin = api.admin()
+    api.parent_with_children(api.dispatcher("lucknow"), "SB01234", 2)
+    env = falcon.testing.create_environ("/api/exports/bags.csv", headers={**admin.headers, "X-Request-Id": "csv-1"})
+
+    def access() -> list[dict]:
+        deferred.flush_all()
+        lines = [json.loads(line) for line in out.getvalue().splitlines()]
+        return [line for line in lines if line["logger"] == "tracetrack.access"]
+
+    for read_it in (True, False):
+        with captured("json") as out:
+            body = api.app(dict(env), lambda status, headers, exc_info=None: None)
+            time.sleep(0.3)
+            assert access() == []  # answered when its stream ends, not when its headers went
+            if read_it:
+                assert b"".join(body).count(b"\n") == 4
+            body.close()  # as the server does after the last chunk, or when the client went away
+            assert [(a["route"], a["status"], a["request_id"]) for a in access()] == [
+                ("/api/exports/bags.csv", 200, "csv-1")
+            ]
+            assert access()[0]["duration_ms"] >= 300
+            body.close()  # a second close writes nothing more
+            assert len(access()) == 1
+    assert api.get("/api/exports/bags.csv", admin).status_code == 200  # the export slot came back
+
+
 def test_the_access_log_can_be_turned_off_and_costs_nothing_when_its_logger_is_quiet(db):
     quiet = Api(db)
     quiet.app = create_app_without_access_log(db)

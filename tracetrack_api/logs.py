@@ -210,6 +210,40 @@ class Answered(NamedTuple):
     logged: bool  # whether its access line is wanted (decided when it was answered)
 
 
+def _streamed(req: falcon.Request, resp: falcon.Response) -> bool:
+    """Whether Falcon will hand the server `resp.stream` (no body set besides it, a body sent)."""
+    return (
+        resp.stream is not None
+        and resp.data is None
+        and resp.text is None
+        and resp.media is None
+        and req.method != "HEAD"
+        and resp.status_code not in (204, 304)
+    )
+
+
+class _Streamed:
+    """A streamed answer's chunks; `done` runs once when the server closes them (PEP 3333:
+    after the last chunk, or when the client went away), and closes the stream it wraps."""
+
+    def __init__(self, stream: Any, done: Callable[[], None]):
+        self._stream = stream
+        self._done: Callable[[], None] | None = done
+
+    def __iter__(self):
+        return iter(self._stream)
+
+    def close(self) -> None:
+        done, self._done = self._done, None
+        try:
+            close = getattr(self._stream, "close", None)
+            if close is not None:
+                close()
+        finally:
+            if done is not None:
+                done()
+
+
 class RequestLog:
     """Falcon middleware: the request id, and each answered request handed over in
     batches (deferred.py) to the access line and to `record` (the metrics)."""
@@ -246,7 +280,11 @@ class RequestLog:
             return
         resp.set_header("X-Request-Id", rid)
         route = req.uri_template or "unmatched"
-        self.answered_now(req.method, route, resp.status_code, context.started, context.get("user_id"), rid)
+        args = (req.method, route, resp.status_code, context.started, context.get("user_id"), rid)
+        if _streamed(req, resp):  # a CSV export: answered when its last chunk is sent (or it is cut)
+            resp.stream = _Streamed(resp.stream, lambda: self.answered_now(*args))
+            return
+        self.answered_now(*args)
 
     def hand_over(self, answered: list[Answered]) -> None:
         self.write(answered)
