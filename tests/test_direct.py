@@ -14,6 +14,7 @@ import json
 import re
 from typing import Any
 
+import falcon
 import falcon.testing
 import pytest
 
@@ -210,3 +211,20 @@ def test_a_middleware_or_error_handler_added_later_turns_the_lane_off(api):
     other = Api(api.db)
     other.app.add_error_handler(KeyError, lambda req, resp, exc, params: None)
     assert not taken(other, "/api/bags/SB00001", caller.headers)
+
+
+def test_a_falcon_error_raised_behind_the_lane_answers_as_on_falcons_path(api, twin):
+    caller = api.dispatcher("lucknow")
+
+    def refusing(ctx: Any, qr: str) -> Any:
+        raise falcon.HTTPMethodNotAllowed(["GET"], description=None)
+
+    for client in (api.client, twin):
+        endpoint = client.app._router.find("/api/bags/X")[1]["GET"]
+        endpoint.op = dataclasses.replace(endpoint.op, handler=refusing)
+    lane, falcon_path = (
+        answer(api.client, "/api/bags/SB01234", caller.headers),
+        answer(twin, "/api/bags/SB01234", caller.headers),
+    )
+    assert lane[:3] == falcon_path[:3] and lane[0] == "405 Method Not Allowed", (lane, falcon_path)
+    assert ("allow", "GET") in lane[1]

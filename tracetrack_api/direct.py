@@ -23,10 +23,12 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import falcon
+
 from tracetrack_db.errors import TraceTrackError
 
 from .endpoint import Endpoint
-from .errors import domain_answer, internal_answer, status_line
+from .errors import domain_answer, http_answer, internal_answer, status_line
 from .logs import RequestLog
 from .router import TableRouter
 from .table import Ctx
@@ -67,6 +69,8 @@ class DirectLane:
                 action()
         except TraceTrackError as exc:
             status, body, headers = domain_answer(exc)
+        except falcon.HTTPError as exc:
+            status, body, headers = http_answer(exc, "GET", path)
         except Exception as exc:  # noqa: BLE001 - a bug: logged, a 500 with the request id, as on Falcon's path
             status, body, headers = internal_answer(exc, rid, "GET", route)
         extra = [(name.lower(), value) for name, value in headers]

@@ -128,19 +128,22 @@ def domain_error(req, resp, exc: TraceTrackError, params) -> None:
     _send(resp, domain_answer(exc))
 
 
-def http_error(req, resp, exc: falcon.HTTPError, params) -> None:
+def http_answer(exc: falcon.HTTPError, method: str, path: str) -> ErrorAnswer:
     status = exc.status_code
     code = {404: "not_found", 405: "method_not_allowed", 415: "unsupported_media_type", 400: "bad_request"}.get(
         status, "http_error"
     )
     message = exc.description
     if status == 404 and not message:
-        message = f"no such path: {req.path}"
+        message = f"no such path: {path}"
     elif status == 405 and not message:
-        message = f"{req.method} is not an operation of this path; it takes {dict(exc.headers or {}).get('Allow', '')}"
-    _send(resp, error_answer(status, code, message or exc.title or code.replace("_", " ")))
-    for name, value in dict(exc.headers or {}).items():
-        resp.set_header(name, value)
+        message = f"{method} is not an operation of this path; it takes {dict(exc.headers or {}).get('Allow', '')}"
+    headers = tuple(dict(exc.headers or {}).items())
+    return error_answer(status, code, message or exc.title or code.replace("_", " "), headers=headers)
+
+
+def http_error(req, resp, exc: falcon.HTTPError, params) -> None:
+    _send(resp, http_answer(exc, req.method, req.path))
 
 
 def unexpected_error(req, resp, exc: Exception, params) -> None:
