@@ -21,6 +21,8 @@ import pytest
 from tracetrack_api import deferred, routes
 from tracetrack_api.app import create_app
 from tracetrack_api.endpoint import Endpoint
+from tracetrack_api.router import ROUTED
+from tracetrack_api.table import Reply, Static
 
 from .api_helpers import *  # noqa: F403
 from .api_helpers import Api, api_settings
@@ -32,19 +34,22 @@ TEMPORARY = "granary-lantern-4711"
 @pytest.fixture
 def twin(api: Api) -> falcon.testing.TestClient:
     """The same service with the lane off."""
-    return falcon.testing.TestClient(create_app(api.db, api.settings, direct=False))
+    return falcon.testing.TestClient(create_app(api.db, api.settings, lane=False))
 
 
 def answer(client: falcon.testing.TestClient, path: str, headers: dict[str, str], method: str = "GET") -> tuple:
+    """(status, headers but the request id, body, whether the request id is a new one)."""
     result = client.simulate_request(method, path, headers=headers, remote_addr="127.0.0.1")
     shown = sorted((name.lower(), value) for name, value in result.headers.items() if name.lower() != "x-request-id")
-    return result.status, shown, result.content, re.fullmatch(r"[0-9a-f]{32}", result.headers["x-request-id"])
+    fresh = re.fullmatch(r"[0-9a-f]{32}", result.headers["x-request-id"]) is not None
+    return result.status, shown, result.content, fresh
 
 
-def taken(api: Api, path: str, headers: dict[str, str], method: str = "GET") -> bool:
-    """Whether the lane answers this request (it is then answered: a real request)."""
+def served_by_lane(api: Api, path: str, headers: dict[str, str], method: str = "GET") -> bool:
+    """Sends the request to the lane alone (a real request: it runs, is logged and counted)
+    and says whether the lane answered it (False: it left it to Falcon)."""
     env = falcon.testing.create_environ(path, method=method, headers=headers, remote_addr="127.0.0.1")
-    lane = api.app.direct
+    lane = api.app.lane
     return lane is not None and lane(env, lambda status, headers, exc_info=None: None) is not None
 
 
@@ -64,12 +69,12 @@ def test_the_lane_takes_the_gets_of_path_parameters_that_answer_json_and_nothing
         "list_parent_formats",
         "get_return",
     }
-    assert {op.id for op in routes.OPERATIONS if Endpoint.direct_for(op)} == expected
+    assert {op.id for op in routes.OPERATIONS if Endpoint.lane_takes(op)} == expected
     admin = api.admin()
     headers = admin.headers
-    assert taken(api, "/api/bags/SB00001", headers)
-    assert taken(api, "/api/bags/SB00001/history", headers)
-    assert taken(api, "/api/bags/SB00001", {})  # a 401, answered by the lane
+    assert served_by_lane(api, "/api/bags/SB00001", headers)
+    assert served_by_lane(api, "/api/bags/SB00001/history", headers)
+    assert served_by_lane(api, "/api/bags/SB00001", {})  # a 401, answered by the lane
     for method, path in [
         ("HEAD", "/api/bags/SB00001"),  # only GET
         ("POST", "/api/bags/SB00001"),
@@ -81,7 +86,7 @@ def test_the_lane_takes_the_gets_of_path_parameters_that_answer_json_and_nothing
         ("GET", "/no/such/path"),
         ("GET", "/api/bags/SB0000\u00e9"),  # not ASCII: Falcon decodes it
     ]:
-        assert not taken(api, path, headers, method), (method, path)
+        assert not served_by_lane(api, path, headers, method), (method, path)
 
 
 def test_each_answer_of_the_lane_is_falcons_answer(api, twin):
@@ -117,7 +122,7 @@ def test_each_answer_of_the_lane_is_falcons_answer(api, twin):
     ]
     statuses = set()
     for path, headers in cases:
-        assert taken(api, path, headers), path
+        assert served_by_lane(api, path, headers), path
         lane, falcon_path = answer(api.client, path, headers), answer(twin, path, headers)
         assert lane[:3] == falcon_path[:3], (path, lane, falcon_path)
         assert lane[3] or headers.get("X-Request-Id") == "given-id-1"
@@ -198,7 +203,7 @@ def test_the_lane_sees_the_callers_address_as_falcons_path_does(db):
 def test_a_middleware_or_error_handler_added_later_turns_the_lane_off(api):
     """The lane runs what create_app installed; anything added after would be skipped by it."""
     caller = api.dispatcher("lucknow")
-    assert taken(api, "/api/bags/SB00001", caller.headers)
+    assert served_by_lane(api, "/api/bags/SB00001", caller.headers)
     seen = []
 
     class Stamp:
@@ -206,11 +211,11 @@ def test_a_middleware_or_error_handler_added_later_turns_the_lane_off(api):
             seen.append(req.path)
 
     api.app.add_middleware(Stamp())
-    assert not taken(api, "/api/bags/SB00001", caller.headers)
+    assert not served_by_lane(api, "/api/bags/SB00001", caller.headers)
     assert api.get("/api/bags/SB00001", caller).status_code == 404 and seen == ["/api/bags/SB00001"]
     other = Api(api.db)
     other.app.add_error_handler(KeyError, lambda req, resp, exc, params: None)
-    assert not taken(other, "/api/bags/SB00001", caller.headers)
+    assert not served_by_lane(other, "/api/bags/SB00001", caller.headers)
 
 
 def test_a_falcon_error_raised_behind_the_lane_answers_as_on_falcons_path(api, twin):
@@ -228,3 +233,113 @@ def test_a_falcon_error_raised_behind_the_lane_answers_as_on_falcons_path(api, t
     )
     assert lane[:3] == falcon_path[:3] and lane[0] == "405 Method Not Allowed", (lane, falcon_path)
     assert ("allow", "GET") in lane[1]
+
+
+def raw(app: Any, path: str, headers: dict[str, str] | None = None) -> tuple:
+    """(status, the header list as sent but the request id, the body, the request ids sent)."""
+    env = falcon.testing.create_environ(path, headers=headers or {}, remote_addr="127.0.0.1")
+    got: dict = {}
+
+    def start_response(status, sent, exc_info=None):
+        got["status"], got["headers"] = status, sent
+
+    body = b"".join(app(env, start_response))
+    shown = sorted((name.lower(), value) for name, value in got["headers"] if name.lower() != "x-request-id")
+    return got["status"], shown, body, [value for name, value in got["headers"] if name.lower() == "x-request-id"]
+
+
+def failing_after(ctx: Any) -> Any:
+    def fail() -> None:
+        raise RuntimeError("an after action failed")
+
+    ctx.after.append(fail)
+    return Reply({"ok": True}, 200, {"Location": "/x"})
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [
+        pytest.param(lambda ctx: (_ for _ in ()).throw(falcon.HTTPNotFound(description="gone")), id="HTTPError"),
+        pytest.param(
+            lambda ctx: (_ for _ in ()).throw(falcon.HTTPStatus(falcon.HTTP_503, headers={"Retry-After": "5"})),
+            id="HTTPStatus",
+        ),
+        pytest.param(
+            lambda ctx: Reply({"a": 1}, 200, {"Content-Type": "application/x-a", "X-Request-Id": "spoof"}),
+            id="Reply naming content-type and x-request-id",
+        ),
+        pytest.param(lambda ctx: Reply({"a": 1}, 200, {"Retry-After": 2}), id="Reply with a header that is an int"),
+        pytest.param(failing_after, id="an after action that fails"),
+    ],
+)
+def test_odd_results_of_a_handler_read_the_same_on_both_paths(api, twin, handler):
+    for app in (api.app, twin.app):
+        endpoint = app._router.find("/livez")[1]["GET"]
+        endpoint.op = dataclasses.replace(endpoint.op, handler=handler)
+    assert served_by_lane(api, "/livez", {})
+    given = {"X-Request-Id": "the-same-id"}  # (a 500's body names it)
+    lane, falcon_path = raw(api.app, "/livez", given), raw(twin.app, "/livez", given)
+    assert lane == falcon_path, (lane, falcon_path)
+    assert lane[3] == ["the-same-id"]  # one request id, the server's own
+
+
+def test_a_row_answering_no_body_and_a_handler_breaking_its_row_are_not_the_lanes(api, caplog):
+    livez = next(op for op in routes.OPERATIONS if op.id == "livez")
+    assert Endpoint.lane_takes(livez)
+    assert not Endpoint.lane_takes(dataclasses.replace(livez, other_statuses=(204,)))  # Falcon sends no body
+    endpoint = api.app._router.find("/livez")[1]["GET"]
+    endpoint.op = dataclasses.replace(endpoint.op, handler=lambda ctx: Static(b"x", "text/plain", {}))
+    result = api.get("/livez")
+    assert result.status_code == 500 and "livez: its row answers JSON, its handler returned Static" in caplog.text
+
+
+def test_the_lane_opens_only_over_what_it_mirrors_and_closes_when_more_is_added(api, caplog):
+    from tracetrack_api import errors
+    from tracetrack_api.app import App
+    from tracetrack_api.direct import DirectLane
+    from tracetrack_api.logs import RequestLog
+    from tracetrack_api.router import TableRouter
+
+    class Stamp:
+        def process_request(self, req, resp):
+            pass
+
+    for extra_middleware, extra_handler in ((Stamp(), None), (None, KeyError)):
+        request_log = RequestLog()
+        app = App(middleware=[request_log] + ([extra_middleware] if extra_middleware else []))
+        errors.install(app)
+        if extra_handler:
+            super(App, app).add_error_handler(extra_handler, lambda req, resp, exc, params: None)
+        app.open_lane(DirectLane(TableRouter(lambda name: False), request_log, app.req_options))
+        assert app.lane is None
+    assert "the direct lane stays closed" in caplog.text
+    for close in (
+        lambda app: app.add_middleware(Stamp()),
+        lambda app: app.add_error_handler(KeyError, lambda req, resp, exc, params: None),
+        lambda app: app.set_error_reporter(lambda req, exc, params, handled: None),
+    ):
+        served = Api(api.db)
+        assert served.app.lane is not None
+        close(served.app)
+        assert served.app.lane is None
+    assert "the direct lane is closed: an error reporter was added" in caplog.text
+    assert Api(api.db, api_settings(direct_lane=False)).app.lane is None  # TRACETRACK_DIRECT_LANE=0
+
+
+def test_the_lane_reads_the_apps_request_options_and_routes_a_get_once(api, twin):
+    caller = api.dispatcher("lucknow")
+    api.open_parent(caller, "SB01234")
+    for app in (api.app, twin.app):
+        app.req_options.strip_url_path_trailing_slash = True
+    lane, falcon_path = (
+        answer(api.client, "/api/bags/SB01234/", caller.headers),
+        answer(twin, "/api/bags/SB01234/", caller.headers),
+    )
+    assert lane[:3] == falcon_path[:3] and lane[0] == "200 OK", (lane, falcon_path)
+    # a GET the lane leaves to Falcon: its match is handed over, not made again
+    env = falcon.testing.create_environ("/api/bags", headers=caller.headers)
+    assert api.app.lane(env, lambda *a: None) is None
+    path, found = env[ROUTED]
+    assert path == "/api/bags" and found[3] == "/api/bags"
+    env[ROUTED] = ("/api/bags", "as the lane found it")
+    assert api.app._router.find("/api/bags", falcon.Request(env)) == "as the lane found it"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import falcon
 import orjson
 
@@ -22,28 +24,51 @@ from .routes import OPERATIONS, PATH_VALUES, SPANS_SEGMENTS
 from .table import Services, check_table
 from .tokens import TokenSigner
 
+log = logging.getLogger("tracetrack_api")
+
 
 class App(falcon.App):
     """Falcon's app, with the direct lane (direct.py) in front of it for the GETs it takes.
-    The lane runs the app's own middleware and error answers, as create_app builds them:
-    a middleware or an error handler added later turns it off (Falcon's path for all)."""
 
-    direct: DirectLane | None = None
+    The lane runs none of Falcon's middleware or error handlers: it does what the two
+    create_app installs do (RequestLog, errors.HANDLERS) itself. So `open_lane` opens it
+    only while those are all that is installed, and adding a middleware, an error handler
+    or an error reporter afterwards closes it (Falcon's path for every request, logged)."""
+
+    lane: DirectLane | None = None
 
     def __call__(self, env, start_response):
-        if self.direct is not None:
-            answer = self.direct(env, start_response)
+        if self.lane is not None:
+            answer = self.lane(env, start_response)
             if answer is not None:
                 return answer
         return super().__call__(env, start_response)
 
+    def open_lane(self, lane: DirectLane) -> None:
+        # Falcon's own record of what was added (attributes of falcon.App; test_direct pins them)
+        if self._unprepared_middleware != [lane.log] or dict(self._error_handlers) != errors.HANDLERS:
+            log.warning("the direct lane stays closed: a middleware or an error handler it does not run is installed")
+        elif self._report_error is not None:
+            log.warning("the direct lane stays closed: an error reporter is set")
+        else:
+            self.lane = lane
+
+    def _close_lane(self, what: str) -> None:
+        if self.lane is not None:
+            log.warning("the direct lane is closed: %s was added after the app was built", what)
+            self.lane = None
+
     def add_middleware(self, middleware):
-        self.direct = None
+        self._close_lane("a middleware")
         super().add_middleware(middleware)
 
     def add_error_handler(self, exception, handler=None):
-        self.direct = None
+        self._close_lane("an error handler")
         super().add_error_handler(exception, handler)
+
+    def set_error_reporter(self, reporter):
+        self._close_lane("an error reporter")
+        super().set_error_reporter(reporter)
 
 
 class Redirect:
@@ -74,7 +99,7 @@ def create_app(
     directory: UserDirectory | None = None,
     counters: LocalCache | RedisCache | SharedCounters | None = None,
     access_log: bool = True,
-    direct: bool = True,
+    lane: bool | None = None,
 ) -> App:
     """Build the app. `db` must be open; the app never closes it. `directory`:
     the user cache, when the caller keeps it (to start a UserChangeListener).
@@ -82,7 +107,7 @@ def create_app(
     when configured, else PostgreSQL, so every process shares them).
     `access_log`: one line per request to the `tracetrack.access` logger (when
     it is enabled for INFO); every answer carries X-Request-Id either way.
-    `direct`: the direct lane on (direct.py; off only to compare it with Falcon's path)."""
+    `lane`: the direct lane on (direct.py; default: settings.direct_lane)."""
     check_table(OPERATIONS, PATH_VALUES, SPANS_SEGMENTS)
     settings = settings or ApiSettings.from_env()
     if not settings.secret_key:
@@ -119,6 +144,7 @@ def create_app(
     for page in ("/console", "/docs"):
         app.add_route(page + "/", Redirect(page))
     errors.install(app)
-    app.direct = DirectLane(router, request_log) if direct else None
+    if settings.direct_lane if lane is None else lane:
+        app.open_lane(DirectLane(router, request_log, app.req_options))
     buildinfo.publish()
     return app

@@ -75,6 +75,9 @@ LOG_LEVEL = Var(
 )
 LOG_FORMAT = Var("TRACETRACK_LOG_FORMAT", "text", one_of("text", "json"), "text, or json a line (serve --log-format)")
 ACCESS_LOG = Var("TRACETRACK_ACCESS_LOG", True, flag, "one line per request (serve --no-access-log: 0)")
+DIRECT_LANE = Var(
+    "TRACETRACK_DIRECT_LANE", True, flag, "the direct lane for GETs of path parameters (0: Falcon's path for all)"
+)
 
 API_VARS: tuple[Var, ...] = (
     SECRET_KEY,
@@ -95,6 +98,7 @@ API_VARS: tuple[Var, ...] = (
     LOG_LEVEL,
     LOG_FORMAT,
     ACCESS_LOG,
+    DIRECT_LANE,
 )
 ALL_VARS: tuple[Var, ...] = LIBRARY_VARS + API_VARS
 
@@ -131,6 +135,8 @@ class ApiSettings:
     # ahead of or behind the database's clock (device_time_out_of_range)
     sync_max_ahead_seconds: int = SYNC_MAX_AHEAD.default
     sync_max_behind_seconds: int = SYNC_MAX_BEHIND.default
+    # GETs of path parameters answered in front of Falcon (direct.py); off: Falcon's path for all
+    direct_lane: bool = DIRECT_LANE.default
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
@@ -152,4 +158,5 @@ class ApiSettings:
             refresh_interval=REFRESH_INTERVAL.get(environ),
             sync_max_ahead_seconds=SYNC_MAX_AHEAD.get(environ),
             sync_max_behind_seconds=SYNC_MAX_BEHIND.get(environ),
+            direct_lane=DIRECT_LANE.get(environ),
         )

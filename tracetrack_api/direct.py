@@ -28,30 +28,34 @@ import falcon
 from tracetrack_db.errors import TraceTrackError
 
 from .endpoint import Endpoint
-from .errors import domain_answer, http_answer, internal_answer, status_line
+from .errors import domain_answer, http_answer, internal_answer, status_answer, status_line
 from .logs import RequestLog
-from .router import TableRouter
+from .router import ROUTED, TableRouter
 from .table import Ctx
 
 _JSON = ("content-type", "application/json")  # header names as Falcon sends them (lower case)
 
 
 class DirectLane:
-    def __init__(self, router: TableRouter, request_log: RequestLog):
+    def __init__(self, router: TableRouter, request_log: RequestLog, options: falcon.RequestOptions):
         self.find = router.find
         self.log = request_log
+        self.options = options  # the app's req_options, read per request as Falcon reads them
 
     def __call__(self, env: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes] | None:
-        """The answer to a GET the lane takes, or None: Falcon's to answer."""
+        """The answer to a GET the lane takes, or None: Falcon's to answer (the router's
+        match left in `env` for it, so a GET is routed once either way)."""
         path = env.get("PATH_INFO") or "/"
         if env.get("REQUEST_METHOD") != "GET" or not path.isascii():
             return None
+        if self.options.strip_url_path_trailing_slash and len(path) != 1 and path.endswith("/"):
+            path = path[:-1]
         found = self.find(path)
-        if found is None:
+        endpoint = found[1].get("GET") if found is not None else None
+        if not isinstance(endpoint, Endpoint) or not endpoint.in_lane:
+            env[ROUTED] = (path, found)
             return None
-        endpoint = found[1].get("GET")
-        if not isinstance(endpoint, Endpoint) or not endpoint.direct:
-            return None
+        # the steps of Endpoint.__call__ and of Falcon around it (RequestLog, errors.HANDLERS)
         started = time.perf_counter()
         route = found[3]
         rid = self.log.begin(env.get("HTTP_X_REQUEST_ID"))
@@ -64,16 +68,23 @@ class DirectLane:
                 endpoint.admit(user)
             params = endpoint.path_params(found[2])
             ctx = Ctx(endpoint.services, user, endpoint.client(env), env.get("HTTP_USER_AGENT"))
-            status, body, headers = endpoint.json_answer(endpoint.result(ctx, params))
+            result = endpoint.result(ctx, params)
             for action in ctx.after:
                 action()
+            status, body, headers = endpoint.json_answer(result)
         except TraceTrackError as exc:
             status, body, headers = domain_answer(exc)
         except falcon.HTTPError as exc:
             status, body, headers = http_answer(exc, "GET", path)
+        except falcon.HTTPStatus as exc:
+            status, body, headers = status_answer(exc)
         except Exception as exc:  # noqa: BLE001 - a bug: logged, a 500 with the request id, as on Falcon's path
             status, body, headers = internal_answer(exc, rid, "GET", route)
-        extra = [(name.lower(), value) for name, value in headers]
-        start_response(status_line(status), [_JSON, *extra, ("x-request-id", rid), ("content-length", str(len(body)))])
         self.log.answered_now("GET", route, status, started, user_id, rid)
+        if headers:  # a Reply's or an error's own: they may name content-type; never the last two
+            named = {_JSON[0]: _JSON[1], **{name.lower(): str(value) for name, value in headers}}
+            named.update((("x-request-id", rid), ("content-length", str(len(body)))))
+            start_response(status_line(status), list(named.items()))
+        else:
+            start_response(status_line(status), [_JSON, ("x-request-id", rid), ("content-length", str(len(body)))])
         return [body]

@@ -26,6 +26,8 @@ from .errors import InvalidJson, LengthRequired, PayloadTooLarge
 from .schema import Value
 from .table import CsvStream, Ctx, Operation, RawJson, Reply, Services, Static
 
+_BODILESS = frozenset((204, 304))  # statuses answered without a body
+
 
 def _matches(if_none_match: str | None, etag: str | None) -> bool:
     """Whether an If-None-Match header names this ETag (weak or strong) or is *."""
@@ -154,17 +156,20 @@ class Endpoint:
         self.forbidden = f"this needs the role {' or '.join(op.roles)}" if op.roles else ""
         # with a replica, a user's reads see their own writes (positions.py); None: nothing to do
         self.positions: Any = services.positions if op.roles is not None else None
-        self.direct = self.direct_for(op)
+        self.in_lane = self.lane_takes(op)
 
     @staticmethod
-    def direct_for(op: Operation) -> bool:
-        """Whether the direct lane (direct.py) answers `op`: a GET of path parameters only, answering JSON."""
+    def lane_takes(op: Operation) -> bool:
+        """Whether the direct lane (direct.py) answers `op`'s requests: a GET whose row reads
+        path parameters only (no query parameters, no body: a request's query string or
+        body is ignored, as on Falcon's path) and answers JSON with a body."""
         return (
             op.method == "GET"
             and op.query is None
             and op.body is None
             and not op.upload
             and not isinstance(op.answer, str | tuple)  # a media type (CSV, HTML, PDF, assets)
+            and not {op.status, *op.other_statuses} & _BODILESS
         )
 
     def __call__(self, req: falcon.Request, resp: falcon.Response, **path: str) -> None:
@@ -185,10 +190,11 @@ class Endpoint:
             params["file"] = Upload(req, self.max_upload)
         ctx = Ctx(self.services, user, self.client(req.env), req.user_agent)
         key = req.get_header("Idempotency-Key") if op.idempotent else None
-        if key is None:
-            self.render(resp, self.result(ctx, params), req)
-            for action in ctx.after:
+        if key is None:  # (the direct lane runs these same steps for the GETs it takes: direct.py)
+            result = self.result(ctx, params)
+            for action in ctx.after:  # before the answer is made: one that fails answers a bare 500
                 action()
+            self.render(resp, result, req)
             return
 
         def write(conn):
@@ -288,6 +294,8 @@ class Endpoint:
         """(status, body, headers) of a JSON result (a value, a Reply, RawJson)."""
         if isinstance(result, RawJson):
             return self.op.status, result.data, ()
+        if isinstance(result, CsvStream | Static):
+            raise TypeError(f"{self.op.id}: its row answers JSON, its handler returned {type(result).__name__}")
         status, value = self.outcome(result)
         headers = tuple(result.headers.items()) if isinstance(result, Reply) and result.headers else ()
         return status, dumps(value), headers

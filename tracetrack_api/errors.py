@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import falcon
 
@@ -56,13 +56,14 @@ _STATUS = {
 
 
 def status_line(status: int) -> str:
-    """ "404 Not Found" of 404."""
+    """The status line of a code: "404 Not Found" of 404."""
     return _STATUS.get(status) or falcon.code_to_http_status(status)
 
 
 class ErrorAnswer(NamedTuple):
-    """An error as an HTTP answer: Falcon's handlers below and the direct lane
-    (direct.py) both send these, so an error reads the same on either path."""
+    """An error (or a raised falcon.HTTPStatus) as an HTTP answer: Falcon's handlers
+    below and the direct lane (direct.py) both send these, so it reads the same on
+    either path."""
 
     status: int
     body: bytes
@@ -146,6 +147,17 @@ def http_error(req, resp, exc: falcon.HTTPError, params) -> None:
     _send(resp, http_answer(exc, req.method, req.path))
 
 
+def status_answer(exc: falcon.HTTPStatus) -> ErrorAnswer:
+    """A falcon.HTTPStatus raised to answer: its status, headers and text (handlers never
+    raise one; this keeps both paths alike if one ever does)."""
+    status = falcon.http_status_to_code(exc.status)
+    return ErrorAnswer(status, (exc.text or "").encode(), tuple(dict(exc.headers or {}).items()))
+
+
+def status_error(req, resp, exc: falcon.HTTPStatus, params) -> None:
+    _send(resp, status_answer(exc))
+
+
 def unexpected_error(req, resp, exc: Exception, params) -> None:
     if isinstance(exc, falcon.HTTPError):
         return http_error(req, resp, exc, params)
@@ -156,6 +168,14 @@ def unexpected_error(req, resp, exc: Exception, params) -> None:
 
 def install(app: falcon.App) -> None:
     # Falcon picks the most specific handler by the exception's MRO.
-    app.add_error_handler(Exception, unexpected_error)
-    app.add_error_handler(falcon.HTTPError, http_error)
-    app.add_error_handler(TraceTrackError, domain_error)
+    for exception, handler in HANDLERS.items():
+        app.add_error_handler(exception, handler)
+
+
+# what each exception (by its class's MRO) is answered with, on Falcon's path and the lane's
+HANDLERS: dict[type[Exception], Any] = {
+    Exception: unexpected_error,
+    falcon.HTTPError: http_error,
+    falcon.HTTPStatus: status_error,
+    TraceTrackError: domain_error,
+}

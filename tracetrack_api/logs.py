@@ -6,7 +6,8 @@
   `X-Request-Id`, and every log line emitted while the request runs carries it
   (`REQUEST_ID`, a context variable, read by `RequestIdFilter`); lines outside
   a request carry "-".
-- `RequestLog`, the outermost middleware, sets both and writes the access line
+- `RequestLog`, the outermost middleware (and the direct lane, direct.py, through its
+  `begin` and `answered_now`), sets both and writes the access line
   (logger `tracetrack.access`, INFO): method, route template (never the raw
   path: it holds QR codes and bill numbers; "unmatched" when no route
   matched), status, duration in ms, request id and user id. Never headers,
@@ -257,7 +258,7 @@ class RequestLog:
     def begin(self, header: str | None) -> str:
         """The id of a request that came with this X-Request-Id header, set for its log lines."""
         rid = request_id_of(header)
-        REQUEST_ID.set(rid)  # each request runs in its own thread: no reset needed (a CSV stream logs after)
+        REQUEST_ID.set(rid)  # each request has its own thread or greenlet: no reset (a CSV stream logs after)
         return rid
 
     def answered_now(self, method: str, route: str, status: int, started: float, user_id: Any, rid: str) -> None:

@@ -50,6 +50,9 @@ def compile_template(template: str, spans_segments: Callable[[str], bool]) -> tu
     return re.compile("/" + "/".join(parts)), literals
 
 
+ROUTED = "tracetrack.routed"  # a WSGI environ's key: (path, find's answer) the direct lane already had
+
+
 class TableRouter:
     """A Falcon router (add_route / find) over decoded paths."""
 
@@ -77,6 +80,10 @@ class TableRouter:
         self.add(uri_template, resource, falcon.routing.map_http_methods(resource, **kwargs))
 
     def find(self, uri: str, req: falcon.Request | None = None):
+        if req is not None:
+            routed = req.env.get(ROUTED)
+            if routed is not None and routed[0] == uri:
+                return routed[1]
         for route in self._groups.get(_head(uri), ()):
             match = route.pattern.fullmatch(uri)
             if match is not None:
