@@ -270,6 +270,11 @@ def failing_after(ctx: Any) -> Any:
         ),
         pytest.param(lambda ctx: Reply({"a": 1}, 200, {"Retry-After": 2}), id="Reply with a header that is an int"),
         pytest.param(failing_after, id="an after action that fails"),
+        pytest.param(lambda ctx: (_ for _ in ()).throw(falcon.HTTPStatus(falcon.HTTP_204)), id="HTTPStatus 204"),
+        pytest.param(
+            lambda ctx: (_ for _ in ()).throw(falcon.HTTPStatus(falcon.HTTP_304, text="x")), id="HTTPStatus 304"
+        ),
+        pytest.param(lambda ctx: Reply({"a": 1}, 204), id="Reply 204 its row does not declare"),
     ],
 )
 def test_odd_results_of_a_handler_read_the_same_on_both_paths(api, twin, handler):
@@ -339,7 +344,26 @@ def test_the_lane_reads_the_apps_request_options_and_routes_a_get_once(api, twin
     # a GET the lane leaves to Falcon: its match is handed over, not made again
     env = falcon.testing.create_environ("/api/bags", headers=caller.headers)
     assert api.app.lane(env, lambda *a: None) is None
-    path, found = env[ROUTED]
-    assert path == "/api/bags" and found[3] == "/api/bags"
-    env[ROUTED] = ("/api/bags", "as the lane found it")
+    router, path, found = env[ROUTED]
+    assert router is api.app._router and path == "/api/bags" and found[3] == "/api/bags"
+    env[ROUTED] = (router, "/api/bags", "as the lane found it")
     assert api.app._router.find("/api/bags", falcon.Request(env)) == "as the lane found it"
+    env[ROUTED] = (twin.app._router, "/api/bags", "another app's match")  # only its own router's
+    assert api.app._router.find("/api/bags", falcon.Request(env))[3] == "/api/bags"
+
+
+def test_an_export_a_json_row_returns_by_mistake_gives_its_slot_back(api):
+    from tracetrack_api.handlers import reports
+
+    admin = api.admin()
+    endpoint = api.app._router.find("/api/me")[1]["GET"]
+    endpoint.op = dataclasses.replace(endpoint.op, handler=reports.export_bags)
+    free = reports._export_slots._value
+    assert api.get("/api/me", admin).status_code == 500  # a named bug
+    assert reports._export_slots._value == free  # the slot came back
+    endpoint.op = dataclasses.replace(endpoint.op, handler=routes_handler("get_me"))
+    assert api.get("/api/exports/bags.csv", admin).status_code == 200  # and the user's mark
+
+
+def routes_handler(op_id: str) -> Any:
+    return next(op.handler for op in routes.OPERATIONS if op.id == op_id)

@@ -73,10 +73,11 @@ class App(falcon.App):
 
 class Redirect:
     """308 to the page's own address: /console/ and /docs/ to /console and /docs (the pages'
-    relative links resolve from their address; from /console/ they would miss)."""
+    relative links resolve from their address; from /console/ they would miss). Relative
+    ("../console"), so it holds under a mount point (SCRIPT_NAME) too."""
 
-    def __init__(self, location: str):
-        self.location = location
+    def __init__(self, page: str):
+        self.location = "../" + page.lstrip("/")
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.status = falcon.HTTP_308

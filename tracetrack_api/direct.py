@@ -27,7 +27,7 @@ import falcon
 
 from tracetrack_db.errors import TraceTrackError
 
-from .endpoint import Endpoint
+from .endpoint import _BODILESS, Endpoint
 from .errors import domain_answer, http_answer, internal_answer, status_answer, status_line
 from .logs import RequestLog
 from .router import ROUTED, TableRouter
@@ -38,6 +38,7 @@ _JSON = ("content-type", "application/json")  # header names as Falcon sends the
 
 class DirectLane:
     def __init__(self, router: TableRouter, request_log: RequestLog, options: falcon.RequestOptions):
+        self.router = router
         self.find = router.find
         self.log = request_log
         self.options = options  # the app's req_options, read per request as Falcon reads them
@@ -53,7 +54,7 @@ class DirectLane:
         found = self.find(path)
         endpoint = found[1].get("GET") if found is not None else None
         if not isinstance(endpoint, Endpoint) or not endpoint.in_lane:
-            env[ROUTED] = (path, found)
+            env[ROUTED] = (self.router, path, found)
             return None
         # the steps of Endpoint.__call__ and of Falcon around it (RequestLog, errors.HANDLERS)
         started = time.perf_counter()
@@ -81,6 +82,12 @@ class DirectLane:
         except Exception as exc:  # noqa: BLE001 - a bug: logged, a 500 with the request id, as on Falcon's path
             status, body, headers = internal_answer(exc, rid, "GET", route)
         self.log.answered_now("GET", route, status, started, user_id, rid)
+        if status in _BODILESS or status < 200:  # as Falcon sends them: no body, no length
+            named = {_JSON[0]: _JSON[1], **{name.lower(): str(value) for name, value in headers}}
+            named["x-request-id"] = rid
+            named.pop("content-length", None)
+            start_response(status_line(status), list(named.items()))
+            return []
         if headers:  # a Reply's or an error's own: they may name content-type; never the last two
             named = {_JSON[0]: _JSON[1], **{name.lower(): str(value) for name, value in headers}}
             named.update((("x-request-id", rid), ("content-length", str(len(body)))))

@@ -295,6 +295,9 @@ class Endpoint:
         if isinstance(result, RawJson):
             return self.op.status, result.data, ()
         if isinstance(result, CsvStream | Static):
+            close = getattr(result, "chunks", None) and getattr(result.chunks, "close", None)  # type: ignore[union-attr]
+            if close is not None:
+                close()  # an export's slot and connection come back
             raise TypeError(f"{self.op.id}: its row answers JSON, its handler returned {type(result).__name__}")
         status, value = self.outcome(result)
         headers = tuple(result.headers.items()) if isinstance(result, Reply) and result.headers else ()

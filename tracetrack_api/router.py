@@ -50,7 +50,7 @@ def compile_template(template: str, spans_segments: Callable[[str], bool]) -> tu
     return re.compile("/" + "/".join(parts)), literals
 
 
-ROUTED = "tracetrack.routed"  # a WSGI environ's key: (path, find's answer) the direct lane already had
+ROUTED = "tracetrack.routed"  # a WSGI environ's key: (router, path, find's answer) the direct lane already had
 
 
 class TableRouter:
@@ -82,8 +82,8 @@ class TableRouter:
     def find(self, uri: str, req: falcon.Request | None = None):
         if req is not None:
             routed = req.env.get(ROUTED)
-            if routed is not None and routed[0] == uri:
-                return routed[1]
+            if routed is not None and routed[0] is self and routed[1] == uri:
+                return routed[2]
         for route in self._groups.get(_head(uri), ()):
             match = route.pattern.fullmatch(uri)
             if match is not None:
