@@ -82,16 +82,15 @@ class DirectLane:
         except Exception as exc:  # noqa: BLE001 - a bug: logged, a 500 with the request id, as on Falcon's path
             status, body, headers = internal_answer(exc, rid, "GET", route)
         self.log.answered_now("GET", route, status, started, user_id, rid)
-        if status in _BODILESS or status < 200:  # as Falcon sends them: no body, no length
-            named = {_JSON[0]: _JSON[1], **{name.lower(): str(value) for name, value in headers}}
-            named["x-request-id"] = rid
-            named.pop("content-length", None)
-            start_response(status_line(status), list(named.items()))
-            return []
-        if headers:  # a Reply's or an error's own: they may name content-type; never the last two
-            named = {_JSON[0]: _JSON[1], **{name.lower(): str(value) for name, value in headers}}
-            named.update((("x-request-id", rid), ("content-length", str(len(body)))))
-            start_response(status_line(status), list(named.items()))
-        else:
+        bodiless = status in _BODILESS or status < 200  # as Falcon sends them: no body, no length
+        if not headers and not bodiless:  # the hot read's answer, put together directly
             start_response(status_line(status), [_JSON, ("x-request-id", rid), ("content-length", str(len(body)))])
-        return [body]
+            return [body]
+        # a Reply's or an error's own headers may name content-type; never the request id or the length
+        named = {_JSON[0]: _JSON[1], **{name.lower(): str(value) for name, value in headers}}
+        named["x-request-id"] = rid
+        named.pop("content-length", None)
+        if not bodiless:
+            named["content-length"] = str(len(body))
+        start_response(status_line(status), list(named.items()))
+        return [] if bodiless else [body]

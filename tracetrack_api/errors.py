@@ -125,10 +125,6 @@ def _send(resp: falcon.Response, answer: ErrorAnswer) -> None:
         resp.set_header(name, value)
 
 
-def domain_error(req, resp, exc: TraceTrackError, params) -> None:
-    _send(resp, domain_answer(exc))
-
-
 def http_answer(exc: falcon.HTTPError, method: str, path: str) -> ErrorAnswer:
     status = exc.status_code
     code = {404: "not_found", 405: "method_not_allowed", 415: "unsupported_media_type", 400: "bad_request"}.get(
@@ -141,6 +137,10 @@ def http_answer(exc: falcon.HTTPError, method: str, path: str) -> ErrorAnswer:
         message = f"{method} is not an operation of this path; it takes {dict(exc.headers or {}).get('Allow', '')}"
     headers = tuple(dict(exc.headers or {}).items())
     return error_answer(status, code, message or exc.title or code.replace("_", " "), headers=headers)
+
+
+def domain_error(req, resp, exc: TraceTrackError, params) -> None:
+    _send(resp, domain_answer(exc))
 
 
 def http_error(req, resp, exc: falcon.HTTPError, params) -> None:
@@ -159,8 +159,6 @@ def status_error(req, resp, exc: falcon.HTTPStatus, params) -> None:
 
 
 def unexpected_error(req, resp, exc: Exception, params) -> None:
-    if isinstance(exc, falcon.HTTPError):
-        return http_error(req, resp, exc, params)
     request_id = req.context.get("request_id") or request_id_of(req.get_header("X-Request-Id"))
     _send(resp, internal_answer(exc, request_id, req.method, req.uri_template))
     resp.set_header("X-Request-Id", request_id)
