@@ -155,8 +155,15 @@ def test_a_stopped_standby_fails_no_read_and_is_used_again_when_back(replica_pai
             assert time.monotonic() < deadline, db.replica.status()
             time.sleep(0.05)
         before = routed.get(("replica", "current"), 0) + routed.get(("replica", "waited"), 0)
+        idle = [db.read_pool.getconn() for _ in range(db.read_pool.get_stats()["pool_available"])]
+        try:
+            for conn in idle:  # each pooled connection at once (the pool hands out its newest first): none broken
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+        finally:
+            for conn in idle:
+                db.read_pool.putconn(conn)
         with db.reads_after(db.write_position()):
-            for _ in range(db.read_pool.max_size + 1):  # each pooled connection, none broken
+            for _ in range(db.read_pool.max_size + 1):
                 assert bag_json(db, "SB10003")["bag"]["child_count"] == 20
         after = routed.get(("replica", "current"), 0) + routed.get(("replica", "waited"), 0)
         assert after == before + db.read_pool.max_size + 1, (db.replica.status(), db.read_pool.get_stats())
