@@ -40,7 +40,7 @@ def captured(fmt: str = "text"):
     """The root logger at INFO into a string, configured as `tracetrack serve` does
     (the request-id filter on the handler, the service's formatter)."""
     stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
+    handler = logs.ConsoleHandler(stream)
     handler.addFilter(logs.RequestIdFilter())
     handler.setFormatter(logs.make_formatter(fmt))
     root = logging.getLogger()
@@ -161,6 +161,93 @@ def test_the_access_log_can_be_turned_off_and_costs_nothing_when_its_logger_is_q
         finally:
             logging.getLogger(logs.ACCESS_LOGGER).setLevel(logging.NOTSET)
     assert out.getvalue() == ""
+
+
+class Writes(io.StringIO):
+    """A stream that keeps what each write() call brought (each is a write(2) on stderr)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.calls.append(text)
+        return super().write(text)
+
+
+class Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_batch_of_access_lines_is_one_write_and_each_line_keeps_its_own_fields(fmt):
+    stream, kept = Writes(), Kept()
+    console = logs.ConsoleHandler(stream)
+    console.addFilter(logs.RequestIdFilter())
+    console.setFormatter(logs.make_formatter(fmt))
+    root, access = logging.getLogger(), logging.getLogger(logs.ACCESS_LOGGER)
+    old_level = root.level
+    root.addHandler(console)
+    root.setLevel(logging.INFO)
+    access.addHandler(kept)
+    try:
+        at = 1_700_000_000.25  # 2023-11-14T22:13:20.250Z
+        answered = [
+            logs.Answered(at + i, "GET", "/api/bags/{qr}", 200 + i, 0.002 * (i + 1), i or None, f"rid-{i}", True)
+            for i in range(3)
+        ]
+        answered.insert(1, logs.Answered(at, "GET", "/livez", 200, 0.001, None, "rid-quiet", False))
+        logs.RequestLog(True, None).write(answered)
+        assert len(stream.calls) == 1, stream.calls  # three lines, one write
+        lines = stream.calls[0].splitlines()
+        assert len(lines) == 3 and "rid-quiet" not in stream.calls[0]
+        for i, line in enumerate(lines):
+            user = "-" if i == 0 else str(i)
+            if fmt == "text":
+                expected = (
+                    f"2023-11-14T22:13:2{i}.250Z INFO tracetrack.access [rid-{i}] "
+                    f"GET /api/bags/{{qr}} {200 + i} {2.0 * (i + 1):.1f}ms user={user}"
+                )
+                assert line == expected
+            else:
+                fields = json.loads(line)
+                assert fields["time"] == f"2023-11-14T22:13:2{i}.250Z" and fields["request_id"] == f"rid-{i}"
+                expected_fields = (200 + i, 2.0 * (i + 1), i or None)
+                assert (fields["status"], fields["duration_ms"], fields["user_id"]) == expected_fields
+        # every handler gets a record of its own for each line, with the request's own fields
+        assert [(r.request_id, r.status, r.created, r.user_id) for r in kept.records] == [
+            (f"rid-{i}", 200 + i, at + i, i or None) for i in range(3)
+        ]
+        assert len({id(r) for r in kept.records}) == 3
+        logging.getLogger("tracetrack.test").warning("outside a batch")  # written at once, as ever
+        assert len(stream.calls) == 2 and "outside a batch" in stream.calls[1]
+    finally:
+        access.removeHandler(kept)
+        root.removeHandler(console)
+        root.setLevel(old_level)
+
+
+def test_a_batch_that_cannot_be_written_is_reported_not_raised(capsys):
+    class Broken(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError("disk full")
+
+    console = logs.ConsoleHandler(Broken())
+    access = logging.getLogger(logs.ACCESS_LOGGER)
+    access.addHandler(console)
+    old_level = access.level
+    access.setLevel(logging.INFO)
+    try:
+        logs.RequestLog(True, None).write([logs.Answered(0.0, "GET", "/livez", 200, 0.001, None, "rid-x", True)])
+    finally:
+        access.removeHandler(console)
+        access.setLevel(old_level)
+    assert "disk full" in capsys.readouterr().err  # logging's own report (handleError), the thread goes on
 
 
 def create_app_without_access_log(db: Database) -> falcon.App:
@@ -332,7 +419,7 @@ def test_serve_logs_each_request_with_its_id_and_reports_its_version(db_url):
         assert http("GET", base + "/readyz")[0] == 200
         with urllib.request.urlopen(proc.metrics + "/metrics", timeout=10) as resp:
             assert f'tracetrack_build_info{{version="{__version__}"}} 1.0' in resp.read().decode()
-        log = wait_for(proc, "[from-nginx-123]")
+        log = wait_for(proc, "[from-nginx-123]", "/livez 200", "/readyz 200")
     line = next(line for line in log.splitlines() if "[from-nginx-123]" in line)
     assert re.search(r"INFO tracetrack\.access \[from-nginx-123\] GET /api/bags/\{qr\} 200 [\d.]+ms user=\d+$", line), (
         line
@@ -378,12 +465,14 @@ def test_serve_logs_json_at_the_chosen_level_and_without_access_lines_when_asked
     assert not [r for r in records if r["logger"] == logs.ACCESS_LOGGER]
 
 
-def wait_for(proc, text: str, seconds: float = 5) -> str:
+def wait_for(proc, *texts: str, seconds: float = 5) -> str:
+    """The server's log once it holds every one of `texts` (or `seconds` passed): the
+    workers write their access lines in batches, each worker its own."""
     import time
 
     deadline = time.monotonic() + seconds
     while True:
         log = proc.log()
-        if text in log or time.monotonic() > deadline:
+        if all(text in log for text in texts) or time.monotonic() > deadline:
             return log
         time.sleep(0.1)
