@@ -224,12 +224,50 @@ def test_a_batch_of_access_lines_is_one_write_and_each_line_keeps_its_own_fields
             (f"rid-{i}", 200 + i, at + i, i or None) for i in range(3)
         ]
         assert len({id(r) for r in kept.records}) == 3
+        assert [r.relativeCreated - kept.records[0].relativeCreated for r in kept.records] == pytest.approx(
+            [0, 1000, 2000]
+        )
         logging.getLogger("tracetrack.test").warning("outside a batch")  # written at once, as ever
         assert len(stream.calls) == 2 and "outside a batch" in stream.calls[1]
     finally:
         access.removeHandler(kept)
         root.removeHandler(console)
         root.setLevel(old_level)
+
+
+def test_a_long_batch_goes_out_in_whole_lines_of_at_most_a_pipe_write_and_keeps_the_record_class():
+    """Every worker writes to the same stderr: a write of up to PIPE_BUF bytes to a pipe is
+    never interleaved with another's, so a batch is cut into such writes, at line ends."""
+
+    class Mine(logging.LogRecord):
+        pass
+
+    stream = Writes()
+    console = logs.ConsoleHandler(stream)
+    console.setFormatter(logs.make_formatter("text"))
+    access = logging.getLogger(logs.ACCESS_LOGGER)
+    old_level, old_factory = access.level, logging.getLogRecordFactory()
+    access.addHandler(console)
+    access.setLevel(logging.INFO)
+    logging.setLogRecordFactory(Mine)
+    kept = Kept()
+    access.addHandler(kept)
+    try:
+        n = 200
+        at = 1_700_000_000.0
+        logs.RequestLog(True, None).write(
+            [logs.Answered(at, "GET", "/api/bags/{qr}", 200, 0.001, 7, f"rid-{i:04d}", True) for i in range(n)]
+        )
+    finally:
+        logging.setLogRecordFactory(old_factory)
+        access.removeHandler(console)
+        access.removeHandler(kept)
+        access.setLevel(old_level)
+    assert 1 < len(stream.calls) < n
+    assert all(len(call.encode()) <= logs.WRITE_MAX and call.endswith("\n") for call in stream.calls)
+    lines = "".join(stream.calls).splitlines()
+    assert [line.split("[")[1].split("]")[0] for line in lines] == [f"rid-{i:04d}" for i in range(n)]
+    assert all(type(r) is Mine for r in kept.records) and len(kept.records) == n
 
 
 def test_a_batch_that_cannot_be_written_is_reported_not_raised(capsys):

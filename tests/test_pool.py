@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import threading
+import time
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
 
 from tracetrack_db import Database
 
@@ -31,17 +36,51 @@ def test_one_caller_at_a_time_stays_on_one_backend_after_a_burst(service_url: st
     backend (warm caches) instead of going round all of them, and the others stay idle
     (for the pool's max_idle to close, or a pooler's timeout)."""
     with Database(service_url, min_size=1, max_size=4) as db:
-        barrier = threading.Barrier(4)
-
-        def hold() -> None:
-            with db.connection() as conn:
-                barrier.wait(10)  # all four checked out at once: the pool grows to four
-                conn.execute("SELECT 1")
-
-        threads = [threading.Thread(target=hold) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(10)
-        assert db.pool.get_stats()["pool_size"] == 4
+        burst(db, 4)
         assert len({backend_pid(db) for _ in range(12)}) == 1
+
+
+def burst(db: Database, n: int) -> None:
+    """n requests at once: the pool opens n connections."""
+    barrier = threading.Barrier(n)
+
+    def hold() -> None:
+        with db.connection() as conn:
+            barrier.wait(10)
+            conn.execute("SELECT 1")
+
+    threads = [threading.Thread(target=hold) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert db.pool.get_stats()["pool_size"] == n
+
+
+@pytest.mark.parametrize("idle_check", [0.5, float("inf")])
+def test_a_connection_left_idle_past_the_bound_is_checked_before_it_is_handed_out(service_url: str, idle_check):
+    """LIFO leaves a burst's extra connection idle while one caller at a time keeps the
+    other busy; here the server ends idle sessions after 1 s (idle_session_timeout, as a
+    proxy's or a NAT's timeout would). Pinged when next taken, the ended one is replaced
+    and the next burst fails nothing; without the check (inf), it fails a request."""
+    conninfo = make_conninfo(service_url, options="-c idle_session_timeout=1000")
+    with Database(conninfo, min_size=1, max_size=2, idle_check=idle_check) as db:
+        burst(db, 2)
+        for _ in range(10):  # 3 s of one caller at a time: only the newest connection is used
+            backend_pid(db)
+            time.sleep(0.3)
+        held = [db.pool.getconn() for _ in range(2)]
+        try:
+            answers: list[object] = []
+            for conn in held:
+                try:
+                    answers.append(conn.execute("SELECT 1").fetchone())
+                except psycopg.OperationalError as exc:
+                    answers.append(type(exc).__name__)
+        finally:
+            for conn in held:
+                db.pool.putconn(conn)
+    if idle_check == 0.5:
+        assert answers == [(1,), (1,)]
+    else:  # the scenario does end a connection: the check above is what saves the request
+        assert answers.count((1,)) == 1, answers

@@ -184,14 +184,19 @@ def dict_config(level: str = "info", fmt: str = "text") -> dict[str, Any]:
 
 
 _new_record = object.__new__
-_batch = threading.local()  # the lines of the batch this thread is writing (ConsoleHandler), if any
+_batch = threading.local()  # the lines this thread emits inside batched() (ConsoleHandler), if any
+# A pipe's write(2) of at most PIPE_BUF bytes is never interleaved with another process's:
+# every worker writes to the same stderr, so a batch goes out in writes of whole lines,
+# each at most this long (a longer line alone, as a line always was).
+WRITE_MAX = 4096
 
 
 class ConsoleHandler(logging.StreamHandler):
-    """logging.StreamHandler (stderr), but inside `batched()` a thread's lines are kept
-    and written together when the batch ends: one write(2) for a batch of access
-    lines instead of one per line (stderr is line-buffered). Every other line, and
-    every line outside a batch, is written and flushed at once, as by StreamHandler."""
+    """logging.StreamHandler (stderr), but the lines a thread emits inside `batched()`
+    are kept and written together when the block ends, in writes of whole lines up to
+    WRITE_MAX bytes: a batch of access lines costs a write(2) per ~25 lines instead of
+    one per line (stderr is line-buffered). Lines emitted outside a batch, or by another
+    thread, are written and flushed at once, as by StreamHandler."""
 
     def emit(self, record: logging.LogRecord) -> None:
         lines = getattr(_batch, "lines", None)
@@ -208,8 +213,9 @@ class ConsoleHandler(logging.StreamHandler):
 
 @contextmanager
 def batched() -> Iterator[None]:
-    """ConsoleHandler's lines emitted by this thread in the block, written when it ends
-    (each handler's in order, under its lock, then flushed)."""
+    """Every line this thread emits to a ConsoleHandler in the block (an access line, or
+    anything a handler or filter logs meanwhile) written when it ends: each handler's in
+    order, under its lock, then flushed."""
     if getattr(_batch, "lines", None) is not None:  # already in a batch: the outer one writes
         yield
         return
@@ -219,17 +225,29 @@ def batched() -> Iterator[None]:
         yield
     finally:
         _batch.lines = None
-        handlers = dict.fromkeys(handler for handler, _ in lines)
-        for handler in handlers:
-            text = "".join(line for owner, line in lines if owner is handler)
-            with handler.lock:  # type: ignore[union-attr]  # (created with the handler)
-                try:
-                    handler.stream.write(text)
-                    handler.flush()
-                except RecursionError:
-                    raise
-                except Exception:  # noqa: BLE001 - as StreamHandler.emit
-                    handler.handleError(logging.makeLogRecord({"msg": "%d access lines", "args": (text.count("\n"),)}))
+        for handler in dict.fromkeys(handler for handler, _ in lines):
+            _write_lines(handler, [line for owner, line in lines if owner is handler])
+
+
+def _write_lines(handler: ConsoleHandler, lines: list[str]) -> None:
+    chunk: list[str] = []
+    size = 0
+    with handler.lock:  # type: ignore[union-attr]  # (created with the handler)
+        try:
+            for line in lines:
+                length = len(line) if line.isascii() else len(line.encode())
+                if chunk and size + length > WRITE_MAX:
+                    handler.stream.write("".join(chunk))
+                    chunk, size = [], 0
+                chunk.append(line)
+                size += length
+            if chunk:
+                handler.stream.write("".join(chunk))
+            handler.flush()
+        except RecursionError:
+            raise
+        except Exception:  # noqa: BLE001 - as StreamHandler.emit: reported on stderr, never raised
+            handler.handleError(logging.makeLogRecord({"msg": "a batch of %d log lines", "args": (len(lines),)}))
 
 
 def configure(level: str = "info", fmt: str = "text") -> None:
@@ -345,25 +363,26 @@ class RequestLog:
 
     def write(self, answered: list[Answered]) -> None:
         """The access lines of answered requests (those answered while the line was wanted):
-        real LogRecords through the logger's handlers and filters, each copied from one
-        made per batch (LogRecord() costs 5 us: it looks up the caller's file and module),
-        and the console's lines written together (`batched`)."""
-        log, start = self.log, logging._startTime  # type: ignore[attr-defined]
-        template: dict[str, Any] | None = None
+        records through the logger's handlers and filters as ever, each a copy of one
+        makeRecord per batch with the request's own fields (a dict copy costs less than
+        LogRecord's constructor), the console's lines of a batch written together (`batched`)."""
+        log = self.log
+        template: logging.LogRecord | None = None
         with batched():
             for created, method, route, code, seconds, user_id, rid, logged in answered:
                 if not logged:
                     continue
                 if template is None:
-                    template = log.makeRecord(ACCESS_LOGGER, logging.INFO, "", 0, _ACCESS_MESSAGE, (), None).__dict__
+                    template = log.makeRecord(ACCESS_LOGGER, logging.INFO, "", 0, _ACCESS_MESSAGE, (), None)
+                    kind, fields, made = type(template), template.__dict__, template.created
                 ms = seconds * 1000
-                record = _new_record(logging.LogRecord)
+                record = _new_record(kind)  # the record factory's class, as makeRecord's
                 record.__dict__ = {
-                    **template,
+                    **fields,
                     "args": (method, route, code, ms, "-" if user_id is None else user_id),
                     "created": created,  # when the request was answered, not when its line is written
                     "msecs": int((created - int(created)) * 1000) + 0.0,
-                    "relativeCreated": (created - start) * 1000,
+                    "relativeCreated": fields["relativeCreated"] + (created - made) * 1000,
                     "method": method,
                     "route": route,
                     "status": code,

@@ -91,7 +91,10 @@ class RequestMetrics:
         self._children: dict[tuple[str, str, str], tuple] = {}  # labels() costs a lock and a lookup
 
     def record(self, answered: list[Answered]) -> None:
-        counts: dict[Any, int] = {}  # each counter's increment in this batch: one inc() each (a lock, an mmap write)
+        # the requests counted once per label set and batch (each inc() is a lock and an
+        # mmap write); a scrape between the two loops sees the latency histogram's count
+        # ahead of requests_total by at most this batch
+        counts: dict[tuple[str, str, str], int] = {}
         for request in answered:
             method = request.method if request.method in _METHODS else "OTHER"  # bounded label values
             key = (method, request.route, str(request.status))
@@ -99,9 +102,9 @@ class RequestMetrics:
             if children is None:
                 children = self._children[key] = (LATENCY.labels(*key[:2]), REQUESTS.labels(*key))
             children[0].observe(request.seconds)
-            counts[children[1]] = counts.get(children[1], 0) + 1
-        for counter, n in counts.items():
-            counter.inc(n)
+            counts[key] = counts.get(key, 0) + 1
+        for key, n in counts.items():
+            self._children[key][1].inc(n)
         now = time.monotonic()
         if now - self._pool_sampled > 1.0:  # pool stats take the pool's lock: sample, don't poll
             self._pool_sampled = now

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import cache
+from time import monotonic
 from typing import Any, TypeVar
 
 import psycopg
@@ -63,25 +64,55 @@ def _warn_pooler_once() -> None:
         )
 
 
+# A pooled connection idle longer than this is pinged before it is handed out: the
+# last-in, first-out order below leaves a burst's extra connections idle for as long as
+# traffic stays low, long enough for an idle timeout outside the app to end them
+# (PostgreSQL's idle_session_timeout, a proxy's, a NAT's); one round trip for those, none
+# for the connections in steady use.
+IDLE_CHECK = 30.0
+_IDLE_SINCE = "_tt_idle_since"  # the attribute of a connection: when it was last given back
+
+
 class HotFirstPool(ConnectionPool):
-    """psycopg_pool's pool, handing out the connection returned last (LIFO) instead of
+    """psycopg_pool's pool, handing out the connection given back last (LIFO) instead of
     the one idle longest (FIFO).
 
-    FIFO turns every request to the next backend in the ring: under the bench's
-    eight connections each of a worker's six backends woke for one query in six,
-    to caches another backend had since filled. LIFO keeps the fewest backends
-    busy, with warm caches; a burst's extra connections sit idle at the far end,
-    which is also the end the pool shrinks from (max_idle) and a pooler times out.
-    Measured in RESULTS ("Issue 13 item 8: a last-in, first-out pool"); what
-    SQLAlchemy's pool_use_lifo and Rails' pool do. tests/test_database.py
-    checks the order, so a psycopg_pool release that changes its internals fails there.
+    FIFO sends every request to the next backend in the ring: under the bench's eight
+    clients each of a worker's six backends woke for one query in six, to caches the
+    others had since filled. LIFO keeps the fewest backends busy, with warm caches; a
+    burst's extra connections sit idle at the far end, the end the pool closes first
+    when it shrinks (max_idle). Such a connection, idle past `idle_check` seconds, is
+    pinged when it is next taken, and replaced if it was ended meanwhile. Measured in
+    RESULTS ("Issue 13 item 8: a last-in, first-out pool"); SQLAlchemy's pool_use_lifo
+    and Rails' pool do the same. tests/test_pool.py checks the order, so a psycopg_pool
+    release that changes the internals used here fails there.
     """
 
+    def __init__(self, *args: Any, idle_check: float = IDLE_CHECK, **kwargs: Any):
+        self.idle_check = idle_check
+        super().__init__(*args, check=self._check_if_idle, **kwargs)
+
     def _get_ready_connection(self, timeout: float | None) -> Connection | None:
-        # under the pool's lock; the base class takes from the left of its deque and
-        # puts returned connections on the right: the newest to the left first
+        # Under the pool's lock. The base class takes from the left of its deque and puts
+        # connections given back on the right: rotate(1) brings the newest to the left.
+        # (check() takes them all out and puts them back, reversing the order once: harmless.)
         self._pool.rotate(1)
-        return super()._get_ready_connection(timeout)
+        try:
+            return super()._get_ready_connection(timeout)
+        except BaseException:  # it raised before taking one: the order as it was
+            self._pool.rotate(-1)
+            raise
+
+    def putconn(self, conn: Connection) -> None:
+        # (not the pool's `reset` callback: with one, every connection given back goes
+        # through the pool's worker thread, a thread hand-off per request)
+        setattr(conn, _IDLE_SINCE, monotonic())
+        super().putconn(conn)
+
+    def _check_if_idle(self, conn: Connection) -> None:
+        since = getattr(conn, _IDLE_SINCE, None)  # None: new, never given back
+        if since is None or monotonic() - since > self.idle_check:
+            self.check_connection(conn)  # raises if it was ended: the pool takes another
 
 
 class Database:
@@ -105,6 +136,7 @@ class Database:
         replica_wait: float = 0.1,
         replica_max_lag: float = 5.0,
         replica_retry: float = 5.0,
+        idle_check: float = IDLE_CHECK,
     ):
         self.conninfo = conninfo
         self.queries = queries or load()
@@ -120,8 +152,10 @@ class Database:
                 max_size=max_size,
                 timeout=timeout,
                 kwargs=kwargs,
-                # no `check`: it costs a round trip per checkout (measured 86 us);
-                # a connection that breaks mid-query is discarded when returned
+                # no round trip per checkout (measured 86 us): only a connection idle
+                # past idle_check is pinged (HotFirstPool); one that breaks mid-query
+                # is discarded when returned
+                idle_check=idle_check,
                 open=False,
                 reconnect_timeout=RECONNECT_TIMEOUT,
                 name=f"{name}-{suffix}",
