@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -84,3 +85,26 @@ def test_a_connection_left_idle_past_the_bound_is_checked_before_it_is_handed_ou
         assert answers == [(1,), (1,)]
     else:  # the scenario does end a connection: the check above is what saves the request
         assert answers.count((1,)) == 1, answers
+
+
+def test_one_ended_idle_connection_found_has_the_others_checked_at_once(service_url: str, caplog):
+    """Three connections after a burst, two of them idle past the server's idle timeout:
+    the request that takes an ended one has the pool check the other idle one then, so
+    it does not take that one next (after the pool's backoff of a second)."""
+    conninfo = make_conninfo(service_url, options="-c idle_session_timeout=1000")
+    with Database(conninfo, min_size=1, max_size=3, idle_check=0.5) as db:
+        burst(db, 3)
+        for _ in range(10):
+            backend_pid(db)
+            time.sleep(0.3)
+        hot = db.pool.getconn()
+        with caplog.at_level(logging.INFO, logger="psycopg.pool"):
+            taken = db.pool.getconn()  # an ended one first, then a working one
+        try:
+            assert taken.execute("SELECT 1").fetchone() == (1,)
+            assert db.pool.get_stats().get("connections_lost", 0) == 2  # both ended ones are gone
+            failed = [r for r in caplog.records if "failed check" in r.getMessage()]
+            assert len(failed) == 1, [r.getMessage() for r in caplog.records]  # the second by check()
+        finally:
+            db.pool.putconn(hot)
+            db.pool.putconn(taken)

@@ -88,9 +88,21 @@ class HotFirstPool(ConnectionPool):
     release that changes the internals used here fails there.
     """
 
-    def __init__(self, *args: Any, idle_check: float = IDLE_CHECK, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        idle_check: float = IDLE_CHECK,
+        configure: Callable[[Connection], None] | None = None,
+        **kwargs: Any,
+    ):
         self.idle_check = idle_check
-        super().__init__(*args, check=self._check_if_idle, **kwargs)
+
+        def configured(conn: Connection) -> None:
+            if configure is not None:
+                configure(conn)
+            setattr(conn, _IDLE_SINCE, monotonic())  # idle from now until first taken
+
+        super().__init__(*args, check=self._check_if_idle, configure=configured, **kwargs)
 
     def _get_ready_connection(self, timeout: float | None) -> Connection | None:
         # Under the pool's lock. The base class takes from the left of its deque and puts
@@ -110,9 +122,16 @@ class HotFirstPool(ConnectionPool):
         super().putconn(conn)
 
     def _check_if_idle(self, conn: Connection) -> None:
-        since = getattr(conn, _IDLE_SINCE, None)  # None: new, never given back
+        since = getattr(conn, _IDLE_SINCE, None)  # when it was made or last given back
         if since is None or monotonic() - since > self.idle_check:
-            self.check_connection(conn)  # raises if it was ended: the pool takes another
+            try:
+                self.check_connection(conn)
+            except Exception:
+                # the pool takes another, at once the first time but a second later the
+                # next (its backoff): the others idle as long are likely gone too, so
+                # every idle connection is checked now, in this request (as _purge does)
+                self.check()
+                raise
 
 
 class Database:
