@@ -107,7 +107,8 @@ class HotFirstPool(ConnectionPool):
     def _get_ready_connection(self, timeout: float | None) -> Connection | None:
         # Under the pool's lock. The base class takes from the left of its deque and puts
         # connections given back on the right: rotate(1) brings the newest to the left.
-        # (check() takes them all out and puts them back, reversing the order once: harmless.)
+        # (check() takes them all out and puts them back in reverse order: the coldest then
+        # comes first, and is pinged once if it was idle past the bound.)
         self._pool.rotate(1)
         try:
             return super()._get_ready_connection(timeout)
@@ -128,8 +129,9 @@ class HotFirstPool(ConnectionPool):
                 self.check_connection(conn)
             except Exception:
                 # the pool takes another, at once the first time but a second later the
-                # next (its backoff): the others idle as long are likely gone too, so
-                # every idle connection is checked now, in this request (as _purge does)
+                # next (its backoff, since psycopg-pool 3.2.1): the others idle as long are
+                # likely gone too, so every idle connection is checked now, in this request
+                # (as _purge does)
                 self.check()
                 raise
 
@@ -377,11 +379,12 @@ class Database:
 
     @staticmethod
     def _purge(pool: ConnectionPool) -> None:
-        """Drop the pool's idle connections that are broken (one round trip each to
-        those that work). The pool has no `check` on checkout (a round trip per
-        request), so after a database restart each connection it kept would fail
-        the request that took it, and with nobody to retry, /health would say the
-        database is down when it is back. This runs on that failure path only."""
+        """Drop the pool's idle connections that are broken (a round trip to each). The
+        pool pings a connection on checkout only when it was idle past idle_check (a
+        round trip per request otherwise), so after a database restart each recently
+        used connection it kept would fail the request that took it, and with nobody
+        to retry, /health would say the database is down when it is back. This runs
+        on that failure path only."""
         try:
             pool.check()
         except Exception:  # a check that fails is no reason to hide the request's own error
