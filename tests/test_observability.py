@@ -36,10 +36,10 @@ HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
 @contextmanager
-def captured(fmt: str = "text"):
-    """The root logger at INFO into a string, configured as `tracetrack serve` does
-    (the request-id filter on the handler, the service's formatter)."""
-    stream = io.StringIO()
+def captured(fmt: str = "text", stream: io.StringIO | None = None):
+    """The root logger at INFO into a string (`stream`, a new one by default), configured
+    as `tracetrack serve` does (its handler, the request-id filter, the service's formatter)."""
+    stream = io.StringIO() if stream is None else stream
     handler = logs.ConsoleHandler(stream)
     handler.addFilter(logs.RequestIdFilter())
     handler.setFormatter(logs.make_formatter(fmt))
@@ -184,18 +184,21 @@ class Kept(logging.Handler):
         self.records.append(record)
 
 
-@pytest.mark.parametrize("fmt", ["text", "json"])
-def test_a_batch_of_access_lines_is_one_write_and_each_line_keeps_its_own_fields(fmt):
-    stream, kept = Writes(), Kept()
-    console = logs.ConsoleHandler(stream)
-    console.addFilter(logs.RequestIdFilter())
-    console.setFormatter(logs.make_formatter(fmt))
-    root, access = logging.getLogger(), logging.getLogger(logs.ACCESS_LOGGER)
-    old_level = root.level
-    root.addHandler(console)
-    root.setLevel(logging.INFO)
+@contextmanager
+def kept_access_records():
+    """Another handler on the access logger: the records it was given."""
+    kept = Kept()
+    access = logging.getLogger(logs.ACCESS_LOGGER)
     access.addHandler(kept)
     try:
+        yield kept.records
+    finally:
+        access.removeHandler(kept)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_batch_of_access_lines_is_one_write_and_each_line_keeps_its_own_fields(fmt):
+    with captured(fmt, Writes()) as stream, kept_access_records() as records:
         at = 1_700_000_000.25  # 2023-11-14T22:13:20.250Z
         answered = [
             logs.Answered(at + i, "GET", "/api/bags/{qr}", 200 + i, 0.002 * (i + 1), i or None, f"rid-{i}", True)
@@ -220,19 +223,13 @@ def test_a_batch_of_access_lines_is_one_write_and_each_line_keeps_its_own_fields
                 expected_fields = (200 + i, 2.0 * (i + 1), i or None)
                 assert (fields["status"], fields["duration_ms"], fields["user_id"]) == expected_fields
         # every handler gets a record of its own for each line, with the request's own fields
-        assert [(r.request_id, r.status, r.created, r.user_id) for r in kept.records] == [
+        assert [(r.request_id, r.status, r.created, r.user_id) for r in records] == [
             (f"rid-{i}", 200 + i, at + i, i or None) for i in range(3)
         ]
-        assert len({id(r) for r in kept.records}) == 3
-        assert [r.relativeCreated - kept.records[0].relativeCreated for r in kept.records] == pytest.approx(
-            [0, 1000, 2000]
-        )
+        assert len({id(r) for r in records}) == 3
+        assert [r.relativeCreated - records[0].relativeCreated for r in records] == pytest.approx([0, 1000, 2000])
         logging.getLogger("tracetrack.test").warning("outside a batch")  # written at once, as ever
         assert len(stream.calls) == 2 and "outside a batch" in stream.calls[1]
-    finally:
-        access.removeHandler(kept)
-        root.removeHandler(console)
-        root.setLevel(old_level)
 
 
 def test_a_long_batch_goes_out_in_whole_lines_of_at_most_a_pipe_write_and_keeps_the_record_class():
@@ -242,32 +239,22 @@ def test_a_long_batch_goes_out_in_whole_lines_of_at_most_a_pipe_write_and_keeps_
     class Mine(logging.LogRecord):
         pass
 
-    stream = Writes()
-    console = logs.ConsoleHandler(stream)
-    console.setFormatter(logs.make_formatter("text"))
-    access = logging.getLogger(logs.ACCESS_LOGGER)
-    old_level, old_factory = access.level, logging.getLogRecordFactory()
-    access.addHandler(console)
-    access.setLevel(logging.INFO)
+    old_factory = logging.getLogRecordFactory()
     logging.setLogRecordFactory(Mine)
-    kept = Kept()
-    access.addHandler(kept)
     try:
-        n = 200
-        at = 1_700_000_000.0
-        logs.RequestLog(True, None).write(
-            [logs.Answered(at, "GET", "/api/bags/{qr}", 200, 0.001, 7, f"rid-{i:04d}", True) for i in range(n)]
-        )
+        with captured("text", Writes()) as stream, kept_access_records() as records:
+            n = 200
+            at = 1_700_000_000.0
+            logs.RequestLog(True, None).write(
+                [logs.Answered(at, "GET", "/api/bags/{qr}", 200, 0.001, 7, f"rid-{i:04d}", True) for i in range(n)]
+            )
     finally:
         logging.setLogRecordFactory(old_factory)
-        access.removeHandler(console)
-        access.removeHandler(kept)
-        access.setLevel(old_level)
     assert 1 < len(stream.calls) < n
     assert all(len(call.encode()) <= logs.WRITE_MAX and call.endswith("\n") for call in stream.calls)
     lines = "".join(stream.calls).splitlines()
     assert [line.split("[")[1].split("]")[0] for line in lines] == [f"rid-{i:04d}" for i in range(n)]
-    assert all(type(r) is Mine for r in kept.records) and len(kept.records) == n
+    assert all(type(r) is Mine for r in records) and len(records) == n
 
 
 def test_a_batch_that_cannot_be_written_is_reported_not_raised(capsys):
@@ -275,16 +262,8 @@ def test_a_batch_that_cannot_be_written_is_reported_not_raised(capsys):
         def write(self, text: str) -> int:
             raise OSError("disk full")
 
-    console = logs.ConsoleHandler(Broken())
-    access = logging.getLogger(logs.ACCESS_LOGGER)
-    access.addHandler(console)
-    old_level = access.level
-    access.setLevel(logging.INFO)
-    try:
+    with captured("text", Broken()):
         logs.RequestLog(True, None).write([logs.Answered(0.0, "GET", "/livez", 200, 0.001, None, "rid-x", True)])
-    finally:
-        access.removeHandler(console)
-        access.setLevel(old_level)
     assert "disk full" in capsys.readouterr().err  # logging's own report (handleError), the thread goes on
 
 

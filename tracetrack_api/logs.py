@@ -184,7 +184,7 @@ def dict_config(level: str = "info", fmt: str = "text") -> dict[str, Any]:
 
 
 _new_record = object.__new__
-_batch = threading.local()  # the lines this thread emits inside batched() (ConsoleHandler), if any
+_batch = threading.local()  # the lines this thread emits inside batched(), by ConsoleHandler, if any
 # A pipe's write(2) of at most PIPE_BUF bytes is never interleaved with another process's:
 # every worker writes to the same stderr, so a batch goes out in writes of whole lines,
 # each at most this long (a longer line alone, as a line always was).
@@ -204,7 +204,7 @@ class ConsoleHandler(logging.StreamHandler):
             super().emit(record)
             return
         try:
-            lines.append((self, self.format(record) + self.terminator))
+            lines.setdefault(self, []).append(self.format(record) + self.terminator)
         except RecursionError:
             raise
         except Exception:  # noqa: BLE001 - as StreamHandler.emit: reported on stderr, never raised
@@ -219,14 +219,14 @@ def batched() -> Iterator[None]:
     if getattr(_batch, "lines", None) is not None:  # already in a batch: the outer one writes
         yield
         return
-    lines: list[tuple[ConsoleHandler, str]] = []
+    lines: dict[ConsoleHandler, list[str]] = {}  # each handler's, in order
     _batch.lines = lines
     try:
         yield
     finally:
         _batch.lines = None
-        for handler in dict.fromkeys(handler for handler, _ in lines):
-            _write_lines(handler, [line for owner, line in lines if owner is handler])
+        for handler, its_lines in lines.items():
+            _write_lines(handler, its_lines)
 
 
 def _write_lines(handler: ConsoleHandler, lines: list[str]) -> None:

@@ -131,9 +131,19 @@ class HotFirstPool(ConnectionPool):
                 # the pool takes another, at once the first time but a second later the
                 # next (its backoff, since psycopg-pool 3.2.1): the others idle as long are
                 # likely gone too, so every idle connection is checked now, in this request
-                # (as _purge does)
-                self.check()
+                self.purge()
                 raise
+
+    def purge(self) -> None:
+        """Drop the idle connections that are broken (a round trip to each). The pool
+        pings a connection on checkout only when it was idle past idle_check (a round
+        trip per request otherwise), so after a database restart each recently used
+        connection would fail the request that took it, and with nobody to retry,
+        /health would say the database is down when it is back. For failure paths only."""
+        try:
+            self.check()
+        except Exception:  # a check that fails is no reason to hide the request's own error
+            log.warning("checking the pool's connections failed", exc_info=True)
 
 
 class Database:
@@ -166,7 +176,7 @@ class Database:
         self._prepare_threshold = prepare_threshold
         kwargs = {"autocommit": True, "prepare_threshold": prepare_threshold}
 
-        def make(dsn: str, suffix: str) -> ConnectionPool:
+        def make(dsn: str, suffix: str) -> HotFirstPool:
             return HotFirstPool(
                 dsn,
                 min_size=min_size,
@@ -321,7 +331,7 @@ class Database:
                     yield own
                 except Exception:
                     if own.broken:  # the server went away (a restart): so did the others in the pool, likely
-                        self._purge(self.pool)
+                        self.pool.purge()
                     raise
                 finally:
                     self.pool.putconn(own)
@@ -376,19 +386,6 @@ class Database:
     def conninfo_of(self, conn: Connection) -> str:
         """The DSN of the server `conn` is on (the watchdog of an export reaches it with its own)."""
         return str(self.read_pool.conninfo) if getattr(conn, "_pool", None) is self.read_pool else self.conninfo
-
-    @staticmethod
-    def _purge(pool: ConnectionPool) -> None:
-        """Drop the pool's idle connections that are broken (a round trip to each). The
-        pool pings a connection on checkout only when it was idle past idle_check (a
-        round trip per request otherwise), so after a database restart each recently
-        used connection it kept would fail the request that took it, and with nobody
-        to retry, /health would say the database is down when it is back. This runs
-        on that failure path only."""
-        try:
-            pool.check()
-        except Exception:  # a check that fails is no reason to hide the request's own error
-            log.warning("checking the pool's connections failed", exc_info=True)
 
     @contextmanager
     def transaction(self, conn: Connection | None = None) -> Iterator[Connection]:
